@@ -1,0 +1,110 @@
+"""The loop every event consumer shares: receive, shard, hold for lag, handle, acknowledge."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .._event import Event, Header
+from .._supervisor import ProcessContext
+
+__all__ = ["Batch", "Outcome", "consume", "event_time", "sequential"]
+
+BATCH_SIZE = 64
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a handler did with a batch: events to acknowledge, and the first failure."""
+
+    acks: list[Event]
+    error: BaseException | None = None
+
+
+Batch = Callable[[Sequence[Event]], Awaitable[Outcome]]
+
+
+def event_time(event: Event) -> datetime:
+    """When the engine wrote the event by the workflow's clock (else the streamer's time)."""
+    raw = event.headers.get(Header.EVENT_TIME)
+    if raw:
+        try:
+            return datetime.fromisoformat(raw)
+        except ValueError:
+            pass
+    return event.created_at
+
+
+def sequential(handle: Callable[[Event], Awaitable[Any]]) -> Batch:
+    """A batch handler that handles events one by one and stops at the first failure."""
+
+    async def run(events: Sequence[Event]) -> Outcome:
+        acks: list[Event] = []
+        for event in events:
+            try:
+                await handle(event)
+            except Exception as exc:
+                return Outcome(acks, exc)
+            acks.append(event)
+        return Outcome(acks)
+
+    return run
+
+
+async def consume(
+    ctx: ProcessContext,
+    engine: Any,
+    *,
+    topic: str,
+    handler: Batch,
+    shard: int = 1,
+    shards: int = 1,
+    consume_lag: float = 0.0,
+    poll_interval: float | None = None,
+    accept: Callable[[Event], bool] | None = None,
+    on_skip: Callable[[str], None] | None = None,
+) -> None:
+    """Consume ``topic`` under the process's role until cancelled.
+
+    Events of other shards (``id % shards != shard - 1``) and events ``accept`` rejects
+    are acknowledged without handling. A handler failure is raised after the batch's
+    successes are acknowledged; the supervisor backs off and a new receiver redelivers
+    from the cursor.
+    """
+    receiver = await engine.streamer.new_receiver(topic, ctx.role, poll_interval=poll_interval)
+    ctx.watch(receiver)
+    clock = engine.clock
+    lag = timedelta(seconds=consume_lag) if consume_lag > 0 else None
+    try:
+        while True:
+            events = await receiver.recv(1 if lag is not None else BATCH_SIZE)
+            ctx.busy = True
+            mine: list[Event] = []
+            for event in events:
+                if (shards > 1 and event.id % shards != shard - 1) or (
+                    accept is not None and not accept(event)
+                ):
+                    if on_skip is not None:
+                        on_skip("filtered out")
+                    await receiver.ack(event)
+                else:
+                    mine.append(event)
+            if mine and lag is not None:
+                due = event_time(mine[0]) + lag
+                if clock.now() < due:
+                    ctx.busy = False  # waiting on business time, not on work
+                    await clock.sleep_until(due)
+                    ctx.busy = True
+            if mine:
+                outcome = await handler(mine)
+                for event in outcome.acks:
+                    await receiver.ack(event)
+                if outcome.error is not None:
+                    raise outcome.error
+            ctx.busy = False
+            ctx.progress()
+    finally:
+        ctx.busy = False
+        await receiver.close()

@@ -1,0 +1,114 @@
+"""Consumers of the run-state-change and delete topics: hooks, pause retry, data deletion."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from .._errors import RecordNotFound
+from .._event import Event, Header
+from .._record import TypedRecord
+from .._runstate import RunState
+
+__all__ = ["DeleteHandler", "HookHandler", "PauseRetryHandler", "run_state_is"]
+
+DELETED_OBJECT = b'{"result":"deleted"}'
+
+
+def run_state_is(state: RunState) -> Any:
+    """An event filter: the run_state header equals ``state``."""
+    wanted = str(int(state))
+
+    def accept(event: Event) -> bool:
+        return event.headers.get(Header.RUN_STATE) == wanted
+
+    return accept
+
+
+class HookHandler:
+    """Calls the user's hook with the run's current record (at least once per event)."""
+
+    def __init__(self, engine: Any, hook: Any, on_skip: Any) -> None:
+        self._engine = engine
+        self._hook = hook
+        self._on_skip = on_skip
+
+    async def __call__(self, event: Event) -> None:
+        engine = self._engine
+        try:
+            record = await engine.store.lookup(event.foreign_id)
+        except RecordNotFound:
+            self._on_skip("record not found")
+            return
+        try:
+            obj = engine.codec.decode(record.object)
+            status = engine.status_type(record.status)
+        except ValueError:
+            self._on_skip("unable to unmarshal object")
+            return
+        typed = TypedRecord(
+            record.workflow_name,
+            record.foreign_id,
+            record.run_id,
+            record.run_state,
+            status,
+            obj,
+            record.created_at,
+            record.updated_at,
+            record.meta,
+        )
+        await self._hook(typed)
+
+
+class PauseRetryHandler:
+    """Resumes a run still paused ``resume_after`` seconds after it was paused."""
+
+    def __init__(self, engine: Any, resume_after: float, on_skip: Any) -> None:
+        self._engine = engine
+        self._resume_after = timedelta(seconds=resume_after)
+        self._on_skip = on_skip
+
+    async def __call__(self, event: Event) -> None:
+        engine = self._engine
+        try:
+            record = await engine.store.lookup(event.foreign_id)
+        except RecordNotFound:
+            self._on_skip("record not found")
+            return
+        if record.run_state is not RunState.PAUSED:
+            self._on_skip("record not paused")
+            return
+        if record.updated_at > engine.clock.now() - self._resume_after:
+            self._on_skip("paused too recently")
+            return
+        engine.errors.clear_run(record.run_id)
+        await engine.write(engine.update(record, run_state=RunState.RUNNING, reason=""))
+
+
+class DeleteHandler:
+    """Replaces a run's object (custom scrub or ``{"result":"deleted"}``): DataDeleted."""
+
+    def __init__(self, engine: Any, custom: Any, on_skip: Any) -> None:
+        self._engine = engine
+        self._custom = custom
+        self._on_skip = on_skip
+
+    async def __call__(self, event: Event) -> None:
+        engine = self._engine
+        try:
+            record = await engine.store.lookup(event.foreign_id)
+        except RecordNotFound:
+            self._on_skip("record not found")
+            return
+        if record.run_state is not RunState.REQUESTED_DATA_DELETED:
+            self._on_skip("record not awaiting deletion")
+            return
+        if self._custom is None:
+            replacement = DELETED_OBJECT
+        else:
+            obj = engine.codec.decode(record.object)
+            scrubbed = await self._custom(obj)
+            replacement = engine.codec.encode(obj if scrubbed is None else scrubbed)
+        await engine.write(
+            engine.update(record, run_state=RunState.DATA_DELETED, obj=replacement)
+        )

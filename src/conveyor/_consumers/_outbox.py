@@ -1,0 +1,47 @@
+"""The outbox relay: moves stored outbox events to the event streamer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._protocols import EventSender, OutgoingEvent
+from .._supervisor import ProcessContext
+
+__all__ = ["relay_outbox"]
+
+
+async def relay_outbox(engine: Any, ctx: ProcessContext) -> None:
+    """Relay until cancelled: list, send (grouped by topic, in order), then delete.
+
+    Woken by the store when a write adds an outbox event; ``polling_frequency`` is only
+    the fallback. Delivery is at least once: a crash between send and delete resends.
+    """
+    store = engine.store
+    name: str = engine.name
+    options = engine.config.outbox
+    senders: dict[str, EventSender] = {}
+    try:
+        while True:
+            events = await store.list_outbox_events(name, options.lookup_limit)
+            if not events:
+                ctx.busy = False
+                await store.wait_for_outbox(name, options.polling_frequency)
+                continue
+            ctx.busy = True
+            by_topic: dict[str, list[OutgoingEvent]] = {}
+            for ev in events:
+                items = by_topic.get(ev.topic)
+                if items is None:
+                    items = by_topic[ev.topic] = []
+                items.append(OutgoingEvent(ev.run_id, ev.type, ev.headers))
+            for topic, items in by_topic.items():
+                sender = senders.get(topic)
+                if sender is None:
+                    sender = senders[topic] = await engine.streamer.new_sender(topic)
+                await sender.send_many(items)
+            await store.delete_outbox_events([ev.id for ev in events])
+            ctx.progress()
+    finally:
+        ctx.busy = False
+        for sender in senders.values():
+            await sender.close()

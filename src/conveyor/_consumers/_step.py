@@ -1,0 +1,104 @@
+"""Step consumers: run the user's step for every run that reaches a status."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from .._errors import RecordNotFound, VersionConflict, WorkflowError
+from .._event import Event, Header
+from .._protocols import RecordWrite
+from .._record import Record
+from .._supervisor import ProcessContext
+from ._consume import Outcome
+
+__all__ = ["StaleRecord", "StepHandler"]
+
+
+class StaleRecord(WorkflowError):
+    """The store returned an older version than the event announced (replica lag): retry."""
+
+
+class _Skip(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class StepHandler:
+    """Handles a batch of events for one status: lookup, version rule, step, write."""
+
+    def __init__(
+        self,
+        engine: Any,
+        ctx: ProcessContext,
+        status: int,
+        fn: Callable[[Any], Awaitable[Any]],
+        pause_after: int,
+        on_skip: Callable[[str], None],
+    ) -> None:
+        self._engine = engine
+        self._ctx = ctx
+        self._status = status
+        self._fn = fn
+        self._pause_after = pause_after
+        self._on_skip = on_skip
+
+    async def __call__(self, events: Sequence[Event]) -> Outcome:
+        if len(events) == 1:
+            results: list[RecordWrite | BaseException | None] = [await self._guarded(events[0])]
+        else:
+            results = list(await asyncio.gather(*(self._guarded(e) for e in events)))
+        acks: list[Event] = []
+        error: BaseException | None = None
+        writes: list[RecordWrite] = []
+        written: list[Event] = []
+        for event, result in zip(events, results, strict=True):
+            if isinstance(result, RecordWrite):
+                writes.append(result)
+                written.append(event)
+            elif isinstance(result, BaseException):
+                error = error or result
+            else:
+                acks.append(event)
+        if writes:
+            outcomes = await self._engine.write_many(writes)
+            for event, outcome in zip(written, outcomes, strict=True):
+                if isinstance(outcome, VersionConflict):
+                    self._on_skip("record modified concurrently")
+                elif outcome is not None:
+                    error = error or outcome
+                    continue
+                acks.append(event)
+        return Outcome(acks, error)
+
+    async def _guarded(self, event: Event) -> RecordWrite | BaseException | None:
+        try:
+            return await self._prepare(event)
+        except _Skip as skip:
+            self._on_skip(skip.reason)
+            return None
+        except Exception as exc:
+            return exc
+
+    async def _prepare(self, event: Event) -> RecordWrite | None:
+        engine = self._engine
+        try:
+            record: Record = await engine.store.lookup(event.foreign_id)
+        except RecordNotFound:
+            raise _Skip("record not found") from None
+        event_version = int(event.headers.get(Header.RECORD_VERSION, 0) or 0)
+        if record.meta.version > event_version:
+            raise _Skip("event record version lower than latest record version")
+        if record.meta.version < event_version:
+            raise StaleRecord(
+                "stale record lookup: record version is lower than event record version "
+                f"(run_id={record.run_id}, record={record.meta.version}, event={event_version})"
+            )
+        if record.run_state.stopped():
+            raise _Skip("record stopped")
+        if record.status != self._status:
+            raise _Skip("record status not in expected state")
+        return await engine.run_user_code(
+            record, self._fn, (), process=self._ctx.name, pause_after=self._pause_after
+        )

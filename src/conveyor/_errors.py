@@ -1,0 +1,108 @@
+"""Every error conveyor raises on purpose.
+
+The tree::
+
+    WorkflowError
+    ├── BuildError                 a graph or option mistake found by Builder.build()
+    ├── NotRunning                 trigger/schedule before run() or after stop()
+    ├── RecordNotFound             (also a LookupError)
+    ├── TimeoutNotFound            (also a LookupError)
+    ├── OutboxRecordNotFound       (also a LookupError)
+    ├── WorkflowInProgress         the foreign ID already has an active run
+    ├── VersionConflict            a compare-and-set write lost to another writer
+    ├── InvalidTransition          a status or run-state move the graph or table forbids
+    ├── RunEnded                   wait(): the run finished without reaching the status
+    └── AdapterError               a backend failed; the driver's error is the __cause__
+        └── AdapterUnavailable     the backend cannot be reached (also a ConnectionError)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._record import Record
+
+__all__ = [
+    "AdapterError",
+    "AdapterUnavailable",
+    "BuildError",
+    "InvalidTransition",
+    "NotRunning",
+    "OutboxRecordNotFound",
+    "RecordNotFound",
+    "RunEnded",
+    "TimeoutNotFound",
+    "VersionConflict",
+    "WorkflowError",
+    "WorkflowInProgress",
+]
+
+
+class WorkflowError(Exception):
+    """Root of every error conveyor raises on purpose."""
+
+
+class BuildError(WorkflowError):
+    """The workflow definition is invalid (raised by ``Builder`` and ``Builder.build``)."""
+
+
+class NotRunning(WorkflowError):
+    """The workflow's background processes are not running (call ``run()`` first)."""
+
+
+class RecordNotFound(WorkflowError, LookupError):
+    """No record matches the run ID or foreign ID."""
+
+
+class TimeoutNotFound(WorkflowError, LookupError):
+    """No timeout has that ID."""
+
+
+class OutboxRecordNotFound(WorkflowError, LookupError):
+    """No outbox event has that ID."""
+
+
+class WorkflowInProgress(WorkflowError):
+    """The foreign ID already has an Initiated, Running or Paused run."""
+
+    def __init__(self, workflow_name: str = "", foreign_id: str = "") -> None:
+        super().__init__(
+            f"current workflow still in progress - retry once complete "
+            f"(workflow={workflow_name!r}, foreign_id={foreign_id!r})"
+        )
+        self.workflow_name = workflow_name
+        self.foreign_id = foreign_id
+
+
+class VersionConflict(WorkflowError):
+    """A write expected a stored version that is no longer there: someone else moved the run."""
+
+    def __init__(self, run_id: str, expected_version: int, actual_version: int | None) -> None:
+        super().__init__(
+            f"record was modified since it was loaded: run_id={run_id} "
+            f"expected_version={expected_version} actual_version={actual_version}"
+        )
+        self.run_id = run_id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+
+
+class InvalidTransition(WorkflowError):
+    """A status move not in the graph, or a run-state move not in the RunState table."""
+
+
+class RunEnded(WorkflowError):
+    """``wait()`` gave up: the run finished (or was deleted) without reaching the status."""
+
+    def __init__(self, record: Record, message: str) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+class AdapterError(WorkflowError):
+    """A backend operation failed; the driver's exception is chained as ``__cause__``."""
+
+
+class AdapterUnavailable(AdapterError, ConnectionError):
+    """The backend could not be reached."""

@@ -1,0 +1,337 @@
+"""The adapter contracts: what a backend must do for the engine, and what is atomic.
+
+Every adapter runs the matching suite from ``conveyor.adaptertest``. The contracts are
+shaped for batching: receivers hand out several events at once (each acknowledged on its
+own), senders take several events, and stores commit several writes in one transaction
+with a compare-and-set outcome per write.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import NamedTuple, Protocol, runtime_checkable
+
+from ._errors import WorkflowError
+from ._event import Event, OutboxEvent
+from ._record import Record
+from ._runstate import RunState
+
+__all__ = [
+    "EventReceiver",
+    "EventSender",
+    "EventStreamer",
+    "Lease",
+    "Logger",
+    "Order",
+    "OutgoingEvent",
+    "RecordFilter",
+    "RecordStore",
+    "RecordWrite",
+    "RoleScheduler",
+    "TimeoutRecord",
+    "TimeoutStore",
+]
+
+
+# --------------------------------------------------------------------------- events
+
+
+class OutgoingEvent(NamedTuple):
+    """One event to send: ``foreign_id`` carries the run ID for engine events."""
+
+    foreign_id: str
+    type: int
+    headers: Mapping[str, str]
+
+
+@runtime_checkable
+class EventSender(Protocol):
+    """Appends events to one topic."""
+
+    async def send(self, foreign_id: str, event_type: int, headers: Mapping[str, str]) -> None:
+        """Append one event. Raises ``AdapterError`` if it could not be appended."""
+        ...
+
+    async def send_many(self, events: Sequence[OutgoingEvent]) -> None:
+        """Append several events in order (atomically where the backend can)."""
+        ...
+
+    async def close(self) -> None:
+        """Release resources. Idempotent: a second call returns ``None``."""
+        ...
+
+
+@runtime_checkable
+class EventReceiver(Protocol):
+    """Reads one topic from a cursor kept under the receiver's name.
+
+    Delivery is at least once. Events come in increasing ``id`` order. The stored cursor
+    advances only over an unbroken run of acknowledged events: a receiver opened later
+    under the same name starts after the last such run, so unacknowledged events (and
+    the acknowledged ones after them) are delivered again.
+    """
+
+    async def recv(self, max_events: int = 1) -> Sequence[Event]:
+        """Wait until at least one event is available; return 1..``max_events`` of them.
+
+        Cancellable. Events already handed out by this receiver are not handed out
+        again by it (only by a new receiver of the same name, if never acknowledged).
+        """
+        ...
+
+    async def ack(self, event: Event) -> None:
+        """Acknowledge one event handed out by this receiver (in any order)."""
+        ...
+
+    async def close(self) -> None:
+        """Stop receiving. Idempotent: a second call returns ``None``."""
+        ...
+
+
+@runtime_checkable
+class EventStreamer(Protocol):
+    """Creates senders and receivers over named topics."""
+
+    async def new_sender(self, topic: str) -> EventSender:
+        """A sender for ``topic``."""
+        ...
+
+    async def new_receiver(
+        self,
+        topic: str,
+        name: str,
+        *,
+        stream_from_latest: bool = False,
+        poll_interval: float | None = None,
+    ) -> EventReceiver:
+        """A receiver for ``topic`` reading from the cursor stored under ``name``.
+
+        With ``stream_from_latest`` and no stored cursor for ``name``, the receiver starts
+        after the last event that exists *when this method returns* (not at the first
+        ``recv``). A stored cursor always wins. ``poll_interval`` bounds how long a backend
+        without push notifications waits between looks; push backends may ignore it.
+        """
+        ...
+
+
+# --------------------------------------------------------------------------- records
+
+
+class Order(enum.Enum):
+    """Ordering of ``RecordStore.list`` by creation time (then insertion)."""
+
+    ASC = "asc"
+    DESC = "desc"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFilter:
+    """Conditions for ``RecordStore.list``; empty tuples and ``None`` match everything.
+
+    ``created_after``/``created_before`` are strict: ``after < created_at < before``.
+    """
+
+    foreign_ids: tuple[str, ...] = ()
+    statuses: tuple[int, ...] = ()
+    run_states: tuple[RunState, ...] = ()
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def matches(self, record: Record) -> bool:
+        """Whether ``record`` passes every condition (the reference semantics)."""
+        if self.foreign_ids and record.foreign_id not in self.foreign_ids:
+            return False
+        if self.statuses and record.status not in self.statuses:
+            return False
+        if self.run_states and record.run_state not in self.run_states:
+            return False
+        if self.created_after is not None and not record.created_at > self.created_after:
+            return False
+        return not (self.created_before is not None and not record.created_at < self.created_before)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordWrite:
+    """One record write with its outbox event and the version it expects to replace.
+
+    ``expected_version == 0`` inserts a new run: it fails with ``VersionConflict`` if the
+    run ID exists and with ``WorkflowInProgress`` if the foreign ID already has an active
+    (Initiated, Running or Paused) run in the workflow. Otherwise the write applies only
+    if the stored version equals ``expected_version``.
+    """
+
+    record: Record
+    outbox: OutboxEvent
+    expected_version: int = field(default=0)
+
+
+@runtime_checkable
+class RecordStore(Protocol):
+    """Keeps records and their transactional outbox.
+
+    Timestamps are the record's own (the engine's clock), never the database's.
+    """
+
+    async def store(self, write: RecordWrite) -> None:
+        """Apply one write: record and outbox event together, or neither.
+
+        Raises ``VersionConflict`` or ``WorkflowInProgress`` (see ``RecordWrite``).
+        """
+        ...
+
+    async def store_many(self, writes: Sequence[RecordWrite]) -> Sequence[WorkflowError | None]:
+        """Apply several writes, each with its own compare-and-set.
+
+        Returns one outcome per write, in order: ``None`` when applied, else the
+        ``VersionConflict``/``WorkflowInProgress`` it would have raised. A failed write
+        does not prevent the others. Raises ``AdapterError`` only if the batch as a whole
+        failed (then none of it applied).
+        """
+        ...
+
+    async def lookup(self, run_id: str) -> Record:
+        """The record of ``run_id``. Raises ``RecordNotFound``."""
+        ...
+
+    async def latest(self, workflow_name: str, foreign_id: str) -> Record:
+        """The most recently created run of the foreign ID. Raises ``RecordNotFound``."""
+        ...
+
+    async def list(
+        self,
+        workflow_name: str = "",
+        *,
+        offset: int = 0,
+        limit: int = 25,
+        order: Order = Order.ASC,
+        filter: RecordFilter | None = None,
+    ) -> Sequence[Record]:
+        """Records by creation order: skip ``offset`` matches, return up to ``limit``.
+
+        An empty ``workflow_name`` lists every workflow. ``Order.DESC`` pages newest first.
+        """
+        ...
+
+    async def list_outbox_events(self, workflow_name: str, limit: int) -> Sequence[OutboxEvent]:
+        """Up to ``limit`` outbox events of the workflow, oldest first."""
+        ...
+
+    async def delete_outbox_events(self, ids: Sequence[str]) -> None:
+        """Remove relayed outbox events; unknown IDs are ignored."""
+        ...
+
+    async def wait_for_outbox(self, workflow_name: str, timeout: float) -> None:
+        """Return soon after a write adds an outbox event for the workflow, or at ``timeout``.
+
+        May return early (spuriously); the relay always re-lists. This is how the relay
+        is woken by writes, also those made by other processes.
+        """
+        ...
+
+
+# --------------------------------------------------------------------------- roles
+
+
+@runtime_checkable
+class Lease(Protocol):
+    """Proof of holding a role, valid until ``lost()``."""
+
+    @property
+    def role(self) -> str:
+        """The role held."""
+        ...
+
+    def lost(self) -> bool:
+        """True once the holder must stop working under the role."""
+        ...
+
+    async def wait_lost(self) -> None:
+        """Return when the role is lost (or the lease released)."""
+        ...
+
+
+@runtime_checkable
+class RoleScheduler(Protocol):
+    """Grants each role to at most one holder at a time, across all instances.
+
+    ``hold(role)`` is an async context manager: entering waits (cancellably) until the
+    caller holds the role; exiting releases it. A lease that is renewed remotely is
+    renewed well before it expires, and the holder treats it as lost from the local
+    deadline of the last renewal it sent, so two holders never overlap as long as
+    clocks advance at the same rate.
+    """
+
+    def hold(self, role: str) -> AbstractAsyncContextManager[Lease]:
+        """Hold ``role`` for the duration of the ``async with`` block."""
+        ...
+
+
+# --------------------------------------------------------------------------- timeouts
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutRecord:
+    """A timeout waiting for ``expire_at`` on a run at ``status``."""
+
+    id: int
+    workflow_name: str
+    foreign_id: str
+    run_id: str
+    status: int
+    expire_at: datetime
+    created_at: datetime
+    completed: bool = False
+
+
+@runtime_checkable
+class TimeoutStore(Protocol):
+    """Keeps timeouts (adapters and the engine's use of them arrive with the timeouts work)."""
+
+    async def create(
+        self,
+        workflow_name: str,
+        foreign_id: str,
+        run_id: str,
+        status: int,
+        expire_at: datetime,
+    ) -> int:
+        """Insert a timeout and return its ID (sequential from 1 per store)."""
+        ...
+
+    async def complete(self, id: int) -> None:
+        """Mark as completed. Raises ``TimeoutNotFound``."""
+        ...
+
+    async def cancel(self, id: int) -> None:
+        """Remove. Raises ``TimeoutNotFound``."""
+        ...
+
+    async def list(self, workflow_name: str) -> Sequence[TimeoutRecord]:
+        """Uncompleted timeouts of the workflow in ID order."""
+        ...
+
+    async def list_valid(
+        self, workflow_name: str, status: int, now: datetime
+    ) -> Sequence[TimeoutRecord]:
+        """Uncompleted timeouts of the status with ``expire_at <= now``, in ID order."""
+        ...
+
+
+# --------------------------------------------------------------------------- logging
+
+
+@runtime_checkable
+class Logger(Protocol):
+    """Where the engine reports what it cannot return to a caller."""
+
+    def debug(self, msg: str, **meta: object) -> None:
+        """Detail for debugging; the engine calls it only in debug mode."""
+        ...
+
+    def error(self, msg: str, exc: BaseException | None = None, **meta: object) -> None:
+        """A failure in a background process (it will be retried)."""
+        ...

@@ -1,0 +1,121 @@
+"""Records (the stored, untyped form of a run) and their typed views."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from ._runstate import RunState
+
+__all__ = ["Marker", "Meta", "Record", "Run", "TypedRecord"]
+
+T = TypeVar("T")
+S = TypeVar("S", bound=enum.IntEnum)
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """Bookkeeping the engine keeps with every record."""
+
+    run_state_reason: str = ""
+    """Why the run was paused, cancelled or deleted; cleared on resume."""
+    status_description: str = ""
+    """The status's name when it was written (survives enum renames)."""
+    version: int = 0
+    """1 after trigger, +1 on every write the engine makes."""
+    trace_origin: str = ""
+    """Where ``trigger`` was called from (file:line of the caller's frames)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One run as a store keeps it: ``object`` is the user's object as JSON bytes."""
+
+    workflow_name: str
+    foreign_id: str
+    run_id: str
+    run_state: RunState
+    status: int
+    object: bytes
+    created_at: datetime
+    updated_at: datetime
+    meta: Meta = field(default_factory=Meta)
+
+    @property
+    def version(self) -> int:
+        """Shorthand for ``meta.version``."""
+        return self.meta.version
+
+    def replace(self, **changes: object) -> Record:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(slots=True)
+class TypedRecord(Generic[T, S]):
+    """A record whose object is decoded into the user's type and whose status is the user's enum."""
+
+    workflow_name: str
+    foreign_id: str
+    run_id: str
+    run_state: RunState
+    status: S
+    object: T
+    created_at: datetime
+    updated_at: datetime
+    meta: Meta
+
+    @property
+    def version(self) -> int:
+        """Shorthand for ``meta.version``."""
+        return self.meta.version
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """What a step returns instead of a status to skip, pause, cancel or repeat.
+
+    Build one with ``run.skip()``, ``run.pause(reason)``, ``run.cancel(reason)`` or
+    ``run.save_and_repeat()``; the engine does the write after the step returns.
+    """
+
+    kind: str
+    reason: str = ""
+
+
+SKIP = Marker("skip")
+SAVE_AND_REPEAT = Marker("save_and_repeat")
+
+
+class Run(TypedRecord[T, S]):
+    """The run a step, callback or timeout function works on.
+
+    Changes to ``object`` are saved with the next status (also when the step pauses,
+    cancels or saves-and-repeats).
+    """
+
+    __slots__ = ()
+
+    @property
+    def idempotency_key(self) -> str:
+        """``<run_id>:<version>``: the same for every delivery of this step attempt."""
+        return f"{self.run_id}:{self.meta.version}"
+
+    def skip(self) -> Marker:
+        """Do not move the run and do not write anything."""
+        return SKIP
+
+    def pause(self, reason: str = "") -> Marker:
+        """Pause the run (keeping changes to ``object``); it can be resumed later."""
+        return Marker("pause", reason)
+
+    def cancel(self, reason: str = "") -> Marker:
+        """Cancel the run (keeping changes to ``object``)."""
+        return Marker("cancel", reason)
+
+    def save_and_repeat(self) -> Marker:
+        """Save ``object`` and run this step again on the new version."""
+        return SAVE_AND_REPEAT

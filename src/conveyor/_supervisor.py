@@ -1,0 +1,173 @@
+"""Runs every background process under its role, and owns every task it starts."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ._protocols import Lease, Logger, RoleScheduler
+from ._runstate import State
+
+__all__ = ["Process", "ProcessContext", "Supervisor", "backoff_delay"]
+
+_MAX_BACKOFF = 60.0
+
+
+def backoff_delay(base: float, attempt: int) -> float:
+    """Exponential backoff with full jitter: uniform in [base/2, base * 2**(attempt-1)]."""
+    if base <= 0:
+        return 0.0
+    ceiling = min(_MAX_BACKOFF, base * (2 ** max(0, attempt - 1)))
+    return random.uniform(min(base / 2, ceiling), ceiling)
+
+
+class Pending(Protocol):
+    def pending(self) -> int: ...
+
+
+@dataclass(slots=True)
+class ProcessContext:
+    """What a process body gets: its names and lease, and hooks to report progress."""
+
+    name: str
+    role: str
+    lease: Lease
+    busy: bool = False
+    """True while the process holds events it has not finished with."""
+    receivers: list[object] = field(default_factory=list)
+    failures: int = 0
+
+    def progress(self) -> None:
+        """The process got work done: the next failure backs off from the start again."""
+        self.failures = 0
+
+    def watch(self, receiver: object) -> None:
+        """Let idleness checks see how far behind ``receiver`` is (if it can tell)."""
+        self.receivers.clear()
+        self.receivers.append(receiver)
+
+    def idle(self) -> bool:
+        if self.busy:
+            return False
+        for rx in self.receivers:
+            pending = getattr(rx, "pending", None)
+            if pending is None or pending() > 0:
+                return False
+        return True
+
+
+Body = Callable[[ProcessContext], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    """A background loop: it runs only while its role is held, restarted after errors."""
+
+    name: str
+    role: str
+    body: Body
+    err_backoff: float
+
+
+class Supervisor:
+    """Starts processes as tasks it keeps; a crash in one never cancels the others.
+
+    Role loss cancels the process's task (and waits for it: a step in a thread keeps
+    the role until the thread ends). ``stop()`` cancels and awaits every task.
+    """
+
+    def __init__(
+        self,
+        roles: RoleScheduler,
+        logger: Logger,
+        on_error: Callable[[str], None] | None = None,
+        on_state: Callable[[str, State], None] | None = None,
+    ) -> None:
+        self._roles = roles
+        self._logger = logger
+        self._on_error = on_error
+        self._on_state = on_state
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.states: dict[str, State] = {}
+        self.contexts: dict[str, ProcessContext] = {}
+
+    def start(self, process: Process) -> None:
+        if process.name in self._tasks:
+            raise RuntimeError(f"process {process.name!r} already started")
+        self._set_state(process.name, State.IDLE)
+        task = asyncio.get_running_loop().create_task(
+            self._supervise(process), name=f"conveyor:{process.role}"
+        )
+        self._tasks[process.name] = task
+
+    def _set_state(self, name: str, state: State) -> None:
+        self.states[name] = state
+        if self._on_state is not None:
+            self._on_state(name, state)
+
+    async def _supervise(self, process: Process) -> None:
+        attempt = 0
+        try:
+            while True:
+                self._set_state(process.name, State.IDLE)
+                try:
+                    async with self._roles.hold(process.role) as lease:
+                        attempt = 0
+                        self._set_state(process.name, State.RUNNING)
+                        await self._run_under_lease(process, lease)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # role acquisition failed: back off too
+                    attempt += 1
+                    self._logger.error(
+                        "role error", exc, role=process.role, process=process.name
+                    )
+                    await asyncio.sleep(backoff_delay(process.err_backoff, attempt))
+        finally:
+            self.contexts.pop(process.name, None)
+            self._set_state(process.name, State.SHUTDOWN)
+
+    async def _run_under_lease(self, process: Process, lease: Lease) -> None:
+        ctx = ProcessContext(process.name, process.role, lease)
+        self.contexts[process.name] = ctx
+        loop = asyncio.get_running_loop()
+        lost = loop.create_task(lease.wait_lost())
+        try:
+            while not lease.lost():
+                child = loop.create_task(process.body(ctx), name=f"conveyor:{process.name}")
+                try:
+                    await asyncio.wait({child, lost}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not child.done():
+                        child.cancel()
+                        # Wait for the child to really end (threads cannot be cancelled).
+                        await asyncio.wait({child})
+                if child.cancelled():
+                    continue
+                exc = child.exception()
+                if exc is None:
+                    continue
+                ctx.failures += 1
+                ctx.busy = False
+                self._logger.error("process error", exc, role=process.role, process=process.name)
+                if self._on_error is not None:
+                    self._on_error(process.name)
+                delay = backoff_delay(process.err_backoff, ctx.failures)
+                await asyncio.wait({lost}, timeout=delay)
+        finally:
+            lost.cancel()
+            self.contexts.pop(process.name, None)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        self._tasks.clear()
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return list(self._tasks.values())

@@ -1,0 +1,72 @@
+"""Plain (``def``) user functions run in a bounded thread pool of the workflow's own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar, cast
+
+__all__ = ["ThreadRunner", "is_async_callable"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def is_async_callable(fn: object) -> bool:
+    """``async def`` functions, partials of them, and objects with an ``async __call__``."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+class ThreadRunner:
+    """Runs blocking functions in threads without ever abandoning one.
+
+    A thread cannot be cancelled: if the awaiting task is cancelled, the task still waits
+    for the thread to finish before the cancellation propagates, so whoever holds a role
+    for the work keeps it until the work has really stopped.
+    """
+
+    def __init__(self, max_workers: int = 16, name: str = "conveyor") -> None:
+        self._max_workers = max_workers
+        self._name = name
+        self._executor: ThreadPoolExecutor | None = None
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix=self._name)
+        return self._executor
+
+    async def call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        ctx = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self._pool(), functools.partial(ctx.run, fn, *args, **kwargs))
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            await asyncio.wait({fut})
+            raise
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+        """An async callable for ``fn``: itself if it is async, else a thread call."""
+        if is_async_callable(fn):
+            return cast(Callable[..., Awaitable[Any]], fn)
+
+        async def in_thread(*args: Any) -> Any:
+            return await self.call(fn, *args)
+
+        in_thread.__name__ = getattr(fn, "__name__", "in_thread")
+        return in_thread
+
+    def shutdown(self) -> None:
+        """Release the threads (running ones finish first)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None

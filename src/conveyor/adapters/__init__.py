@@ -1,0 +1,1 @@
+"""Backends for conveyor's contracts. Import a subpackage explicitly; none is imported here."""

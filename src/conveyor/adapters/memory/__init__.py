@@ -1,0 +1,17 @@
+"""In-memory adapters: the reference implementations, for tests and single-process use."""
+
+from ._record_store import MemoryRecordStore as MemoryRecordStore
+from ._role_scheduler import MemoryLease as MemoryLease
+from ._role_scheduler import MemoryRoleScheduler as MemoryRoleScheduler
+from ._streamer import MemoryEventReceiver as MemoryEventReceiver
+from ._streamer import MemoryEventSender as MemoryEventSender
+from ._streamer import MemoryEventStreamer as MemoryEventStreamer
+
+__all__ = (
+    "MemoryEventReceiver",
+    "MemoryEventSender",
+    "MemoryEventStreamer",
+    "MemoryLease",
+    "MemoryRecordStore",
+    "MemoryRoleScheduler",
+)

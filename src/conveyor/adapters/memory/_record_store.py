@@ -1,0 +1,168 @@
+"""Records, outbox and snapshots in memory: the reference ``RecordStore``."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+from ..._errors import RecordNotFound, VersionConflict, WorkflowError, WorkflowInProgress
+from ..._event import OutboxEvent
+from ..._protocols import Order, RecordFilter, RecordWrite
+from ..._record import Record
+from ..._runstate import RunState
+from ._signal import Signal
+
+__all__ = ["MemoryRecordStore"]
+
+_ACTIVE = frozenset({RunState.INITIATED, RunState.RUNNING, RunState.PAUSED})
+
+
+class MemoryRecordStore:
+    """``RecordStore`` in memory, with every stored version kept for tests (``snapshots``).
+
+    Writes are compare-and-set on the version; at most one active run per workflow and
+    foreign ID. Records are immutable, so nothing is copied.
+    """
+
+    def __init__(self) -> None:
+        self._records: dict[str, Record] = {}
+        self._created_seq: dict[str, int] = {}
+        self._by_foreign_id: dict[tuple[str, str], list[str]] = {}
+        self._active: dict[tuple[str, str], str] = {}
+        self._outbox: dict[str, dict[str, OutboxEvent]] = {}
+        self._outbox_signals: dict[str, Signal] = {}
+        self._snapshots: dict[str, list[Record]] = {}
+        self._seq = itertools.count()
+        self._changed = Signal()
+
+    # ------------------------------------------------------------------ writes
+
+    async def store(self, write: RecordWrite) -> None:
+        err = self._apply(write)
+        if err is not None:
+            raise err
+        self._notify(write.record.workflow_name)
+
+    async def store_many(self, writes: Sequence[RecordWrite]) -> Sequence[WorkflowError | None]:
+        outcomes = [self._apply(w) for w in writes]
+        for name in {w.record.workflow_name for w in writes}:
+            self._notify(name)
+        return outcomes
+
+    def _apply(self, write: RecordWrite) -> WorkflowError | None:
+        record = write.record
+        run_id = record.run_id
+        stored = self._records.get(run_id)
+        if write.expected_version == 0:
+            if stored is not None:
+                return VersionConflict(run_id, 0, stored.meta.version)
+        elif stored is None or stored.meta.version != write.expected_version:
+            return VersionConflict(
+                run_id, write.expected_version, None if stored is None else stored.meta.version
+            )
+        key = (record.workflow_name, record.foreign_id)
+        active = self._active.get(key)
+        if record.run_state in _ACTIVE:
+            if active is not None and active != run_id:
+                return WorkflowInProgress(record.workflow_name, record.foreign_id)
+            self._active[key] = run_id
+        elif active == run_id:
+            del self._active[key]
+        if stored is None:
+            self._created_seq[run_id] = next(self._seq)
+            self._by_foreign_id.setdefault(key, []).append(run_id)
+        self._records[run_id] = record
+        self._snapshots.setdefault(run_id, []).append(record)
+        outbox = self._outbox.get(record.workflow_name)
+        if outbox is None:
+            outbox = self._outbox[record.workflow_name] = {}
+        outbox[write.outbox.id] = write.outbox
+        return None
+
+    def _notify(self, workflow_name: str) -> None:
+        signal = self._outbox_signals.get(workflow_name)
+        if signal is not None:
+            signal.fire()
+        self._changed.fire()
+
+    # ------------------------------------------------------------------ reads
+
+    async def lookup(self, run_id: str) -> Record:
+        try:
+            return self._records[run_id]
+        except KeyError:
+            raise RecordNotFound(f"record not found: run_id={run_id}") from None
+
+    async def latest(self, workflow_name: str, foreign_id: str) -> Record:
+        run_ids = self._by_foreign_id.get((workflow_name, foreign_id))
+        if not run_ids:
+            raise RecordNotFound(
+                f"record not found: workflow={workflow_name!r} foreign_id={foreign_id!r}"
+            )
+        return max((self._records[r] for r in run_ids), key=self._creation_key)
+
+    def _creation_key(self, record: Record) -> tuple[object, int]:
+        return (record.created_at, self._created_seq[record.run_id])
+
+    async def list(
+        self,
+        workflow_name: str = "",
+        *,
+        offset: int = 0,
+        limit: int = 25,
+        order: Order = Order.ASC,
+        filter: RecordFilter | None = None,
+    ) -> Sequence[Record]:
+        if limit <= 0:
+            limit = 25
+        matches = [
+            r
+            for r in self._records.values()
+            if (not workflow_name or r.workflow_name == workflow_name)
+            and (filter is None or filter.matches(r))
+        ]
+        matches.sort(key=self._creation_key, reverse=order is Order.DESC)
+        return matches[max(0, offset) : max(0, offset) + limit]
+
+    # ------------------------------------------------------------------ outbox
+
+    async def list_outbox_events(self, workflow_name: str, limit: int) -> Sequence[OutboxEvent]:
+        events = self._outbox.get(workflow_name)
+        if not events:
+            return []
+        return list(itertools.islice(events.values(), limit))
+
+    async def delete_outbox_events(self, ids: Sequence[str]) -> None:
+        for outbox in self._outbox.values():
+            for event_id in ids:
+                outbox.pop(event_id, None)
+
+    async def wait_for_outbox(self, workflow_name: str, timeout: float) -> None:
+        if self._outbox.get(workflow_name):
+            return
+        signal = self._outbox_signals.get(workflow_name)
+        if signal is None:
+            signal = self._outbox_signals[workflow_name] = Signal()
+        await signal.wait(timeout)
+
+    # ------------------------------------------------------------------ testing
+
+    def snapshots(self, workflow_name: str, foreign_id: str, run_id: str) -> list[Record]:
+        """Every version of the run ever stored, oldest first."""
+        return [
+            r
+            for r in self._snapshots.get(run_id, ())
+            if r.workflow_name == workflow_name and r.foreign_id == foreign_id
+        ]
+
+    def all_records(self) -> list[Record]:
+        """Every run's current record, in creation order."""
+        return sorted(self._records.values(), key=self._creation_key)
+
+    def outbox_size(self) -> int:
+        """How many outbox events wait to be relayed (all workflows)."""
+        return sum(len(o) for o in self._outbox.values())
+
+    async def wait_for_change(self, timeout: float | None = None) -> None:
+        """Return after the next write (or ``timeout``): lets tests wait without sleeping."""
+        await self._changed.wait(timeout)

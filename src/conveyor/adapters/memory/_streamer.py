@@ -1,0 +1,170 @@
+"""An in-process event log with push wake-ups and a cursor per receiver name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..._clock import Clock, SystemClock
+from ..._errors import AdapterError
+from ..._event import Event
+from ..._protocols import OutgoingEvent
+from ._signal import Signal
+
+__all__ = ["MemoryEventStreamer"]
+
+
+@dataclass(slots=True)
+class _Topic:
+    events: list[Event] = field(default_factory=list)
+    appended: Signal = field(default_factory=Signal)
+
+
+class MemoryEventStreamer:
+    """``EventStreamer`` in memory: one log per topic, IDs unique across topics.
+
+    Several workflows (several "instances") may share one streamer on one event loop.
+    Receivers are woken by sends; nothing polls. Cursors (per topic and receiver name)
+    are positions in the topic's log and persist for the streamer's lifetime.
+    """
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock or SystemClock()
+        self._topics: dict[str, _Topic] = {}
+        self._cursors: dict[tuple[str, str], int] = {}
+        self._last_id = 0
+
+    def _topic(self, name: str) -> _Topic:
+        t = self._topics.get(name)
+        if t is None:
+            t = self._topics[name] = _Topic()
+        return t
+
+    def _append(self, topic: str, items: Sequence[OutgoingEvent]) -> None:
+        t = self._topic(topic)
+        now = self._clock.now()
+        for foreign_id, event_type, headers in items:
+            self._last_id += 1
+            t.events.append(Event(self._last_id, foreign_id, event_type, dict(headers), now))
+        t.appended.fire()
+
+    def _cursor(self, topic: str, name: str) -> int | None:
+        return self._cursors.get((topic, name))
+
+    def _commit(self, topic: str, name: str, position: int) -> None:
+        key = (topic, name)
+        if position > self._cursors.get(key, 0):
+            self._cursors[key] = position
+
+    async def new_sender(self, topic: str) -> MemoryEventSender:
+        return MemoryEventSender(self, topic)
+
+    async def new_receiver(
+        self,
+        topic: str,
+        name: str,
+        *,
+        stream_from_latest: bool = False,
+        poll_interval: float | None = None,
+    ) -> MemoryEventReceiver:
+        t = self._topic(topic)
+        cursor = self._cursor(topic, name)
+        if cursor is None:
+            cursor = len(t.events) if stream_from_latest else 0
+        return MemoryEventReceiver(self, topic, name, t, cursor)
+
+
+class MemoryEventSender:
+    """Appends to one topic of a ``MemoryEventStreamer``."""
+
+    def __init__(self, streamer: MemoryEventStreamer, topic: str) -> None:
+        self._streamer = streamer
+        self._topic = topic
+        self._closed = False
+
+    async def send(self, foreign_id: str, event_type: int, headers: Mapping[str, str]) -> None:
+        self._check()
+        self._streamer._append(self._topic, (OutgoingEvent(foreign_id, event_type, headers),))
+
+    async def send_many(self, events: Sequence[OutgoingEvent]) -> None:
+        self._check()
+        if events:
+            self._streamer._append(self._topic, events)
+
+    def _check(self) -> None:
+        if self._closed:
+            raise AdapterError(f"sender for topic {self._topic!r} is closed")
+
+    async def close(self) -> None:
+        self._closed = True
+
+
+class MemoryEventReceiver:
+    """Reads one topic of a ``MemoryEventStreamer`` from a named cursor."""
+
+    def __init__(
+        self,
+        streamer: MemoryEventStreamer,
+        topic: str,
+        name: str,
+        log: _Topic,
+        start: int,
+    ) -> None:
+        self._streamer = streamer
+        self._topic_name = topic
+        self._name = name
+        self._log = log
+        self._next = start  # next position to hand out
+        self._committed = start  # every position below this is acknowledged
+        self._acked: set[int] = set()  # acknowledged positions at or above _committed
+        self._closed = False
+
+    def pending(self) -> int:
+        """How many events exist that this receiver has not handed out yet."""
+        return len(self._log.events) - self._next
+
+    async def recv(self, max_events: int = 1) -> Sequence[Event]:
+        events = self._log.events
+        while self._next >= len(events):
+            if self._closed:
+                raise AdapterError(f"receiver {self._name!r} is closed")
+            await self._log.appended.wait()
+        if self._closed:
+            raise AdapterError(f"receiver {self._name!r} is closed")
+        start = self._next
+        end = min(len(events), start + max(1, max_events))
+        self._next = end
+        return events[start:end]
+
+    async def ack(self, event: Event) -> None:
+        position = self._position(event)
+        if position < self._committed:
+            return
+        self._acked.add(position)
+        committed = self._committed
+        acked = self._acked
+        while committed in acked:
+            acked.discard(committed)
+            committed += 1
+        if committed != self._committed:
+            self._committed = committed
+            self._streamer._commit(self._topic_name, self._name, committed)
+
+    def _position(self, event: Event) -> int:
+        # Events handed out by this receiver lie in [start, _next); IDs increase with position.
+        events = self._log.events
+        lo, hi = 0, self._next
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if events[mid].id < event.id:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo >= self._next or events[lo].id != event.id:
+            raise AdapterError(f"event {event.id} was not handed out by receiver {self._name!r}")
+        return lo
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._log.appended.fire()
