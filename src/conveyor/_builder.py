@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from ._errors import BuildError
 from ._graph import Graph
 from ._options import Duration, Options, OutboxOptions
-from ._record import Marker, Run, TypedRecord
+from ._record import Run, TypedRecord
 from ._runstate import RunState
 
 if TYPE_CHECKING:

@@ -23,8 +23,10 @@ class DecodeError(ValueError):
 
 
 def _is_pydantic_model(tp: object) -> bool:
-    return isinstance(tp, type) and hasattr(tp, "model_validate_json") and hasattr(
-        tp, "model_dump_json"
+    return (
+        isinstance(tp, type)
+        and hasattr(tp, "model_validate_json")
+        and hasattr(tp, "model_dump_json")
     )
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ._runstate import RunState
 
@@ -49,9 +49,9 @@ class Record:
         """Shorthand for ``meta.version``."""
         return self.meta.version
 
-    def replace(self, **changes: object) -> Record:
+    def replace(self, **changes: Any) -> Record:
         """A copy with some fields changed."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(slots=True)

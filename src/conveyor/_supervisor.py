@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ._protocols import Lease, Logger, RoleScheduler
 from ._runstate import State
@@ -59,7 +59,7 @@ class ProcessContext:
         return True
 
 
-Body = Callable[[ProcessContext], Awaitable[None]]
+Body = Callable[[ProcessContext], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +122,7 @@ class Supervisor:
                     raise
                 except Exception as exc:  # role acquisition failed: back off too
                     attempt += 1
-                    self._logger.error(
-                        "role error", exc, role=process.role, process=process.name
-                    )
+                    self._logger.error("role error", exc, role=process.role, process=process.name)
                     await asyncio.sleep(backoff_delay(process.err_backoff, attempt))
         finally:
             self.contexts.pop(process.name, None)

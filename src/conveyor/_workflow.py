@@ -128,7 +128,7 @@ class Workflow(Generic[T, S]):
                 "outbox-consumer",
                 make_role(wf, "outbox-consumer"),
                 lambda ctx: relay_outbox(engine, ctx),
-                cfg.outbox.err_backoff,  # type: ignore[arg-type]
+                cfg.outbox.err_backoff,
             )
         ]
         for status in cfg.steps:
@@ -191,9 +191,7 @@ class Workflow(Generic[T, S]):
         fn = self._step_fns[status]
 
         async def body(ctx: ProcessContext) -> None:
-            handler = StepHandler(
-                engine, ctx, status, fn, opts.pause_after_err_count, self._skip
-            )
+            handler = StepHandler(engine, ctx, status, fn, opts.pause_after_err_count, self._skip)
             await consume(
                 ctx,
                 engine,
@@ -292,7 +290,11 @@ class Workflow(Generic[T, S]):
             raise NotRunning(f"{what} failed: workflow is not running")
 
     def _status_in_graph(self, status: int, what: str) -> int:
-        if isinstance(status, bool) or not isinstance(status, int) or status not in self._engine.graph:
+        if (
+            isinstance(status, bool)
+            or not isinstance(status, int)
+            or status not in self._engine.graph
+        ):
             raise InvalidTransition(
                 f"{what} failed: status provided is not configured for workflow: {status!r}"
             )
@@ -391,6 +393,8 @@ class Workflow(Generic[T, S]):
     async def _wait_events(
         self, receivers: list[EventReceiver], run_id: str, target: int, terminal: bool
     ) -> Run[T, S]:
+        if len(receivers) == 1:
+            return await self._wait_one(receivers[0], run_id, target, terminal)
         queue: asyncio.Queue[Event] = asyncio.Queue()
 
         async def pump(rx: EventReceiver) -> None:
@@ -399,15 +403,7 @@ class Workflow(Generic[T, S]):
                     if event.headers.get(Header.RUN_ID) == run_id:
                         queue.put_nowait(event)
 
-        if len(receivers) == 1:
-            rx = receivers[0]
-            while True:
-                for event in await rx.recv(64):
-                    if event.headers.get(Header.RUN_ID) != run_id:
-                        continue
-                    result = await self._check_reached(run_id, target, terminal)
-                    if result is not None:
-                        return result
+        status_topic = topic(self._engine.name, target)
         tasks = [asyncio.ensure_future(pump(rx)) for rx in receivers]
         try:
             while True:
@@ -420,9 +416,7 @@ class Workflow(Generic[T, S]):
                             t.result()  # a receiver failed: raise its error
                     continue
                 event = getter.result()
-                reached = event.type == target and event.headers.get(Header.TOPIC) == topic(
-                    self._engine.name, target
-                )
+                reached = event.headers.get(Header.TOPIC) == status_topic
                 result = await self._check_reached(run_id, target, terminal, reached)
                 if result is not None:
                     return result
@@ -430,6 +424,17 @@ class Workflow(Generic[T, S]):
             for t in tasks:
                 t.cancel()
             await asyncio.wait(tasks)
+
+    async def _wait_one(
+        self, rx: EventReceiver, run_id: str, target: int, terminal: bool
+    ) -> Run[T, S]:
+        while True:
+            for event in await rx.recv(64):
+                if event.headers.get(Header.RUN_ID) != run_id:
+                    continue
+                result = await self._check_reached(run_id, target, terminal)
+                if result is not None:
+                    return result
 
     async def callback(self, foreign_id: str, status: S, payload: bytes = b"") -> None:
         """Hand ``payload`` to the callbacks registered for ``status``.

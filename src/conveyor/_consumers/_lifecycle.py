@@ -109,6 +109,4 @@ class DeleteHandler:
             obj = engine.codec.decode(record.object)
             scrubbed = await self._custom(obj)
             replacement = engine.codec.encode(obj if scrubbed is None else scrubbed)
-        await engine.write(
-            engine.update(record, run_state=RunState.DATA_DELETED, obj=replacement)
-        )
+        await engine.write(engine.update(record, run_state=RunState.DATA_DELETED, obj=replacement))

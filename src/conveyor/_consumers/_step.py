@@ -99,6 +99,7 @@ class StepHandler:
             raise _Skip("record stopped")
         if record.status != self._status:
             raise _Skip("record status not in expected state")
-        return await engine.run_user_code(
+        write: RecordWrite | None = await engine.run_user_code(
             record, self._fn, (), process=self._ctx.name, pause_after=self._pause_after
         )
+        return write

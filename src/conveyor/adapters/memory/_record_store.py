@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import itertools
 from collections.abc import Sequence
 
@@ -147,7 +148,7 @@ class MemoryRecordStore:
 
     # ------------------------------------------------------------------ testing
 
-    def snapshots(self, workflow_name: str, foreign_id: str, run_id: str) -> list[Record]:
+    def snapshots(self, workflow_name: str, foreign_id: str, run_id: str) -> builtins.list[Record]:
         """Every version of the run ever stored, oldest first."""
         return [
             r
@@ -155,7 +156,7 @@ class MemoryRecordStore:
             if r.workflow_name == workflow_name and r.foreign_id == foreign_id
         ]
 
-    def all_records(self) -> list[Record]:
+    def all_records(self) -> builtins.list[Record]:
         """Every run's current record, in creation order."""
         return sorted(self._records.values(), key=self._creation_key)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 
 class Signal:
@@ -28,7 +29,5 @@ class Signal:
         if timeout is None:
             await asyncio.shield(fut)
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except TimeoutError:
-            pass
