@@ -110,6 +110,7 @@ class Engine(Generic[T, S]):
         self._outbox_prefix = f"outbox-id-{uuid.uuid4().hex[:16]}-"
         self._outbox_seq = itertools.count(1)
         self.errors = ErrorCounter()
+        self._topics: dict[tuple[RunState, int], str] = {}
 
     # ------------------------------------------------------------------ naming
 
@@ -121,7 +122,10 @@ class Engine(Generic[T, S]):
 
     def outbox_event(self, record: Record) -> OutboxEvent:
         """The event a write of ``record`` publishes (routed by its run state)."""
-        topic = topic_for(record.workflow_name, record.run_state, record.status)
+        key = (record.run_state, record.status)
+        topic = self._topics.get(key)
+        if topic is None:
+            topic = self._topics[key] = topic_for(self.name, record.run_state, record.status)
         headers: Mapping[str, str] = {
             Header.WORKFLOW_NAME: record.workflow_name,
             Header.FOREIGN_ID: record.foreign_id,

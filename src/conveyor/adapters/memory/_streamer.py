@@ -153,6 +153,9 @@ class MemoryEventReceiver:
     def _position(self, event: Event) -> int:
         # Events handed out by this receiver lie in [start, _next); IDs increase with position.
         events = self._log.events
+        first = self._committed
+        if first < self._next and events[first].id == event.id:
+            return first
         lo, hi = 0, self._next
         while lo < hi:
             mid = (lo + hi) // 2
