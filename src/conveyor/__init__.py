@@ -6,6 +6,7 @@ and others), ``run()`` it, and ``trigger`` runs. See the README for a tour.
 
 from ._builder import Builder as Builder
 from ._builder import StepBuilder as StepBuilder
+from ._builder import TimeoutBuilder as TimeoutBuilder
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._codec import Codec as Codec
@@ -52,6 +53,8 @@ from ._record import Run as Run
 from ._record import TypedRecord as TypedRecord
 from ._runstate import RunState as RunState
 from ._runstate import State as State
+from ._timers import duration_timer as duration_timer
+from ._timers import time_timer as time_timer
 from ._workflow import Workflow as Workflow
 
 __all__ = (
@@ -92,6 +95,7 @@ __all__ = (
     "State",
     "StepBuilder",
     "SystemClock",
+    "TimeoutBuilder",
     "TimeoutNotFound",
     "TimeoutRecord",
     "TimeoutStore",
@@ -101,7 +105,9 @@ __all__ = (
     "WorkflowError",
     "WorkflowInProgress",
     "delete_topic",
+    "duration_timer",
     "make_role",
     "run_state_change_topic",
+    "time_timer",
     "topic",
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._errors import BuildError
@@ -27,6 +28,8 @@ StepResult = Any  # S | Marker | int, checked at run time (user code may return 
 StepFn = Callable[[Run[T, S]], Awaitable[StepResult] | StepResult]
 CallbackFn = Callable[[Run[T, S], bytes], Awaitable[StepResult] | StepResult]
 HookFn = Callable[[TypedRecord[T, S]], Awaitable[None] | None]
+TimerFn = Callable[[Run[T, S], datetime], Awaitable[datetime | None] | datetime | None]
+TimeoutFn = Callable[[Run[T, S], datetime], Awaitable[StepResult] | StepResult]
 DeleteFn = Callable[[T], Awaitable[T | None] | T | None]
 
 _RESERVED = (0, -1, -2)
@@ -45,6 +48,53 @@ class CallbackSpec(Generic[T, S]):
     status: int
     fn: CallbackFn[T, S]
     destinations: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class TimeoutSpec(Generic[T, S]):
+    status: int
+    index: int
+    timer: TimerFn[T, S]
+    fn: TimeoutFn[T, S]
+    destinations: tuple[int, ...]
+
+
+class TimeoutBuilder:
+    """Returned by ``Builder.add_timeout``; sets the options of that status's timeouts."""
+
+    __slots__ = ("_builder", "_status")
+
+    def __init__(self, builder: Builder[Any, Any], status: int) -> None:
+        self._builder = builder
+        self._status = status
+
+    def with_options(
+        self,
+        *,
+        polling_frequency: Duration | None = None,
+        err_backoff: Duration | None = None,
+        lag_alert: Duration | None = None,
+        pause_after_err_count: int | None = None,
+        parallel_count: int | None = None,
+        consume_lag: Duration | None = None,
+    ) -> TimeoutBuilder:
+        """Override defaults field by field for this status's timeout processes.
+
+        Timeouts cannot be sharded or lagged: ``parallel_count``/``consume_lag`` raise.
+        """
+        if parallel_count is not None:
+            raise BuildError("Cannot configure parallel timeout")
+        if consume_lag is not None:
+            raise BuildError("Cannot configure consume lag on timeout")
+        given = Options(
+            polling_frequency=polling_frequency,
+            err_backoff=err_backoff,
+            lag_alert=lag_alert,
+            pause_after_err_count=pause_after_err_count,
+        )
+        options = self._builder._timeout_options
+        options[self._status] = given.over(options.get(self._status, Options()))
+        return self
 
 
 class StepBuilder:
@@ -97,6 +147,8 @@ class Builder(Generic[T, S]):
         self._steps: dict[int, StepSpec[T, S]] = {}
         self._callbacks: dict[int, list[CallbackSpec[T, S]]] = {}
         self._hooks: dict[RunState, HookFn[T, S]] = {}
+        self._timeouts: dict[int, list[TimeoutSpec[T, S]]] = {}
+        self._timeout_options: dict[int, Options] = {}
 
     # ------------------------------------------------------------------ graph
 
@@ -144,6 +196,22 @@ class Builder(Generic[T, S]):
         dests = self._edges(from_, to, "add_callback")
         src = int(from_)
         self._callbacks.setdefault(src, []).append(CallbackSpec(src, fn, dests))
+
+    def add_timeout(
+        self, from_: S, timer: TimerFn[T, S], fn: TimeoutFn[T, S], *to: S
+    ) -> TimeoutBuilder:
+        """When a run reaches ``from_``, ``timer(run, now)`` sets when it times out (``None``:
+        no timeout); at that time ``fn(run, now)`` returns one of ``to`` (or a marker).
+
+        Several timeouts may be added to one status; each fires on its own.
+        """
+        if not callable(timer) or not callable(fn):
+            raise BuildError(f"timer and timeout function for {from_!r} must be callable")
+        dests = self._edges(from_, to, "add_timeout")
+        src = int(from_)
+        specs = self._timeouts.setdefault(src, [])
+        specs.append(TimeoutSpec(src, len(specs), timer, fn, dests))
+        return TimeoutBuilder(self, src)
 
     # ------------------------------------------------------------------ hooks
 
@@ -193,6 +261,11 @@ class Builder(Generic[T, S]):
             )
         from ._options import seconds
 
+        if self._timeouts and timeout_store is None:
+            raise BuildError(
+                "Cannot configure timeouts without providing TimeoutStore for workflow"
+            )
+
         retry = seconds(pause_retry)
         if retry is not None and retry <= 0:
             raise BuildError("pause_retry must be positive seconds, or None to disable")
@@ -206,6 +279,8 @@ class Builder(Generic[T, S]):
             steps=dict(self._steps),
             callbacks={k: list(v) for k, v in self._callbacks.items()},
             hooks=dict(self._hooks),
+            timeouts={k: list(v) for k, v in self._timeouts.items()},
+            timeout_options=dict(self._timeout_options),
             default_options=default_options or Options(),
             pause_retry=retry,
             custom_delete=custom_delete,

@@ -23,7 +23,7 @@ from ._runstate import RunState
 from ._sync import ThreadRunner
 
 if TYPE_CHECKING:
-    from ._builder import CallbackSpec, DeleteFn, HookFn, StepSpec
+    from ._builder import CallbackSpec, DeleteFn, HookFn, StepSpec, TimeoutSpec
     from ._protocols import TimeoutStore
 
 __all__ = ["PAUSE_REASON_ERRORS", "Engine", "ErrorCounter", "PoisonRun", "WorkflowConfig"]
@@ -47,6 +47,8 @@ class WorkflowConfig(Generic[T, S]):
     steps: dict[int, StepSpec[T, S]]
     callbacks: dict[int, list[CallbackSpec[T, S]]]
     hooks: dict[RunState, HookFn[T, S]]
+    timeouts: dict[int, list[TimeoutSpec[T, S]]]
+    timeout_options: dict[int, Options]
     default_options: Options
     pause_retry: float | None
     custom_delete: DeleteFn[T] | None

@@ -275,7 +275,12 @@ class RoleScheduler(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class TimeoutRecord:
-    """A timeout waiting for ``expire_at`` on a run at ``status``."""
+    """A timeout waiting for ``expire_at`` on a run at ``status``.
+
+    ``record_version`` is the run's version when the timeout was created and ``index`` which
+    of the status's timeouts (in ``add_timeout`` order) it belongs to: together with the
+    run ID and status they identify it, so creating it twice is harmless.
+    """
 
     id: int
     workflow_name: str
@@ -285,11 +290,13 @@ class TimeoutRecord:
     expire_at: datetime
     created_at: datetime
     completed: bool = False
+    record_version: int = 0
+    index: int = 0
 
 
 @runtime_checkable
 class TimeoutStore(Protocol):
-    """Keeps timeouts (adapters and the engine's use of them arrive with the timeouts work)."""
+    """Keeps timeouts for the timeout processes of workflows."""
 
     async def create(
         self,
@@ -298,12 +305,20 @@ class TimeoutStore(Protocol):
         run_id: str,
         status: int,
         expire_at: datetime,
+        *,
+        created_at: datetime,
+        record_version: int = 0,
+        index: int = 0,
     ) -> int:
-        """Insert a timeout and return its ID (sequential from 1 per store)."""
+        """Insert a timeout and return its ID (IDs increase from 1 per store).
+
+        Idempotent: if a timeout with the same workflow, run ID, status, record version and
+        index exists (completed or not), nothing is inserted and its ID is returned.
+        """
         ...
 
     async def complete(self, id: int) -> None:
-        """Mark as completed. Raises ``TimeoutNotFound``."""
+        """Mark as completed (it no longer fires). Raises ``TimeoutNotFound``."""
         ...
 
     async def cancel(self, id: int) -> None:
@@ -311,13 +326,26 @@ class TimeoutStore(Protocol):
         ...
 
     async def list(self, workflow_name: str) -> Sequence[TimeoutRecord]:
-        """Uncompleted timeouts of the workflow in ID order."""
+        """Uncompleted timeouts of the workflow, in ID order."""
         ...
 
     async def list_valid(
         self, workflow_name: str, status: int, now: datetime
     ) -> Sequence[TimeoutRecord]:
-        """Uncompleted timeouts of the status with ``expire_at <= now``, in ID order."""
+        """Uncompleted timeouts of the status that are due: ``expire_at <= now`` (inclusive),
+        in ID order."""
+        ...
+
+    async def next_expiry(self, workflow_name: str, status: int) -> datetime | None:
+        """The earliest ``expire_at`` of the status's uncompleted timeouts, if any."""
+        ...
+
+    async def wait_for_insert(self, workflow_name: str, timeout: float) -> None:
+        """Return soon after a timeout is created for the workflow, or at ``timeout`` seconds.
+
+        May return early; the poller always re-reads. Lets a sleeping poller learn of a
+        timeout due sooner than the one it sleeps for, also across processes.
+        """
         ...
 
 

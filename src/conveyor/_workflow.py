@@ -14,12 +14,13 @@ from ._consumers._consume import consume, sequential
 from ._consumers._lifecycle import DeleteHandler, HookHandler, PauseRetryHandler, run_state_is
 from ._consumers._outbox import relay_outbox
 from ._consumers._step import StepHandler
+from ._consumers._timeout import TimeoutInserter, TimeoutPoller
 from ._controller import RunStateController, move_with_retry
 from ._engine import Engine, PoisonRun, WorkflowConfig
 from ._errors import InvalidTransition, NotRunning, RecordNotFound, RunEnded
 from ._event import Event, Header, delete_topic, make_role, run_state_change_topic, topic
 from ._logging import StdLogger
-from ._options import ResolvedOptions
+from ._options import Options, ResolvedOptions
 from ._protocols import EventReceiver, EventStreamer, Logger, RecordStore, RoleScheduler
 from ._record import Record, Run
 from ._runstate import RunState, State
@@ -155,6 +156,7 @@ class Workflow(Generic[T, S]):
                     defaults.err_backoff,
                 )
             )
+        procs.extend(self._timeout_processes())
         custom = engine.threads.wrap(cfg.custom_delete) if cfg.custom_delete else None
         procs.append(
             Process(
@@ -183,6 +185,49 @@ class Workflow(Generic[T, S]):
             )
         return procs
 
+    def _timeout_processes(self) -> list[Process]:
+        cfg = self._config
+        engine = self._engine
+        procs: list[Process] = []
+        for status, specs in cfg.timeouts.items():
+            opts = cfg.timeout_options.get(status, Options()).over(cfg.default_options).resolve()
+            name = engine.status_name(status)
+            inserter_name = make_role(name, "timeout-auto-inserter-consumer")
+            inserter = TimeoutInserter(
+                engine,
+                inserter_name,
+                status,
+                [(spec.index, engine.threads.wrap(spec.timer)) for spec in specs],
+                opts.pause_after_err_count,
+                self._skip,
+            )
+            procs.append(
+                Process(
+                    inserter_name,
+                    make_role(cfg.name, status, "timeout-auto-inserter-consumer"),
+                    self._lifecycle_body(
+                        topic(cfg.name, status), sequential(inserter), poll=opts.polling_frequency
+                    ),
+                    opts.err_backoff,
+                )
+            )
+            poller = TimeoutPoller(
+                engine,
+                status,
+                {spec.index: engine.threads.wrap(spec.fn) for spec in specs},
+                opts.pause_after_err_count,
+                opts.polling_frequency,
+            )
+            procs.append(
+                Process(
+                    make_role(name, "timeout-consumer"),
+                    make_role(cfg.name, status, "timeout-consumer"),
+                    poller,
+                    opts.err_backoff,
+                )
+            )
+        return procs
+
     def _skip(self, reason: str) -> None:
         """Where skipped events are counted (metrics arrive with observability)."""
 
@@ -207,10 +252,15 @@ class Workflow(Generic[T, S]):
         return body
 
     def _lifecycle_body(
-        self, topic_name: str, handler: Any, accept: Any = None, consume_lag: float = 0.0
+        self,
+        topic_name: str,
+        handler: Any,
+        accept: Any = None,
+        consume_lag: float = 0.0,
+        poll: float | None = None,
     ) -> Any:
         engine = self._engine
-        defaults = self._defaults
+        poll_interval = self._defaults.polling_frequency if poll is None else poll
 
         async def body(ctx: ProcessContext) -> None:
             await consume(
@@ -220,7 +270,7 @@ class Workflow(Generic[T, S]):
                 handler=handler,
                 accept=accept,
                 consume_lag=consume_lag,
-                poll_interval=defaults.polling_frequency,
+                poll_interval=poll_interval,
                 on_skip=self._skip,
             )
 

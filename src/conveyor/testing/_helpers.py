@@ -13,11 +13,13 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from .._protocols import TimeoutRecord
 from .._record import Meta, Record, Run
 from .._runstate import RunState
 from .._workflow import Workflow
 
 __all__ = [
+    "await_timeout_insert",
     "new_testing_run",
     "require",
     "run_until_idle",
@@ -129,6 +131,29 @@ async def trigger_callback_on(
         await wf.wait(foreign_id, run_id, status)
     data = payload if isinstance(payload, bytes) else msgspec.json.encode(payload)
     await wf.callback(foreign_id, status, data)
+
+
+async def await_timeout_insert(
+    wf: Workflow[T, S],
+    foreign_id: str,
+    run_id: str,
+    status: S,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> TimeoutRecord:
+    """Wait until a timeout exists for the run at ``status``; return it."""
+    store = wf._engine.timeout_store
+    if store is None:
+        raise ValueError(f"workflow {wf.name!r} has no timeout store")
+    deadline = time.monotonic() + timeout
+    while True:
+        for t in await store.list(wf.name):
+            if t.run_id == run_id and t.foreign_id == foreign_id and t.status == int(status):
+                return t
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no timeout was inserted for {run_id} at {status!r}")
+        await store.wait_for_insert(wf.name, min(remaining, 0.05))
 
 
 def new_testing_run(

@@ -6,6 +6,7 @@ from ._role_scheduler import MemoryRoleScheduler as MemoryRoleScheduler
 from ._streamer import MemoryEventReceiver as MemoryEventReceiver
 from ._streamer import MemoryEventSender as MemoryEventSender
 from ._streamer import MemoryEventStreamer as MemoryEventStreamer
+from ._timeout_store import MemoryTimeoutStore as MemoryTimeoutStore
 
 __all__ = (
     "MemoryEventReceiver",
@@ -14,4 +15,5 @@ __all__ = (
     "MemoryLease",
     "MemoryRecordStore",
     "MemoryRoleScheduler",
+    "MemoryTimeoutStore",
 )
