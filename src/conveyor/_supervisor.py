@@ -37,6 +37,8 @@ class ProcessContext:
     lease: Lease
     busy: bool = False
     """True while the process holds events it has not finished with."""
+    clock_wait: bool = False
+    """True while the process waits on business time: idle, however much is queued behind."""
     receivers: list[object] = field(default_factory=list)
     failures: int = 0
 
@@ -52,6 +54,8 @@ class ProcessContext:
     def idle(self) -> bool:
         if self.busy:
             return False
+        if self.clock_wait:
+            return True
         for rx in self.receivers:
             pending = getattr(rx, "pending", None)
             if pending is None or pending() > 0:
@@ -149,12 +153,13 @@ class Supervisor:
                 if exc is None:
                     continue
                 ctx.failures += 1
-                ctx.busy = False
+                ctx.busy = True  # failed work waits to be retried: not idle
                 self._logger.error("process error", exc, role=process.role, process=process.name)
                 if self._on_error is not None:
                     self._on_error(process.name)
                 delay = backoff_delay(process.err_backoff, ctx.failures)
                 await asyncio.wait({lost}, timeout=delay)
+                ctx.busy = False
         finally:
             lost.cancel()
             self.contexts.pop(process.name, None)

@@ -198,10 +198,13 @@ async def run_until_idle(*workflows: Workflow[Any, Any], timeout: float = DEFAUL
     if not workflows:
         raise ValueError("run_until_idle needs at least one workflow")
     deadline = time.monotonic() + timeout
+    loop = asyncio.get_running_loop()
     stable = 0
     spins = 0
     while stable < 3:
-        if _idle(workflows):
+        # Idle only when no callback is ready to run (a task woken by the clock or a
+        # signal may be several hops from resuming) and no process has work in hand.
+        if not _loop_has_ready_callbacks(loop) and _idle(workflows):
             stable += 1
         else:
             stable = 0
@@ -210,6 +213,11 @@ async def run_until_idle(*workflows: Workflow[Any, Any], timeout: float = DEFAUL
         spins += 1
         # Let ready tasks run; after a while, give threads (sync steps) real time too.
         await asyncio.sleep(0 if spins < 200 else 0.001)
+
+
+def _loop_has_ready_callbacks(loop: asyncio.AbstractEventLoop) -> bool:
+    ready = getattr(loop, "_ready", None)  # CPython's selector loop; others: assume none
+    return bool(ready)
 
 
 def _idle(workflows: tuple[Workflow[Any, Any], ...]) -> bool:
