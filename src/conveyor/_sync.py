@@ -52,6 +52,8 @@ class ThreadRunner:
             return await asyncio.shield(fut)
         except asyncio.CancelledError:
             await asyncio.wait({fut})
+            if not fut.cancelled():
+                fut.exception()  # retrieved: the caller is gone, so asyncio must not log it
             raise
 
     def wrap(self, fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:

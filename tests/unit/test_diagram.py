@@ -63,7 +63,7 @@ def test_write_diagram_creates_parent_directories(tmp_path: Path) -> None:
     ],
 )
 def test_status_labels_are_words(name: str, label: str) -> None:
-    status = enum.IntEnum("S", {name: 1})
+    status = enum.IntEnum("S", [(name, 1)])  # type: ignore[misc]
     assert status_label(status(1)) == label
 
 

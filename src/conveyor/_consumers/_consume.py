@@ -95,7 +95,11 @@ async def consume(
                 due = event_time(mine[0]) + lag
                 if clock.now() < due:
                     ctx.busy = False  # waiting on business time, not on work
-                    await clock.sleep_until(due)
+                    ctx.clock_wait = True
+                    try:
+                        await clock.sleep_until(due)
+                    finally:
+                        ctx.clock_wait = False
                     ctx.busy = True
             if mine:
                 outcome = await handler(mine)
