@@ -15,6 +15,8 @@ from ._record import Run, TypedRecord
 from ._runstate import RunState
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from ._clock import Clock
     from ._protocols import EventStreamer, Logger, RecordStore, RoleScheduler, TimeoutStore
     from ._workflow import Workflow
@@ -244,11 +246,13 @@ class Builder(Generic[T, S]):
         debug: bool = False,
         outbox: OutboxOptions | None = None,
         max_threads: int = 16,
+        metrics_registry: CollectorRegistry | None = None,
     ) -> Workflow[T, S]:
         """Check the graph and return a ``Workflow`` (not yet running: call ``run()``).
 
         ``pause_retry`` resumes paused runs after that many seconds (``None`` disables).
         ``max_threads`` bounds the pool that runs plain ``def`` user functions.
+        Prometheus metrics go to ``metrics_registry`` (default: the global registry).
         """
         from ._workflow import Workflow, WorkflowConfig
 
@@ -287,6 +291,7 @@ class Builder(Generic[T, S]):
             debug=debug,
             outbox=outbox or OutboxOptions(),
             max_threads=max_threads,
+            metrics_registry=metrics_registry,
         )
         return Workflow(
             config,

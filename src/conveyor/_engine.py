@@ -16,6 +16,7 @@ from ._codec import Codec, DecodeError
 from ._errors import InvalidTransition, VersionConflict, WorkflowError, WorkflowInProgress
 from ._event import Header, OutboxEvent, topic_for
 from ._graph import Graph
+from ._metrics import Metrics
 from ._options import Options, OutboxOptions
 from ._protocols import EventStreamer, Logger, RecordStore, RecordWrite, RoleScheduler
 from ._record import SAVE_AND_REPEAT, SKIP, Marker, Meta, Record, Run
@@ -23,6 +24,8 @@ from ._runstate import RunState
 from ._sync import ThreadRunner
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from ._builder import CallbackSpec, DeleteFn, HookFn, StepSpec, TimeoutSpec
     from ._protocols import TimeoutStore
 
@@ -55,6 +58,7 @@ class WorkflowConfig(Generic[T, S]):
     debug: bool
     outbox: OutboxOptions
     max_threads: int
+    metrics_registry: CollectorRegistry | None = None
 
 
 class PoisonRun(Exception):
@@ -112,6 +116,7 @@ class Engine(Generic[T, S]):
         self._outbox_prefix = f"outbox-id-{uuid.uuid4().hex[:16]}-"
         self._outbox_seq = itertools.count(1)
         self.errors = ErrorCounter()
+        self.metrics = Metrics(config.name, config.metrics_registry)
         self._topics: dict[tuple[RunState, int], str] = {}
 
     # ------------------------------------------------------------------ naming
@@ -193,21 +198,32 @@ class Engine(Generic[T, S]):
                 trace_origin=m.trace_origin,
             ),
         )
-        return RecordWrite(record, self.outbox_event(record), m.version)
+        return RecordWrite(record, self.outbox_event(record), m.version, prev.run_state)
 
     async def write(self, write: RecordWrite) -> None:
         """Store one write (raises ``VersionConflict``/``WorkflowInProgress``)."""
         await self.store.store(write)
+        self._count_change(write)
 
     async def write_many(self, writes: Sequence[RecordWrite]) -> Sequence[WorkflowError | None]:
         """Store several writes with a compare-and-set outcome each."""
         if len(writes) == 1:
             try:
-                await self.store.store(writes[0])
+                await self.write(writes[0])
             except (VersionConflict, WorkflowInProgress) as exc:
                 return [exc]
             return [None]
-        return await self.store.store_many(writes)
+        outcomes = await self.store.store_many(writes)
+        for write, outcome in zip(writes, outcomes, strict=True):
+            if outcome is None:
+                self._count_change(write)
+        return outcomes
+
+    def _count_change(self, write: RecordWrite) -> None:
+        previous = write.previous_run_state
+        current = write.record.run_state
+        if previous is not current:
+            self.metrics.run_state_change(str(previous), str(current))
 
     def pause_write(self, record: Record, reason: str) -> RecordWrite:
         """Pause ``record`` as stored (for poison runs and repeated errors)."""

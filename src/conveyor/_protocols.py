@@ -167,6 +167,8 @@ class RecordWrite:
     record: Record
     outbox: OutboxEvent
     expected_version: int = field(default=0)
+    previous_run_state: RunState = RunState.UNKNOWN
+    """Informational (metrics, logs): the run state this write replaces. Stores ignore it."""
 
 
 @runtime_checkable

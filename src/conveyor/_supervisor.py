@@ -8,6 +8,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ._metrics import ProcessMetrics
 from ._protocols import Lease, Logger, RoleScheduler
 from ._runstate import State
 
@@ -35,6 +36,7 @@ class ProcessContext:
     name: str
     role: str
     lease: Lease
+    metrics: ProcessMetrics | None = None
     busy: bool = False
     """True while the process holds events it has not finished with."""
     clock_wait: bool = False
@@ -74,6 +76,7 @@ class Process:
     role: str
     body: Body
     err_backoff: float
+    metrics: ProcessMetrics | None = None
 
 
 class Supervisor:
@@ -87,13 +90,12 @@ class Supervisor:
         self,
         roles: RoleScheduler,
         logger: Logger,
-        on_error: Callable[[str], None] | None = None,
         on_state: Callable[[str, State], None] | None = None,
     ) -> None:
         self._roles = roles
         self._logger = logger
-        self._on_error = on_error
         self._on_state = on_state
+        self._metrics: dict[str, ProcessMetrics] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.states: dict[str, State] = {}
         self.contexts: dict[str, ProcessContext] = {}
@@ -101,6 +103,8 @@ class Supervisor:
     def start(self, process: Process) -> None:
         if process.name in self._tasks:
             raise RuntimeError(f"process {process.name!r} already started")
+        if process.metrics is not None:
+            self._metrics[process.name] = process.metrics
         self._set_state(process.name, State.IDLE)
         task = asyncio.get_running_loop().create_task(
             self._supervise(process), name=f"conveyor:{process.role}"
@@ -109,6 +113,9 @@ class Supervisor:
 
     def _set_state(self, name: str, state: State) -> None:
         self.states[name] = state
+        metrics = self._metrics.get(name)
+        if metrics is not None:
+            metrics.state.set(int(state))
         if self._on_state is not None:
             self._on_state(name, state)
 
@@ -133,7 +140,7 @@ class Supervisor:
             self._set_state(process.name, State.SHUTDOWN)
 
     async def _run_under_lease(self, process: Process, lease: Lease) -> None:
-        ctx = ProcessContext(process.name, process.role, lease)
+        ctx = ProcessContext(process.name, process.role, lease, process.metrics)
         self.contexts[process.name] = ctx
         loop = asyncio.get_running_loop()
         lost = loop.create_task(lease.wait_lost())
@@ -155,8 +162,8 @@ class Supervisor:
                 ctx.failures += 1
                 ctx.busy = True  # failed work waits to be retried: not idle
                 self._logger.error("process error", exc, role=process.role, process=process.name)
-                if self._on_error is not None:
-                    self._on_error(process.name)
+                if process.metrics is not None:
+                    process.metrics.errors.inc()
                 delay = backoff_delay(process.err_backoff, ctx.failures)
                 await asyncio.wait({lost}, timeout=delay)
                 ctx.busy = False

@@ -10,21 +10,16 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._clock import Clock, SystemClock
-from ._consumers._consume import consume, sequential
-from ._consumers._lifecycle import DeleteHandler, HookHandler, PauseRetryHandler, run_state_is
-from ._consumers._outbox import relay_outbox
-from ._consumers._step import StepHandler
-from ._consumers._timeout import TimeoutInserter, TimeoutPoller
 from ._controller import RunStateController, move_with_retry
 from ._engine import Engine, PoisonRun, WorkflowConfig
 from ._errors import InvalidTransition, NotRunning, RecordNotFound, RunEnded
-from ._event import Event, Header, delete_topic, make_role, run_state_change_topic, topic
+from ._event import Event, Header, make_role, run_state_change_topic, topic
 from ._logging import StdLogger
-from ._options import Options, ResolvedOptions
+from ._plan import plan_processes
 from ._protocols import EventReceiver, EventStreamer, Logger, RecordStore, RoleScheduler
 from ._record import Record, Run
 from ._runstate import RunState, State
-from ._supervisor import Process, ProcessContext, Supervisor
+from ._supervisor import ProcessContext, Supervisor
 
 __all__ = ["Workflow", "WorkflowConfig"]
 
@@ -79,14 +74,12 @@ class Workflow(Generic[T, S]):
         self._supervisor: Supervisor | None = None
         self._running = False
         self._lock = asyncio.Lock()
-        self._defaults = config.default_options.resolve()
         wrap = self._engine.threads.wrap
-        self._step_fns = {status: wrap(spec.fn) for status, spec in config.steps.items()}
         self._callback_fns = {
             status: [(spec, wrap(spec.fn)) for spec in specs]
             for status, specs in config.callbacks.items()
         }
-        self._processes = self._plan()
+        self._processes = plan_processes(self._engine)
         self._states: dict[str, State] = {p.name: State.UNKNOWN for p in self._processes}
 
     # ------------------------------------------------------------------ identity
@@ -113,168 +106,6 @@ class Workflow(Generic[T, S]):
         return self._config.object_type
 
     # ------------------------------------------------------------------ processes
-
-    def _step_options(self, status: int) -> ResolvedOptions:
-        spec = self._config.steps[status]
-        return spec.options.over(self._config.default_options).resolve()
-
-    def _plan(self) -> list[Process]:
-        """Every background process, with the original's role and process names."""
-        cfg = self._config
-        wf = cfg.name
-        engine = self._engine
-        defaults = self._defaults
-        procs: list[Process] = [
-            Process(
-                "outbox-consumer",
-                make_role(wf, "outbox-consumer"),
-                lambda ctx: relay_outbox(engine, ctx),
-                cfg.outbox.err_backoff,
-            )
-        ]
-        for status in cfg.steps:
-            opts = self._step_options(status)
-            n = opts.parallel_count
-            for i in range(1, n + 1):
-                procs.append(
-                    Process(
-                        make_role(engine.status_name(status), "consumer", i, "of", n),
-                        make_role(wf, status, "consumer", i, "of", n),
-                        self._step_body(status, i, n, opts),
-                        opts.err_backoff,
-                    )
-                )
-        for state, hook in cfg.hooks.items():
-            handler = HookHandler(engine, engine.threads.wrap(hook), self._skip)
-            procs.append(
-                Process(
-                    make_role(str(state), "run-state-change-hook-consumer"),
-                    make_role(wf, str(state), "run-state-change-hook-consumer"),
-                    self._lifecycle_body(
-                        run_state_change_topic(wf), sequential(handler), run_state_is(state)
-                    ),
-                    defaults.err_backoff,
-                )
-            )
-        procs.extend(self._timeout_processes())
-        custom = engine.threads.wrap(cfg.custom_delete) if cfg.custom_delete else None
-        procs.append(
-            Process(
-                "delete-consumer",
-                make_role(wf, "delete-consumer"),
-                self._lifecycle_body(
-                    delete_topic(wf), sequential(DeleteHandler(engine, custom, self._skip))
-                ),
-                defaults.err_backoff,
-            )
-        )
-        if cfg.pause_retry is not None:
-            handler_pr = PauseRetryHandler(engine, cfg.pause_retry, self._skip)
-            procs.append(
-                Process(
-                    "paused-records-retry-consumer",
-                    make_role(wf, "paused-records-retry-consumer"),
-                    self._lifecycle_body(
-                        run_state_change_topic(wf),
-                        sequential(handler_pr),
-                        run_state_is(RunState.PAUSED),
-                        consume_lag=cfg.pause_retry,
-                    ),
-                    defaults.err_backoff,
-                )
-            )
-        return procs
-
-    def _timeout_processes(self) -> list[Process]:
-        cfg = self._config
-        engine = self._engine
-        procs: list[Process] = []
-        for status, specs in cfg.timeouts.items():
-            opts = cfg.timeout_options.get(status, Options()).over(cfg.default_options).resolve()
-            name = engine.status_name(status)
-            inserter_name = make_role(name, "timeout-auto-inserter-consumer")
-            inserter = TimeoutInserter(
-                engine,
-                inserter_name,
-                status,
-                [(spec.index, engine.threads.wrap(spec.timer)) for spec in specs],
-                opts.pause_after_err_count,
-                self._skip,
-            )
-            procs.append(
-                Process(
-                    inserter_name,
-                    make_role(cfg.name, status, "timeout-auto-inserter-consumer"),
-                    self._lifecycle_body(
-                        topic(cfg.name, status), sequential(inserter), poll=opts.polling_frequency
-                    ),
-                    opts.err_backoff,
-                )
-            )
-            poller = TimeoutPoller(
-                engine,
-                status,
-                {spec.index: engine.threads.wrap(spec.fn) for spec in specs},
-                opts.pause_after_err_count,
-                opts.polling_frequency,
-            )
-            procs.append(
-                Process(
-                    make_role(name, "timeout-consumer"),
-                    make_role(cfg.name, status, "timeout-consumer"),
-                    poller,
-                    opts.err_backoff,
-                )
-            )
-        return procs
-
-    def _skip(self, reason: str) -> None:
-        """Where skipped events are counted (metrics arrive with observability)."""
-
-    def _step_body(self, status: int, shard: int, shards: int, opts: ResolvedOptions) -> Any:
-        engine = self._engine
-        fn = self._step_fns[status]
-
-        async def body(ctx: ProcessContext) -> None:
-            handler = StepHandler(engine, ctx, status, fn, opts.pause_after_err_count, self._skip)
-            await consume(
-                ctx,
-                engine,
-                topic=topic(engine.name, status),
-                handler=handler,
-                shard=shard,
-                shards=shards,
-                consume_lag=opts.consume_lag,
-                poll_interval=opts.polling_frequency,
-                on_skip=self._skip,
-            )
-
-        return body
-
-    def _lifecycle_body(
-        self,
-        topic_name: str,
-        handler: Any,
-        accept: Any = None,
-        consume_lag: float = 0.0,
-        poll: float | None = None,
-    ) -> Any:
-        engine = self._engine
-        poll_interval = self._defaults.polling_frequency if poll is None else poll
-
-        async def body(ctx: ProcessContext) -> None:
-            await consume(
-                ctx,
-                engine,
-                topic=topic_name,
-                handler=handler,
-                accept=accept,
-                consume_lag=consume_lag,
-                poll_interval=poll_interval,
-                on_skip=self._skip,
-            )
-
-        return body
 
     def _on_state(self, name: str, state: State) -> None:
         self._states[name] = state

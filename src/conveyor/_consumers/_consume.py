@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -64,7 +65,7 @@ async def consume(
     consume_lag: float = 0.0,
     poll_interval: float | None = None,
     accept: Callable[[Event], bool] | None = None,
-    on_skip: Callable[[str], None] | None = None,
+    lag_alert: float = 0.0,
 ) -> None:
     """Consume ``topic`` under the process's role until cancelled.
 
@@ -76,6 +77,7 @@ async def consume(
     receiver = await engine.streamer.new_receiver(topic, ctx.role, poll_interval=poll_interval)
     ctx.watch(receiver)
     clock = engine.clock
+    metrics = ctx.metrics
     lag = timedelta(seconds=consume_lag) if consume_lag > 0 else None
     try:
         while True:
@@ -86,8 +88,8 @@ async def consume(
                 if (shards > 1 and event.id % shards != shard - 1) or (
                     accept is not None and not accept(event)
                 ):
-                    if on_skip is not None:
-                        on_skip("filtered out")
+                    if metrics is not None:
+                        metrics.skipped("filtered out")
                     await receiver.ack(event)
                 else:
                     mine.append(event)
@@ -102,7 +104,15 @@ async def consume(
                         ctx.clock_wait = False
                     ctx.busy = True
             if mine:
+                if metrics is not None:
+                    age = (clock.now() - event_time(mine[-1])).total_seconds()
+                    metrics.observe_lag(max(0.0, age), lag_alert)
+                    started = time.perf_counter()
                 outcome = await handler(mine)
+                if metrics is not None:
+                    elapsed = time.perf_counter() - started
+                    for _ in outcome.acks:
+                        metrics.latency.observe(elapsed)
                 for event in outcome.acks:
                     await receiver.ack(event)
                 if outcome.error is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .._protocols import EventSender, OutgoingEvent
@@ -28,6 +29,11 @@ async def relay_outbox(engine: Any, ctx: ProcessContext) -> None:
                 await store.wait_for_outbox(name, options.polling_frequency)
                 continue
             ctx.busy = True
+            metrics = ctx.metrics
+            if metrics is not None:
+                age = (engine.clock.now() - events[0].created_at).total_seconds()
+                metrics.observe_lag(max(0.0, age), options.lag_alert)
+                started = time.perf_counter()
             by_topic: dict[str, list[OutgoingEvent]] = {}
             for ev in events:
                 items = by_topic.get(ev.topic)
@@ -40,6 +46,10 @@ async def relay_outbox(engine: Any, ctx: ProcessContext) -> None:
                     sender = senders[topic] = await engine.streamer.new_sender(topic)
                 await sender.send_many(items)
             await store.delete_outbox_events([ev.id for ev in events])
+            if metrics is not None:
+                per_event = (time.perf_counter() - started) / len(events)
+                for _ in events:
+                    metrics.latency.observe(per_event)
             ctx.progress()
     finally:
         ctx.busy = False

@@ -10,7 +10,6 @@ from .._errors import RecordNotFound, VersionConflict, WorkflowError
 from .._event import Event, Header
 from .._protocols import RecordWrite
 from .._record import Record
-from .._supervisor import ProcessContext
 from ._consume import Outcome
 
 __all__ = ["StaleRecord", "StepHandler"]
@@ -31,14 +30,14 @@ class StepHandler:
     def __init__(
         self,
         engine: Any,
-        ctx: ProcessContext,
+        process: str,
         status: int,
         fn: Callable[[Any], Awaitable[Any]],
         pause_after: int,
         on_skip: Callable[[str], None],
     ) -> None:
         self._engine = engine
-        self._ctx = ctx
+        self._process = process
         self._status = status
         self._fn = fn
         self._pause_after = pause_after
@@ -100,6 +99,6 @@ class StepHandler:
         if record.status != self._status:
             raise _Skip("record status not in expected state")
         write: RecordWrite | None = await engine.run_user_code(
-            record, self._fn, (), process=self._ctx.name, pause_after=self._pause_after
+            record, self._fn, (), process=self._process, pause_after=self._pause_after
         )
         return write
