@@ -15,6 +15,7 @@ from ._controller import RunStateController as RunStateController
 from ._errors import AdapterError as AdapterError
 from ._errors import AdapterUnavailable as AdapterUnavailable
 from ._errors import BuildError as BuildError
+from ._errors import InvalidSchedule as InvalidSchedule
 from ._errors import InvalidTransition as InvalidTransition
 from ._errors import NotRunning as NotRunning
 from ._errors import OutboxRecordNotFound as OutboxRecordNotFound
@@ -70,6 +71,7 @@ __all__ = (
     "EventSender",
     "EventStreamer",
     "Header",
+    "InvalidSchedule",
     "InvalidTransition",
     "Lease",
     "Logger",

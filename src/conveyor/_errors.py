@@ -5,6 +5,7 @@ The tree::
     WorkflowError
     ├── BuildError                 a graph or option mistake found by Builder.build()
     ├── NotRunning                 trigger/schedule before run() or after stop()
+    ├── InvalidSchedule            a cron spec that does not parse (also a ValueError)
     ├── RecordNotFound             (also a LookupError)
     ├── TimeoutNotFound            (also a LookupError)
     ├── OutboxRecordNotFound       (also a LookupError)
@@ -27,6 +28,7 @@ __all__ = [
     "AdapterError",
     "AdapterUnavailable",
     "BuildError",
+    "InvalidSchedule",
     "InvalidTransition",
     "NotRunning",
     "OutboxRecordNotFound",
@@ -49,6 +51,10 @@ class BuildError(WorkflowError):
 
 class NotRunning(WorkflowError):
     """The workflow's background processes are not running (call ``run()`` first)."""
+
+
+class InvalidSchedule(WorkflowError, ValueError):
+    """A schedule spec that is not valid cron, a descriptor, or ``@every <duration>``."""
 
 
 class RecordNotFound(WorkflowError, LookupError):

@@ -100,7 +100,7 @@ class Supervisor:
         self.states: dict[str, State] = {}
         self.contexts: dict[str, ProcessContext] = {}
 
-    def start(self, process: Process) -> None:
+    def start(self, process: Process) -> asyncio.Task[None]:
         if process.name in self._tasks:
             raise RuntimeError(f"process {process.name!r} already started")
         if process.metrics is not None:
@@ -110,6 +110,14 @@ class Supervisor:
             self._supervise(process), name=f"conveyor:{process.role}"
         )
         self._tasks[process.name] = task
+        return task
+
+    async def end(self, name: str) -> None:
+        """Cancel one process and wait for it (used when a schedule's caller stops it)."""
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
 
     def _set_state(self, name: str, state: State) -> None:
         self.states[name] = state

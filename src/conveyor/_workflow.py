@@ -5,21 +5,30 @@ from __future__ import annotations
 import asyncio
 import enum
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, tzinfo
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._clock import Clock, SystemClock
 from ._controller import RunStateController, move_with_retry
 from ._engine import Engine, PoisonRun, WorkflowConfig
-from ._errors import InvalidTransition, NotRunning, RecordNotFound, RunEnded
+from ._errors import (
+    InvalidSchedule,
+    InvalidTransition,
+    NotRunning,
+    RecordNotFound,
+    RunEnded,
+    WorkflowInProgress,
+)
 from ._event import Event, Header, make_role, run_state_change_topic, topic
 from ._logging import StdLogger
 from ._plan import plan_processes
 from ._protocols import EventReceiver, EventStreamer, Logger, RecordStore, RoleScheduler
 from ._record import Record, Run
 from ._runstate import RunState, State
-from ._supervisor import ProcessContext, Supervisor
+from ._schedule import Schedule
+from ._supervisor import Process, ProcessContext, Supervisor
 
 __all__ = ["Workflow", "WorkflowConfig"]
 
@@ -341,6 +350,68 @@ class Workflow(Generic[T, S]):
                 raise InvalidTransition(str(exc)) from exc
             if write is not None:
                 await engine.write(write)
+
+    async def schedule(
+        self,
+        foreign_id: str,
+        spec: str,
+        *,
+        initial: T | None = None,
+        filter: Callable[[datetime], bool | Awaitable[bool]] | None = None,
+        tz: tzinfo = UTC,
+        err_backoff: float = 1.0,
+    ) -> None:
+        """Trigger a run for ``foreign_id`` at every slot of the cron ``spec``; blocks.
+
+        Cancel the calling task (or ``stop()`` the workflow) to end it. ``spec`` is standard
+        cron (ranges, lists, steps), a descriptor (``@hourly``, ``@daily``, ``@monthly``, ...)
+        or ``@every <duration>`` (``@every 90s``). Slots are computed from the creation time
+        of the foreign ID's latest run (so a slot missed while down fires at start-up), then
+        from the time each slot fired. ``filter(slot)`` returning false skips a slot. A slot
+        whose previous run is still in progress is skipped. The schedule runs under its own
+        role, so with several instances only one fires it.
+        """
+        self._require_running("schedule")
+        try:
+            parsed = Schedule(spec, tz)
+        except ValueError as exc:
+            raise InvalidSchedule(f"schedule failed: {exc}") from exc
+        supervisor = self._supervisor
+        assert supervisor is not None
+        engine = self._engine
+        check = engine.threads.wrap(filter) if filter is not None else None
+        name = make_role(foreign_id, "scheduler", spec)
+
+        async def body(ctx: ProcessContext) -> None:
+            try:
+                last = (await engine.store.latest(engine.name, foreign_id)).created_at
+            except RecordNotFound:
+                last = engine.clock.now()
+            while True:
+                slot = parsed.next_after(last)
+                await engine.clock.sleep_until(slot)
+                ctx.busy = True
+                if check is None or await check(slot):
+                    try:
+                        await self.trigger(foreign_id, initial=initial)
+                    except WorkflowInProgress:
+                        pass
+                last = max(slot, engine.clock.now())
+                ctx.busy = False
+                ctx.progress()
+
+        process = Process(
+            name,
+            make_role(engine.name, foreign_id, "scheduler", spec),
+            body,
+            err_backoff,
+            engine.metrics.process(name),
+        )
+        task = supervisor.start(process)
+        try:
+            await asyncio.shield(task)
+        finally:
+            await supervisor.end(name)
 
     # ------------------------------------------------------------------ run states
 
