@@ -5,12 +5,16 @@ and others), ``run()`` it, and ``trigger`` runs. See the README for a tour.
 """
 
 from ._builder import Builder as Builder
+from ._builder import ConnectorBuilder as ConnectorBuilder
 from ._builder import StepBuilder as StepBuilder
 from ._builder import TimeoutBuilder as TimeoutBuilder
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._codec import Codec as Codec
 from ._codec import DecodeError as DecodeError
+from ._connector import ConnectorConstructor as ConnectorConstructor
+from ._connector import ConnectorConsumer as ConnectorConsumer
+from ._connector import ConnectorEvent as ConnectorEvent
 from ._controller import RunStateController as RunStateController
 from ._errors import AdapterError as AdapterError
 from ._errors import AdapterUnavailable as AdapterUnavailable
@@ -65,6 +69,10 @@ __all__ = (
     "Builder",
     "Clock",
     "Codec",
+    "ConnectorBuilder",
+    "ConnectorConstructor",
+    "ConnectorConsumer",
+    "ConnectorEvent",
     "DecodeError",
     "Event",
     "EventReceiver",

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from ._clock import Clock
+    from ._connector import ConnectorConstructor, ConnectorEvent
     from ._protocols import EventStreamer, Logger, RecordStore, RoleScheduler, TimeoutStore
     from ._workflow import Workflow
 
@@ -99,6 +100,41 @@ class TimeoutBuilder:
         return self
 
 
+@dataclass(slots=True)
+class ConnectorSpec:
+    name: str
+    constructor: Any
+    fn: Callable[..., Any]
+    options: Options = field(default_factory=Options)
+
+
+class ConnectorBuilder:
+    """Returned by ``Builder.add_connector``; sets that connector's options."""
+
+    __slots__ = ("_spec",)
+
+    def __init__(self, spec: ConnectorSpec) -> None:
+        self._spec = spec
+
+    def with_options(
+        self,
+        *,
+        parallel_count: int | None = None,
+        err_backoff: Duration | None = None,
+        lag_alert: Duration | None = None,
+        consume_lag: Duration | None = None,
+    ) -> ConnectorBuilder:
+        """Override defaults field by field (shards, backoff, lag)."""
+        given = Options(
+            parallel_count=parallel_count,
+            err_backoff=err_backoff,
+            lag_alert=lag_alert,
+            consume_lag=consume_lag,
+        )
+        self._spec.options = given.over(self._spec.options)
+        return self
+
+
 class StepBuilder:
     """Returned by ``Builder.add_step``; sets that step's options."""
 
@@ -150,6 +186,7 @@ class Builder(Generic[T, S]):
         self._callbacks: dict[int, list[CallbackSpec[T, S]]] = {}
         self._hooks: dict[RunState, HookFn[T, S]] = {}
         self._timeouts: dict[int, list[TimeoutSpec[T, S]]] = {}
+        self._connectors: dict[str, ConnectorSpec] = {}
         self._timeout_options: dict[int, Options] = {}
 
     # ------------------------------------------------------------------ graph
@@ -214,6 +251,27 @@ class Builder(Generic[T, S]):
         specs = self._timeouts.setdefault(src, [])
         specs.append(TimeoutSpec(src, len(specs), timer, fn, dests))
         return TimeoutBuilder(self, src)
+
+    def add_connector(
+        self,
+        name: str,
+        constructor: ConnectorConstructor,
+        fn: Callable[[Workflow[T, S], ConnectorEvent], Awaitable[None] | None],
+    ) -> ConnectorBuilder:
+        """Consume an outside stream: ``fn(workflow, event)`` for every event (at least once).
+
+        Typically ``fn`` triggers or calls back a run. Events are sharded over
+        ``parallel_count`` processes by a stable hash of their ID; none is dropped.
+        """
+        if not name:
+            raise BuildError("a connector needs a name")
+        if name in self._connectors:
+            raise BuildError("connector names need to be unique")
+        if not callable(fn):
+            raise BuildError(f"connector function for {name!r} is not callable")
+        spec = ConnectorSpec(name, constructor, fn)
+        self._connectors[name] = spec
+        return ConnectorBuilder(spec)
 
     # ------------------------------------------------------------------ hooks
 
@@ -285,6 +343,7 @@ class Builder(Generic[T, S]):
             hooks=dict(self._hooks),
             timeouts={k: list(v) for k, v in self._timeouts.items()},
             timeout_options=dict(self._timeout_options),
+            connectors=list(self._connectors.values()),
             default_options=default_options or Options(),
             pause_retry=retry,
             custom_delete=custom_delete,

@@ -26,7 +26,7 @@ from ._sync import ThreadRunner
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from ._builder import CallbackSpec, DeleteFn, HookFn, StepSpec, TimeoutSpec
+    from ._builder import CallbackSpec, ConnectorSpec, DeleteFn, HookFn, StepSpec, TimeoutSpec
     from ._protocols import TimeoutStore
 
 __all__ = ["PAUSE_REASON_ERRORS", "Engine", "ErrorCounter", "PoisonRun", "WorkflowConfig"]
@@ -52,6 +52,7 @@ class WorkflowConfig(Generic[T, S]):
     hooks: dict[RunState, HookFn[T, S]]
     timeouts: dict[int, list[TimeoutSpec[T, S]]]
     timeout_options: dict[int, Options]
+    connectors: list[ConnectorSpec]
     default_options: Options
     pause_retry: float | None
     custom_delete: DeleteFn[T] | None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ._connector import ConnectorReceiver
 from ._consumers._consume import Batch, consume, sequential
 from ._consumers._lifecycle import DeleteHandler, HookHandler, PauseRetryHandler, run_state_is
 from ._consumers._outbox import relay_outbox
@@ -43,10 +44,12 @@ class _Planner:
         accept: Callable[[Event], bool] | None = None,
         consume_lag: float | None = None,
         lag_alert: float | None = None,
+        open_receiver: Callable[[ProcessContext], Awaitable[Any]] | None = None,
     ) -> None:
         engine = self.engine
 
         async def body(ctx: ProcessContext) -> None:
+            opener = None if open_receiver is None else (lambda: open_receiver(ctx))
             await consume(
                 ctx,
                 engine,
@@ -58,6 +61,7 @@ class _Planner:
                 poll_interval=opts.polling_frequency,
                 accept=accept,
                 lag_alert=opts.lag_alert if lag_alert is None else lag_alert,
+                open_receiver=opener,
             )
 
         self.add(name, role, body, opts.err_backoff)
@@ -151,6 +155,37 @@ class _Planner:
                 resolved.err_backoff,
             )
 
+    def connectors(self, api: Any) -> None:
+        engine = self.engine
+        for spec in self.cfg.connectors:
+            opts = spec.options.over(self.cfg.default_options).resolve()
+            n = opts.parallel_count
+            fn = engine.threads.wrap(spec.fn)
+            for i in range(1, n + 1):
+                name = make_role(spec.name, "connector-to", self.cfg.name, "consumer", i, "of", n)
+                receivers: dict[str, ConnectorReceiver] = {}
+
+                async def open_receiver(
+                    ctx: ProcessContext, spec: Any = spec, receivers: Any = receivers
+                ) -> ConnectorReceiver:
+                    consumer = await spec.constructor.make(ctx.role)
+                    rx = receivers["current"] = ConnectorReceiver(consumer, engine.clock)
+                    return rx
+
+                async def handle(event: Event, fn: Any = fn, receivers: Any = receivers) -> None:
+                    await fn(api, receivers["current"].connector_event(event))
+
+                self.consumer(
+                    name,
+                    name,
+                    "",
+                    sequential(handle),
+                    opts,
+                    shard=i,
+                    shards=n,
+                    open_receiver=open_receiver,
+                )
+
     def delete(self) -> None:
         cfg = self.cfg
         custom = self.engine.threads.wrap(cfg.custom_delete) if cfg.custom_delete else None
@@ -181,13 +216,15 @@ class _Planner:
         )
 
 
-def plan_processes(engine: Engine[Any, Any]) -> list[Process]:
-    """Every background process of the workflow, in a stable order."""
+def plan_processes(engine: Engine[Any, Any], api: Any) -> list[Process]:
+    """Every background process of the workflow, in a stable order (``api``: the Workflow
+    handed to connector functions)."""
     planner = _Planner(engine)
     planner.outbox()
     planner.steps(engine.threads.wrap)
     planner.hooks()
     planner.timeouts()
+    planner.connectors(api)
     planner.delete()
     planner.pause_retry()
     return planner.procs

@@ -88,7 +88,7 @@ class Workflow(Generic[T, S]):
             status: [(spec, wrap(spec.fn)) for spec in specs]
             for status, specs in config.callbacks.items()
         }
-        self._processes = plan_processes(self._engine)
+        self._processes = plan_processes(self._engine, self)
         self._states: dict[str, State] = {p.name: State.UNKNOWN for p in self._processes}
 
     # ------------------------------------------------------------------ identity

@@ -66,6 +66,7 @@ async def consume(
     poll_interval: float | None = None,
     accept: Callable[[Event], bool] | None = None,
     lag_alert: float = 0.0,
+    open_receiver: Callable[[], Awaitable[Any]] | None = None,
 ) -> None:
     """Consume ``topic`` under the process's role until cancelled.
 
@@ -74,7 +75,10 @@ async def consume(
     successes are acknowledged; the supervisor backs off and a new receiver redelivers
     from the cursor.
     """
-    receiver = await engine.streamer.new_receiver(topic, ctx.role, poll_interval=poll_interval)
+    if open_receiver is not None:
+        receiver = await open_receiver()
+    else:
+        receiver = await engine.streamer.new_receiver(topic, ctx.role, poll_interval=poll_interval)
     ctx.watch(receiver)
     clock = engine.clock
     metrics = ctx.metrics

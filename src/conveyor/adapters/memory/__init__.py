@@ -1,5 +1,7 @@
 """In-memory adapters: the reference implementations, for tests and single-process use."""
 
+from ._connector import MemoryConnector as MemoryConnector
+from ._connector import MemoryConnectorConsumer as MemoryConnectorConsumer
 from ._record_store import MemoryRecordStore as MemoryRecordStore
 from ._role_scheduler import MemoryLease as MemoryLease
 from ._role_scheduler import MemoryRoleScheduler as MemoryRoleScheduler
@@ -9,6 +11,8 @@ from ._streamer import MemoryEventStreamer as MemoryEventStreamer
 from ._timeout_store import MemoryTimeoutStore as MemoryTimeoutStore
 
 __all__ = (
+    "MemoryConnector",
+    "MemoryConnectorConsumer",
     "MemoryEventReceiver",
     "MemoryEventSender",
     "MemoryEventStreamer",

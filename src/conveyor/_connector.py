@@ -1,0 +1,106 @@
+"""Connectors: outside event streams that start or move runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from ._clock import Clock
+from ._event import Event
+
+__all__ = [
+    "ConnectorConstructor",
+    "ConnectorConsumer",
+    "ConnectorEvent",
+    "ConnectorReceiver",
+    "fnv1a64",
+]
+
+_FNV_OFFSET = 0xCBF29CE484222325
+_FNV_PRIME = 0x100000001B3
+_MASK = 0xFFFFFFFFFFFFFFFF
+
+
+def fnv1a64(text: str) -> int:
+    """Unsigned 64-bit FNV-1a of the UTF-8 bytes: the same in every process and version."""
+    h = _FNV_OFFSET
+    for byte in text.encode():
+        h = ((h ^ byte) * _FNV_PRIME) & _MASK
+    return h
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorEvent:
+    """An event from an outside stream, as a connector hands it to the workflow."""
+
+    id: str
+    foreign_id: str
+    type: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+@runtime_checkable
+class ConnectorConsumer(Protocol):
+    """Reads an outside stream from a cursor kept under the consumer's name."""
+
+    async def recv(self, max_events: int = 1) -> Sequence[ConnectorEvent]:
+        """Wait for at least one event; return up to ``max_events`` (cancellable)."""
+        ...
+
+    async def ack(self, event: ConnectorEvent) -> None:
+        """Acknowledge an event; the cursor advances over unbroken runs of acks."""
+        ...
+
+    async def close(self) -> None:
+        """Stop reading. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class ConnectorConstructor(Protocol):
+    """Makes a consumer for one shard; ``name`` is its role (the cursor identity)."""
+
+    async def make(self, name: str) -> ConnectorConsumer: ...
+
+
+class ConnectorReceiver:
+    """Presents a connector consumer as an event receiver, so the engine's consume loop
+    (shards, lag, metrics, acks) applies. The event ID is ``fnv1a64(connector_event.id)``."""
+
+    def __init__(self, consumer: ConnectorConsumer, clock: Clock) -> None:
+        self._consumer = consumer
+        self._clock = clock
+        self._pending: dict[int, ConnectorEvent] = {}
+
+    async def recv(self, max_events: int = 1) -> Sequence[Event]:
+        events = []
+        for ce in await self._consumer.recv(max_events):
+            event = Event(
+                id=fnv1a64(ce.id),
+                foreign_id=ce.foreign_id,
+                type=0,
+                headers=ce.headers,
+                created_at=ce.created_at or self._clock.now(),
+            )
+            self._pending[id(event)] = ce
+            events.append(event)
+        return events
+
+    def pending(self) -> int:
+        """Events not yet handed out, if the consumer can tell (else 1: "unknown")."""
+        pending = getattr(self._consumer, "pending", None)
+        return int(pending()) if pending is not None else 1
+
+    def connector_event(self, event: Event) -> ConnectorEvent:
+        return self._pending[id(event)]
+
+    async def ack(self, event: Event) -> None:
+        ce = self._pending.pop(id(event))
+        await self._consumer.ack(ce)
+
+    async def close(self) -> None:
+        self._pending.clear()
+        await self._consumer.close()
