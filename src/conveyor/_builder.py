@@ -305,12 +305,16 @@ class Builder(Generic[T, S]):
         outbox: OutboxOptions | None = None,
         max_threads: int = 16,
         metrics_registry: CollectorRegistry | None = None,
+        tracing: bool = False,
+        tracer_provider: Any = None,
     ) -> Workflow[T, S]:
         """Check the graph and return a ``Workflow`` (not yet running: call ``run()``).
 
         ``pause_retry`` resumes paused runs after that many seconds (``None`` disables).
         ``max_threads`` bounds the pool that runs plain ``def`` user functions.
         Prometheus metrics go to ``metrics_registry`` (default: the global registry).
+        ``tracing=True`` adds OpenTelemetry spans (``pip install 'conveyor[otel]'``), from
+        ``tracer_provider`` or the global one.
         """
         from ._workflow import Workflow, WorkflowConfig
 
@@ -351,6 +355,8 @@ class Builder(Generic[T, S]):
             outbox=outbox or OutboxOptions(),
             max_threads=max_threads,
             metrics_registry=metrics_registry,
+            tracing=tracing,
+            tracer_provider=tracer_provider,
         )
         return Workflow(
             config,

@@ -7,7 +7,7 @@ import itertools
 import os
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -22,6 +22,7 @@ from ._protocols import EventStreamer, Logger, RecordStore, RecordWrite, RoleSch
 from ._record import SAVE_AND_REPEAT, SKIP, Marker, Meta, Record, Run
 from ._runstate import RunState
 from ._sync import ThreadRunner
+from ._tracing import make_tracing
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -60,6 +61,8 @@ class WorkflowConfig(Generic[T, S]):
     outbox: OutboxOptions
     max_threads: int
     metrics_registry: CollectorRegistry | None = None
+    tracing: bool = False
+    tracer_provider: Any = None
 
 
 class PoisonRun(Exception):
@@ -118,6 +121,7 @@ class Engine(Generic[T, S]):
         self._outbox_seq = itertools.count(1)
         self.errors = ErrorCounter()
         self.metrics = Metrics(config.name, config.metrics_registry)
+        self.tracing = make_tracing(config.tracing, config.tracer_provider)
         self._topics: dict[tuple[RunState, int], str] = {}
 
     # ------------------------------------------------------------------ naming
@@ -134,7 +138,7 @@ class Engine(Generic[T, S]):
         topic = self._topics.get(key)
         if topic is None:
             topic = self._topics[key] = topic_for(self.name, record.run_state, record.status)
-        headers: Mapping[str, str] = {
+        headers: dict[str, str] = {
             Header.WORKFLOW_NAME: record.workflow_name,
             Header.FOREIGN_ID: record.foreign_id,
             Header.TOPIC: topic,
@@ -143,6 +147,8 @@ class Engine(Generic[T, S]):
             Header.RECORD_VERSION: str(record.meta.version),
             Header.EVENT_TIME: record.updated_at.isoformat(),
         }
+        if self.tracing.enabled:
+            self.tracing.inject(headers)
         return OutboxEvent(
             id=f"{self._outbox_prefix}{next(self._outbox_seq)}",
             workflow_name=record.workflow_name,

@@ -343,13 +343,18 @@ class Workflow(Generic[T, S]):
                 run = engine.to_run(record)
             except PoisonRun as exc:
                 raise InvalidTransition(str(exc)) from exc
-            result = await fn(run, bytes(payload))
-            try:
-                write = engine.result_write(record, run, result)
-            except PoisonRun as exc:
-                raise InvalidTransition(str(exc)) from exc
-            if write is not None:
-                await engine.write(write)
+            with engine.tracing.span(
+                f"conveyor callback {engine.status_name(int(status))}",
+                run_id=record.run_id,
+                workflow=engine.name,
+            ):
+                result = await fn(run, bytes(payload))
+                try:
+                    write = engine.result_write(record, run, result)
+                except PoisonRun as exc:
+                    raise InvalidTransition(str(exc)) from exc
+                if write is not None:
+                    await engine.write(write)
 
     async def schedule(
         self,

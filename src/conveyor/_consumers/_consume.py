@@ -83,46 +83,71 @@ async def consume(
     clock = engine.clock
     metrics = ctx.metrics
     lag = timedelta(seconds=consume_lag) if consume_lag > 0 else None
+
+    def ours(event: Event) -> bool:
+        if shards > 1 and event.id % shards != shard - 1:
+            return False
+        return accept is None or accept(event)
+
     try:
         while True:
             events = await receiver.recv(1 if lag is not None else BATCH_SIZE)
             ctx.busy = True
             mine: list[Event] = []
             for event in events:
-                if (shards > 1 and event.id % shards != shard - 1) or (
-                    accept is not None and not accept(event)
-                ):
-                    if metrics is not None:
-                        metrics.skipped("filtered out")
-                    await receiver.ack(event)
-                else:
+                if ours(event):
                     mine.append(event)
-            if mine and lag is not None:
-                due = event_time(mine[0]) + lag
-                if clock.now() < due:
-                    ctx.busy = False  # waiting on business time, not on work
-                    ctx.clock_wait = True
-                    try:
-                        await clock.sleep_until(due)
-                    finally:
-                        ctx.clock_wait = False
-                    ctx.busy = True
+                    continue
+                if metrics is not None:
+                    metrics.skipped("filtered out")
+                await receiver.ack(event)
             if mine:
-                if metrics is not None:
-                    age = (clock.now() - event_time(mine[-1])).total_seconds()
-                    metrics.observe_lag(max(0.0, age), lag_alert)
-                    started = time.perf_counter()
-                outcome = await handler(mine)
-                if metrics is not None:
-                    elapsed = time.perf_counter() - started
-                    for _ in outcome.acks:
-                        metrics.latency.observe(elapsed)
-                for event in outcome.acks:
-                    await receiver.ack(event)
-                if outcome.error is not None:
-                    raise outcome.error
+                if lag is not None:
+                    await _hold_for_lag(ctx, clock, event_time(mine[0]) + lag)
+                await _handle(ctx, receiver, handler, mine, clock, lag_alert)
             ctx.busy = False
             ctx.progress()
     finally:
         ctx.busy = False
         await receiver.close()
+
+
+async def _hold_for_lag(ctx: ProcessContext, clock: Any, due: datetime) -> None:
+    """Wait (on business time) until an event is old enough to be consumed."""
+    if clock.now() >= due:
+        return
+    ctx.busy = False  # waiting on business time, not on work
+    ctx.clock_wait = True
+    try:
+        await clock.sleep_until(due)
+    finally:
+        ctx.clock_wait = False
+    ctx.busy = True
+
+
+async def _handle(
+    ctx: ProcessContext,
+    receiver: Any,
+    handler: Batch,
+    mine: list[Event],
+    clock: Any,
+    lag_alert: float,
+) -> None:
+    """Run the handler on a batch, record metrics, acknowledge, and raise its failure."""
+    metrics = ctx.metrics
+    started = 0.0
+    if metrics is not None:
+        age = (clock.now() - event_time(mine[-1])).total_seconds()
+        metrics.observe_lag(max(0.0, age), lag_alert)
+        started = time.perf_counter()
+    outcome = await handler(mine)
+    if metrics is not None:
+        elapsed = time.perf_counter() - started
+        for _ in outcome.acks:
+            metrics.latency.observe(elapsed)
+    for event in outcome.acks:
+        await receiver.ack(event)
+    if outcome.error is not None:
+        if mine[0] in outcome.acks:
+            ctx.progress()  # the oldest event got through: back off from the base
+        raise outcome.error

@@ -72,7 +72,16 @@ class StepHandler:
         return Outcome(acks, error)
 
     async def _guarded(self, event: Event) -> RecordWrite | BaseException | None:
+        tracing = self._engine.tracing
         try:
+            if tracing.enabled:
+                with tracing.span(
+                    f"conveyor step {self._process}",
+                    event.headers,
+                    run_id=event.foreign_id,
+                    workflow=self._engine.name,
+                ):
+                    return await self._prepare(event)
             return await self._prepare(event)
         except _Skip as skip:
             self._on_skip(skip.reason)

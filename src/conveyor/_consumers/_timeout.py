@@ -151,9 +151,12 @@ class TimeoutPoller:
             return await self._drop(timeout)
         if record.run_state.stopped():
             return False  # paused: fires after the run is resumed
-        write = await engine.run_user_code(
-            record, fn, (now,), process=ctx.name, pause_after=self._pause_after
-        )
+        with engine.tracing.span(
+            f"conveyor timeout {ctx.name}", run_id=record.run_id, workflow=engine.name
+        ):
+            write = await engine.run_user_code(
+                record, fn, (now,), process=ctx.name, pause_after=self._pause_after
+            )
         if write is not None:
             try:
                 await engine.write(write)
