@@ -229,6 +229,17 @@ class Engine(Generic[T, S]):
     def _count_change(self, write: RecordWrite) -> None:
         previous = write.previous_run_state
         current = write.record.run_state
+        if self.debug:
+            r = write.record
+            self.logger.debug(
+                "record written",
+                workflow=self.name,
+                run_id=r.run_id,
+                foreign_id=r.foreign_id,
+                status=self.status_name(r.status),
+                run_state=str(current),
+                version=r.meta.version,
+            )
         if previous is not current:
             self.metrics.run_state_change(str(previous), str(current))
 

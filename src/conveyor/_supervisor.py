@@ -135,6 +135,7 @@ class Supervisor:
                 try:
                     async with self._roles.hold(process.role) as lease:
                         attempt = 0
+                        self._logger.debug("role acquired", role=process.role)
                         self._set_state(process.name, State.RUNNING)
                         await self._run_under_lease(process, lease)
                 except asyncio.CancelledError:
@@ -178,6 +179,8 @@ class Supervisor:
         finally:
             lost.cancel()
             self.contexts.pop(process.name, None)
+            if lease.lost():
+                self._logger.debug("role lost", role=process.role)
 
     async def stop(self) -> None:
         tasks = list(self._tasks.values())

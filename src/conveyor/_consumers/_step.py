@@ -85,6 +85,13 @@ class StepHandler:
             return await self._prepare(event)
         except _Skip as skip:
             self._on_skip(skip.reason)
+            if self._engine.debug:
+                self._engine.logger.debug(
+                    "event skipped",
+                    process=self._process,
+                    run_id=event.foreign_id,
+                    reason=skip.reason,
+                )
             return None
         except Exception as exc:
             return exc

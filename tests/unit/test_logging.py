@@ -1,0 +1,90 @@
+"""Logs go through the Logger contract; debug lines only in debug mode."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from dataclasses import dataclass
+
+import pytest
+
+from conveyor import Builder, Run
+from conveyor.adapters.memory import MemoryEventStreamer, MemoryRecordStore, MemoryRoleScheduler
+
+
+class Status(enum.IntEnum):
+    UNKNOWN = 0
+    START = 1
+    END = 2
+
+
+@dataclass
+class Obj:
+    n: int = 0
+
+
+class ListLogger:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, object]]] = []
+
+    def debug(self, msg: str, **meta: object) -> None:
+        self.lines.append(("debug", msg, meta))
+
+    def error(self, msg: str, exc: BaseException | None = None, **meta: object) -> None:
+        self.lines.append(("error", msg, {**meta, "exc": exc}))
+
+
+async def run_once(logger: object | None, debug: bool, fail: bool = False) -> None:
+    failed: list[int] = []
+
+    async def step(run: Run[Obj, Status]) -> Status:
+        if fail and not failed:
+            failed.append(1)
+            raise RuntimeError("boom")
+        return Status.END
+
+    b = Builder("logged", Obj, Status)
+    b.add_step(Status.START, step, Status.END).with_options(err_backoff=0.001)
+    wf = b.build(
+        MemoryEventStreamer(),
+        MemoryRecordStore(),
+        MemoryRoleScheduler(),
+        logger=logger,  # type: ignore[arg-type]
+        debug=debug,
+    )
+    async with wf, asyncio.timeout(10):
+        run_id = await wf.trigger("fid")
+        await wf.wait("fid", run_id, Status.END)
+
+
+async def test_debug_lines_only_in_debug_mode() -> None:
+    quiet, chatty = ListLogger(), ListLogger()
+    await run_once(quiet, debug=False)
+    await run_once(chatty, debug=True)
+    assert [line for line in quiet.lines if line[0] == "debug"] == []
+    written = [meta for level, msg, meta in chatty.lines if msg == "record written"]
+    assert [(m["status"], m["run_state"], m["version"]) for m in written] == [
+        ("START", "Initiated", 1),
+        ("END", "Completed", 2),
+    ]
+    assert any(msg == "role acquired" for _, msg, _ in chatty.lines)
+
+
+async def test_process_errors_are_logged_with_their_exception() -> None:
+    logger = ListLogger()
+    await run_once(logger, debug=False, fail=True)
+    errors = [meta for level, _, meta in logger.lines if level == "error"]
+    assert len(errors) == 1
+    assert str(errors[0]["exc"]) == "boom"
+    assert errors[0]["process"] == "start-consumer-1-of-1"
+
+
+async def test_default_logger_is_the_standard_logging_module(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="conveyor"):
+        await run_once(None, debug=True, fail=True)
+    messages = [r.getMessage() for r in caplog.records if r.name == "conveyor"]
+    assert any(m.startswith("process error") for m in messages)
+    assert any(m.startswith("record written") for m in messages)
