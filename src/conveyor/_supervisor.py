@@ -118,6 +118,8 @@ class Supervisor:
         if task is not None:
             task.cancel()
             await asyncio.wait({task})
+            # A task cancelled before it ever ran skipped _supervise's finally.
+            self._set_state(name, State.SHUTDOWN)
 
     def _set_state(self, name: str, state: State) -> None:
         self.states[name] = state
@@ -188,6 +190,10 @@ class Supervisor:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+        # A task cancelled before it ever ran skipped _supervise's finally.
+        for name in self._tasks:
+            if self.states.get(name) is not State.SHUTDOWN:
+                self._set_state(name, State.SHUTDOWN)
         self._tasks.clear()
 
     def tasks(self) -> list[asyncio.Task[None]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 
 class Signal:
@@ -29,5 +28,6 @@ class Signal:
         if timeout is None:
             await asyncio.shield(fut)
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        # Not wait_for: on Python 3.11 it swallows a cancellation that arrives just as
+        # the future completes, and a relay cancelled by stop() would then never end.
+        await asyncio.wait((fut,), timeout=timeout)
