@@ -1,0 +1,428 @@
+"""The conformance suites catch broken adapters (and pass correct ones) in the same harness.
+
+Each broken variant is a memory adapter with a method or two overridden to break one
+rule. The harness writes a test module subclassing the suite with that adapter into a
+``pytester`` directory, runs pytest on it in-process, and checks which suite cases
+failed. The same harness run on the correct memory adapters must report no failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import pytest
+
+from conveyor import AdapterError, Event, RecordWrite, RoleScheduler, WorkflowError
+from conveyor.adapters.memory import (
+    MemoryEventReceiver,
+    MemoryEventSender,
+    MemoryEventStreamer,
+    MemoryLease,
+    MemoryRecordStore,
+    MemoryRoleScheduler,
+)
+from conveyor.adaptertest import SchedulerFactory
+
+# --------------------------------------------------------------------------- broken stores
+
+
+class StoreWithoutCompareAndSet(MemoryRecordStore):
+    """Ignores ``expected_version``: every write wins (insert or update alike)."""
+
+    def _apply(self, write: RecordWrite) -> WorkflowError | None:
+        stored = self._records.get(write.record.run_id)
+        expected = 0 if stored is None else stored.version
+        return super()._apply(dataclasses.replace(write, expected_version=expected))
+
+
+# --------------------------------------------------------------------------- broken streamers
+
+
+class _StreamerWithReceiverType(MemoryEventStreamer):
+    """A memory streamer that hands out receivers of a (broken) subclass."""
+
+    receiver_type: type[MemoryEventReceiver] = MemoryEventReceiver
+
+    async def new_receiver(
+        self,
+        topic: str,
+        name: str,
+        *,
+        stream_from_latest: bool = False,
+        poll_interval: float | None = None,
+    ) -> MemoryEventReceiver:
+        log = self._topic(topic)
+        cursor = self._cursor(topic, name)
+        if cursor is None:
+            cursor = len(log.events) if stream_from_latest else 0
+        return self.receiver_type(self, topic, name, log, cursor)
+
+
+class StreamerIgnoringAcks(MemoryEventStreamer):
+    """Acknowledgements never reach the stored cursor."""
+
+    def _commit(self, topic: str, name: str, position: int) -> None:
+        pass
+
+
+class _CommitOnRecvReceiver(MemoryEventReceiver):
+    async def recv(self, max_events: int = 1) -> Sequence[Event]:
+        events = await super().recv(max_events)
+        self._streamer._commit(self._topic_name, self._name, self._next)
+        return events
+
+
+class StreamerCommittingOnRecv(_StreamerWithReceiverType):
+    """The cursor advances when events are handed out, not when they are acknowledged."""
+
+    receiver_type = _CommitOnRecvReceiver
+
+
+class StreamerWithOneSharedCursor(MemoryEventStreamer):
+    """One cursor per topic, whatever the receiver's name."""
+
+    def _cursor(self, topic: str, name: str) -> int | None:
+        return super()._cursor(topic, "")
+
+    def _commit(self, topic: str, name: str, position: int) -> None:
+        super()._commit(topic, "", position)
+
+
+class _LatestAtFirstRecvReceiver(MemoryEventReceiver):
+    from_latest = False
+
+    async def recv(self, max_events: int = 1) -> Sequence[Event]:
+        if self.from_latest:
+            self.from_latest = False
+            self._next = self._committed = len(self._log.events)
+        return await super().recv(max_events)
+
+
+class StreamerFixingLatestAtFirstRecv(MemoryEventStreamer):
+    """``stream_from_latest`` takes the position at the first ``recv``, not at ``new_receiver``."""
+
+    async def new_receiver(
+        self,
+        topic: str,
+        name: str,
+        *,
+        stream_from_latest: bool = False,
+        poll_interval: float | None = None,
+    ) -> MemoryEventReceiver:
+        log = self._topic(topic)
+        cursor = self._cursor(topic, name)
+        receiver = _LatestAtFirstRecvReceiver(self, topic, name, log, cursor or 0)
+        receiver.from_latest = stream_from_latest and cursor is None
+        return receiver
+
+
+class _CloseOnceReceiver(MemoryEventReceiver):
+    async def close(self) -> None:
+        if self._closed:
+            raise AdapterError("receiver already closed")
+        await super().close()
+
+
+class StreamerWhoseReceiversCloseOnce(_StreamerWithReceiverType):
+    """A receiver's second ``close()`` raises."""
+
+    receiver_type = _CloseOnceReceiver
+
+
+class _CloseOnceSender(MemoryEventSender):
+    async def close(self) -> None:
+        if self._closed:
+            raise AdapterError("sender already closed")
+        await super().close()
+
+
+class StreamerWhoseSendersCloseOnce(MemoryEventStreamer):
+    """A sender's second ``close()`` raises."""
+
+    async def new_sender(self, topic: str) -> MemoryEventSender:
+        return _CloseOnceSender(self, topic)
+
+
+# --------------------------------------------------------------------------- broken schedulers
+
+
+class SchedulerWithoutExclusion(MemoryRoleScheduler):
+    """Grants every ``hold`` at once."""
+
+    @asynccontextmanager
+    async def hold(self, role: str) -> AsyncIterator[MemoryLease]:
+        lease = MemoryLease(role)
+        try:
+            yield lease
+        finally:
+            lease._lost.set()
+
+
+class SchedulerWithUncancellableWait(MemoryRoleScheduler):
+    """Swallows cancellation while waiting for a role."""
+
+    @asynccontextmanager
+    async def hold(self, role: str) -> AsyncIterator[MemoryLease]:
+        lock = self._locks.setdefault(role, asyncio.Lock())
+        while True:
+            try:
+                await lock.acquire()
+                break
+            except asyncio.CancelledError:
+                continue  # the bug under test
+        lease = MemoryLease(role)
+        self._holders[role] = lease
+        try:
+            yield lease
+        finally:
+            self._release(lease)
+
+
+class SchedulerNeverReleasing(MemoryRoleScheduler):
+    """Marks the lease lost on exit but keeps the role locked."""
+
+    def _release(self, lease: MemoryLease) -> None:
+        lease._lost.set()
+
+
+def _shared(scheduler_type: type[MemoryRoleScheduler]) -> Callable[[], SchedulerFactory]:
+    def build() -> SchedulerFactory:
+        scheduler = scheduler_type()
+
+        async def make(n: int) -> Sequence[RoleScheduler]:
+            return [scheduler] * n
+
+        return make
+
+    return build
+
+
+# --------------------------------------------------------------------------- the harness
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An adapter under test: the suite, its fixture, and how to build the fixture's value."""
+
+    suite: str
+    fixture: str
+    build: Callable[[], object]
+    settings: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+
+_STORE = {"wait_timeout": 0.5}
+_STREAM = {"recv_timeout": 0.3}
+_ROLES = {"wait_timeout": 0.3, "contention_window": 0.05}
+
+VARIANTS: dict[str, Variant] = {
+    # Correct adapters: the harness must report no failure for them.
+    "memory-record-store": Variant("RecordStoreSuite", "store", MemoryRecordStore, _STORE),
+    "memory-streamer": Variant("EventStreamerSuite", "streamer", MemoryEventStreamer, _STREAM),
+    "memory-role-scheduler": Variant(
+        "RoleSchedulerSuite", "make_schedulers", _shared(MemoryRoleScheduler), _ROLES
+    ),
+    # Broken adapters: the suite must fail them.
+    "store-without-compare-and-set": Variant(
+        "RecordStoreSuite", "store", StoreWithoutCompareAndSet, _STORE
+    ),
+    "streamer-ignoring-acks": Variant(
+        "EventStreamerSuite", "streamer", StreamerIgnoringAcks, _STREAM
+    ),
+    "streamer-committing-on-recv": Variant(
+        "EventStreamerSuite", "streamer", StreamerCommittingOnRecv, _STREAM
+    ),
+    "streamer-with-one-shared-cursor": Variant(
+        "EventStreamerSuite", "streamer", StreamerWithOneSharedCursor, _STREAM
+    ),
+    "streamer-fixing-latest-at-first-recv": Variant(
+        "EventStreamerSuite", "streamer", StreamerFixingLatestAtFirstRecv, _STREAM
+    ),
+    "receiver-close-raises-the-second-time": Variant(
+        "EventStreamerSuite", "streamer", StreamerWhoseReceiversCloseOnce, _STREAM
+    ),
+    "sender-close-raises-the-second-time": Variant(
+        "EventStreamerSuite", "streamer", StreamerWhoseSendersCloseOnce, _STREAM
+    ),
+    "scheduler-without-exclusion": Variant(
+        "RoleSchedulerSuite", "make_schedulers", _shared(SchedulerWithoutExclusion), _ROLES
+    ),
+    "scheduler-with-uncancellable-wait": Variant(
+        "RoleSchedulerSuite", "make_schedulers", _shared(SchedulerWithUncancellableWait), _ROLES
+    ),
+    "scheduler-never-releasing": Variant(
+        "RoleSchedulerSuite", "make_schedulers", _shared(SchedulerNeverReleasing), _ROLES
+    ),
+}
+
+_INI = """\
+[pytest]
+asyncio_mode = {mode}
+asyncio_default_fixture_loop_scope = function
+addopts = --strict-markers --strict-config
+xfail_strict = true
+filterwarnings = error
+"""
+
+_MODULE = """\
+import sys
+
+import pytest
+import pytest_asyncio
+
+from conveyor.adaptertest import {suite}
+
+VARIANT = sys.modules[{module!r}].VARIANTS[{key!r}]
+
+
+class TestAdapter({suite}):
+{settings}
+    @{decorator}
+    async def {fixture}(self):
+        return VARIANT.build()
+"""
+
+
+def run_suite(pytester: pytest.Pytester, key: str, *, mode: str = "auto") -> dict[str, str]:
+    """Run the suite on ``VARIANTS[key]``; return each case's outcome by name.
+
+    The outcome is ``passed`` or ``failed`` (the case itself), or ``error`` (setup or
+    teardown failed while the case passed).
+    """
+    variant = VARIANTS[key]
+    settings = "".join(f"    {name} = {value!r}\n" for name, value in variant.settings.items())
+    decorator = "pytest_asyncio.fixture" if mode == "strict" else "pytest.fixture"
+    pytester.makeini(_INI.format(mode=mode))
+    pytester.makepyfile(
+        test_adapter=_MODULE.format(
+            suite=variant.suite,
+            module=__name__,
+            key=key,
+            settings=settings,
+            decorator=decorator,
+            fixture=variant.fixture,
+        )
+    )
+    reprec = pytester.inline_run("-p", "no:cacheprovider")
+    outcomes: dict[str, str] = {}
+    for report in reprec.getreports("pytest_runtest_logreport"):
+        name = report.nodeid.rpartition("::")[2]
+        if report.when == "call":
+            outcomes[name] = report.outcome
+        elif report.failed:
+            outcomes.setdefault(name, "error")
+    assert outcomes, "the harness collected no suite case"
+    return outcomes
+
+
+def _failed(outcomes: Mapping[str, str]) -> set[str]:
+    return {name for name, outcome in outcomes.items() if outcome != "passed"}
+
+
+@pytest.mark.parametrize("mode", ["auto", "strict"])
+@pytest.mark.parametrize("key", ["memory-record-store", "memory-streamer", "memory-role-scheduler"])
+def test_harness_passes_the_correct_memory_adapter(
+    pytester: pytest.Pytester, key: str, mode: str
+) -> None:
+    outcomes = run_suite(pytester, key, mode=mode)
+
+    assert _failed(outcomes) == set()
+    assert len(outcomes) >= 7
+
+
+@pytest.mark.parametrize(
+    ("key", "caught_by"),
+    [
+        pytest.param(
+            "store-without-compare-and-set",
+            {
+                "test_update_with_stale_version_raises_version_conflict",
+                "test_update_expecting_a_version_not_yet_stored_raises_version_conflict",
+                "test_insert_of_an_existing_run_id_raises_version_conflict",
+                "test_update_of_an_unknown_run_raises_version_conflict",
+                "test_store_many_returns_an_outcome_per_write_and_applies_the_others",
+            },
+            id="store-without-compare-and-set",
+        ),
+        pytest.param(
+            "streamer-ignoring-acks",
+            {
+                "test_stream_from_latest_has_no_effect_once_a_cursor_is_committed",
+                "test_cursors_are_kept_per_receiver_name",
+                "test_acked_events_are_not_redelivered",
+                "test_cursor_advances_only_over_an_unbroken_run_of_acks",
+                "test_acks_in_any_order_commit_the_whole_run",
+            },
+            id="streamer-ignoring-acks",
+        ),
+        pytest.param(
+            "streamer-committing-on-recv",
+            {
+                "test_unacked_events_are_redelivered_to_a_new_receiver_of_the_same_name",
+                "test_cursor_advances_only_over_an_unbroken_run_of_acks",
+            },
+            id="streamer-committing-on-recv",
+        ),
+        pytest.param(
+            "streamer-with-one-shared-cursor",
+            {"test_cursors_are_kept_per_receiver_name"},
+            id="streamer-with-one-shared-cursor",
+        ),
+        pytest.param(
+            "streamer-fixing-latest-at-first-recv",
+            {
+                "test_stream_from_latest_is_fixed_at_new_receiver_not_at_the_first_recv",
+                "test_stream_from_latest_has_no_effect_once_a_cursor_is_committed",
+                "test_stream_from_latest_on_an_empty_topic_receives_the_first_event",
+            },
+            id="streamer-fixing-latest-at-first-recv",
+        ),
+        pytest.param(
+            "receiver-close-raises-the-second-time",
+            {"test_receiver_close_is_idempotent"},
+            id="receiver-close-raises-the-second-time",
+        ),
+        pytest.param(
+            "sender-close-raises-the-second-time",
+            {"test_sender_close_is_idempotent"},
+            id="sender-close-raises-the-second-time",
+        ),
+        pytest.param(
+            "scheduler-without-exclusion",
+            {
+                "test_only_one_of_five_contending_schedulers_holds_a_role_at_a_time",
+                "test_a_waiting_hold_is_cancellable",
+                "test_exiting_the_block_lets_a_waiter_acquire",
+            },
+            id="scheduler-without-exclusion",
+        ),
+        pytest.param(
+            "scheduler-with-uncancellable-wait",
+            {"test_a_waiting_hold_is_cancellable"},
+            id="scheduler-with-uncancellable-wait",
+        ),
+        pytest.param(
+            "scheduler-never-releasing",
+            {
+                "test_a_released_role_can_be_held_again",
+                "test_cancelling_the_holder_releases_the_role",
+                "test_only_one_of_five_contending_schedulers_holds_a_role_at_a_time",
+                "test_a_waiting_hold_is_cancellable",
+                "test_exiting_the_block_lets_a_waiter_acquire",
+            },
+            id="scheduler-never-releasing",
+        ),
+    ],
+)
+def test_suite_fails_the_broken_adapter(
+    pytester: pytest.Pytester, key: str, caught_by: set[str]
+) -> None:
+    outcomes = run_suite(pytester, key)
+
+    missed = {name for name in caught_by if outcomes.get(name) != "failed"}
+    assert missed == set(), (
+        f"these cases passed a broken adapter; all failures: {_failed(outcomes)}"
+    )
