@@ -165,6 +165,8 @@ class Supervisor:
                         child.cancel()
                         # Wait for the child to really end (threads cannot be cancelled).
                         await asyncio.wait({child})
+                    if not child.cancelled():
+                        child.exception()  # retrieved even when we are cancelled (stop)
                 if child.cancelled():
                     continue
                 exc = child.exception()
