@@ -265,6 +265,14 @@ class RoleScheduler(Protocol):
     renewed well before it expires, and the holder treats it as lost from the local
     deadline of the last renewal it sent, so two holders never overlap as long as
     clocks advance at the same rate.
+
+    When a role is lost the engine cancels the process running under it and, once that
+    process has really stopped (a step in a thread finishes first), leaves the block.
+
+    Takeover time, the longest a role stays unheld after its holder dies, is part of each
+    adapter's documentation: for ``MemoryRoleScheduler`` it is zero (a released or revoked
+    role passes at once to the next waiter, in the order they asked); for lease-based
+    adapters it is at most the lease duration plus the waiter's retry interval.
     """
 
     def hold(self, role: str) -> AbstractAsyncContextManager[Lease]:

@@ -6,13 +6,22 @@ from collections.abc import Sequence
 
 import pytest
 
-from conveyor import RoleScheduler
-from conveyor.adapters.memory import MemoryEventStreamer, MemoryRecordStore, MemoryRoleScheduler
+from conveyor import ConnectorConstructor, ConnectorEvent, RoleScheduler
+from conveyor.adapters.memory import (
+    MemoryConnector,
+    MemoryEventStreamer,
+    MemoryRecordStore,
+    MemoryRoleScheduler,
+    MemoryTimeoutStore,
+)
 from conveyor.adaptertest import (
+    ConnectorMaker,
+    ConnectorSuite,
     EventStreamerSuite,
     RecordStoreSuite,
     RoleSchedulerSuite,
     SchedulerFactory,
+    TimeoutStoreSuite,
 )
 
 
@@ -35,5 +44,20 @@ class TestMemoryRoleScheduler(RoleSchedulerSuite):
 
         async def make(n: int) -> Sequence[RoleScheduler]:
             return [scheduler] * n
+
+        return make
+
+
+class TestMemoryTimeoutStore(TimeoutStoreSuite):
+    @pytest.fixture
+    async def timeout_store(self) -> MemoryTimeoutStore:
+        return MemoryTimeoutStore()
+
+
+class TestMemoryConnector(ConnectorSuite):
+    @pytest.fixture
+    async def make_connector(self) -> ConnectorMaker:
+        async def make(events: Sequence[ConnectorEvent]) -> ConnectorConstructor:
+            return MemoryConnector(events)
 
         return make

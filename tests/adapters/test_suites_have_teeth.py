@@ -13,19 +13,32 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import pytest
 
-from conveyor import AdapterError, Event, RecordWrite, RoleScheduler, WorkflowError
+from conveyor import (
+    AdapterError,
+    ConnectorConstructor,
+    ConnectorEvent,
+    Event,
+    RecordWrite,
+    RoleScheduler,
+    TimeoutRecord,
+    WorkflowError,
+)
 from conveyor.adapters.memory import (
+    MemoryConnector,
+    MemoryConnectorConsumer,
     MemoryEventReceiver,
     MemoryEventSender,
     MemoryEventStreamer,
     MemoryLease,
     MemoryRecordStore,
     MemoryRoleScheduler,
+    MemoryTimeoutStore,
 )
-from conveyor.adaptertest import SchedulerFactory
+from conveyor.adaptertest import ConnectorMaker, SchedulerFactory
 
 # --------------------------------------------------------------------------- broken stores
 
@@ -201,6 +214,93 @@ def _shared(scheduler_type: type[MemoryRoleScheduler]) -> Callable[[], Scheduler
     return build
 
 
+# --------------------------------------------------------------------------- broken timeout stores
+
+
+class TimeoutStoreWithExclusiveBoundary(MemoryTimeoutStore):
+    """``list_valid`` is ``expire_at < now`` (luno's sqltimeout), not ``<=``."""
+
+    async def list_valid(
+        self, workflow_name: str, status: int, now: datetime
+    ) -> Sequence[TimeoutRecord]:
+        due = await super().list_valid(workflow_name, status, now)
+        return [t for t in due if t.expire_at < now]
+
+
+class TimeoutStoreCreatingDuplicates(MemoryTimeoutStore):
+    """``create`` always inserts: a repeated create makes a second timeout."""
+
+    async def create(
+        self,
+        workflow_name: str,
+        foreign_id: str,
+        run_id: str,
+        status: int,
+        expire_at: datetime,
+        *,
+        created_at: datetime,
+        record_version: int = 0,
+        index: int = 0,
+    ) -> int:
+        self._keys.clear()
+        return await super().create(
+            workflow_name,
+            foreign_id,
+            run_id,
+            status,
+            expire_at,
+            created_at=created_at,
+            record_version=record_version,
+            index=index,
+        )
+
+
+class TimeoutStoreIgnoringUnknownCancels(MemoryTimeoutStore):
+    """``cancel`` of an unknown ID silently succeeds."""
+
+    async def cancel(self, id: int) -> None:
+        self._timeouts.pop(id, None)
+
+
+class TimeoutStoreListingCompleted(MemoryTimeoutStore):
+    """``list`` includes completed timeouts (luno's memtimeoutstore)."""
+
+    async def list(self, workflow_name: str) -> Sequence[TimeoutRecord]:
+        return [t for t in self._timeouts.values() if t.workflow_name == workflow_name]
+
+
+# --------------------------------------------------------------------------- broken connectors
+
+
+class _ConsumerIgnoringAcks(MemoryConnectorConsumer):
+    async def ack(self, event: ConnectorEvent) -> None:
+        self._handed.pop(id(event), None)  # accepted, but the cursor never moves
+
+
+class ConnectorIgnoringAcks(MemoryConnector):
+    """Acknowledgements never reach the stored cursor."""
+
+    async def make(self, name: str) -> MemoryConnectorConsumer:
+        return _ConsumerIgnoringAcks(self, name, self._cursors.get(name, 0))
+
+
+class ConnectorWithOneSharedCursor(MemoryConnector):
+    """One cursor for every consumer, whatever its name."""
+
+    async def make(self, name: str) -> MemoryConnectorConsumer:
+        return await super().make("")
+
+
+def _maker(connector_type: type[MemoryConnector]) -> Callable[[], ConnectorMaker]:
+    def build() -> ConnectorMaker:
+        async def make(events: Sequence[ConnectorEvent]) -> ConnectorConstructor:
+            return connector_type(events)
+
+        return make
+
+    return build
+
+
 # --------------------------------------------------------------------------- the harness
 
 
@@ -215,8 +315,10 @@ class Variant:
 
 
 _STORE = {"wait_timeout": 0.5}
-_STREAM = {"recv_timeout": 0.3}
+_STREAM = {"recv_timeout": 0.3, "workflow_timeout": 2.0}
 _ROLES = {"wait_timeout": 0.3, "contention_window": 0.05}
+_TIMEOUTS = {"wait_timeout": 0.5}
+_CONNECTORS = {"wait_timeout": 0.3, "workflow_timeout": 2.0}
 
 VARIANTS: dict[str, Variant] = {
     # Correct adapters: the harness must report no failure for them.
@@ -224,6 +326,12 @@ VARIANTS: dict[str, Variant] = {
     "memory-streamer": Variant("EventStreamerSuite", "streamer", MemoryEventStreamer, _STREAM),
     "memory-role-scheduler": Variant(
         "RoleSchedulerSuite", "make_schedulers", _shared(MemoryRoleScheduler), _ROLES
+    ),
+    "memory-timeout-store": Variant(
+        "TimeoutStoreSuite", "timeout_store", MemoryTimeoutStore, _TIMEOUTS
+    ),
+    "memory-connector": Variant(
+        "ConnectorSuite", "make_connector", _maker(MemoryConnector), _CONNECTORS
     ),
     # Broken adapters: the suite must fail them.
     "store-without-compare-and-set": Variant(
@@ -255,6 +363,24 @@ VARIANTS: dict[str, Variant] = {
     ),
     "scheduler-never-releasing": Variant(
         "RoleSchedulerSuite", "make_schedulers", _shared(SchedulerNeverReleasing), _ROLES
+    ),
+    "timeout-store-with-exclusive-boundary": Variant(
+        "TimeoutStoreSuite", "timeout_store", TimeoutStoreWithExclusiveBoundary, _TIMEOUTS
+    ),
+    "timeout-store-creating-duplicates": Variant(
+        "TimeoutStoreSuite", "timeout_store", TimeoutStoreCreatingDuplicates, _TIMEOUTS
+    ),
+    "timeout-store-ignoring-unknown-cancels": Variant(
+        "TimeoutStoreSuite", "timeout_store", TimeoutStoreIgnoringUnknownCancels, _TIMEOUTS
+    ),
+    "timeout-store-listing-completed": Variant(
+        "TimeoutStoreSuite", "timeout_store", TimeoutStoreListingCompleted, _TIMEOUTS
+    ),
+    "connector-ignoring-acks": Variant(
+        "ConnectorSuite", "make_connector", _maker(ConnectorIgnoringAcks), _CONNECTORS
+    ),
+    "connector-with-one-shared-cursor": Variant(
+        "ConnectorSuite", "make_connector", _maker(ConnectorWithOneSharedCursor), _CONNECTORS
     ),
 }
 
@@ -323,7 +449,16 @@ def _failed(outcomes: Mapping[str, str]) -> set[str]:
 
 
 @pytest.mark.parametrize("mode", ["auto", "strict"])
-@pytest.mark.parametrize("key", ["memory-record-store", "memory-streamer", "memory-role-scheduler"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "memory-record-store",
+        "memory-streamer",
+        "memory-role-scheduler",
+        "memory-timeout-store",
+        "memory-connector",
+    ],
+)
 def test_harness_passes_the_correct_memory_adapter(
     pytester: pytest.Pytester, key: str, mode: str
 ) -> None:
@@ -414,6 +549,48 @@ def test_harness_passes_the_correct_memory_adapter(
                 "test_exiting_the_block_lets_a_waiter_acquire",
             },
             id="scheduler-never-releasing",
+        ),
+        pytest.param(
+            "timeout-store-with-exclusive-boundary",
+            {"test_list_valid_includes_a_timeout_due_exactly_now"},
+            id="timeout-store-with-exclusive-boundary",
+        ),
+        pytest.param(
+            "timeout-store-creating-duplicates",
+            {
+                "test_create_is_idempotent_and_returns_the_existing_id",
+                "test_create_of_a_completed_timeout_returns_its_id_and_does_not_revive_it",
+            },
+            id="timeout-store-creating-duplicates",
+        ),
+        pytest.param(
+            "timeout-store-ignoring-unknown-cancels",
+            {
+                "test_cancel_of_an_unknown_id_raises_timeout_not_found",
+                "test_cancel_of_a_cancelled_timeout_raises_timeout_not_found",
+            },
+            id="timeout-store-ignoring-unknown-cancels",
+        ),
+        pytest.param(
+            "timeout-store-listing-completed",
+            {
+                "test_create_of_a_completed_timeout_returns_its_id_and_does_not_revive_it",
+                "test_list_excludes_completed_and_cancelled_timeouts",
+            },
+            id="timeout-store-listing-completed",
+        ),
+        pytest.param(
+            "connector-ignoring-acks",
+            {
+                "test_acked_events_are_not_redelivered_to_a_new_consumer_of_the_same_name",
+                "test_cursor_advances_only_over_an_unbroken_run_of_acks",
+            },
+            id="connector-ignoring-acks",
+        ),
+        pytest.param(
+            "connector-with-one-shared-cursor",
+            {"test_a_consumer_of_another_name_sees_every_event"},
+            id="connector-with-one-shared-cursor",
         ),
     ],
 )

@@ -1,18 +1,33 @@
-"""The ``EventStreamer`` conformance suite (luno-behaviour.md §2.1 case A, plus conveyor's)."""
+"""The ``EventStreamer`` conformance suite (luno-behaviour.md §2.1 cases A and B, plus
+conveyor's)."""
 
 from __future__ import annotations
 
 import asyncio
+import enum
+import uuid
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
 import pytest
 import pytest_asyncio
 
+from .._builder import Builder
 from .._event import Event, Header
 from .._protocols import EventReceiver, EventSender, EventStreamer, OutgoingEvent
-from ._fixtures import ALLOWED_TIME_DEVIATION, WAIT_TIMEOUT, foreign_ids, new_name, within
+from .._record import Marker, Run
+from .._workflow import Workflow
+from ..adapters.memory import MemoryRecordStore, MemoryRoleScheduler, MemoryTimeoutStore
+from ..testing import FakeClock, await_timeout_insert
+from ._fixtures import (
+    ALLOWED_TIME_DEVIATION,
+    WAIT_TIMEOUT,
+    User,
+    foreign_ids,
+    new_name,
+    within,
+)
 
 __all__ = ["EventStreamerSuite"]
 
@@ -60,6 +75,64 @@ async def _yield_to_others(times: int = 10) -> None:
         await asyncio.sleep(0)
 
 
+class SyncStatus(enum.IntEnum):
+    """The statuses of the whole-workflow case (luno's "sync user 2")."""
+
+    UNKNOWN = 0
+    STARTED = 1
+    EMAIL_SET = 2
+    REGULATION_TIMEOUT = 3  # "Regulatory cool down period"
+    COMPLETED = 4
+
+
+SYNC_EMAIL = "andrew@workflow.com"
+
+
+async def _set_email(run: Run[User, SyncStatus]) -> SyncStatus:
+    run.object.email = SYNC_EMAIL
+    return SyncStatus.EMAIL_SET
+
+
+async def _cool_down_in_gb(run: Run[User, SyncStatus], now: datetime) -> datetime | None:
+    return now + timedelta(hours=1) if run.object.country_code == "GB" else None
+
+
+async def _end_cool_down(run: Run[User, SyncStatus], now: datetime) -> SyncStatus | Marker:
+    if run.object.email == SYNC_EMAIL:
+        return SyncStatus.REGULATION_TIMEOUT
+    return run.skip()
+
+
+async def _set_uid(run: Run[User, SyncStatus]) -> SyncStatus:
+    run.object.uid = str(uuid.uuid4())
+    return SyncStatus.COMPLETED
+
+
+def _sync_user_workflow(streamer: EventStreamer, clock: FakeClock) -> Workflow[User, SyncStatus]:
+    """luno's "sync user 2" on ``streamer``; everything else in memory, time on ``clock``.
+
+    The name gets a unique suffix so that a streamer backed by a server shared between
+    cases (or test sessions) keeps its topics and cursors apart.
+    """
+    b = Builder(f"sync user 2 {uuid.uuid4().hex[:12]}", User, SyncStatus)
+    b.add_step(SyncStatus.STARTED, _set_email, SyncStatus.EMAIL_SET).with_options(
+        polling_frequency=0.2, parallel_count=5
+    )
+    b.add_timeout(
+        SyncStatus.EMAIL_SET, _cool_down_in_gb, _end_cool_down, SyncStatus.REGULATION_TIMEOUT
+    ).with_options(polling_frequency=0.2)
+    b.add_step(SyncStatus.REGULATION_TIMEOUT, _set_uid, SyncStatus.COMPLETED).with_options(
+        polling_frequency=0.2, parallel_count=5
+    )
+    return b.build(
+        streamer,
+        MemoryRecordStore(),
+        MemoryRoleScheduler(),
+        timeout_store=MemoryTimeoutStore(),
+        clock=clock,
+    )
+
+
 class EventStreamerSuite:
     """Conformance cases every ``EventStreamer`` (with its senders and receivers) must pass.
 
@@ -74,15 +147,21 @@ class EventStreamerSuite:
                 await streamer.close()
 
     Every case uses new, unique topic and receiver names, so a streamer backed by a
-    server shared between cases works too. With pytest-asyncio's ``asyncio_mode =
-    "auto"`` the override above works as written; in strict mode decorate it with
-    ``@pytest_asyncio.fixture``. ``recv_timeout`` bounds every wait for an event.
+    server shared between cases works too. One case runs a whole workflow (steps sharded
+    five ways, a timeout on a fake clock, ``Workflow.wait``) on the streamer, with the
+    memory record store, role scheduler and timeout store. With pytest-asyncio's
+    ``asyncio_mode = "auto"`` the override above works as written; in strict mode
+    decorate it with ``@pytest_asyncio.fixture``. ``recv_timeout`` bounds every wait for
+    an event; ``workflow_timeout`` bounds the whole-workflow case.
     """
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
 
     recv_timeout: ClassVar[float] = WAIT_TIMEOUT
     """Seconds a case waits for an expected event before failing."""
+
+    workflow_timeout: ClassVar[float] = 2 * WAIT_TIMEOUT
+    """Seconds the whole-workflow case may take (start, the run, stop)."""
 
     @pytest_asyncio.fixture
     async def streamer(self) -> AsyncIterator[EventStreamer]:
@@ -181,6 +260,29 @@ class EventStreamerSuite:
         await sender.send("first", 1, _headers(topic))
 
         assert foreign_ids(await self._recv(receiver)) == ["first"]
+
+    # ------------------------------------------------------------ whole workflow (§2.1 B)
+
+    async def test_a_whole_workflow_runs_through_steps_and_a_timeout(
+        self, streamer: EventStreamer
+    ) -> None:
+        clock = FakeClock(datetime(2023, 4, 9, 8, 30, tzinfo=UTC))
+        wf = _sync_user_workflow(streamer, clock)
+
+        async def scenario() -> Run[User, SyncStatus]:
+            async with wf:
+                run_id = await wf.trigger("1", initial=User(country_code="GB"))
+                await await_timeout_insert(
+                    wf, "1", run_id, SyncStatus.EMAIL_SET, timeout=self.workflow_timeout
+                )
+                clock.advance(timedelta(hours=1))
+                return await wf.wait("1", run_id, SyncStatus.COMPLETED)
+
+        run = await within(scenario(), self.workflow_timeout, "the run to complete")
+
+        assert run.object.email == SYNC_EMAIL
+        assert run.status.name == "COMPLETED"
+        assert run.object.uid != ""
 
     async def test_receiver_close_is_idempotent(self, endpoints: Endpoints) -> None:
         topic = new_name("test")

@@ -23,6 +23,7 @@ __all__ = [
     "WAIT_TIMEOUT",
     "WORKFLOW",
     "Status",
+    "User",
     "assert_record_equal",
     "dummy_record",
     "foreign_ids",
@@ -52,6 +53,15 @@ class Status(enum.IntEnum):
     STARTED = 1
     MIDDLE = 2
     END = 3
+
+
+@dataclasses.dataclass
+class User:
+    """The object of the suites' whole-workflow cases (luno's ``User``)."""
+
+    uid: str = ""
+    email: str = ""
+    country_code: str = ""
 
 
 def new_name(prefix: str) -> str:
