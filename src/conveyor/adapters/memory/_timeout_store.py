@@ -67,8 +67,10 @@ class MemoryTimeoutStore:
         self._timeouts[id] = dataclasses.replace(self._get(id), completed=True)
 
     async def cancel(self, id: int) -> None:
-        self._get(id)
+        t = self._get(id)
         del self._timeouts[id]
+        # A cancelled timeout is gone: creating it again makes a new one.
+        self._keys.pop((t.workflow_name, t.run_id, t.status, t.record_version, t.index), None)
 
     async def list(self, workflow_name: str) -> Sequence[TimeoutRecord]:
         return [
