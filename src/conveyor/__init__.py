@@ -12,6 +12,9 @@ from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._codec import Codec as Codec
 from ._codec import DecodeError as DecodeError
+from ._connect import Backend as Backend
+from ._connect import connect as connect
+from ._connect import register_backend as register_backend
 from ._connector import ConnectorConstructor as ConnectorConstructor
 from ._connector import ConnectorConsumer as ConnectorConsumer
 from ._connector import ConnectorEvent as ConnectorEvent
@@ -65,6 +68,7 @@ from ._workflow import Workflow as Workflow
 __all__ = (
     "AdapterError",
     "AdapterUnavailable",
+    "Backend",
     "BuildError",
     "Builder",
     "Clock",
@@ -114,9 +118,11 @@ __all__ = (
     "Workflow",
     "WorkflowError",
     "WorkflowInProgress",
+    "connect",
     "delete_topic",
     "duration_timer",
     "make_role",
+    "register_backend",
     "run_state_change_topic",
     "time_timer",
     "topic",

@@ -1,5 +1,6 @@
 """In-memory adapters: the reference implementations, for tests and single-process use."""
 
+from ._backend import open_backend as open_backend
 from ._connector import MemoryConnector as MemoryConnector
 from ._connector import MemoryConnectorConsumer as MemoryConnectorConsumer
 from ._record_store import MemoryRecordStore as MemoryRecordStore
@@ -20,4 +21,5 @@ __all__ = (
     "MemoryRecordStore",
     "MemoryRoleScheduler",
     "MemoryTimeoutStore",
+    "open_backend",
 )
