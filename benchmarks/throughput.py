@@ -1,11 +1,17 @@
 """Throughput and latency of a 3-step workflow; prints one JSON line.
 
-    python benchmarks/throughput.py [--runs 20000] [--latency-runs 2000] [--store memory]
+    python benchmarks/throughput.py [--runs 20000] [--latency-runs 2000]
+                                    [--store memory | sqlite:///bench.db | postgresql://...]
+                                    [--workers 1]
 
 Throughput: ``--runs`` runs are triggered at once and the clock stops when the last one
 has completed (counted from the run-state-change topic, as ``wait`` would see it); every
 run is then checked to have finished at its expected version. Latency: runs one at a
 time, trigger to ``wait(...)`` returning at the terminal status.
+
+``--workers N`` runs the workflow in N processes on the same backend: this process plus
+N-1 worker processes (so the roles, and the work, spread across N processes). Metrics are
+on (the default registry).
 """
 
 from __future__ import annotations
@@ -18,12 +24,14 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
+import uuid
 from typing import Any
 
-from conveyor import Builder, Header, Run, RunState, Workflow, run_state_change_topic
-from conveyor.adapters.memory import MemoryEventStreamer, MemoryRecordStore, MemoryRoleScheduler
+import conveyor
+from conveyor import Backend, Builder, Header, Run, RunState, Workflow, run_state_change_topic
 
 
 class Status(enum.IntEnum):
@@ -52,49 +60,67 @@ async def finish(run: Run[Obj, Status]) -> Status:
     return Status.DONE
 
 
-def build(store: str) -> Workflow[Obj, Status]:
-    if store != "memory":
-        raise SystemExit(f"unsupported --store {store!r} (available: memory)")
+def builder() -> Builder[Obj, Status]:
     b = Builder("bench", dict, Status)
     b.add_step(Status.CREATED, validate, Status.VALIDATED)
     b.add_step(Status.VALIDATED, enrich, Status.ENRICHED)
     b.add_step(Status.ENRICHED, finish, Status.DONE)
-    return b.build(MemoryEventStreamer(), MemoryRecordStore(), MemoryRoleScheduler())
+    return b
 
 
-async def throughput(wf: Workflow[Obj, Status], runs: int) -> dict[str, float]:
+def build(backend: Backend) -> Workflow[Obj, Status]:
+    return builder().build(
+        backend.streamer,
+        backend.record_store,
+        backend.role_scheduler,
+        timeout_store=backend.timeout_store,
+    )
+
+
+async def worker(url: str) -> None:
+    """A worker process: run the workflow until the parent closes our stdin."""
+    async with conveyor.connect(url) as backend:
+        wf = build(backend)
+        async with wf:
+            print("ready", flush=True)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, sys.stdin.read)
+
+
+async def throughput(wf: Workflow[Obj, Status], runs: int, tag: str) -> dict[str, float]:
     streamer = wf._engine.streamer
     done = await streamer.new_receiver(
-        run_state_change_topic(wf.name), "bench-completions", stream_from_latest=True
+        run_state_change_topic(wf.name), f"bench-completions-{tag}", stream_from_latest=True
     )
     completed = str(int(RunState.COMPLETED))
     start = time.perf_counter()
+    ids: set[str] = set()
     for i in range(runs):
-        await wf.trigger(f"t-{i}", initial={"n": i})
+        ids.add(await wf.trigger(f"{tag}-t-{i}", initial={"n": i}))
     seen = 0
     while seen < runs:
         for event in await done.recv(1024):
-            if event.headers.get(Header.RUN_STATE) == completed:
+            if event.foreign_id in ids and event.headers.get(Header.RUN_STATE) == completed:
                 seen += 1
     elapsed = time.perf_counter() - start
     await done.close()
     # Every run must have finished at the expected version (trigger + 3 steps).
-    bad = [
-        r
-        for r in await wf.record_store.list("bench", limit=runs + 1)
-        if r.run_state is not RunState.COMPLETED or r.meta.version != 4
-    ]
+    bad = []
+    for run_id in ids:
+        r = await wf.record_store.lookup(run_id)
+        if r.run_state is not RunState.COMPLETED or r.meta.version != 4:
+            bad.append(r)
     if bad:
         raise SystemExit(f"{len(bad)} runs did not finish at version 4: {bad[0]}")
     return {"runs_per_s": runs / elapsed, "steps_per_s": 3 * runs / elapsed, "seconds": elapsed}
 
 
-async def latency(wf: Workflow[Obj, Status], runs: int) -> dict[str, float]:
+async def latency(wf: Workflow[Obj, Status], runs: int, tag: str) -> dict[str, float]:
     samples: list[float] = []
     for i in range(runs):
         t0 = time.perf_counter()
-        run_id = await wf.trigger(f"l-{i}")
-        await wf.wait(f"l-{i}", run_id, Status.DONE)
+        run_id = await wf.trigger(f"{tag}-l-{i}")
+        await wf.wait(f"{tag}-l-{i}", run_id, Status.DONE)
         samples.append((time.perf_counter() - t0) * 1000)
     samples.sort()
     return {
@@ -103,24 +129,64 @@ async def latency(wf: Workflow[Obj, Status], runs: int) -> dict[str, float]:
     }
 
 
-async def main() -> None:
+async def measure(url: str, runs: int, latency_runs: int) -> dict[str, float]:
+    tag = uuid.uuid4().hex[:8]
+    async with conveyor.connect(url) as backend:
+        wf = build(backend)
+        gc.freeze()
+        async with wf:
+            await latency(wf, 20, f"{tag}-warm")
+            tp = await throughput(wf, runs, tag)
+            lat = await latency(wf, latency_runs, tag)
+    return {**tp, **lat}
+
+
+def start_workers(url: str, n: int) -> list[subprocess.Popen[str]]:
+    workers = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--worker", "--store", url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n)
+    ]
+    for w in workers:
+        assert w.stdout is not None
+        if w.stdout.readline().strip() != "ready":
+            raise SystemExit("a worker process failed to start")
+    return workers
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20_000)
     parser.add_argument("--latency-runs", type=int, default=2_000)
     parser.add_argument("--store", default="memory")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    wf = build(args.store)
-    gc.freeze()
-    async with wf:
-        await latency(wf, 50)  # warm up
-        tp = await throughput(wf, args.runs)
-        lat = await latency(wf, args.latency_runs)
+    url = "memory://" if args.store == "memory" else args.store
+    if args.worker:
+        asyncio.run(worker(url))
+        return
+    if args.workers > 1 and url.startswith("memory"):
+        raise SystemExit("--workers > 1 needs a shared backend (sqlite:// or postgresql://)")
+    workers = start_workers(url, args.workers - 1)
+    try:
+        figures = asyncio.run(measure(url, args.runs, args.latency_runs))
+    finally:
+        for w in workers:
+            assert w.stdin is not None
+            w.stdin.close()
+        for w in workers:
+            w.wait(timeout=60)
     result = {
         "benchmark": "throughput",
-        "store": args.store,
+        "store": url.split("://")[0],
+        "workers": args.workers,
         "runs": args.runs,
-        **{k: round(v, 3) for k, v in tp.items()},
-        **{k: round(v, 3) for k, v in lat.items()},
+        **{k: round(v, 3) for k, v in figures.items()},
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
     }
@@ -128,4 +194,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    main()
