@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import enum
-import itertools
 import os
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._clock import Clock
 from ._codec import Codec, DecodeError
-from ._errors import InvalidTransition, VersionConflict, WorkflowError, WorkflowInProgress
-from ._event import Header, OutboxEvent, topic_for
 from ._graph import Graph
 from ._metrics import Metrics
 from ._options import Options, OutboxOptions
@@ -23,6 +20,7 @@ from ._record import SAVE_AND_REPEAT, SKIP, Marker, Meta, Record, Run
 from ._runstate import RunState
 from ._sync import ThreadRunner
 from ._tracing import make_tracing
+from ._writer import PAUSE_REASON_ERRORS, ErrorCounter, RecordWriter
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -31,8 +29,6 @@ if TYPE_CHECKING:
     from ._protocols import TimeoutStore
 
 __all__ = ["PAUSE_REASON_ERRORS", "Engine", "ErrorCounter", "PoisonRun", "WorkflowConfig"]
-
-PAUSE_REASON_ERRORS = "max error retry threshold hit - automatically paused"
 
 T = TypeVar("T")
 S = TypeVar("S", bound=enum.IntEnum)
@@ -69,28 +65,11 @@ class PoisonRun(Exception):
     """A run that can never make progress as it is: the engine pauses it with this reason."""
 
 
-class ErrorCounter:
-    """Counts identical errors per (message, process, run), in memory per instance."""
-
-    def __init__(self) -> None:
-        self._counts: dict[tuple[str, str, str], int] = {}
-
-    def add(self, exc: BaseException, process: str, run_id: str) -> int:
-        key = (f"{type(exc).__name__}: {exc}", process, run_id)
-        n = self._counts.get(key, 0) + 1
-        self._counts[key] = n
-        return n
-
-    def clear(self, exc: BaseException, process: str, run_id: str) -> None:
-        self._counts.pop((f"{type(exc).__name__}: {exc}", process, run_id), None)
-
-    def clear_run(self, run_id: str) -> None:
-        for key in [k for k in self._counts if k[2] == run_id]:
-            del self._counts[key]
-
-
-class Engine(Generic[T, S]):
+class Engine(RecordWriter, Generic[T, S]):
     """Builds records and writes for one workflow; used by its consumers and its API."""
+
+    metrics: Metrics
+    logger: Logger
 
     def __init__(
         self,
@@ -103,26 +82,25 @@ class Engine(Generic[T, S]):
         clock: Clock,
         logger: Logger,
     ) -> None:
+        self._status_names = {int(m): m.name for m in config.status_type}
+        super().__init__(
+            record_store,
+            clock,
+            status_name=self.status_name,
+            metrics=Metrics(config.name, config.metrics_registry),
+            tracing=make_tracing(config.tracing, config.tracer_provider),
+            logger=logger,
+            debug=config.debug,
+        )
         self.config = config
         self.name = config.name
         self.graph = config.graph
         self.streamer = streamer
-        self.store = record_store
         self.roles = role_scheduler
         self.timeout_store = timeout_store
-        self.clock = clock
-        self.logger = logger
-        self.debug = config.debug
         self.codec: Codec[T] = Codec(config.object_type)
         self.threads = ThreadRunner(config.max_threads, name=f"conveyor-{config.name}")
         self.status_type = config.status_type
-        self._status_names = {int(m): m.name for m in config.status_type}
-        self._outbox_prefix = f"outbox-id-{uuid.uuid4().hex[:16]}-"
-        self._outbox_seq = itertools.count(1)
-        self.errors = ErrorCounter()
-        self.metrics = Metrics(config.name, config.metrics_registry)
-        self.tracing = make_tracing(config.tracing, config.tracer_provider)
-        self._topics: dict[tuple[RunState, int], str] = {}
 
     # ------------------------------------------------------------------ naming
 
@@ -131,32 +109,6 @@ class Engine(Generic[T, S]):
         return name if name is not None else str(status)
 
     # ------------------------------------------------------------------ writes
-
-    def outbox_event(self, record: Record) -> OutboxEvent:
-        """The event a write of ``record`` publishes (routed by its run state)."""
-        key = (record.run_state, record.status)
-        topic = self._topics.get(key)
-        if topic is None:
-            topic = self._topics[key] = topic_for(self.name, record.run_state, record.status)
-        headers: dict[str, str] = {
-            Header.WORKFLOW_NAME: record.workflow_name,
-            Header.FOREIGN_ID: record.foreign_id,
-            Header.TOPIC: topic,
-            Header.RUN_ID: record.run_id,
-            Header.RUN_STATE: str(int(record.run_state)),
-            Header.RECORD_VERSION: str(record.meta.version),
-            Header.EVENT_TIME: record.updated_at.isoformat(),
-        }
-        if self.tracing.enabled:
-            self.tracing.inject(headers)
-        return OutboxEvent(
-            id=f"{self._outbox_prefix}{next(self._outbox_seq)}",
-            workflow_name=record.workflow_name,
-            run_id=record.run_id,
-            type=record.status,
-            headers=headers,
-            created_at=record.updated_at,
-        )
 
     def new_run(self, foreign_id: str, status: int, obj: bytes) -> RecordWrite:
         now = self.clock.now()
@@ -176,76 +128,6 @@ class Engine(Generic[T, S]):
             ),
         )
         return RecordWrite(record, self.outbox_event(record), 0)
-
-    def update(
-        self,
-        prev: Record,
-        *,
-        status: int | None = None,
-        run_state: RunState | None = None,
-        obj: bytes | None = None,
-        reason: str | None = None,
-    ) -> RecordWrite:
-        """The write that replaces ``prev`` (compare-and-set on its version)."""
-        new_status = prev.status if status is None else status
-        m = prev.meta
-        record = Record(
-            workflow_name=prev.workflow_name,
-            foreign_id=prev.foreign_id,
-            run_id=prev.run_id,
-            run_state=prev.run_state if run_state is None else run_state,
-            status=new_status,
-            object=prev.object if obj is None else obj,
-            created_at=prev.created_at,
-            updated_at=self.clock.now(),
-            meta=Meta(
-                run_state_reason=m.run_state_reason if reason is None else reason,
-                status_description=self.status_name(new_status),
-                version=m.version + 1,
-                trace_origin=m.trace_origin,
-            ),
-        )
-        return RecordWrite(record, self.outbox_event(record), m.version, prev.run_state)
-
-    async def write(self, write: RecordWrite) -> None:
-        """Store one write (raises ``VersionConflict``/``WorkflowInProgress``)."""
-        await self.store.store(write)
-        self._count_change(write)
-
-    async def write_many(self, writes: Sequence[RecordWrite]) -> Sequence[WorkflowError | None]:
-        """Store several writes with a compare-and-set outcome each."""
-        if len(writes) == 1:
-            try:
-                await self.write(writes[0])
-            except (VersionConflict, WorkflowInProgress) as exc:
-                return [exc]
-            return [None]
-        outcomes = await self.store.store_many(writes)
-        for write, outcome in zip(writes, outcomes, strict=True):
-            if outcome is None:
-                self._count_change(write)
-        return outcomes
-
-    def _count_change(self, write: RecordWrite) -> None:
-        previous = write.previous_run_state
-        current = write.record.run_state
-        if self.debug:
-            r = write.record
-            self.logger.debug(
-                "record written",
-                workflow=self.name,
-                run_id=r.run_id,
-                foreign_id=r.foreign_id,
-                status=self.status_name(r.status),
-                run_state=str(current),
-                version=r.meta.version,
-            )
-        if previous is not current:
-            self.metrics.run_state_change(str(previous), str(current))
-
-    def pause_write(self, record: Record, reason: str) -> RecordWrite:
-        """Pause ``record`` as stored (for poison runs and repeated errors)."""
-        return self.update(record, run_state=RunState.PAUSED, reason=reason)
 
     async def run_user_code(
         self,
@@ -364,10 +246,6 @@ class Engine(Generic[T, S]):
             return self.codec.encode(run.object)
         except TypeError as exc:
             raise PoisonRun(str(exc)) from exc
-
-    def check_transition(self, record: Record, to: RunState) -> None:
-        if not record.run_state.can_transition_to(to):
-            raise InvalidTransition(f"invalid RunState: from {record.run_state} | to {to}")
 
 
 def _trace_origin(limit: int = 5) -> str:
