@@ -14,6 +14,7 @@ from ._codec import Codec as Codec
 from ._codec import DecodeError as DecodeError
 from ._connect import Backend as Backend
 from ._connect import connect as connect
+from ._connect import migrate as migrate
 from ._connect import register_backend as register_backend
 from ._connector import ConnectorConstructor as ConnectorConstructor
 from ._connector import ConnectorConsumer as ConnectorConsumer
@@ -122,6 +123,7 @@ __all__ = (
     "delete_topic",
     "duration_timer",
     "make_role",
+    "migrate",
     "register_backend",
     "run_state_change_topic",
     "time_timer",

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from ._errors import AdapterError
 from ._protocols import EventStreamer, RecordStore, RoleScheduler, TimeoutStore
 
-__all__ = ["Backend", "connect", "register_backend"]
+__all__ = ["Backend", "connect", "migrate", "register_backend"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ def register_backend(scheme: str, opener: str) -> None:
     _OPENERS[scheme] = opener
 
 
-def _opener(url: str) -> Opener:
+def _backend_module(url: str) -> tuple[Any, str]:
     scheme = urlsplit(url).scheme
     if not scheme:
         raise AdapterError(
@@ -61,6 +61,11 @@ def _opener(url: str) -> Opener:
         extra = _EXTRAS.get(scheme)
         hint = f": pip install 'conveyor[{extra}]'" if extra else ""
         raise AdapterError(f"cannot open {scheme}:// backends{hint} ({exc})") from exc
+    return module, attr
+
+
+def _opener(url: str) -> Opener:
+    module, attr = _backend_module(url)
     opener: Opener = getattr(module, attr)
     return opener
 
@@ -75,3 +80,14 @@ async def connect(url: str, **options: Any) -> AsyncIterator[Backend]:
     """
     async with _opener(url)(url, **options) as backend:
         yield backend
+
+
+async def migrate(url: str, **options: Any) -> None:
+    """Create or upgrade the backend's schema (``conveyor migrate --store URL``).
+
+    Idempotent. Backends without a schema (``memory://``) do nothing.
+    """
+    module, _ = _backend_module(url)
+    run = getattr(module, "migrate", None)
+    if run is not None:
+        await run(url, **options)

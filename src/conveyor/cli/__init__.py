@@ -1,0 +1,6 @@
+"""The ``conveyor`` command line: ``demo``, ``runs``, ``diagram``, ``migrate``."""
+
+from ._app import cli as cli
+from ._app import main as main
+
+__all__ = ("cli", "main")

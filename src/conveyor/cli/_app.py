@@ -1,0 +1,259 @@
+"""The ``conveyor`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .._clock import SystemClock
+from .._connect import Backend, connect, migrate
+from .._controller import move_with_retry
+from .._errors import InvalidTransition, RecordNotFound, VersionConflict, WorkflowError
+from .._protocols import Order, RecordFilter
+from .._record import Record
+from .._runstate import RunState
+from .._writer import RecordWriter
+
+__all__ = ["cli", "main"]
+
+R = TypeVar("R")
+console = Console()
+STORE = click.option(
+    "--store",
+    "url",
+    required=True,
+    envvar="CONVEYOR_STORE",
+    help="Backend URL: sqlite:///path/to/file.db, postgresql://user@host/db (or $CONVEYOR_STORE).",
+)
+
+
+def _run(coro: Awaitable[R]) -> R:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except RecordNotFound as exc:
+        raise click.ClickException(f"run not found: {exc}") from None
+    except (InvalidTransition, VersionConflict) as exc:
+        raise click.ClickException(str(exc)) from None
+    except WorkflowError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@asynccontextmanager
+async def _existing(url: str) -> AsyncIterator[Backend]:
+    """Open a backend that must already exist (never create an empty SQLite file)."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
+        if path is None or not path.exists():
+            raise click.ClickException(f"no such database file: {path or url}")
+    async with connect(url) as backend:
+        yield backend
+
+
+@click.group()
+@click.version_option(package_name="conveyor")
+def cli() -> None:
+    """conveyor: durable, event-driven workflows on your own databases."""
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+@cli.group()
+def runs() -> None:
+    """List, inspect and control runs in a record store."""
+
+
+_STATES = {s.name.lower(): s for s in RunState if s is not RunState.UNKNOWN}
+
+
+@runs.command("list")
+@STORE
+@click.option("--workflow", default="", help="Only this workflow.")
+@click.option("--foreign-id", "foreign_ids", multiple=True, help="Only these foreign IDs.")
+@click.option("--state", "states", multiple=True, type=click.Choice(sorted(_STATES)))
+@click.option("--status", "statuses", multiple=True, type=int, help="Only these statuses.")
+@click.option("--limit", default=25, show_default=True)
+@click.option("--offset", default=0, show_default=True)
+@click.option("--newest-first", is_flag=True)
+def list_runs(
+    url: str,
+    workflow: str,
+    foreign_ids: tuple[str, ...],
+    states: tuple[str, ...],
+    statuses: tuple[int, ...],
+    limit: int,
+    offset: int,
+    newest_first: bool,
+) -> None:
+    """List runs, oldest first."""
+
+    async def go() -> list[Record]:
+        async with _existing(url) as backend:
+            return list(
+                await backend.record_store.list(
+                    workflow,
+                    offset=offset,
+                    limit=limit,
+                    order=Order.DESC if newest_first else Order.ASC,
+                    filter=RecordFilter(
+                        foreign_ids=foreign_ids,
+                        statuses=statuses,
+                        run_states=tuple(_STATES[s] for s in states),
+                    ),
+                )
+            )
+
+    records = _run(go())
+    table = Table(show_lines=False)
+    for column in ("run id", "workflow", "foreign id", "status", "state", "version", "updated"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(
+            r.run_id,
+            r.workflow_name,
+            r.foreign_id,
+            r.meta.status_description or str(r.status),
+            str(r.run_state),
+            str(r.meta.version),
+            r.updated_at.isoformat(timespec="seconds"),
+        )
+    console.print(table)
+    if not records:
+        console.print("no runs match")
+
+
+@runs.command("show")
+@STORE
+@click.argument("run_id")
+def show_run(url: str, run_id: str) -> None:
+    """Show one run's record and object."""
+
+    async def go() -> Record:
+        async with _existing(url) as backend:
+            return await backend.record_store.lookup(run_id)
+
+    r = _run(go())
+    table = Table(show_header=False)
+    for key, value in (
+        ("run id", r.run_id),
+        ("workflow", r.workflow_name),
+        ("foreign id", r.foreign_id),
+        ("status", f"{r.meta.status_description} ({r.status})"),
+        ("run state", str(r.run_state)),
+        ("reason", r.meta.run_state_reason),
+        ("version", str(r.meta.version)),
+        ("created", r.created_at.isoformat()),
+        ("updated", r.updated_at.isoformat()),
+        ("trace origin", r.meta.trace_origin),
+    ):
+        table.add_row(key, value)
+    console.print(table)
+    try:
+        console.print_json(r.object.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        console.print(repr(r.object))
+
+
+def _control(action: str, needs_reason: bool) -> Callable[..., None]:
+    async def go(url: str, run_id: str, *args: Any) -> Record:
+        async with _existing(url) as backend:
+            writer = RecordWriter(backend.record_store, SystemClock())
+            return await move_with_retry(writer, run_id, action, *args)
+
+    def command(url: str, run_id: str, reason: str = "") -> None:
+        record = _run(go(url, run_id, *((reason,) if needs_reason else ())))
+        console.print(f"{record.run_id}: {record.run_state} (version {record.meta.version})")
+
+    return command
+
+
+for _name, _action, _reason, _help in (
+    ("pause", "pause", True, "Pause a run (Initiated or Running)."),
+    ("resume", "resume", False, "Resume a paused run."),
+    ("cancel", "cancel", True, "Cancel a run (Running or Paused)."),
+    ("delete", "delete_data", True, "Delete a finished run's data."),
+):
+    _fn = _control(_action, _reason)
+    if _reason:
+        _fn = click.option("--reason", default="", help="Why (kept with the run).")(_fn)
+    runs.command(_name, help=_help)(STORE(click.argument("run_id")(_fn)))
+
+
+# ---------------------------------------------------------------------------- tools
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--direction", type=click.Choice(["LR", "TB", "RL", "BT"]), default="LR")
+def diagram(target: str, direction: str) -> None:
+    """Print the Mermaid diagram of a workflow or builder given as module:attribute
+    (an attribute that is a function is called to get one)."""
+    from ..diagram import mermaid
+
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise click.BadParameter("expected module:attribute", param_hint="TARGET")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.ClickException(f"cannot import {module_name!r}: {exc}") from None
+    obj = getattr(module, attr, None)
+    if obj is None:
+        raise click.ClickException(f"{module_name!r} has no attribute {attr!r}")
+    if callable(obj) and not hasattr(obj, "_graph") and not hasattr(obj, "_config"):
+        obj = obj()  # a factory that returns a Builder or Workflow
+    try:
+        click.echo(mermaid(obj, direction), nl=False)  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command("migrate")
+@STORE
+def migrate_command(url: str) -> None:
+    """Create or upgrade the schema of a SQL backend."""
+    _run(migrate(url))
+    console.print(f"schema is up to date: {url}")
+
+
+@cli.command()
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--workers", default=3, show_default=True, help="Processes running the workflow.")
+@click.option("--orders", default=24, show_default=True)
+@click.option("--payment-timeout", default=2.0, show_default=True, help="Seconds.")
+def demo(db: Path | None, workers: int, orders: int, payment_timeout: float) -> None:
+    """Run a sample order workflow on a SQLite file with a few worker processes."""
+    from ._demo import run_demo
+
+    if workers < 1 or orders < 1:
+        raise click.BadParameter("--workers and --orders must be at least 1")
+    if db is None:
+        db = Path(tempfile.mkdtemp(prefix="conveyor-demo-")) / "demo.db"
+    _run(run_demo(db.resolve(), workers, orders, payment_timeout, console))
+
+
+@cli.command("demo-worker", hidden=True)
+@STORE
+@click.option("--payment-timeout", default=2.0)
+def demo_worker(url: str, payment_timeout: float) -> None:
+    from ._demo import run_demo_worker
+
+    _run(run_demo_worker(url, payment_timeout))
+
+
+def main() -> None:
+    cli()
