@@ -125,6 +125,7 @@ class Engine(RecordWriter, Generic[T, S]):
                 status_description=self.status_name(status),
                 version=1,
                 trace_origin=_trace_origin(),
+                reached=(status,),
             ),
         )
         return RecordWrite(record, self.outbox_event(record), 0)

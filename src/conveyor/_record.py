@@ -28,6 +28,9 @@ class Meta:
     """1 after trigger, +1 on every write the engine makes."""
     trace_origin: str = ""
     """Where ``trigger`` was called from (file:line of the caller's frames)."""
+    reached: tuple[int, ...] = ()
+    """Every status the run has been at, in the order first reached (so ``wait`` can tell
+    that a run passed a status before it was called). Stores persist it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -270,7 +270,7 @@ class Workflow(Generic[T, S]):
         if terminal:
             if at_target and state is RunState.COMPLETED:
                 return self._engine.to_run_unchecked(record)
-        elif at_target or reached:
+        elif at_target or reached or target in record.meta.reached:
             return self._engine.to_run_unchecked(record)
         if state.finished():
             raise RunEnded(

@@ -129,6 +129,7 @@ class RecordWriter:
                 ),
                 version=m.version + 1,
                 trace_origin=m.trace_origin,
+                reached=m.reached if new_status in m.reached else (*m.reached, new_status),
             ),
         )
         return RecordWrite(record, self.outbox_event(record), m.version, prev.run_state)

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["Direction", "mermaid", "status_label", "write_diagram"]
+__all__ = ("Direction", "mermaid", "status_label", "write_diagram")
 
 Direction = Literal["LR", "TB", "RL", "BT"]
 _DIRECTIONS = ("LR", "TB", "RL", "BT")

@@ -182,12 +182,6 @@ async def test_a_status_outside_the_graph_is_refused(env: Env, status: Any) -> N
                 await wf.wait("fid", rid, status)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wait() sees only the current record: a status the run passed through before "
-    "the call (and left) is not recognised; it raises RunEnded once the run has completed "
-    "elsewhere (and would wait for ever if the run were still active at a later status)",
-)
 async def test_returns_for_an_intermediate_status_passed_before_the_call(env: Env) -> None:
     wf = with_callback(env)
     async with wf:
@@ -199,3 +193,29 @@ async def test_returns_for_an_intermediate_status_passed_before_the_call(env: En
         async with asyncio.timeout(WAIT):
             run = await wf.wait("fid", rid, Status.MIDDLE)
     assert run.run_id == rid
+
+
+async def test_returns_for_a_status_passed_while_the_run_waits_further_on(env: Env) -> None:
+    # Given a run that passed STARTED and now waits at MIDDLE for a callback
+    wf = with_callback(env)
+    async with wf:
+        rid = await wf.trigger("fid")
+        await run_until_idle(wf, timeout=WAIT)
+        assert (await env.store.lookup(rid)).status == Status.MIDDLE
+        # When waiting for STARTED afterwards
+        async with asyncio.timeout(WAIT):
+            run = await wf.wait("fid", rid, Status.STARTED)
+    # Then wait returns the run as it is now (it reached STARTED earlier)
+    assert run.status is Status.MIDDLE
+    assert run.meta.reached == (Status.STARTED, Status.MIDDLE)
+
+
+async def test_a_terminal_status_the_run_never_reached_still_raises_run_ended(env: Env) -> None:
+    wf = with_callback(env)
+    async with wf:
+        rid = await wf.trigger("fid")
+        await run_until_idle(wf, timeout=WAIT)
+        await wf.callback("fid", Status.MIDDLE, b"other")
+        with pytest.raises(RunEnded):
+            async with asyncio.timeout(WAIT):
+                await wf.wait("fid", rid, Status.DONE)

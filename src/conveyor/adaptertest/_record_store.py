@@ -134,6 +134,7 @@ class RecordStoreSuite:
                 status_description="Middle",
                 version=1,
                 trace_origin="shop/orders.py:42",
+                reached=(Status.STARTED, Status.MIDDLE),
             ),
         )
         await store.store(insert(record))
