@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from .._errors import RecordNotFound
 from .._event import Event, Header
 from .._record import TypedRecord
 from .._runstate import RunState
+from ._load import Skip, load_record
 
 __all__ = ["DeleteHandler", "HookHandler", "PauseRetryHandler", "run_state_is"]
 
@@ -36,9 +36,9 @@ class HookHandler:
     async def __call__(self, event: Event) -> None:
         engine = self._engine
         try:
-            record = await engine.store.lookup(event.foreign_id)
-        except RecordNotFound:
-            self._on_skip("record not found")
+            record = await load_record(engine, event)
+        except Skip as skip:
+            self._on_skip(skip.reason)
             return
         try:
             obj = engine.codec.decode(record.object)
@@ -71,9 +71,9 @@ class PauseRetryHandler:
     async def __call__(self, event: Event) -> None:
         engine = self._engine
         try:
-            record = await engine.store.lookup(event.foreign_id)
-        except RecordNotFound:
-            self._on_skip("record not found")
+            record = await load_record(engine, event)
+        except Skip as skip:
+            self._on_skip(skip.reason)
             return
         if record.run_state is not RunState.PAUSED:
             self._on_skip("record not paused")
@@ -96,9 +96,9 @@ class DeleteHandler:
     async def __call__(self, event: Event) -> None:
         engine = self._engine
         try:
-            record = await engine.store.lookup(event.foreign_id)
-        except RecordNotFound:
-            self._on_skip("record not found")
+            record = await load_record(engine, event)
+        except Skip as skip:
+            self._on_skip(skip.reason)
             return
         if record.run_state is not RunState.REQUESTED_DATA_DELETED:
             self._on_skip("record not awaiting deletion")

@@ -6,22 +6,13 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from .._errors import RecordNotFound, VersionConflict, WorkflowError
-from .._event import Event, Header
+from .._errors import VersionConflict
+from .._event import Event
 from .._protocols import RecordWrite
-from .._record import Record
 from ._consume import Outcome
+from ._load import Skip, StaleRecord, load_current
 
 __all__ = ["StaleRecord", "StepHandler"]
-
-
-class StaleRecord(WorkflowError):
-    """The store returned an older version than the event announced (replica lag): retry."""
-
-
-class _Skip(Exception):
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
 
 
 class StepHandler:
@@ -83,7 +74,7 @@ class StepHandler:
                 ):
                     return await self._prepare(event)
             return await self._prepare(event)
-        except _Skip as skip:
+        except Skip as skip:
             self._on_skip(skip.reason)
             if self._engine.debug:
                 self._engine.logger.debug(
@@ -98,22 +89,7 @@ class StepHandler:
 
     async def _prepare(self, event: Event) -> RecordWrite | None:
         engine = self._engine
-        try:
-            record: Record = await engine.store.lookup(event.foreign_id)
-        except RecordNotFound:
-            raise _Skip("record not found") from None
-        event_version = int(event.headers.get(Header.RECORD_VERSION, 0) or 0)
-        if record.meta.version > event_version:
-            raise _Skip("event record version lower than latest record version")
-        if record.meta.version < event_version:
-            raise StaleRecord(
-                "stale record lookup: record version is lower than event record version "
-                f"(run_id={record.run_id}, record={record.meta.version}, event={event_version})"
-            )
-        if record.run_state.stopped():
-            raise _Skip("record stopped")
-        if record.status != self._status:
-            raise _Skip("record status not in expected state")
+        record = await load_current(engine, event, self._status)
         write: RecordWrite | None = await engine.run_user_code(
             record, self._fn, (), process=self._process, pause_after=self._pause_after
         )

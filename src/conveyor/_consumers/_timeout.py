@@ -9,11 +9,11 @@ from datetime import datetime
 from typing import Any
 
 from .._errors import RecordNotFound, TimeoutNotFound, VersionConflict
-from .._event import Event, Header
+from .._event import Event
 from .._protocols import TimeoutRecord
 from .._runstate import RunState
 from .._supervisor import ProcessContext
-from ._step import StaleRecord
+from ._load import Skip, load_current
 
 __all__ = ["TimeoutInserter", "TimeoutPoller"]
 
@@ -40,21 +40,9 @@ class TimeoutInserter:
     async def __call__(self, event: Event) -> None:
         engine = self._engine
         try:
-            record = await engine.store.lookup(event.foreign_id)
-        except RecordNotFound:
-            self._on_skip("record not found")
-            return
-        event_version = int(event.headers.get(Header.RECORD_VERSION, 0) or 0)
-        if record.meta.version > event_version:
-            self._on_skip("event record version lower than latest record version")
-            return
-        if record.meta.version < event_version:
-            raise StaleRecord(
-                f"stale record lookup: record version {record.meta.version} < event "
-                f"version {event_version} (run_id={record.run_id})"
-            )
-        if record.run_state.stopped() or record.status != self._status:
-            self._on_skip("record stopped")
+            record = await load_current(engine, event, self._status)
+        except Skip as skip:
+            self._on_skip(skip.reason)
             return
         write = await engine.run_user_code(
             record, self._insert, (), process=self._process, pause_after=self._pause_after
