@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS records (
     version             INTEGER NOT NULL,
     run_state_reason    TEXT    NOT NULL DEFAULT '',
     status_description  TEXT    NOT NULL DEFAULT '',
-    trace_origin        TEXT    NOT NULL DEFAULT ''
+    trace_origin        TEXT    NOT NULL DEFAULT '',
+    reached             TEXT    NOT NULL DEFAULT ''   -- statuses reached, comma-separated
 );
 
 -- At most one active (Initiated 1, Running 2, Paused 3) run per workflow and foreign ID.

@@ -1,0 +1,126 @@
+"""``conveyor.connect("sqlite:///file.db")``: the four SQLite adapters on one file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from ..._clock import Clock
+from ..._connect import Backend
+from ..._errors import AdapterError
+from ._db import Database
+from ._record_store import SQLiteRecordStore
+from ._role_scheduler import SQLiteRoleScheduler
+from ._schema import SCHEMA_VERSION, path_from_url
+from ._streamer import SQLiteEventStreamer
+from ._timeout_store import SQLiteTimeoutStore
+
+__all__ = ["migrate", "open_backend"]
+
+_FLOATS = (
+    "busy_timeout",
+    "lock_timeout",
+    "max_poll",
+    "lease_ttl",
+    "lease_poll",
+    "grace",
+    "retention",
+    "prune_interval",
+)
+
+
+def _options(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Keyword options, with ``?name=value`` pairs from the URL as defaults."""
+    merged: dict[str, Any] = {}
+    if url.startswith("sqlite:"):
+        for name, value in parse_qsl(urlsplit(url).query):
+            if name in _FLOATS:
+                merged[name] = float(value)
+            elif name in ("create_schema", "inline"):
+                merged[name] = value.lower() not in ("0", "false", "no", "off")
+            else:
+                raise AdapterError(f"unknown sqlite:// option {name!r} in {url!r}")
+    merged.update(options)
+    unknown = set(merged) - {*_FLOATS, "create_schema", "inline", "clock"}
+    if unknown:
+        raise TypeError(f"unknown sqlite:// options: {', '.join(sorted(unknown))}")
+    return merged
+
+
+def _path(url: str) -> str:
+    return path_from_url(url.split("?", 1)[0]) if url.startswith("sqlite:") else url
+
+
+@asynccontextmanager
+async def open_backend(url: str, **options: Any) -> AsyncIterator[Backend]:
+    """Open the streamer, record store, role scheduler and timeout store on one file.
+
+    Options (keywords, or ``?name=value`` in the URL): ``create_schema`` (default
+    true: create the schema if missing; false: require it, as made by ``migrate``),
+    ``clock`` (event timestamps), ``busy_timeout`` and ``lock_timeout`` (seconds to
+    wait for another process's write lock per attempt, and in all), ``max_poll`` (the
+    longest pause between looks for other processes' writes while idle), ``lease_ttl``,
+    ``lease_poll`` and ``grace`` (the role scheduler's), ``retention`` and
+    ``prune_interval`` (how long consumed events are kept, and how often pruned),
+    ``inline`` (default true: short transactions that need not wait run on the event
+    loop's thread; false: every statement goes through the connection's thread).
+
+    The record store, timeout store and streamer share one ``Database`` (a connection
+    on its own thread, and the inline one); the role scheduler has its own connection
+    and thread, so lease renewals never queue behind work.
+    """
+    opts = _options(url, options)
+    path = _path(url)
+    clock: Clock | None = opts.get("clock")
+    db_options: dict[str, Any] = {
+        k: opts[k] for k in ("busy_timeout", "lock_timeout", "max_poll", "inline") if k in opts
+    }
+    db = Database(path, **db_options)
+    await db.open(create_schema=opts.get("create_schema", True))
+    streamer: SQLiteEventStreamer | None = None
+    scheduler: SQLiteRoleScheduler | None = None
+    try:
+        streamer = SQLiteEventStreamer(
+            db,
+            clock=clock,
+            retention=opts.get("retention", 60.0),
+            prune_interval=opts.get("prune_interval", 5.0),
+        )
+        scheduler = await SQLiteRoleScheduler.open(
+            path,
+            lease_ttl=opts.get("lease_ttl", 5.0),
+            poll_interval=opts.get("lease_poll", 0.2),
+            grace=opts.get("grace"),
+            create_schema=False,
+        )
+        yield Backend(
+            url,
+            streamer,
+            SQLiteRecordStore(db),
+            scheduler,
+            SQLiteTimeoutStore(db),
+        )
+    finally:
+        try:
+            if scheduler is not None:
+                await scheduler.close()
+            if streamer is not None:
+                await streamer.close()
+        finally:
+            await db.close()
+
+
+async def migrate(url_or_path: str, **options: Any) -> int:
+    """Create or upgrade the schema of a SQLite file (``conveyor migrate``); idempotent.
+
+    Accepts ``sqlite:///file.db`` URLs or plain paths; creates the file if missing.
+    Returns the schema version the file is at.
+    """
+    opts = _options(url_or_path, options)
+    db_options = {k: opts[k] for k in ("busy_timeout", "lock_timeout") if k in opts}
+    db = Database(_path(url_or_path), watch=False, inline=False, **db_options)
+    await db.open(create_schema=True)
+    await db.close()
+    return SCHEMA_VERSION

@@ -1,0 +1,377 @@
+"""Records and their transactional outbox in SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import sqlite3
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from ..._errors import RecordNotFound, VersionConflict, WorkflowError, WorkflowInProgress
+from ..._event import OutboxEvent
+from ..._protocols import Order, RecordFilter, RecordWrite
+from ..._record import Meta, Record
+from ..._runstate import RunState
+from ._db import Database, from_us, to_us
+
+__all__ = ["SQLiteRecordStore"]
+
+_COLUMNS = (
+    "workflow_name, foreign_id, run_id, run_state, status, object, created_at, updated_at, "
+    "run_state_reason, status_description, version, trace_origin, reached"
+)
+_SELECT = f"SELECT {_COLUMNS} FROM records"
+_INSERT = (
+    f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (run_id) DO NOTHING"
+)
+_UPDATE = (
+    "UPDATE records SET run_state = ?, status = ?, object = ?, updated_at = ?, "
+    "run_state_reason = ?, status_description = ?, version = ?, trace_origin = ?, "
+    "reached = ? "
+    "WHERE run_id = ? AND version = ?"
+)
+_INSERT_OUTBOX = (
+    "INSERT INTO outbox (id, workflow_name, run_id, type, headers, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_STATES = {int(s): s for s in RunState}
+_encode = msgspec.json.encode
+_decode_headers = msgspec.json.Decoder(dict[str, str]).decode
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    return Record(
+        workflow_name=row[0],
+        foreign_id=row[1],
+        run_id=row[2],
+        run_state=_STATES[row[3]],
+        status=row[4],
+        object=row[5],
+        created_at=from_us(row[6]),
+        updated_at=from_us(row[7]),
+        meta=Meta(
+            run_state_reason=row[8],
+            status_description=row[9],
+            version=row[10],
+            trace_origin=row[11],
+            reached=tuple(int(s) for s in row[12].split(",")) if row[12] else (),
+        ),
+    )
+
+
+def _outbox_event(row: tuple[Any, ...]) -> OutboxEvent:
+    return OutboxEvent(
+        id=row[0],
+        workflow_name=row[1],
+        run_id=row[2],
+        type=row[3],
+        headers=_decode_headers(row[4]),
+        created_at=from_us(row[5]),
+    )
+
+
+class SQLiteRecordStore:
+    """``RecordStore`` on a SQLite file (shared by every process on the machine).
+
+    A write is one transaction: the record (inserted only if its run ID is absent, or
+    updated only if the stored version still matches) and its outbox event, or neither.
+    The schema's partial unique index keeps at most one Initiated/Running/Paused run per
+    workflow and foreign ID, also against writers in other processes. ``store_many`` is
+    one transaction with an outcome per write. ``wait_for_outbox`` is woken at once by
+    this process's writes and within a few milliseconds by other processes' writes.
+
+    Build it on an open ``Database`` (as ``open_backend`` does) or with ``open(path)``,
+    which owns its connection and closes it in ``close()``.
+    """
+
+    def __init__(self, db: Database, *, owns_db: bool = False) -> None:
+        self._db = db
+        self._owns_db = owns_db
+        # The outbox key's version when each task last listed: wait_for_outbox waits
+        # only for writes after that (no wake-up lost between list and wait).
+        self._listed: weakref.WeakKeyDictionary[asyncio.Task[Any], dict[str, int]] = (
+            weakref.WeakKeyDictionary()
+        )
+        # Workflow -> (outbox key version, ids) of a list that returned the whole outbox,
+        # and workflow -> the version at which its outbox is known to be empty.
+        self._complete: dict[str, tuple[int, frozenset[str]]] = {}
+        self._emptied: dict[str, int] = {}
+
+    @classmethod
+    async def open(
+        cls, path: str, *, create_schema: bool = True, **options: Any
+    ) -> SQLiteRecordStore:
+        """A store on ``path`` with its own connection (``options`` go to ``Database``)."""
+        db = Database(path, **options)
+        await db.open(create_schema=create_schema)
+        return cls(db, owns_db=True)
+
+    async def close(self) -> None:
+        """Close the connection if this store opened it. Idempotent."""
+        if self._owns_db:
+            await self._db.close()
+
+    # ------------------------------------------------------------------ writes
+
+    async def store(self, write: RecordWrite) -> None:
+        outcomes = await self._store((write,))
+        if outcomes[0] is not None:
+            raise outcomes[0]
+
+    async def store_many(self, writes: Sequence[RecordWrite]) -> Sequence[WorkflowError | None]:
+        if not writes:
+            return []
+        return await self._store(writes)
+
+    async def _store(self, writes: Sequence[RecordWrite]) -> list[WorkflowError | None]:
+        db = self._db
+
+        def apply(conn: sqlite3.Connection) -> tuple[list[WorkflowError | None], int]:
+            outcomes: list[WorkflowError | None] = []
+            last = 0
+            for write in writes:
+                outcome, seq = _apply(conn, write)
+                outcomes.append(outcome)
+                last = max(last, seq)
+            db.note_own("outbox", sum(o is None for o in outcomes))
+            return outcomes, last
+
+        outcomes, last = await db.fast_write(apply)
+        if last:
+            hub = db.hub
+            for name in {
+                w.record.workflow_name for w, o in zip(writes, outcomes, strict=True) if o is None
+            }:
+                hub.local(("outbox", name), last)
+        return outcomes
+
+    # ------------------------------------------------------------------ reads
+
+    async def lookup(self, run_id: str) -> Record:
+        def find(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
+            row: tuple[Any, ...] | None = conn.execute(
+                f"{_SELECT} WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            return row
+
+        row = await self._db.fast_read(find)
+        if row is None:
+            raise RecordNotFound(f"record not found: run_id={run_id}")
+        return _record(row)
+
+    async def latest(self, workflow_name: str, foreign_id: str) -> Record:
+        def find(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
+            row: tuple[Any, ...] | None = conn.execute(
+                f"{_SELECT} WHERE workflow_name = ? AND foreign_id = ? "
+                "ORDER BY created_at DESC, seq DESC LIMIT 1",
+                (workflow_name, foreign_id),
+            ).fetchone()
+            return row
+
+        row = await self._db.fast_read(find)
+        if row is None:
+            raise RecordNotFound(
+                f"record not found: workflow={workflow_name!r} foreign_id={foreign_id!r}"
+            )
+        return _record(row)
+
+    async def list(
+        self,
+        workflow_name: str = "",
+        *,
+        offset: int = 0,
+        limit: int = 25,
+        order: Order = Order.ASC,
+        filter: RecordFilter | None = None,
+    ) -> Sequence[Record]:
+        if limit <= 0:
+            limit = 25
+        where: builtins.list[str] = []
+        params: builtins.list[Any] = []
+        if workflow_name:
+            where.append("workflow_name = ?")
+            params.append(workflow_name)
+        if filter is not None:
+            _filter_sql(filter, where, params)
+        direction = "DESC" if order is Order.DESC else "ASC"
+        sql = _SELECT
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY created_at {direction}, seq {direction} LIMIT ? OFFSET ?"
+        params += [limit, max(0, offset)]
+
+        def find(conn: sqlite3.Connection) -> builtins.list[tuple[Any, ...]]:
+            return conn.execute(sql, params).fetchall()
+
+        return [_record(row) for row in await self._db.read(find)]
+
+    # ------------------------------------------------------------------ outbox
+
+    async def list_outbox_events(self, workflow_name: str, limit: int) -> Sequence[OutboxEvent]:
+        key = ("outbox", workflow_name)
+        version = self._db.hub.version(key)
+        task = asyncio.current_task()
+        if task is not None:
+            self._listed.setdefault(task, {})[workflow_name] = version
+        if self._emptied.get(workflow_name) == version:
+            return []  # everything listed since the last write is deleted: nothing to read
+
+        def find(conn: sqlite3.Connection) -> builtins.list[tuple[Any, ...]]:
+            return conn.execute(
+                "SELECT id, workflow_name, run_id, type, headers, created_at FROM outbox "
+                "WHERE workflow_name = ? ORDER BY seq LIMIT ?",
+                (workflow_name, max(0, limit)),
+            ).fetchall()
+
+        events = [_outbox_event(row) for row in await self._db.fast_read(find)]
+        self._emptied.pop(workflow_name, None)
+        if len(events) < limit:
+            self._complete[workflow_name] = (version, frozenset(e.id for e in events))
+        else:
+            self._complete.pop(workflow_name, None)
+        return events
+
+    async def delete_outbox_events(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        payload = _encode(list(ids)).decode()
+
+        def delete(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", (payload,)
+            )
+
+        await self._db.fast_write(delete)
+        # A workflow whose whole outbox (as last listed) is now deleted, with no write
+        # since, is empty: the next list can answer without reading.
+        deleted = set(ids)
+        hub = self._db.hub
+        for name, (version, listed) in list(self._complete.items()):
+            if listed <= deleted:
+                del self._complete[name]
+                if hub.version(("outbox", name)) == version:
+                    self._emptied[name] = version
+
+    async def wait_for_outbox(self, workflow_name: str, timeout: float) -> None:
+        hub = self._db.hub
+        key = ("outbox", workflow_name)
+        task = asyncio.current_task()
+        listed = self._listed.get(task) if task is not None else None
+        since = listed.get(workflow_name) if listed is not None else None
+        await hub.wait(key, hub.version(key) if since is None else since, timeout)
+
+    # ------------------------------------------------------------------ inspection
+
+    async def outbox_count(self, workflow_name: str = "") -> int:
+        """How many outbox events wait to be relayed (of one workflow, or all)."""
+
+        def count(conn: sqlite3.Connection) -> int:
+            if workflow_name:
+                row = conn.execute(
+                    "SELECT COUNT(*) FROM outbox WHERE workflow_name = ?", (workflow_name,)
+                ).fetchone()
+            else:
+                row = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()
+            return int(row[0])
+
+        return await self._db.read(count)
+
+
+def _filter_sql(f: RecordFilter, where: builtins.list[str], params: builtins.list[Any]) -> None:
+    for column, values in (
+        ("foreign_id", f.foreign_ids),
+        ("status", tuple(int(s) for s in f.statuses)),
+        ("run_state", tuple(int(s) for s in f.run_states)),
+    ):
+        if values:
+            where.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+    if f.created_after is not None:
+        where.append("created_at > ?")
+        params.append(to_us(f.created_after))
+    if f.created_before is not None:
+        where.append("created_at < ?")
+        params.append(to_us(f.created_before))
+
+
+def _apply(conn: sqlite3.Connection, write: RecordWrite) -> tuple[WorkflowError | None, int]:
+    """One compare-and-set write and its outbox event (on the database thread).
+
+    Returns the outcome and the outbox event's ``seq`` (0 when the write failed).
+    """
+    r = write.record
+    m = r.meta
+    try:
+        if write.expected_version == 0:
+            cur = conn.execute(
+                _INSERT,
+                (
+                    r.workflow_name,
+                    r.foreign_id,
+                    r.run_id,
+                    int(r.run_state),
+                    int(r.status),
+                    r.object,
+                    to_us(r.created_at),
+                    to_us(r.updated_at),
+                    m.run_state_reason,
+                    m.status_description,
+                    m.version,
+                    m.trace_origin,
+                    _reached(m.reached),
+                ),
+            )
+        else:
+            cur = conn.execute(
+                _UPDATE,
+                (
+                    int(r.run_state),
+                    int(r.status),
+                    r.object,
+                    to_us(r.updated_at),
+                    m.run_state_reason,
+                    m.status_description,
+                    m.version,
+                    m.trace_origin,
+                    _reached(m.reached),
+                    r.run_id,
+                    write.expected_version,
+                ),
+            )
+    except sqlite3.IntegrityError:
+        # The partial unique index: another run of the foreign ID is active. (An insert
+        # whose run ID exists is a version conflict, whichever constraint fired first.)
+        actual = _version_of(conn, r.run_id)
+        if write.expected_version == 0 and actual is not None:
+            return VersionConflict(r.run_id, 0, actual), 0
+        return WorkflowInProgress(r.workflow_name, r.foreign_id), 0
+    if cur.rowcount == 0:
+        actual = _version_of(conn, r.run_id)
+        return VersionConflict(r.run_id, write.expected_version, actual), 0
+    e = write.outbox
+    cur = conn.execute(
+        _INSERT_OUTBOX,
+        (
+            e.id,
+            e.workflow_name,
+            e.run_id,
+            int(e.type),
+            _encode(e.headers).decode(),
+            to_us(e.created_at),
+        ),
+    )
+    return None, cur.lastrowid or 0
+
+
+def _reached(statuses: tuple[int, ...]) -> str:
+    return ",".join(str(int(s)) for s in statuses)
+
+
+def _version_of(conn: sqlite3.Connection, run_id: str) -> int | None:
+    row = conn.execute("SELECT version FROM records WHERE run_id = ?", (run_id,)).fetchone()
+    return None if row is None else int(row[0])

@@ -1,0 +1,450 @@
+"""An event log in a SQLite table, read through a cursor per receiver name.
+
+No event is ever skipped. Receivers read ``WHERE topic = ? AND id > last ORDER BY id``,
+which is only safe if an event can never commit *after* a reader has seen a higher id.
+In SQLite it cannot: a database has one writer at a time (``BEGIN IMMEDIATE`` takes the
+write lock before anything is inserted), an ``AUTOINCREMENT`` id is assigned inside that
+write transaction, and the lock is released only by its commit. So transactions that
+insert events commit in the order of their ids, and a reader's snapshot holds every
+event up to the highest id it sees. ``AUTOINCREMENT`` also keeps ids from being reused
+after the newest rows are deleted, so a stored cursor never points at an id that a
+later event could take.
+
+Cursors (table ``cursors``) persist across restarts and processes. A receiver's cursor
+advances only over an unbroken run of acknowledged events; acknowledgements are
+written in the background, one transaction per batch, and on ``close()``. A crash
+loses at most the last batch's cursor writes: those events are delivered again (the
+delivery guarantee is at least once).
+
+Pruning: events are deleted once every receiver name registered on their topic has
+acknowledged them and they are older than ``retention`` seconds. A receiver opened
+without ``stream_from_latest`` registers its name at once (a cursor row at position 0)
+so that the topic is kept for it before it acknowledges anything; ``retention`` also
+covers consumers that start a little after the others (a name that was never opened
+starts at the oldest event still kept). Receivers opened with ``stream_from_latest``
+that never acknowledge (``Workflow.wait`` uses them) leave no row behind. Topics
+nobody registered on are pruned by age alone. A registered name that will never read
+again (a consumer of a removed step, or of an old ``parallel_count``) keeps its topic
+from being pruned until ``drop_cursor`` forgets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
+
+import msgspec
+
+from ..._clock import Clock, SystemClock
+from ..._errors import AdapterError
+from ..._event import Event
+from ..._protocols import OutgoingEvent
+from ._db import Database, from_us, to_us
+
+__all__ = ["SQLiteEventReceiver", "SQLiteEventSender", "SQLiteEventStreamer"]
+
+_encode = msgspec.json.encode
+_decode_headers = msgspec.json.Decoder(dict[str, str]).decode
+
+_FALLBACK_POLL = 1.0
+"""Seconds a receiver waits between looks if no wake-up comes (a safety net only)."""
+
+
+def _event(row: tuple[Any, ...]) -> Event:
+    return Event(row[0], row[1], row[2], _decode_headers(row[3]), from_us(row[4]))
+
+
+def _fetch(
+    conn: sqlite3.Connection, *, topic: str, after: int, limit: int
+) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT id, foreign_id, type, headers, created_at FROM events "
+        "WHERE topic = ? AND id > ? ORDER BY id LIMIT ?",
+        (topic, after, limit),
+    ).fetchall()
+
+
+_PRUNE_CHUNK = 2000
+
+
+def _delete_chunk(conn: sqlite3.Connection, *, topic: str, bound: int) -> int:
+    """Delete up to ``_PRUNE_CHUNK`` of the topic's oldest events with ``id <= bound``."""
+    row = conn.execute(
+        "SELECT id FROM events WHERE topic = ? AND id <= ? ORDER BY id LIMIT 1 OFFSET ?",
+        (topic, bound, _PRUNE_CHUNK - 1),
+    ).fetchone()
+    upto = bound if row is None else int(row[0])
+    cur = conn.execute("DELETE FROM events WHERE topic = ? AND id <= ?", (topic, upto))
+    return cur.rowcount
+
+
+def _last_event_id(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+class SQLiteEventStreamer:
+    """``EventStreamer`` on a SQLite table: one log for all topics, ids unique and increasing.
+
+    Senders append in one transaction per ``send_many``. A receiver is woken at once by
+    this process's sends and within a few milliseconds by other processes' (its
+    ``poll_interval``, if given, bounds the wait between looks). ``retention`` and
+    ``prune_interval`` (seconds) govern pruning (see the module docstring); ``prune()``
+    runs one pass on demand.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Clock | None = None,
+        retention: float = 60.0,
+        prune_interval: float = 5.0,
+        owns_db: bool = False,
+    ) -> None:
+        self._db = db
+        self._clock: Clock = clock or SystemClock()
+        self._retention = retention
+        self._prune_interval = prune_interval
+        self._owns_db = owns_db
+        self._topics: set[str] = set()
+        self._pending_cursors: dict[tuple[str, str], int] = {}
+        self._flushing: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+        self._marks: collections.deque[tuple[float, int]] = collections.deque()
+        self._pruner: asyncio.Task[None] | None = None
+        self._receivers: set[SQLiteEventReceiver] = set()
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        path: str,
+        *,
+        clock: Clock | None = None,
+        retention: float = 60.0,
+        prune_interval: float = 5.0,
+        create_schema: bool = True,
+        **options: Any,
+    ) -> SQLiteEventStreamer:
+        """A streamer on ``path`` with its own connection (``options`` go to ``Database``)."""
+        db = Database(path, **options)
+        await db.open(create_schema=create_schema)
+        return cls(
+            db, clock=clock, retention=retention, prune_interval=prune_interval, owns_db=True
+        )
+
+    async def close(self) -> None:
+        """Close every receiver, write their cursors, stop pruning. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for receiver in list(self._receivers):
+            await receiver.close()
+        if self._pruner is not None:
+            self._pruner.cancel()
+            await asyncio.wait({self._pruner})
+        with contextlib.suppress(AdapterError):
+            await self._flush_cursors()
+        if self._owns_db:
+            await self._db.close()
+
+    # ------------------------------------------------------------------ endpoints
+
+    async def new_sender(self, topic: str) -> SQLiteEventSender:
+        self._check_open()
+        await self._register_topic(topic)
+        return SQLiteEventSender(self, topic)
+
+    async def new_receiver(
+        self,
+        topic: str,
+        name: str,
+        *,
+        stream_from_latest: bool = False,
+        poll_interval: float | None = None,
+    ) -> SQLiteEventReceiver:
+        self._check_open()
+        await self._register_topic(topic)
+        await self._flush_cursors()  # a cursor acknowledged in this process counts
+
+        def start(conn: sqlite3.Connection) -> tuple[int, int]:
+            row = conn.execute(
+                "SELECT position FROM cursors WHERE topic = ? AND name = ?", (topic, name)
+            ).fetchone()
+            (newest,) = conn.execute(
+                "SELECT MAX(id) FROM events WHERE topic = ?", (topic,)
+            ).fetchone()
+            if row is not None and row[0] > 0:
+                return int(row[0]), newest or 0
+            if stream_from_latest:
+                # After every event that exists now (in any topic: ids are global).
+                return _last_event_id(conn), newest or 0
+            if row is None:
+                conn.execute(
+                    "INSERT OR IGNORE INTO cursors (topic, name, position) VALUES (?, ?, 0)",
+                    (topic, name),
+                )
+            return 0, newest or 0
+
+        begin, newest = await (self._db.fast_read if stream_from_latest else self._db.fast_write)(
+            start
+        )
+        self._db.hub.saw(("events", topic), newest)
+        receiver = SQLiteEventReceiver(self, topic, name, begin, poll_interval)
+        self._receivers.add(receiver)
+        self._start_pruner()
+        return receiver
+
+    async def drop_cursor(self, topic: str, name: str) -> bool:
+        """Forget a receiver name's cursor (one that will never read again, such as a
+        consumer of a removed step): it no longer keeps the topic's events from being
+        pruned. Returns whether it existed."""
+
+        def delete(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute("DELETE FROM cursors WHERE topic = ? AND name = ?", (topic, name))
+            return cur.rowcount > 0
+
+        return await self._db.fast_write(delete)
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise AdapterError("the SQLite event streamer is closed")
+
+    async def _register_topic(self, topic: str) -> None:
+        if topic in self._topics:
+            return
+
+        def register(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR IGNORE INTO topics (topic) VALUES (?)", (topic,))
+
+        await self._db.fast_write(register)
+        self._topics.add(topic)
+
+    async def _append(self, topic: str, events: Sequence[OutgoingEvent]) -> None:
+        now = to_us(self._clock.now())
+        rows = [
+            (topic, e.foreign_id, int(e.type), _encode(e.headers).decode(), now) for e in events
+        ]
+        db = self._db
+
+        def insert(conn: sqlite3.Connection) -> int:
+            conn.executemany(
+                "INSERT INTO events (topic, foreign_id, type, headers, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
+            db.note_own("events", len(rows))
+            return int(last)
+
+        last = await db.fast_write(insert)
+        db.hub.local(("events", topic), last)
+
+    def _commit(self, topic: str, name: str, position: int) -> None:
+        """A receiver's cursor advanced: write it soon (one transaction for a batch)."""
+        key = (topic, name)
+        if position > self._pending_cursors.get(key, 0):
+            self._pending_cursors[key] = position
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        with contextlib.suppress(AdapterError):  # kept pending: written by the next flush
+            await self._flush_cursors()
+
+    async def _flush_cursors(self) -> None:
+        async with self._flush_lock:
+            if not self._pending_cursors:
+                return
+            batch, self._pending_cursors = self._pending_cursors, {}
+            rows = [(topic, name, position) for (topic, name), position in batch.items()]
+
+            def upsert(conn: sqlite3.Connection) -> None:
+                conn.executemany(
+                    "INSERT INTO cursors (topic, name, position) VALUES (?, ?, ?) "
+                    "ON CONFLICT (topic, name) DO UPDATE "
+                    "SET position = MAX(position, excluded.position)",
+                    rows,
+                )
+
+            try:
+                await asyncio.shield(self._db.fast_write(upsert))
+            except BaseException:
+                for key, position in batch.items():
+                    if position > self._pending_cursors.get(key, 0):
+                        self._pending_cursors[key] = position
+                raise
+
+    def _forget(self, receiver: SQLiteEventReceiver) -> None:
+        self._receivers.discard(receiver)
+
+    # ------------------------------------------------------------------ pruning
+
+    def _start_pruner(self) -> None:
+        if self._pruner is None and self._prune_interval > 0 and not self._closed:
+            self._pruner = asyncio.get_running_loop().create_task(
+                self._prune_forever(), name="conveyor-sqlite-pruner"
+            )
+
+    async def _prune_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._prune_interval)
+            with contextlib.suppress(AdapterError):
+                await self.prune()
+
+    async def prune(self) -> int:
+        """Delete the events every registered receiver has passed and that are older than
+        ``retention``; returns how many were deleted."""
+        await self._flush_cursors()
+        now = time.monotonic()
+        marks = self._marks
+        last = await self._db.read(_last_event_id)
+        marks.append((now, last))
+        limit = 0
+        while marks and now - marks[0][0] >= self._retention:
+            limit = marks.popleft()[1]
+        if limit <= 0:
+            return 0
+
+        def bounds(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+            mins = dict(
+                conn.execute("SELECT topic, MIN(position) FROM cursors GROUP BY topic").fetchall()
+            )
+            return [
+                (topic, min(limit, mins.get(topic, limit)))
+                for (topic,) in conn.execute("SELECT topic FROM topics").fetchall()
+            ]
+
+        deleted = 0
+        for topic, bound in await self._db.read(bounds):
+            while bound > 0:  # in chunks: never hold the write lock for long
+                count = await self._db.write(partial(_delete_chunk, topic=topic, bound=bound))
+                deleted += count
+                if count < _PRUNE_CHUNK:
+                    break
+        return deleted
+
+
+class SQLiteEventSender:
+    """Appends to one topic of a ``SQLiteEventStreamer``."""
+
+    def __init__(self, streamer: SQLiteEventStreamer, topic: str) -> None:
+        self._streamer = streamer
+        self._topic = topic
+        self._closed = False
+
+    async def send(self, foreign_id: str, event_type: int, headers: Mapping[str, str]) -> None:
+        self._check()
+        await self._streamer._append(self._topic, (OutgoingEvent(foreign_id, event_type, headers),))
+
+    async def send_many(self, events: Sequence[OutgoingEvent]) -> None:
+        self._check()
+        if events:
+            await self._streamer._append(self._topic, events)
+
+    def _check(self) -> None:
+        if self._closed:
+            raise AdapterError(f"sender for topic {self._topic!r} is closed")
+
+    async def close(self) -> None:
+        self._closed = True
+
+
+class SQLiteEventReceiver:
+    """Reads one topic of a ``SQLiteEventStreamer`` from the cursor stored under a name."""
+
+    def __init__(
+        self,
+        streamer: SQLiteEventStreamer,
+        topic: str,
+        name: str,
+        start: int,
+        poll_interval: float | None,
+    ) -> None:
+        self._streamer = streamer
+        self._db = streamer._db
+        self._topic = topic
+        self._name = name
+        self._key = ("events", topic)
+        self._poll = _FALLBACK_POLL if poll_interval is None else max(0.001, poll_interval)
+        self._last = start  # the highest id handed out
+        self._committed = start  # every event up to here is acknowledged
+        self._order: collections.deque[int] = collections.deque()  # handed out, unacknowledged
+        self._outstanding: set[int] = set()
+        self._acked: set[int] = set()
+        self._caught_up = -1  # the topic's wake-up version when a look found everything
+        self._closing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._closed = False
+
+    def pending(self) -> int:
+        """Non-zero while this process knows of events not handed out yet (a hint)."""
+        return 1 if self._db.hub.known_last(self._key) > self._last else 0
+
+    async def recv(self, max_events: int = 1) -> Sequence[Event]:
+        topic = self._topic
+        limit = max(1, max_events)
+        hub = self._db.hub
+        while True:
+            if self._closed:
+                raise AdapterError(f"receiver {self._name!r} is closed")
+            seen = hub.version(self._key)
+            if seen == self._caught_up:
+                # Nothing was sent to the topic since a look that found everything: wait
+                # (the poll interval still bounds the wait, as a safety net).
+                await hub.wait(self._key, seen, self._poll, self._closing)
+                self._caught_up = -1
+                continue
+            rows = await self._db.fast_read(
+                partial(_fetch, topic=topic, after=self._last, limit=limit)
+            )
+            if self._closed:
+                raise AdapterError(f"receiver {self._name!r} is closed")
+            if len(rows) < limit:
+                self._caught_up = seen
+            if rows:
+                events = [_event(row) for row in rows]
+                ids = [e.id for e in events]
+                self._last = ids[-1]
+                self._order.extend(ids)
+                self._outstanding.update(ids)
+                self._db.hub.saw(self._key, self._last)
+                return events
+
+    async def ack(self, event: Event) -> None:
+        event_id = event.id
+        if event_id <= self._committed:
+            return
+        if event_id not in self._outstanding:
+            raise AdapterError(f"event {event_id} was not handed out by receiver {self._name!r}")
+        acked = self._acked
+        acked.add(event_id)
+        order = self._order
+        committed = self._committed
+        while order and order[0] in acked:
+            committed = order.popleft()
+            acked.discard(committed)
+            self._outstanding.discard(committed)
+        if committed != self._committed:
+            self._committed = committed
+            self._streamer._commit(self._topic, self._name, committed)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._streamer._forget(self)
+        self._closing.set_result(None)  # a pending recv wakes up and reports the close
+        if not self._db.closed:
+            # On failure the positions stay pending for the next flush; at worst the
+            # events are delivered again.
+            with contextlib.suppress(AdapterError):
+                await self._streamer._flush_cursors()

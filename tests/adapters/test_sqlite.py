@@ -1,0 +1,523 @@
+"""The SQLite adapters pass the conformance suites, on a fresh file per case."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import conveyor
+from conveyor import (
+    AdapterError,
+    AdapterUnavailable,
+    Builder,
+    Event,
+    OutgoingEvent,
+    RecordNotFound,
+    RoleScheduler,
+    Run,
+)
+from conveyor.adapters.sqlite import (
+    SCHEMA_VERSION,
+    SQLiteEventReceiver,
+    SQLiteEventStreamer,
+    SQLiteRecordStore,
+    SQLiteRoleScheduler,
+    SQLiteTimeoutStore,
+    migrate,
+)
+from conveyor.adapters.sqlite._schema import path_from_url
+from conveyor.adaptertest import (
+    EventStreamerSuite,
+    RecordStoreSuite,
+    RoleSchedulerSuite,
+    SchedulerFactory,
+    TimeoutStoreSuite,
+)
+from conveyor.adaptertest._fixtures import dummy_record, insert
+from conveyor.testing import FakeClock, await_timeout_insert, run_until_idle
+
+WAIT = 10.0
+
+
+class TestSQLiteRecordStore(RecordStoreSuite):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteRecordStore]:
+        store = await SQLiteRecordStore.open(str(tmp_path / "records.db"))
+        yield store
+        await store.close()
+
+
+class TestSQLiteEventStreamer(EventStreamerSuite):
+    @pytest.fixture
+    async def streamer(self, tmp_path: Path) -> AsyncIterator[SQLiteEventStreamer]:
+        streamer = await SQLiteEventStreamer.open(str(tmp_path / "events.db"))
+        yield streamer
+        await streamer.close()
+
+
+class TestSQLiteRecordStoreOnItsThread(RecordStoreSuite):
+    """Every statement through the connection's thread (``inline=False``)."""
+
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteRecordStore]:
+        store = await SQLiteRecordStore.open(str(tmp_path / "records.db"), inline=False)
+        yield store
+        await store.close()
+
+
+class TestSQLiteEventStreamerOnItsThread(EventStreamerSuite):
+    """Every statement through the connection's thread (``inline=False``)."""
+
+    @pytest.fixture
+    async def streamer(self, tmp_path: Path) -> AsyncIterator[SQLiteEventStreamer]:
+        streamer = await SQLiteEventStreamer.open(str(tmp_path / "events.db"), inline=False)
+        yield streamer
+        await streamer.close()
+
+
+class TestSQLiteRoleScheduler(RoleSchedulerSuite):
+    contention_window = 0.3  # a few polls of the waiting schedulers
+
+    @pytest.fixture
+    async def make_schedulers(self, tmp_path: Path) -> AsyncIterator[SchedulerFactory]:
+        made: list[SQLiteRoleScheduler] = []
+        path = str(tmp_path / "roles.db")
+
+        async def make(n: int) -> Sequence[RoleScheduler]:
+            for _ in range(n):  # one connection each, as separate processes would have
+                made.append(await SQLiteRoleScheduler.open(path, lease_ttl=2.0, poll_interval=0.05))
+            return made[-n:]
+
+        yield make
+        for scheduler in made:
+            await scheduler.close()
+
+
+class TestSQLiteTimeoutStore(TimeoutStoreSuite):
+    @pytest.fixture
+    async def timeout_store(self, tmp_path: Path) -> AsyncIterator[SQLiteTimeoutStore]:
+        store = await SQLiteTimeoutStore.open(str(tmp_path / "timeouts.db"))
+        yield store
+        await store.close()
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _count(path: Path, sql: str, *params: object) -> int:
+    """One integer from the file, read on a separate plain connection."""
+    conn = sqlite3.connect(path)
+    try:
+        (value,) = conn.execute(sql, params).fetchone()
+        return int(value)
+    finally:
+        conn.close()
+
+
+async def _drain(receiver: SQLiteEventReceiver, count: int, *, ack: bool = True) -> list[Event]:
+    events: list[Event] = []
+    async with asyncio.timeout(WAIT):
+        while len(events) < count:
+            batch = await receiver.recv(count - len(events))
+            for event in batch:
+                if ack:
+                    await receiver.ack(event)
+            events.extend(batch)
+    return events
+
+
+def _outgoing(n: int, prefix: str = "e") -> list[OutgoingEvent]:
+    return [OutgoingEvent(f"{prefix}-{i}", 1, {"topic": "t", "n": str(i)}) for i in range(n)]
+
+
+@contextlib.contextmanager
+def _write_lock_held(path: Path) -> Iterator[Callable[[], None]]:
+    """Another connection (as another process would) holds the write lock until released."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("BEGIN IMMEDIATE")
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            conn.execute("ROLLBACK")
+            conn.close()
+
+    try:
+        yield release
+    finally:
+        release()
+
+
+class _Ticker:
+    """Measures the longest gap between event-loop iterations while it runs."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - last)
+            last = now
+
+    def __enter__(self) -> _Ticker:
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+# ---------------------------------------------------------------------------- schema and URLs
+
+
+async def test_migrate_creates_the_schema_once_and_open_can_require_it(tmp_path: Path) -> None:
+    path = tmp_path / "migrated.db"
+    url = f"sqlite:///{path}"  # an absolute path: sqlite:////...
+
+    with pytest.raises(AdapterError, match="conveyor migrate"):
+        async with conveyor.connect(url, create_schema=False):
+            pass  # pragma: no cover
+    assert await migrate(url) == SCHEMA_VERSION
+    assert await migrate(str(path)) == SCHEMA_VERSION  # idempotent; a plain path works too
+
+    async with conveyor.connect(url + "?create_schema=false&lease_ttl=2") as backend:
+        record = dummy_record()
+        await backend.record_store.store(insert(record))
+    assert _count(path, "PRAGMA user_version") == SCHEMA_VERSION
+    assert _count(path, "SELECT COUNT(*) FROM records") == 1
+
+
+def test_urls_name_relative_and_absolute_files() -> None:
+    assert path_from_url("sqlite:///orders.db") == "orders.db"
+    assert path_from_url("sqlite:///data/orders.db") == "data/orders.db"
+    assert path_from_url("sqlite:////var/lib/orders.db") == "/var/lib/orders.db"
+    assert path_from_url("/tmp/plain.db") == "/tmp/plain.db"
+    with pytest.raises(AdapterError):
+        path_from_url("sqlite:///:memory:")
+    with pytest.raises(AdapterError):
+        path_from_url("sqlite://otherhost/orders.db")
+
+
+async def test_unknown_options_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(AdapterError, match="unknown sqlite:// option"):
+        async with conveyor.connect(f"sqlite:///{tmp_path}/x.db?colour=red"):
+            pass  # pragma: no cover
+    with pytest.raises(TypeError, match="colour"):
+        async with conveyor.connect(f"sqlite:///{tmp_path}/x.db", colour="red"):
+            pass  # pragma: no cover
+
+
+async def test_a_missing_directory_is_reported_as_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(AdapterUnavailable):
+        async with conveyor.connect(f"sqlite:///{tmp_path}/no/such/dir/x.db"):
+            pass  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------- locks
+
+
+async def test_a_write_waits_for_another_writer_off_the_event_loop(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    store = await SQLiteRecordStore.open(str(path))
+    try:
+        record = dummy_record()
+        with _write_lock_held(path) as release, _Ticker() as ticker:
+            # Given another connection holds the write lock
+            writing = asyncio.create_task(store.store(insert(record)))
+            await asyncio.sleep(0.3)
+            assert not writing.done(), "the write went through while the lock was held"
+            # When it lets go
+            release()
+            await asyncio.wait_for(writing, WAIT)
+        # Then the write succeeded, and the loop kept running meanwhile
+        assert (await store.lookup(record.run_id)).run_id == record.run_id
+        assert ticker.longest < 0.1, f"the event loop stalled for {ticker.longest:.3f}s"
+    finally:
+        await store.close()
+
+
+async def test_a_lock_held_past_lock_timeout_raises_adapter_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "stuck.db"
+    store = await SQLiteRecordStore.open(str(path), busy_timeout=0.05, lock_timeout=0.3)
+    try:
+        with _write_lock_held(path), pytest.raises(AdapterUnavailable, match="locked"):
+            await store.store(insert(dummy_record()))
+        # The connection is fine afterwards.
+        await store.store(insert(dummy_record(foreign_id="after")))
+    finally:
+        await store.close()
+
+
+async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_the_store_usable(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cancelled.db"
+    store = await SQLiteRecordStore.open(str(path), busy_timeout=0.05)
+    try:
+        first = dummy_record(foreign_id="first")
+        with _write_lock_held(path):
+            writing = asyncio.create_task(store.store(insert(first)))
+            await asyncio.sleep(0.1)
+            writing.cancel()
+            await asyncio.wait({writing})
+        second = dummy_record(foreign_id="second")
+        await store.store(insert(second))
+        assert (await store.lookup(second.run_id)).foreign_id == "second"
+        with pytest.raises(RecordNotFound):
+            await store.lookup(first.run_id)
+    finally:
+        await store.close()
+
+
+# ---------------------------------------------------------------------------- streams
+
+
+async def test_cursors_and_records_survive_a_restart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/restart.db"
+    record = dummy_record()
+    async with conveyor.connect(url) as backend:
+        await backend.record_store.store(insert(record))
+        sender = await backend.streamer.new_sender("orders")
+        await sender.send_many(_outgoing(5))
+        receiver = await backend.streamer.new_receiver("orders", "shipper")
+        got = await receiver.recv(5)
+        for event in got[:3]:  # the last two are never acknowledged
+            await receiver.ack(event)
+
+    async with conveyor.connect(url) as backend:
+        receiver = await backend.streamer.new_receiver("orders", "shipper")
+        again = await receiver.recv(10)
+        assert [e.foreign_id for e in again] == ["e-3", "e-4"]
+        assert (await backend.record_store.lookup(record.run_id)).run_id == record.run_id
+
+
+async def test_consumed_events_are_pruned_and_the_file_stops_growing(tmp_path: Path) -> None:
+    path = tmp_path / "pruned.db"
+    streamer = await SQLiteEventStreamer.open(str(path), retention=0, prune_interval=0)
+    try:
+        sender = await streamer.new_sender("busy")
+        first = await streamer.new_receiver("busy", "first")
+        second = await streamer.new_receiver("busy", "second")  # registered: pins the topic
+        pages: list[int] = []
+        for cycle in range(6):
+            await sender.send_many(_outgoing(500, f"c{cycle}"))
+            await _drain(first, 500)
+            # Not pruned while "second" has not passed them.
+            await streamer.prune()
+            assert _count(path, "SELECT COUNT(*) FROM events") == 500
+            await _drain(second, 500)
+            assert await streamer.prune() == 500
+            assert _count(path, "SELECT COUNT(*) FROM events") == 0
+            pages.append(_count(path, "PRAGMA page_count"))
+        assert pages[-1] == pages[1], f"the file kept growing: {pages} pages"
+        # A name that will never read again stops holding events back once dropped.
+        await sender.send_many(_outgoing(10, "stale"))
+        await _drain(first, 10)
+        assert await streamer.prune() == 0
+        assert await streamer.drop_cursor("busy", "second")
+        assert await streamer.prune() == 10
+        # A new name starts at the oldest event kept; ids are never reused.
+        await sender.send("late", 1, {})
+        (late,) = await _drain(await streamer.new_receiver("busy", "newcomer"), 1)
+        assert late.foreign_id == "late"
+        assert late.id == 3011
+    finally:
+        await streamer.close()
+
+
+async def test_receivers_from_latest_that_never_ack_leave_no_rows(tmp_path: Path) -> None:
+    path = tmp_path / "ephemeral.db"
+    streamer = await SQLiteEventStreamer.open(str(path), retention=0, prune_interval=0)
+    try:
+        sender = await streamer.new_sender("changes")
+        for i in range(20):  # as Workflow.wait does: a fresh name each time, never acked
+            waiter = await streamer.new_receiver("changes", f"await-{i}", stream_from_latest=True)
+            await sender.send(f"run-{i}", 1, {})
+            assert [e.foreign_id for e in await waiter.recv(5)] == [f"run-{i}"]
+            await waiter.close()
+        assert _count(path, "SELECT COUNT(*) FROM cursors") == 0
+        # Nothing registered on the topic: its events go by age alone.
+        assert await streamer.prune() == 20
+    finally:
+        await streamer.close()
+
+
+async def test_events_sent_through_another_connection_wake_a_receiver(tmp_path: Path) -> None:
+    path = str(tmp_path / "two.db")
+    here = await SQLiteEventStreamer.open(path)
+    there = await SQLiteEventStreamer.open(path)  # another process, as far as SQLite knows
+    try:
+        receiver = await here.new_receiver("t", "reader")
+        pending = asyncio.create_task(receiver.recv(10))
+        await asyncio.sleep(0.1)  # idle: the watcher backs off to its longest pause
+        sender = await there.new_sender("t")
+        started = time.perf_counter()
+        await sender.send("over there", 1, {})
+        events = await asyncio.wait_for(pending, WAIT)
+        elapsed = time.perf_counter() - started
+        assert [e.foreign_id for e in events] == ["over there"]
+        assert elapsed < 0.5, f"took {elapsed:.3f}s to notice"
+    finally:
+        await there.close()
+        await here.close()
+
+
+# ---------------------------------------------------------------------------- one workflow
+
+
+class SyncStatus(enum.IntEnum):
+    UNKNOWN = 0
+    STARTED = 1
+    EMAIL_SET = 2
+    COOLED_DOWN = 3
+    COMPLETED = 4
+
+
+async def _set_email(run: Run[dict[str, str], SyncStatus]) -> SyncStatus:
+    run.object["email"] = "a@example.com"
+    return SyncStatus.EMAIL_SET
+
+
+async def _an_hour_later(run: Run[dict[str, str], SyncStatus], now: datetime) -> datetime:
+    return now + timedelta(hours=1)
+
+
+async def _cool_down(run: Run[dict[str, str], SyncStatus], now: datetime) -> SyncStatus:
+    return SyncStatus.COOLED_DOWN
+
+
+async def _finish(run: Run[dict[str, str], SyncStatus]) -> SyncStatus:
+    run.object["done"] = "yes"
+    return SyncStatus.COMPLETED
+
+
+async def test_a_workflow_runs_on_sqlite_for_everything(tmp_path: Path) -> None:
+    clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))
+    b = Builder("sync user", dict, SyncStatus)
+    b.add_step(SyncStatus.STARTED, _set_email, SyncStatus.EMAIL_SET)
+    b.add_timeout(SyncStatus.EMAIL_SET, _an_hour_later, _cool_down, SyncStatus.COOLED_DOWN)
+    b.add_step(SyncStatus.COOLED_DOWN, _finish, SyncStatus.COMPLETED)
+    async with conveyor.connect(f"sqlite:///{tmp_path}/wf.db", clock=clock) as backend:
+        wf = b.build(
+            backend.streamer,
+            backend.record_store,
+            backend.role_scheduler,
+            timeout_store=backend.timeout_store,
+            clock=clock,
+        )
+        async with asyncio.timeout(WAIT), wf:
+            run_id = await wf.trigger("user-1")
+            await await_timeout_insert(wf, "user-1", run_id, SyncStatus.EMAIL_SET)
+            clock.advance(timedelta(hours=1))
+            run = await wf.wait("user-1", run_id, SyncStatus.COMPLETED)
+    assert run.object == {"email": "a@example.com", "done": "yes"}
+    assert run.meta.version == 4
+
+
+async def test_run_until_idle_sees_sqlite_receivers_catch_up(tmp_path: Path) -> None:
+    b = Builder("idle check", dict, SyncStatus)
+    b.add_step(SyncStatus.STARTED, _set_email, SyncStatus.EMAIL_SET)
+    b.add_step(SyncStatus.EMAIL_SET, _cool_down_now, SyncStatus.COOLED_DOWN)
+    b.add_step(SyncStatus.COOLED_DOWN, _finish, SyncStatus.COMPLETED)
+    async with conveyor.connect(f"sqlite:///{tmp_path}/idle.db") as backend:
+        wf = b.build(backend.streamer, backend.record_store, backend.role_scheduler)
+        async with wf:
+            run_ids = [await wf.trigger(f"user-{i}") for i in range(20)]
+            await run_until_idle(wf, timeout=WAIT)
+            runs = [await wf.lookup(run_id) for run_id in run_ids]
+    assert {run.status for run in runs} == {SyncStatus.COMPLETED}
+
+
+async def _cool_down_now(run: Run[dict[str, str], SyncStatus]) -> SyncStatus:
+    return SyncStatus.COOLED_DOWN
+
+
+# ---------------------------------------------------------------------------- roles
+
+
+class _Holdings:
+    """Who holds which role, as the holders report it; waits on changes."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, str] = {}
+        self._changed = asyncio.Condition()
+
+    async def set(self, role: str, member: str | None) -> None:
+        async with self._changed:
+            if member is None:
+                self.held.pop(role, None)
+            else:
+                self.held[role] = member
+            self._changed.notify_all()
+
+    async def until(self, predicate: Callable[[dict[str, str]], bool]) -> None:
+        async with asyncio.timeout(WAIT), self._changed:
+            await self._changed.wait_for(lambda: predicate(self.held))
+
+    async def keep(self, scheduler: SQLiteRoleScheduler, role: str) -> None:
+        """Hold ``role`` whenever granted, as the engine's supervisor does."""
+        while True:
+            async with scheduler.hold(role) as lease:
+                await self.set(role, scheduler.member_id)
+                try:
+                    await lease.wait_lost()
+                finally:
+                    if self.held.get(role) == scheduler.member_id:
+                        await self.set(role, None)
+
+
+async def test_roles_move_to_a_member_that_waits_for_them_and_the_rest_stay_held(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "handover.db")
+    first = await SQLiteRoleScheduler.open(path, lease_ttl=1.0, poll_interval=0.02)
+    second = await SQLiteRoleScheduler.open(path, lease_ttl=1.0, poll_interval=0.02)
+    holdings = _Holdings()
+    roles = [f"role-{i}" for i in range(4)]
+    tasks = [asyncio.create_task(holdings.keep(first, role)) for role in roles]
+    try:
+        # Given the first member holds all four roles
+        await holdings.until(lambda held: len(held) == 4)
+        assert set(holdings.held.values()) == {first.member_id}
+        # When a second member comes to want one of them
+        tasks.append(asyncio.create_task(holdings.keep(second, "role-0")))
+        # Then it gets it (its fair share is two), and the roles only the first wants
+        # stay with the first
+        await holdings.until(lambda held: held.get("role-0") == second.member_id and len(held) == 4)
+        assert [holdings.held[r] for r in roles[1:]] == [first.member_id] * 3
+        assert second.held_roles() == ["role-0"]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await first.close()
+        await second.close()
+
+
+async def test_a_lease_is_lost_at_its_deadline_when_it_cannot_be_renewed(tmp_path: Path) -> None:
+    path = tmp_path / "deadline.db"
+    scheduler = await SQLiteRoleScheduler.open(str(path), lease_ttl=0.6, poll_interval=0.05)
+    try:
+        async with scheduler.hold("leader") as lease:
+            with _write_lock_held(path):  # renewals cannot be written
+                started = time.monotonic()
+                await asyncio.wait_for(lease.wait_lost(), WAIT)
+                lost_after = time.monotonic() - started
+            assert lost_after <= 0.6 + 0.1, f"lost after {lost_after:.2f}s"
+    finally:
+        await scheduler.close()
