@@ -106,14 +106,12 @@ class _Planner:
         wf = self.cfg.name
         for state, hook in self.cfg.hooks.items():
             name = make_role(str(state), "run-state-change-hook-consumer")
-            handler = HookHandler(
-                self.engine, self.engine.threads.wrap(hook), self.skip_counter(name)
-            )
+            handler = HookHandler(self.engine, self.engine.threads.wrap(hook))
             self.consumer(
                 name,
                 make_role(wf, str(state), "run-state-change-hook-consumer"),
                 run_state_change_topic(wf),
-                sequential(handler),
+                sequential(handler, self.skip_counter(name)),
                 self.defaults,
                 accept=run_state_is(state),
             )
@@ -132,13 +130,12 @@ class _Planner:
                 status,
                 [(spec.index, engine.threads.wrap(spec.timer)) for spec in specs],
                 resolved.pause_after_err_count,
-                self.skip_counter(name),
             )
             self.consumer(
                 name,
                 make_role(wf, status, "timeout-auto-inserter-consumer"),
                 topic(wf, status),
-                sequential(inserter),
+                sequential(inserter, self.skip_counter(name)),
                 resolved,
             )
             poller = TimeoutPoller(
@@ -194,7 +191,7 @@ class _Planner:
             name,
             make_role(cfg.name, name),
             delete_topic(cfg.name),
-            sequential(DeleteHandler(self.engine, custom, self.skip_counter(name))),
+            sequential(DeleteHandler(self.engine, custom), self.skip_counter(name)),
             self.defaults,
         )
 
@@ -203,12 +200,12 @@ class _Planner:
         if cfg.pause_retry is None:
             return
         name = "paused-records-retry-consumer"
-        handler = PauseRetryHandler(self.engine, cfg.pause_retry, self.skip_counter(name))
+        handler = PauseRetryHandler(self.engine, cfg.pause_retry)
         self.consumer(
             name,
             make_role(cfg.name, name),
             run_state_change_topic(cfg.name),
-            sequential(handler),
+            sequential(handler, self.skip_counter(name)),
             self.defaults,
             accept=run_state_is(RunState.PAUSED),
             consume_lag=cfg.pause_retry,

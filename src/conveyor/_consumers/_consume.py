@@ -10,6 +10,7 @@ from typing import Any
 
 from .._event import Event, Header
 from .._supervisor import ProcessContext
+from ._load import Skip
 
 __all__ = ["Batch", "Outcome", "consume", "event_time", "sequential"]
 
@@ -38,14 +39,22 @@ def event_time(event: Event) -> datetime:
     return event.created_at
 
 
-def sequential(handle: Callable[[Event], Awaitable[Any]]) -> Batch:
-    """A batch handler that handles events one by one and stops at the first failure."""
+def sequential(
+    handle: Callable[[Event], Awaitable[Any]], on_skip: Callable[[str], None] | None = None
+) -> Batch:
+    """A batch handler that handles events one by one and stops at the first failure.
+
+    A handler raising ``Skip`` has the event acknowledged and the reason counted.
+    """
 
     async def run(events: Sequence[Event]) -> Outcome:
         acks: list[Event] = []
         for event in events:
             try:
                 await handle(event)
+            except Skip as skip:
+                if on_skip is not None:
+                    on_skip(skip.reason)
             except Exception as exc:
                 return Outcome(acks, exc)
             acks.append(event)

@@ -28,24 +28,18 @@ def run_state_is(state: RunState) -> Any:
 class HookHandler:
     """Calls the user's hook with the run's current record (at least once per event)."""
 
-    def __init__(self, engine: Any, hook: Any, on_skip: Any) -> None:
+    def __init__(self, engine: Any, hook: Any) -> None:
         self._engine = engine
         self._hook = hook
-        self._on_skip = on_skip
 
     async def __call__(self, event: Event) -> None:
         engine = self._engine
-        try:
-            record = await load_record(engine, event)
-        except Skip as skip:
-            self._on_skip(skip.reason)
-            return
+        record = await load_record(engine, event)
         try:
             obj = engine.codec.decode(record.object)
             status = engine.status_type(record.status)
         except ValueError:
-            self._on_skip("unable to unmarshal object")
-            return
+            raise Skip("unable to unmarshal object") from None
         typed = TypedRecord(
             record.workflow_name,
             record.foreign_id,
@@ -63,24 +57,17 @@ class HookHandler:
 class PauseRetryHandler:
     """Resumes a run still paused ``resume_after`` seconds after it was paused."""
 
-    def __init__(self, engine: Any, resume_after: float, on_skip: Any) -> None:
+    def __init__(self, engine: Any, resume_after: float) -> None:
         self._engine = engine
         self._resume_after = timedelta(seconds=resume_after)
-        self._on_skip = on_skip
 
     async def __call__(self, event: Event) -> None:
         engine = self._engine
-        try:
-            record = await load_record(engine, event)
-        except Skip as skip:
-            self._on_skip(skip.reason)
-            return
+        record = await load_record(engine, event)
         if record.run_state is not RunState.PAUSED:
-            self._on_skip("record not paused")
-            return
+            raise Skip("record not paused")
         if record.updated_at > engine.clock.now() - self._resume_after:
-            self._on_skip("paused too recently")
-            return
+            raise Skip("paused too recently")
         engine.errors.clear_run(record.run_id)
         await engine.write(engine.update(record, run_state=RunState.RUNNING, reason=""))
 
@@ -88,21 +75,15 @@ class PauseRetryHandler:
 class DeleteHandler:
     """Replaces a run's object (custom scrub or ``{"result":"deleted"}``): DataDeleted."""
 
-    def __init__(self, engine: Any, custom: Any, on_skip: Any) -> None:
+    def __init__(self, engine: Any, custom: Any) -> None:
         self._engine = engine
         self._custom = custom
-        self._on_skip = on_skip
 
     async def __call__(self, event: Event) -> None:
         engine = self._engine
-        try:
-            record = await load_record(engine, event)
-        except Skip as skip:
-            self._on_skip(skip.reason)
-            return
+        record = await load_record(engine, event)
         if record.run_state is not RunState.REQUESTED_DATA_DELETED:
-            self._on_skip("record not awaiting deletion")
-            return
+            raise Skip("record not awaiting deletion")
         if self._custom is None:
             replacement = DELETED_OBJECT
         else:

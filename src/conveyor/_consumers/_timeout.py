@@ -13,7 +13,7 @@ from .._event import Event
 from .._protocols import TimeoutRecord
 from .._runstate import RunState
 from .._supervisor import ProcessContext
-from ._load import Skip, load_current
+from ._load import load_current
 
 __all__ = ["TimeoutInserter", "TimeoutPoller"]
 
@@ -28,22 +28,16 @@ class TimeoutInserter:
         status: int,
         timers: Sequence[tuple[int, Callable[..., Awaitable[Any]]]],
         pause_after: int,
-        on_skip: Callable[[str], None],
     ) -> None:
         self._engine = engine
         self._process = process
         self._status = status
         self._timers = timers
         self._pause_after = pause_after
-        self._on_skip = on_skip
 
     async def __call__(self, event: Event) -> None:
         engine = self._engine
-        try:
-            record = await load_current(engine, event, self._status)
-        except Skip as skip:
-            self._on_skip(skip.reason)
-            return
+        record = await load_current(engine, event, self._status)
         write = await engine.run_user_code(
             record, self._insert, (), process=self._process, pause_after=self._pause_after
         )
