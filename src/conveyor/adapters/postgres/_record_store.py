@@ -1,0 +1,717 @@
+"""``PostgresRecordStore``: records and their outbox in one transaction, compare-and-set.
+
+A batch of writes is one statement (so one round trip and one commit): a data-modifying
+CTE inserts the new runs with ``ON CONFLICT DO NOTHING`` (the primary key and the partial
+unique index of active runs both count as conflicts), updates the others with
+``WHERE run_id = ... AND version = <expected>``, inserts the outbox rows of exactly the
+writes that applied, and reports which those were. No failed write raises inside the
+transaction, so none aborts the others; the outcome of a write that did not apply is
+told apart afterwards (an existing run ID is a ``VersionConflict``, else the foreign ID
+has an active run: ``WorkflowInProgress``). Batches that touch one run twice, or an update
+that would make a second run active, fall back to one savepoint per write.
+
+Concurrent lookups (a step consumer looks up a whole batch of runs at once) are merged
+into one ``run_id = ANY($1)`` query per event-loop turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import itertools
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from ..._errors import (
+    AdapterError,
+    RecordNotFound,
+    VersionConflict,
+    WorkflowError,
+    WorkflowInProgress,
+)
+from ..._event import OutboxEvent
+from ..._protocols import Order, RecordFilter, RecordWrite
+from ..._record import Meta, Record
+from ..._runstate import RunState
+from ._database import Connection, Database
+from ._errors import translate
+
+__all__ = ["PostgresRecordStore"]
+
+log = logging.getLogger("conveyor.adapters.postgres")
+
+_COLUMNS = (
+    "workflow_name, foreign_id, run_id, run_state, status, object, created_at, updated_at, "
+    "version, run_state_reason, status_description, trace_origin, reached"
+)
+_ACTIVE = (1, 2, 3)
+_encode_headers = msgspec.json.Encoder().encode
+_decode_headers = msgspec.json.Decoder(dict[str, str]).decode
+
+
+def _record(row: asyncpg.Record) -> Record:
+    return Record(
+        workflow_name=row[0],
+        foreign_id=row[1],
+        run_id=row[2],
+        run_state=RunState(row[3]),
+        status=row[4],
+        object=row[5],
+        created_at=row[6],
+        updated_at=row[7],
+        meta=Meta(
+            version=row[8],
+            run_state_reason=row[9],
+            status_description=row[10],
+            trace_origin=row[11],
+            reached=tuple(row[12]),
+        ),
+    )
+
+
+def _columns(writes: Sequence[RecordWrite]) -> list[list[Any]]:
+    """The writes as one array per column (for ``unnest``)."""
+    cols: list[list[Any]] = [[] for _ in range(19)]
+    for i, w in enumerate(writes):
+        r, m, o = w.record, w.record.meta, w.outbox
+        row = (
+            i,
+            w.expected_version,
+            r.run_id,
+            r.workflow_name,
+            r.foreign_id,
+            int(r.run_state),
+            int(r.status),
+            r.object,
+            r.created_at,
+            r.updated_at,
+            m.version,
+            m.run_state_reason,
+            m.status_description,
+            m.trace_origin,
+            o.id,
+            int(o.type),
+            _encode_headers(dict(o.headers)),
+            o.created_at,
+            "{" + ",".join(str(int(s)) for s in m.reached) + "}",
+        )
+        for col, value in zip(cols, row, strict=True):
+            col.append(value)
+    return cols
+
+
+def _batch_sql(records: str, outbox: str, channel: str, others: str) -> str:
+    return f"""
+WITH w AS (
+    SELECT * FROM unnest(
+        $1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::smallint[],
+        $7::bigint[], $8::bytea[], $9::timestamptz[], $10::timestamptz[], $11::bigint[],
+        $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bytea[],
+        $18::timestamptz[], $19::text[]
+    ) AS w(ord, expected, run_id, workflow_name, foreign_id, run_state, status, object,
+           created_at, updated_at, version, reason, description, trace, outbox_id,
+           outbox_type, outbox_headers, outbox_created_at, reached)
+),
+inserted AS (
+    INSERT INTO {records} (run_id, workflow_name, foreign_id, run_state, status, object,
+        created_at, updated_at, version, run_state_reason, status_description, trace_origin,
+        reached)
+    SELECT run_id, workflow_name, foreign_id, run_state, status, object, created_at,
+        updated_at, version, reason, description, trace, reached::bigint[]
+    FROM w WHERE expected = 0 ORDER BY ord
+    ON CONFLICT DO NOTHING
+    RETURNING run_id
+),
+updated AS (
+    UPDATE {records} r SET run_state = w.run_state, status = w.status, object = w.object,
+        updated_at = w.updated_at, version = w.version, run_state_reason = w.reason,
+        status_description = w.description, trace_origin = w.trace,
+        reached = w.reached::bigint[]
+    FROM w
+    WHERE w.expected > 0 AND r.run_id = w.run_id AND r.version = w.expected
+    RETURNING w.ord
+),
+applied AS (
+    SELECT w.ord FROM w JOIN inserted USING (run_id) WHERE w.expected = 0
+    UNION ALL SELECT ord FROM updated
+),
+relayed AS (
+    INSERT INTO {outbox} (id, workflow_name, run_id, type, headers, created_at)
+    SELECT w.outbox_id, w.workflow_name, w.run_id, w.outbox_type, w.outbox_headers,
+        w.outbox_created_at
+    FROM w JOIN applied USING (ord) ORDER BY w.ord
+)
+SELECT w.ord, a.ord IS NOT NULL AS applied,
+    -- the version a write that did not apply found (read only for those)
+    CASE WHEN a.ord IS NULL THEN (SELECT r.version FROM {records} r WHERE r.run_id = w.run_id)
+    END AS stored_version,
+    (SELECT count(pg_notify({channel!r}, 'o:' || n.workflow_name))
+     FROM (SELECT DISTINCT w2.workflow_name FROM w w2 JOIN applied USING (ord)) n
+     WHERE n.workflow_name = ANY($20::text[]) AND {others.replace("$_", "$21")}) AS notified
+FROM w LEFT JOIN applied a USING (ord)
+"""
+
+
+def _insert_sql(records: str, outbox: str, channel: str, others: str) -> str:
+    """One new run (the common case: a trigger): plain parameters, no arrays to unnest."""
+    return f"""
+WITH inserted AS (
+    INSERT INTO {records} (run_id, workflow_name, foreign_id, run_state, status, object,
+        created_at, updated_at, version, run_state_reason, status_description, trace_origin,
+        reached)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    ON CONFLICT DO NOTHING
+    RETURNING run_id
+),
+relayed AS (
+    INSERT INTO {outbox} (id, workflow_name, run_id, type, headers, created_at)
+    SELECT $14, $2, $1, $15, $16, $17 FROM inserted
+)
+SELECT EXISTS (SELECT 1 FROM inserted),
+    CASE WHEN NOT EXISTS (SELECT 1 FROM inserted)
+        THEN (SELECT version FROM {records} WHERE run_id = $1) END,
+    (SELECT count(pg_notify({channel!r}, 'o:' || $2)) FROM inserted
+     WHERE $18 AND {others.replace("$_", "$19")})
+"""
+
+
+def _insert_args(write: RecordWrite) -> tuple[object, ...]:
+    r, m, o = write.record, write.record.meta, write.outbox
+    return (
+        r.run_id,
+        r.workflow_name,
+        r.foreign_id,
+        int(r.run_state),
+        int(r.status),
+        r.object,
+        r.created_at,
+        r.updated_at,
+        m.version,
+        m.run_state_reason,
+        m.status_description,
+        m.trace_origin,
+        [int(s) for s in m.reached],
+        o.id,
+        int(o.type),
+        _encode_headers(dict(o.headers)),
+        o.created_at,
+    )
+
+
+def _update_sql(records: str, outbox: str, channel: str, others: str) -> str:
+    """One compare-and-set update (a step's write when it is alone in its batch)."""
+    return f"""
+WITH updated AS (
+    UPDATE {records} SET run_state = $3, status = $4, object = $5, updated_at = $6,
+        version = $7, run_state_reason = $8, status_description = $9, trace_origin = $10,
+        reached = $11
+    WHERE run_id = $1 AND version = $16
+    RETURNING run_id
+),
+relayed AS (
+    INSERT INTO {outbox} (id, workflow_name, run_id, type, headers, created_at)
+    SELECT $12, $2, $1, $13, $14, $15 FROM updated
+)
+SELECT EXISTS (SELECT 1 FROM updated),
+    CASE WHEN NOT EXISTS (SELECT 1 FROM updated)
+        THEN (SELECT version FROM {records} WHERE run_id = $1) END,
+    (SELECT count(pg_notify({channel!r}, 'o:' || $2)) FROM updated
+     WHERE $17 AND {others.replace("$_", "$18")})
+"""
+
+
+def _update_args(write: RecordWrite) -> tuple[object, ...]:
+    r, m, o = write.record, write.record.meta, write.outbox
+    return (
+        r.run_id,
+        r.workflow_name,
+        int(r.run_state),
+        int(r.status),
+        r.object,
+        r.updated_at,
+        m.version,
+        m.run_state_reason,
+        m.status_description,
+        m.trace_origin,
+        [int(s) for s in m.reached],
+        o.id,
+        int(o.type),
+        _encode_headers(dict(o.headers)),
+        o.created_at,
+        write.expected_version,
+    )
+
+
+class _Outbox:
+    """What this process knows about one workflow's outbox.
+
+    Every write notifies the workflow's signal once (here directly, elsewhere through
+    NOTIFY). If, since a list that returned every row, each notification was one of this
+    process's own writes and every row that list returned has been deleted, the outbox
+    holds exactly the events those writes added: ``pending``. The relay (which in a
+    one-process deployment runs here) then needs no query.
+    """
+
+    __slots__ = (
+        "base",
+        "base_at",
+        "listed_at",
+        "pending",
+        "seen",
+        "unrelayed",
+        "waiting",
+        "writes",
+    )
+
+    LIMIT = 4096
+    FRESH = 1.0
+    """Seconds a complete list is trusted for: then the table is read again regardless."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, OutboxEvent] = {}
+        self.writes = 0  # this process's writes (each fired the signal once)
+        self.base: tuple[int, int] | None = None  # (generation, writes) of a complete list
+        self.base_at = 0.0  # when that list began (monotonic)
+        self.unrelayed: set[str] = set()  # returned by that list, not deleted since
+        self.seen = -1  # the generation when the last list began (for wait_for_outbox)
+        self.listed_at = -1e9  # when the relay here last listed (monotonic)
+        self.waiting = 0  # relays waiting here in wait_for_outbox
+
+    def wrote(self, events: list[OutboxEvent]) -> None:
+        self.writes += 1
+        if len(self.pending) + len(events) > self.LIMIT:
+            # Nobody lists here (the relay runs elsewhere): stop keeping them.
+            self.pending.clear()
+            self.base = None
+            return
+        for event in events:
+            self.pending[event.id] = event
+
+    def known(self, generation: int, listening: bool, now: float) -> bool:
+        base = self.base
+        return (
+            base is not None
+            and listening
+            and not self.unrelayed
+            and generation - base[0] == self.writes - base[1]
+            and now - self.base_at < self.FRESH
+        )
+
+
+class PostgresRecordStore:
+    """``RecordStore`` on PostgreSQL (see the module docstring for how writes work).
+
+    Build it on an open ``Database`` (``open_backend`` does). Timestamps are the records'
+    own, stored as ``timestamptz`` (exact to the microsecond).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        t = db.tables
+        self._t = t
+        others = db.others_listen_sql
+        self._batch = _batch_sql(t.records, t.outbox, t.channel, others)
+        self._insert = _insert_sql(t.records, t.outbox, t.channel, others)
+        self._update = _update_sql(t.records, t.outbox, t.channel, others)
+        self._lookups: builtins.list[tuple[str, asyncio.Future[Record | None] | None]] | None = None
+        self._outbox: dict[str, _Outbox] = {}
+        self._deleted: set[str] = set()  # relayed, not yet deleted from the table
+        self._deleter: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ writes
+
+    async def store(self, write: RecordWrite) -> None:
+        (outcome,) = await self.store_many((write,))
+        if outcome is not None:
+            raise outcome
+
+    async def store_many(self, writes: Sequence[RecordWrite]) -> Sequence[WorkflowError | None]:
+        if not writes:
+            return []
+        outcomes = None if _entangled(writes) else await self._store_batch(writes)
+        if outcomes is None:
+            outcomes = await self._store_one_by_one(writes)
+        written: dict[str, builtins.list[OutboxEvent]] = {}
+        for write, outcome in zip(writes, outcomes, strict=True):
+            if outcome is None:
+                written.setdefault(write.record.workflow_name, []).append(write.outbox)
+        for name, events in written.items():
+            self._state(name).wrote(events)
+            self._db.fire(f"o:{name}")
+        return outcomes
+
+    async def _store_batch(
+        self, writes: Sequence[RecordWrite]
+    ) -> builtins.list[WorkflowError | None] | None:
+        """One statement; ``None`` if an update would make a second run active (not a valid
+        transition, but a store cannot assume that): then the batch goes write by write."""
+        me = self._db.member_id
+        single = writes[0] if len(writes) == 1 else None
+
+        async def work(conn: Connection) -> builtins.list[asyncpg.Record] | None:
+            try:
+                if single is None:
+                    return await conn.fetch(
+                        self._batch, *_columns(writes), self._notified(writes), me
+                    )
+                notify = self._must_notify(single.record.workflow_name)
+                if single.expected_version == 0:
+                    row = await conn.fetchrow(self._insert, *_insert_args(single), notify, me)
+                else:
+                    row = await conn.fetchrow(self._update, *_update_args(single), notify, me)
+                return [row] if row is not None else []
+            except asyncpg.UniqueViolationError:
+                return None
+
+        rows = await self._db.run("storing records", work)
+        if rows is None:
+            return None
+        if single is not None:
+            (row,) = rows
+            return [None if row[0] else self._failure(single, row[1])]
+        outcomes: builtins.list[WorkflowError | None] = [None] * len(writes)
+        for row in rows:
+            ord_, applied, stored_version = row[0], row[1], row[2]
+            if not applied:
+                outcomes[ord_] = self._failure(writes[ord_], stored_version)
+        return outcomes
+
+    def _must_notify(self, workflow_name: str) -> bool:
+        """Whether a write must NOTIFY (a tenth of a millisecond of server time each).
+
+        Only the workflow's relay waits for these notifications, and it runs in one
+        process at a time (it holds a role). While it runs here, the write's local signal
+        wakes it and nobody else needs the NOTIFY. "Runs here" is: waiting in
+        ``wait_for_outbox`` now, or listed within the last ``_RELAY_ACTIVE`` seconds. A
+        relay that takes over elsewhere within that tail misses those notifications and
+        finds the writes at its next poll (``OutboxOptions.polling_frequency``) or
+        resynchronisation (``_Outbox.FRESH``).
+        """
+        state = self._outbox.get(workflow_name)
+        if state is None:
+            return True
+        return not (state.waiting or time.monotonic() - state.listed_at < _RELAY_ACTIVE)
+
+    def _notified(self, writes: Sequence[RecordWrite]) -> builtins.list[str]:
+        """The workflows of ``writes`` whose writes must NOTIFY."""
+        names = {w.record.workflow_name for w in writes}
+        return [name for name in names if self._must_notify(name)]
+
+    @staticmethod
+    def _failure(write: RecordWrite, stored_version: int | None) -> WorkflowError:
+        record = write.record
+        if write.expected_version == 0 and stored_version is None:
+            return WorkflowInProgress(record.workflow_name, record.foreign_id)
+        return VersionConflict(record.run_id, write.expected_version, stored_version)
+
+    async def _store_one_by_one(self, writes: Sequence[RecordWrite]) -> list[WorkflowError | None]:
+        """Each write in its own savepoint, in order, all in one transaction."""
+        outcomes: list[WorkflowError | None] = []
+
+        async def work(conn: Connection) -> None:
+            async with conn.transaction():
+                for write in writes:
+                    try:
+                        async with conn.transaction():  # a savepoint
+                            rows = await conn.fetch(
+                                self._batch,
+                                *_columns((write,)),
+                                self._notified((write,)),
+                                self._db.member_id,
+                            )
+                    except asyncpg.UniqueViolationError:
+                        record = write.record
+                        outcomes.append(WorkflowInProgress(record.workflow_name, record.foreign_id))
+                        continue
+                    (row,) = rows
+                    outcomes.append(None if row[1] else self._failure(write, row[2]))
+
+        await self._db.run("storing records", work)
+        return outcomes
+
+    # ------------------------------------------------------------------ reads
+
+    async def lookup(self, run_id: str) -> Record:
+        """The record of ``run_id``. Lookups made in one event-loop turn (a step consumer
+        looks up a whole batch at once) share one query: the first caller runs it."""
+        batch = self._lookups
+        if batch is not None:
+            fut: asyncio.Future[Record | None] = asyncio.get_running_loop().create_future()
+            batch.append((run_id, fut))
+            record = await fut
+        else:
+            batch = self._lookups = [(run_id, None)]
+            try:
+                await asyncio.sleep(0)  # the rest of this turn's lookups join the batch
+            finally:
+                self._lookups = None
+            others = [(r, f) for r, f in batch if f is not None]
+            try:
+                found = await self._lookup_many([r for r, _ in batch])
+            except BaseException as exc:
+                if isinstance(exc, Exception):
+                    _fail(others, exc)
+                elif others:  # we were cancelled: the others still get their answer
+                    task = asyncio.get_running_loop().create_task(self._answer(others))
+                    task.add_done_callback(_retrieve)
+                raise
+            for other_id, other in others:
+                if other is not None and not other.done():
+                    other.set_result(found.get(other_id))
+            record = found.get(run_id)
+        if record is None:
+            raise RecordNotFound(f"record not found: run_id={run_id}")
+        return record
+
+    async def _answer(
+        self, waiting: Sequence[tuple[str, asyncio.Future[Record | None] | None]]
+    ) -> None:
+        try:
+            found = await self._lookup_many([r for r, _ in waiting])
+        except Exception as exc:
+            _fail(waiting, exc)
+            return
+        for run_id, fut in waiting:
+            if fut is not None and not fut.done():
+                fut.set_result(found.get(run_id))
+
+    async def _lookup_many(self, run_ids: builtins.list[str]) -> dict[str, Record]:
+        rows = await self._db.fetch(
+            "looking up records",
+            f"SELECT {_COLUMNS} FROM {self._t.records} WHERE run_id = ANY($1::text[])",
+            run_ids,
+        )
+        return {row[2]: _record(row) for row in rows}
+
+    async def latest(self, workflow_name: str, foreign_id: str) -> Record:
+        row = await self._db.fetchrow(
+            "reading the latest record",
+            f"SELECT {_COLUMNS} FROM {self._t.records} WHERE foreign_id = $2 "
+            "AND workflow_name = $1 ORDER BY created_at DESC, seq DESC LIMIT 1",
+            workflow_name,
+            foreign_id,
+        )
+        if row is None:
+            raise RecordNotFound(
+                f"record not found: workflow={workflow_name!r} foreign_id={foreign_id!r}"
+            )
+        return _record(row)
+
+    async def list(
+        self,
+        workflow_name: str = "",
+        *,
+        offset: int = 0,
+        limit: int = 25,
+        order: Order = Order.ASC,
+        filter: RecordFilter | None = None,
+    ) -> Sequence[Record]:
+        sql, args = self.list_query(workflow_name, offset, limit, order, filter)
+        rows = await self._db.fetch("listing records", sql, *args)
+        return [_record(row) for row in rows]
+
+    def list_query(
+        self,
+        workflow_name: str,
+        offset: int,
+        limit: int,
+        order: Order,
+        filter: RecordFilter | None,
+    ) -> tuple[str, builtins.list[object]]:
+        """The statement ``list`` runs, with its arguments (every shape has an index)."""
+        if limit <= 0:
+            limit = 25
+        where: builtins.list[str] = []
+        args: builtins.list[object] = []
+
+        def arg(value: object) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if workflow_name:
+            where.append(f"workflow_name = {arg(workflow_name)}")
+        if filter is not None:
+            if filter.foreign_ids:
+                fids = builtins.list(filter.foreign_ids)
+                where.append(f"foreign_id = ANY({arg(fids)}::text[])")
+            if filter.statuses:
+                where.append(f"status = ANY({arg([int(s) for s in filter.statuses])}::bigint[])")
+            if filter.run_states:
+                states = [int(s) for s in filter.run_states]
+                where.append(f"run_state = ANY({arg(states)}::smallint[])")
+            if filter.created_after is not None:
+                where.append(f"created_at > {arg(filter.created_after)}")
+            if filter.created_before is not None:
+                where.append(f"created_at < {arg(filter.created_before)}")
+        direction = "DESC" if order is Order.DESC else "ASC"
+        sql = (
+            f"SELECT {_COLUMNS} FROM {self._t.records}"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + f" ORDER BY created_at {direction}, seq {direction}"
+            + f" LIMIT {arg(limit)} OFFSET {arg(max(0, offset))}"
+        )
+        return sql, args
+
+    # ------------------------------------------------------------------ outbox
+
+    def _state(self, workflow_name: str) -> _Outbox:
+        state = self._outbox.get(workflow_name)
+        if state is None:
+            state = self._outbox[workflow_name] = _Outbox()
+        return state
+
+    async def list_outbox_events(self, workflow_name: str, limit: int) -> Sequence[OutboxEvent]:
+        """Up to ``limit`` outbox events, oldest first.
+
+        Needs no query when this process knows the outbox's content (see ``_Outbox``):
+        never while the LISTEN connection is down, when another process wrote since the
+        last complete list, or when rows it returned were not deleted.
+        """
+        state = self._state(workflow_name)
+        generation = self._db.signal(f"o:{workflow_name}").generation
+        now = time.monotonic()
+        state.seen = generation
+        state.listed_at = now
+        if state.known(generation, self._db.listening, now):
+            return list(itertools.islice(state.pending.values(), max(0, limit)))
+        writes = state.writes
+        state.pending.clear()  # the query sees them (or later writes add them again)
+        rows = await self._db.fetch(
+            "listing outbox events",
+            f"SELECT id, workflow_name, run_id, type, headers, created_at FROM {self._t.outbox} "
+            "WHERE workflow_name = $1 AND NOT id = ANY($3::text[]) ORDER BY seq LIMIT $2",
+            workflow_name,
+            max(0, limit),
+            list(self._deleted),
+        )
+        state.base = (generation, writes) if len(rows) < limit else None
+        state.base_at = now
+        state.unrelayed = {row[0] for row in rows}
+        return [
+            OutboxEvent(
+                id=row[0],
+                workflow_name=row[1],
+                run_id=row[2],
+                type=row[3],
+                headers=_decode_headers(row[4]),
+                created_at=row[5],
+            )
+            for row in rows
+        ]
+
+    async def delete_outbox_events(self, ids: Sequence[str]) -> None:
+        """Forget relayed events: at once for this store's lists, in the table within
+        ``_DELETE_DELAY`` seconds (several relay batches in one statement).
+
+        Until then another process's relay (after a hand-over) may send them again, and
+        a crash sends them again too; the event log drops such copies (see
+        ``PostgresEventStreamer``), and delivery is at least once anyway.
+        """
+        if not ids:
+            return
+        self._deleted.update(ids)
+        for state in self._outbox.values():
+            state.unrelayed.difference_update(ids)
+            for event_id in ids:
+                state.pending.pop(event_id, None)
+        if len(self._deleted) >= _DELETE_BATCH:
+            await self.flush()
+            return
+        if self._deleter is None or self._deleter.done():
+            self._deleter = asyncio.get_running_loop().create_task(
+                self._delete_later(), name="conveyor-postgres-outbox-deleter"
+            )
+
+    async def _delete_later(self) -> None:
+        failures = 0
+        while self._deleted:
+            await asyncio.sleep(_DELETE_DELAY * 2 ** min(failures, 8))
+            try:
+                await self.flush()
+                failures = 0
+            except AdapterError as exc:
+                failures += 1
+                if failures == 1 or failures % 20 == 0:
+                    log.warning("cannot delete relayed outbox events (will retry): %s", exc)
+
+    async def flush(self) -> None:
+        """Delete the relayed events from the table now. Raises ``AdapterError``."""
+        if not self._deleted:
+            return
+        ids = list(self._deleted)
+        await self._db.write(
+            "deleting outbox events",
+            f"DELETE FROM {self._t.outbox} WHERE id = ANY($1::text[])",
+            ids,
+        )
+        self._deleted.difference_update(ids)
+
+    async def close(self) -> None:
+        """Delete what was relayed (best effort) and stop. Idempotent."""
+        if self._deleter is not None:
+            self._deleter.cancel()
+            await asyncio.wait({self._deleter})
+            self._deleter = None
+        with contextlib.suppress(AdapterError):
+            await self.flush()
+
+    async def wait_for_outbox(self, workflow_name: str, timeout: float) -> None:
+        """Wait for a write's notification (this process's writes fire it directly).
+
+        A write that happened since the last ``list_outbox_events`` of the workflow makes
+        this return at once, so a relay that lists, finds nothing and then waits never
+        sleeps through a write that landed in between.
+        """
+        signal = self._db.signal(f"o:{workflow_name}")
+        state = self._state(workflow_name)
+        state.waiting += 1
+        try:
+            await signal.wait(min(timeout, self._db.wait_timeout()), state.seen)
+        finally:
+            state.waiting -= 1
+            state.listed_at = time.monotonic()
+
+
+_DELETE_DELAY = 0.02
+"""Seconds relayed outbox events wait to be deleted together."""
+_DELETE_BATCH = 2000
+"""Relayed outbox events that are deleted at once, without waiting."""
+_RELAY_ACTIVE = 0.2
+"""Seconds after its last list that a relay counts as running in this process."""
+
+
+def _entangled(writes: Sequence[RecordWrite]) -> bool:
+    """Whether one statement could see the writes in another order than the batch's: two
+    writes of one run, or a new run next to another write of its foreign ID."""
+    if len(writes) == 1:
+        return False
+    run_ids = {w.record.run_id for w in writes}
+    if len(run_ids) < len(writes):
+        return True
+    keys = Counter((w.record.workflow_name, w.record.foreign_id) for w in writes)
+    return any(
+        keys[(w.record.workflow_name, w.record.foreign_id)] > 1
+        for w in writes
+        if w.expected_version == 0
+    )
+
+
+def _fail(
+    waiting: Sequence[tuple[str, asyncio.Future[Record | None] | None]], exc: Exception
+) -> None:
+    error = exc if isinstance(exc, AdapterError) else translate(exc, "looking up records")
+    for _, fut in waiting:
+        if fut is not None and not fut.done():
+            fut.set_exception(error)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -1,0 +1,451 @@
+"""``PostgresEventStreamer``: an event log in a table, cursors per receiver name, and
+wake-ups by LISTEN/NOTIFY.
+
+Gap-free reading. A reader that keeps ``id > cursor`` loses an event when a lower ID
+commits after a higher one. Here IDs are per topic and come from the topic's row in the
+``topics`` table, which a sender updates in the same statement as its insert: the row
+stays locked until the sender commits, so the next sender to the topic waits and gets
+higher IDs only after the lower ones are visible. A topic's IDs therefore become visible
+in order, with no gaps at all, and ``id > cursor`` never skips one. The price is that
+senders to *one* topic commit one after another; in the engine each topic has a single
+writer anyway (the workflow's outbox relay, which holds a role), and different topics do
+not wait for each other. Readers are never held back by unrelated transactions (unlike
+reading below ``pg_snapshot_xmin``, which waits for every older transaction in the
+database, including long ones that never touch the log).
+
+Wake-ups. A send notifies ``e:<topic>`` on commit; receivers of the topic in every process
+wake and read. Sends in this process wake local receivers directly. While the LISTEN
+connection is down receivers poll (see ``Database``).
+
+Cursors. ``ack`` is local and cheap: the position advances over an unbroken run of acks
+and is written by a background flusher at most every ``ack_flush_interval`` (all dirty
+cursors of the process in one statement), and by ``close``. A crash loses at most that
+interval's cursor progress, which means redelivery (at least once), never loss.
+Receivers that never ack (``Workflow.wait`` uses such) write nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+
+import asyncpg
+import msgspec
+
+from ..._errors import AdapterError
+from ..._event import Event, Header
+from ..._protocols import OutgoingEvent
+from ._database import Connection, Database
+from ._signal import Signal
+
+__all__ = ["PostgresEventReceiver", "PostgresEventSender", "PostgresEventStreamer"]
+
+log = logging.getLogger("conveyor.adapters.postgres")
+
+_encode_headers = msgspec.json.Encoder().encode
+_decode_headers = msgspec.json.Decoder(dict[str, str]).decode
+
+
+def _dedupe(headers: Mapping[str, str]) -> str | None:
+    """The identity of an engine event (one per record write), else ``None``."""
+    run_id = headers.get(Header.RUN_ID)
+    version = headers.get(Header.RECORD_VERSION)
+    return None if run_id is None or version is None else f"{run_id}:{version}"
+
+
+class _SentCache:
+    """The latest events this process sent to one topic, with contiguous IDs.
+
+    A topic's IDs have no gaps and become visible in order, so a run of contiguous IDs
+    returned by our own committed sends is exactly what the table holds for those IDs:
+    receivers here can take them without a query. ``sends`` counts the sends (each fires
+    the topic's signal once), which lets a receiver tell whether every notification since
+    its last read came from this process (then the cache has everything new).
+    """
+
+    __slots__ = ("events", "first", "sends")
+
+    LIMIT = 2048
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.first = 0  # ID of events[0]
+        self.sends = 0
+
+    @property
+    def last(self) -> int:
+        """The highest ID known here (0 if none)."""
+        return self.first + len(self.events) - 1 if self.events else 0
+
+    def add(self, events: list[Event]) -> None:
+        self.sends += 1
+        for event in events:
+            if not self.events or event.id != self.last + 1:
+                # Someone else sent in between (or a duplicate was dropped): start again.
+                self.events = []
+                self.first = event.id
+            self.events.append(event)
+        excess = len(self.events) - 2 * self.LIMIT
+        if excess > 0:  # trim in bulk, so appends stay cheap
+            excess += self.LIMIT
+            del self.events[:excess]
+            self.first += excess
+
+    def after(self, position: int, limit: int) -> list[Event]:
+        """Up to ``limit`` cached events after ``position`` (none unless the next is here)."""
+        start = position + 1 - self.first
+        if start < 0 or start >= len(self.events):
+            return []
+        return self.events[start : start + limit]
+
+
+class PostgresEventStreamer:
+    """``EventStreamer`` on PostgreSQL tables (see the module docstring)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        t = db.tables
+
+        def append(notify_if: str) -> str:
+            return f"""
+appended AS (
+    INSERT INTO {t.events} (topic, id, foreign_id, type, headers, dedupe)
+    SELECT $1, counter.base + e.ord, e.foreign_id, e.type, e.headers, e.dedupe
+    FROM counter, unnest($3::text[], $4::bigint[], $5::bytea[], $6::text[])
+        WITH ORDINALITY AS e(foreign_id, type, headers, dedupe, ord)
+    ON CONFLICT DO NOTHING
+    RETURNING id
+)
+SELECT (SELECT base FROM counter), now(), (SELECT array_agg(id) FROM appended),
+    (SELECT count(pg_notify({t.channel!r}, 'e:' || $1)) FROM counter
+     WHERE {notify_if} AND EXISTS (SELECT 1 FROM appended))
+"""
+
+        # Updating the topic's counter row locks it until commit (see the module docstring).
+        # A plain UPDATE is cheaper than an upsert, which is needed only for a new topic.
+        update = f"""
+WITH counter AS (
+    UPDATE {t.topics} SET last_id = last_id + $2::bigint WHERE topic = $1
+    RETURNING last_id - $2::bigint AS base
+),"""
+        upsert = f"""
+WITH counter AS (
+    INSERT INTO {t.topics} AS t (topic, last_id) VALUES ($1, $2::bigint)
+    ON CONFLICT (topic) DO UPDATE SET last_id = t.last_id + $2::bigint
+    RETURNING last_id - $2::bigint AS base
+),"""
+        # Our own sends notify only if another process listens (receivers here are woken
+        # directly). Sends in a caller's transaction always notify: it may commit long
+        # after another process started listening.
+        others = db.others_listen_sql.replace("$_", "$7")
+        self._send_sql = update + append(others)
+        self._send_new_sql = upsert + append(others)
+        self._send_in_sql = update + append("true")
+        self._send_in_new_sql = upsert + append("true")
+        self._read_sql = (
+            f"SELECT id, foreign_id, type, headers, created_at FROM {t.events} "
+            "WHERE topic = $1 AND id > $2 ORDER BY id LIMIT $3"
+        )
+        self._open_sql = (
+            f"SELECT (SELECT position FROM {t.cursors} WHERE topic = $1 AND name = $2), "
+            f"(SELECT last_id FROM {t.topics} WHERE topic = $1)"
+        )
+        self._save_sql = (
+            f"INSERT INTO {t.cursors} AS c (topic, name, position) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) "
+            "ON CONFLICT (topic, name) DO UPDATE "
+            "SET position = greatest(c.position, excluded.position), updated_at = now()"
+        )
+        self._sent: dict[str, _SentCache] = {}
+        self._dirty: dict[tuple[str, str], int] = {}
+        self._dirty_signal = Signal()
+        self._receivers: set[PostgresEventReceiver] = set()
+        self._flusher: asyncio.Task[None] | None = None
+        self._touched = time.monotonic()
+        self._closed = False
+
+    async def new_sender(self, topic: str) -> PostgresEventSender:
+        return PostgresEventSender(self, topic)
+
+    async def new_receiver(
+        self,
+        topic: str,
+        name: str,
+        *,
+        stream_from_latest: bool = False,
+        poll_interval: float | None = None,
+    ) -> PostgresEventReceiver:
+        row = await self._db.fetchrow("opening a receiver", self._open_sql, topic, name)
+        stored = None if row is None else row[0]
+        last = 0 if row is None or row[1] is None else int(row[1])
+        unsaved = self._dirty.get((topic, name))
+        if unsaved is not None:
+            stored = max(stored or 0, unsaved)
+        start = int(stored) if stored is not None else (last if stream_from_latest else 0)
+        receiver = PostgresEventReceiver(
+            self, topic, name, start, stored is not None, poll_interval
+        )
+        self._receivers.add(receiver)
+        return receiver
+
+    async def close(self) -> None:
+        """Write every dirty cursor (best effort) and stop the flusher. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.wait({self._flusher})
+        with contextlib.suppress(AdapterError):
+            await self._flush()
+
+    # ------------------------------------------------------------------ sending
+
+    async def send_in(self, conn: Connection, topic: str, events: Sequence[OutgoingEvent]) -> None:
+        """Append ``events`` to ``topic`` inside the caller's transaction on ``conn``.
+
+        They become visible (and receivers are notified) when that transaction commits,
+        together with the caller's own writes; until then other senders to ``topic``
+        wait. Raises the driver's errors (the caller owns the transaction).
+        """
+        if events:
+            args = self._send_args(topic, events)
+            if await conn.fetchval(self._send_in_sql, *args) is None:
+                await conn.execute(self._send_in_new_sql, *args)
+
+    def _send_args(self, topic: str, events: Sequence[OutgoingEvent]) -> tuple[object, ...]:
+        fids = [e.foreign_id for e in events]
+        types = [int(e.type) for e in events]
+        headers = [_encode_headers(dict(e.headers)) for e in events]
+        return topic, len(events), fids, types, headers, [_dedupe(e.headers) for e in events]
+
+    async def _send(self, topic: str, events: Sequence[OutgoingEvent]) -> None:
+        args = (*self._send_args(topic, events), self._db.member_id)
+        rows = await self._db.write(f"sending to {topic!r}", self._send_sql, *args)
+        if rows[0][0] is None:  # a new topic: no counter row to update yet
+            rows = await self._db.write(f"sending to {topic!r}", self._send_new_sql, *args)
+        base, created_at, ids, _ = rows[0]
+        appended = set(ids or ())
+        self._cache(topic).add(
+            [
+                Event(base + i, e.foreign_id, int(e.type), dict(e.headers), created_at)
+                for i, e in enumerate(events, 1)
+                if base + i in appended
+            ]
+        )
+        self._db.fire(f"e:{topic}")
+
+    def _cache(self, topic: str) -> _SentCache:
+        cache = self._sent.get(topic)
+        if cache is None:
+            cache = self._sent[topic] = _SentCache()
+        return cache
+
+    # ------------------------------------------------------------------ cursors
+
+    def _mark(self, topic: str, name: str, position: int) -> None:
+        key = (topic, name)
+        if position > self._dirty.get(key, -1):
+            self._dirty[key] = position
+        if self._flusher is None and not self._closed:
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush_loop(), name="conveyor-postgres-cursor-flusher"
+            )
+        self._dirty_signal.fire()
+
+    async def _flush_loop(self) -> None:
+        options = self._db.options
+        touch_every = options.cursor_retention / 8
+        failures = 0
+        while True:
+            if not self._dirty:
+                await self._dirty_signal.wait(touch_every)
+            if time.monotonic() - self._touched >= touch_every:
+                self._touch()
+            await asyncio.sleep(options.ack_flush_interval * (2 ** min(failures, 7)))
+            try:
+                await self._flush()
+                failures = 0
+            except AdapterError as exc:
+                failures += 1
+                if failures == 1 or failures % 20 == 0:
+                    log.warning("cannot write event cursors (will retry): %s", exc)
+
+    def _touch(self) -> None:
+        """Rewrite the saved cursors of open receivers, so the pruner sees them alive."""
+        self._touched = time.monotonic()
+        for receiver in self._receivers:
+            if receiver._saved:
+                key = (receiver.topic, receiver.name)
+                self._dirty[key] = max(self._dirty.get(key, -1), receiver._committed)
+
+    async def _flush(self, only: tuple[str, str] | None = None) -> None:
+        """Write dirty cursors (all, or ``only`` one); on failure they stay dirty."""
+        if only is not None:
+            position = self._dirty.pop(only, None)
+            batch = {} if position is None else {only: position}
+        else:
+            batch, self._dirty = self._dirty, {}
+        if not batch:
+            return
+        keys = list(batch)
+        try:
+            await self._db.write(
+                "saving event cursors",
+                self._save_sql,
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+                [batch[k] for k in keys],
+            )
+        except BaseException:
+            for key, position in batch.items():
+                if position > self._dirty.get(key, -1):
+                    self._dirty[key] = position
+            raise
+
+
+class PostgresEventSender:
+    """Appends to one topic of a ``PostgresEventStreamer`` (one statement per call)."""
+
+    def __init__(self, streamer: PostgresEventStreamer, topic: str) -> None:
+        self._streamer = streamer
+        self._topic = topic
+        self._closed = False
+
+    async def send(self, foreign_id: str, event_type: int, headers: Mapping[str, str]) -> None:
+        await self.send_many((OutgoingEvent(foreign_id, event_type, headers),))
+
+    async def send_many(self, events: Sequence[OutgoingEvent]) -> None:
+        if self._closed:
+            raise AdapterError(f"sender for topic {self._topic!r} is closed")
+        if events:
+            await self._streamer._send(self._topic, events)
+
+    async def close(self) -> None:
+        self._closed = True
+
+
+class PostgresEventReceiver:
+    """Reads one topic of a ``PostgresEventStreamer`` from the cursor stored under a name."""
+
+    def __init__(
+        self,
+        streamer: PostgresEventStreamer,
+        topic: str,
+        name: str,
+        start: int,
+        saved: bool,
+        poll_interval: float | None,
+    ) -> None:
+        self._streamer = streamer
+        self._db = streamer._db
+        self.topic = topic
+        self.name = name
+        self._poll_interval = poll_interval
+        self._next = start  # the last ID handed out
+        self._committed = start  # every ID up to this one is acknowledged
+        self._order: deque[int] = deque()  # handed out and not committed, in ID order
+        self._handed: set[int] = set()  # the same IDs, for membership
+        self._acked: set[int] = set()  # those of them acknowledged
+        self._saved = saved  # whether a cursor row exists (or is on its way)
+        self._signal = streamer._db.signal(f"e:{topic}")
+        self._cache = streamer._cache(topic)
+        # When a read last found the end: the topic's signal generation and the number
+        # of sends from this process then (None: look at the table next time).
+        self._caught_up: tuple[int, int] | None = None
+        self._closed = False
+
+    async def recv(self, max_events: int = 1) -> Sequence[Event]:
+        db = self._db
+        streamer = self._streamer
+        limit = max(1, max_events)
+        signal, cache = self._signal, self._cache
+        while True:
+            if self._closed:
+                raise AdapterError(f"receiver {self.name!r} is closed")
+            generation, sends = signal.generation, cache.sends
+            cached = cache.after(self._next, limit)
+            if cached:
+                return self._take(cached)
+            if not self._up_to_date(generation, sends):
+                rows = await db.fetch(
+                    f"receiving from {self.topic!r}",
+                    streamer._read_sql,
+                    self.topic,
+                    self._next,
+                    limit,
+                )
+                if self._closed:
+                    raise AdapterError(f"receiver {self.name!r} is closed")
+                self._caught_up = (generation, sends) if len(rows) < limit else None
+                if rows:
+                    return self._take([self._event(row) for row in rows])
+            await signal.wait(db.wait_timeout(self._poll_interval), generation)
+            if signal.generation == generation:
+                self._caught_up = None  # a timeout: look anyway (a last-resort check)
+
+    def _up_to_date(self, generation: int, sends: int) -> bool:
+        """Whether the table can hold nothing new for us: every send notifies the topic,
+        so after a read that reached the end only notifications can announce events; if
+        each since then was one of our own sends and we have taken everything they sent,
+        there is nothing to read (while the listener is up: else notifications are lost).
+        """
+        caught = self._caught_up
+        return (
+            caught is not None
+            and self._db.listening
+            and generation - caught[0] == sends - caught[1]
+            and self._next >= self._cache.last
+        )
+
+    @staticmethod
+    def _event(row: asyncpg.Record) -> Event:
+        return Event(
+            id=row[0],
+            foreign_id=row[1],
+            type=row[2],
+            headers=_decode_headers(row[3]),
+            created_at=row[4],
+        )
+
+    def _take(self, events: list[Event]) -> list[Event]:
+        for event in events:
+            self._order.append(event.id)
+            self._handed.add(event.id)
+        self._next = events[-1].id
+        return events
+
+    async def ack(self, event: Event) -> None:
+        event_id = event.id
+        if event_id <= self._committed:
+            return
+        if event_id not in self._handed:
+            raise AdapterError(f"event {event_id} was not handed out by receiver {self.name!r}")
+        acked, order = self._acked, self._order
+        acked.add(event_id)
+        committed = self._committed
+        while order and order[0] in acked:
+            committed = order.popleft()
+            acked.discard(committed)
+            self._handed.discard(committed)
+        if committed != self._committed:
+            self._committed = committed
+            self._saved = True
+            self._streamer._mark(self.topic, self.name, committed)
+
+    async def close(self) -> None:
+        """Stop receiving and write this receiver's cursor (if it moved). Idempotent.
+
+        If the cursor cannot be written now, the streamer keeps retrying in the background.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._signal.fire()  # a recv waiting in this receiver returns
+        self._streamer._receivers.discard(self)
+        with contextlib.suppress(AdapterError):
+            await self._streamer._flush(only=(self.topic, self.name))

@@ -1,0 +1,76 @@
+"""The PostgreSQL adapters pass the conformance suites against a real server.
+
+Each case gets fresh adapters on this run's throw-away database (see ``_pg_support``):
+record and timeout stores on emptied tables, streamers and role schedulers on a shared
+schema (the suites use unique topic, receiver and role names).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack
+
+import pytest
+from _pg_support import FAST_ROLES, open_database, pg_url
+
+from conveyor import RoleScheduler
+from conveyor.adapters.postgres import (
+    PostgresEventStreamer,
+    PostgresRecordStore,
+    PostgresRoleScheduler,
+    PostgresTimeoutStore,
+)
+from conveyor.adaptertest import (
+    EventStreamerSuite,
+    RecordStoreSuite,
+    RoleSchedulerSuite,
+    SchedulerFactory,
+    TimeoutStoreSuite,
+)
+
+__all__ = ["pg_url"]
+
+
+class TestPostgresRecordStore(RecordStoreSuite):
+    @pytest.fixture
+    async def store(self, pg_url: str) -> AsyncIterator[PostgresRecordStore]:
+        async with open_database(pg_url, "suite_records", fresh=True) as db:
+            store = PostgresRecordStore(db)
+            yield store
+            await store.close()
+
+
+class TestPostgresTimeoutStore(TimeoutStoreSuite):
+    @pytest.fixture
+    async def timeout_store(self, pg_url: str) -> AsyncIterator[PostgresTimeoutStore]:
+        async with open_database(pg_url, "suite_timeouts", fresh=True) as db:
+            yield PostgresTimeoutStore(db)
+
+
+class TestPostgresEventStreamer(EventStreamerSuite):
+    @pytest.fixture
+    async def streamer(self, pg_url: str) -> AsyncIterator[PostgresEventStreamer]:
+        async with open_database(pg_url, "suite_events") as db:
+            streamer = PostgresEventStreamer(db)
+            yield streamer
+            await streamer.close()
+
+
+class TestPostgresRoleScheduler(RoleSchedulerSuite):
+    @pytest.fixture
+    async def make_schedulers(self, pg_url: str) -> AsyncIterator[SchedulerFactory]:
+        async with AsyncExitStack() as stack:
+            made: list[PostgresRoleScheduler] = []
+
+            async def make(n: int) -> Sequence[RoleScheduler]:
+                # One database (pool and listener) per scheduler, as in separate processes.
+                for _ in range(n):
+                    db = await stack.enter_async_context(
+                        open_database(pg_url, "suite_roles", **FAST_ROLES)
+                    )
+                    scheduler = PostgresRoleScheduler(db)
+                    stack.push_async_callback(scheduler.close)
+                    made.append(scheduler)
+                return made[-n:]
+
+            yield make
