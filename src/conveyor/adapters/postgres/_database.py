@@ -1,17 +1,26 @@
 """The connections one backend shares: a pool for statements and one LISTEN connection.
 
-Every statement runs on a pooled connection through ``Database.run``: a connection whose
-statement was cancelled or failed in transit is terminated, never put back, and reads are
-retried once on a fresh connection when the old one turned out to be dead (after a server
-restart the pool still holds connections that only fail when used). Writes are not
-retried: whether a lost ``COMMIT`` applied is unknown, and the engine's compare-and-set
-makes its own retry safe.
+Every statement runs on a pooled connection (``_pool.Pool``) through ``Database.run``: a
+connection whose statement was cancelled or failed in transit is terminated, never put
+back; after a connection failure the idle ones are dropped too (after a server restart
+they are all dead), and reads are retried once on a fresh connection. Writes are not
+retried (whether a lost ``COMMIT`` applied is unknown; the engine's compare-and-set makes
+its own retry safe), except when the statement was provably never sent.
+
+Sessions run with generic plans (no planning per statement) and ``enable_seqscan`` off:
+every statement has an index, and a plan made while a table was small must not stay a
+sequential scan where nothing (autovacuum's ANALYZE) invalidates it.
 
 The LISTEN connection receives every notification of the installation on one channel
-(payload ``<kind>:<name>``) and fires the matching ``Signal``. It is pinged every
-``listen_check_interval``; when it dies, silently or not, it is replaced and every signal
-fires so that waiters read what they may have missed. Waiters wait for signals only while
-the listener is up, and poll every ``poll_interval`` while it is down.
+(payload ``<kind>:<name>``) and fires the matching ``Signal``. Notifications from this
+process's own connections are ignored: its writes fire their signals directly. The
+connection registers the process in the ``listeners`` table and renews the row every
+``listen_check_interval`` (which is also its ping: a silently dead connection is
+replaced); writers NOTIFY only while another process is registered, so a process alone
+pays nothing for notifications. Whenever the listener (re)connects, every signal fires so
+that waiters read what they may have missed, and for half a second waiters keep polling
+quickly (a write whose statement started before the registration did not notify). While
+the listener is down, waiters poll every ``poll_interval``.
 """
 
 from __future__ import annotations

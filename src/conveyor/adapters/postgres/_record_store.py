@@ -8,10 +8,16 @@ writes that applied, and reports which those were. No failed write raises inside
 transaction, so none aborts the others; the outcome of a write that did not apply is
 told apart afterwards (an existing run ID is a ``VersionConflict``, else the foreign ID
 has an active run: ``WorkflowInProgress``). Batches that touch one run twice, or an update
-that would make a second run active, fall back to one savepoint per write.
+that would make a second run active, fall back to one savepoint per write. A single
+write (a trigger, or a step alone in its batch) uses a plain statement without arrays.
 
 Concurrent lookups (a step consumer looks up a whole batch of runs at once) are merged
 into one ``run_id = ANY($1)`` query per event-loop turn.
+
+The outbox relay of a workflow runs in one process at a time. When it runs in this one,
+the store serves its lists from the events this process wrote (no query; see
+``_Outbox``), writes skip the NOTIFY (the relay is woken directly), and relayed events
+are deleted from the table in batches shortly after ``delete_outbox_events``.
 """
 
 from __future__ import annotations
@@ -22,12 +28,9 @@ import contextlib
 import itertools
 import logging
 import time
-from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 import asyncpg
-import msgspec
 
 from ..._errors import (
     AdapterError,
@@ -38,215 +41,25 @@ from ..._errors import (
 )
 from ..._event import OutboxEvent
 from ..._protocols import Order, RecordFilter, RecordWrite
-from ..._record import Meta, Record
-from ..._runstate import RunState
+from ..._record import Record
 from ._database import Connection, Database
 from ._errors import translate
+from ._record_sql import (
+    COLUMNS,
+    batch_args,
+    batch_sql,
+    decode_headers,
+    entangled,
+    insert_args,
+    insert_sql,
+    record,
+    update_args,
+    update_sql,
+)
 
 __all__ = ["PostgresRecordStore"]
 
 log = logging.getLogger("conveyor.adapters.postgres")
-
-_COLUMNS = (
-    "workflow_name, foreign_id, run_id, run_state, status, object, created_at, updated_at, "
-    "version, run_state_reason, status_description, trace_origin, reached"
-)
-_ACTIVE = (1, 2, 3)
-_encode_headers = msgspec.json.Encoder().encode
-_decode_headers = msgspec.json.Decoder(dict[str, str]).decode
-
-
-def _record(row: asyncpg.Record) -> Record:
-    return Record(
-        workflow_name=row[0],
-        foreign_id=row[1],
-        run_id=row[2],
-        run_state=RunState(row[3]),
-        status=row[4],
-        object=row[5],
-        created_at=row[6],
-        updated_at=row[7],
-        meta=Meta(
-            version=row[8],
-            run_state_reason=row[9],
-            status_description=row[10],
-            trace_origin=row[11],
-            reached=tuple(row[12]),
-        ),
-    )
-
-
-def _columns(writes: Sequence[RecordWrite]) -> list[list[Any]]:
-    """The writes as one array per column (for ``unnest``)."""
-    cols: list[list[Any]] = [[] for _ in range(19)]
-    for i, w in enumerate(writes):
-        r, m, o = w.record, w.record.meta, w.outbox
-        row = (
-            i,
-            w.expected_version,
-            r.run_id,
-            r.workflow_name,
-            r.foreign_id,
-            int(r.run_state),
-            int(r.status),
-            r.object,
-            r.created_at,
-            r.updated_at,
-            m.version,
-            m.run_state_reason,
-            m.status_description,
-            m.trace_origin,
-            o.id,
-            int(o.type),
-            _encode_headers(dict(o.headers)),
-            o.created_at,
-            "{" + ",".join(str(int(s)) for s in m.reached) + "}",
-        )
-        for col, value in zip(cols, row, strict=True):
-            col.append(value)
-    return cols
-
-
-def _batch_sql(records: str, outbox: str, channel: str, others: str) -> str:
-    return f"""
-WITH w AS (
-    SELECT * FROM unnest(
-        $1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::smallint[],
-        $7::bigint[], $8::bytea[], $9::timestamptz[], $10::timestamptz[], $11::bigint[],
-        $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bytea[],
-        $18::timestamptz[], $19::text[]
-    ) AS w(ord, expected, run_id, workflow_name, foreign_id, run_state, status, object,
-           created_at, updated_at, version, reason, description, trace, outbox_id,
-           outbox_type, outbox_headers, outbox_created_at, reached)
-),
-inserted AS (
-    INSERT INTO {records} (run_id, workflow_name, foreign_id, run_state, status, object,
-        created_at, updated_at, version, run_state_reason, status_description, trace_origin,
-        reached)
-    SELECT run_id, workflow_name, foreign_id, run_state, status, object, created_at,
-        updated_at, version, reason, description, trace, reached::bigint[]
-    FROM w WHERE expected = 0 ORDER BY ord
-    ON CONFLICT DO NOTHING
-    RETURNING run_id
-),
-updated AS (
-    UPDATE {records} r SET run_state = w.run_state, status = w.status, object = w.object,
-        updated_at = w.updated_at, version = w.version, run_state_reason = w.reason,
-        status_description = w.description, trace_origin = w.trace,
-        reached = w.reached::bigint[]
-    FROM w
-    WHERE w.expected > 0 AND r.run_id = w.run_id AND r.version = w.expected
-    RETURNING w.ord
-),
-applied AS (
-    SELECT w.ord FROM w JOIN inserted USING (run_id) WHERE w.expected = 0
-    UNION ALL SELECT ord FROM updated
-),
-relayed AS (
-    INSERT INTO {outbox} (id, workflow_name, run_id, type, headers, created_at)
-    SELECT w.outbox_id, w.workflow_name, w.run_id, w.outbox_type, w.outbox_headers,
-        w.outbox_created_at
-    FROM w JOIN applied USING (ord) ORDER BY w.ord
-)
-SELECT w.ord, a.ord IS NOT NULL AS applied,
-    -- the version a write that did not apply found (read only for those)
-    CASE WHEN a.ord IS NULL THEN (SELECT r.version FROM {records} r WHERE r.run_id = w.run_id)
-    END AS stored_version,
-    (SELECT count(pg_notify({channel!r}, 'o:' || n.workflow_name))
-     FROM (SELECT DISTINCT w2.workflow_name FROM w w2 JOIN applied USING (ord)) n
-     WHERE n.workflow_name = ANY($20::text[]) AND {others.replace("$_", "$21")}) AS notified
-FROM w LEFT JOIN applied a USING (ord)
-"""
-
-
-def _insert_sql(records: str, outbox: str, channel: str, others: str) -> str:
-    """One new run (the common case: a trigger): plain parameters, no arrays to unnest."""
-    return f"""
-WITH inserted AS (
-    INSERT INTO {records} (run_id, workflow_name, foreign_id, run_state, status, object,
-        created_at, updated_at, version, run_state_reason, status_description, trace_origin,
-        reached)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-    ON CONFLICT DO NOTHING
-    RETURNING run_id
-),
-relayed AS (
-    INSERT INTO {outbox} (id, workflow_name, run_id, type, headers, created_at)
-    SELECT $14, $2, $1, $15, $16, $17 FROM inserted
-)
-SELECT EXISTS (SELECT 1 FROM inserted),
-    CASE WHEN NOT EXISTS (SELECT 1 FROM inserted)
-        THEN (SELECT version FROM {records} WHERE run_id = $1) END,
-    (SELECT count(pg_notify({channel!r}, 'o:' || $2)) FROM inserted
-     WHERE $18 AND {others.replace("$_", "$19")})
-"""
-
-
-def _insert_args(write: RecordWrite) -> tuple[object, ...]:
-    r, m, o = write.record, write.record.meta, write.outbox
-    return (
-        r.run_id,
-        r.workflow_name,
-        r.foreign_id,
-        int(r.run_state),
-        int(r.status),
-        r.object,
-        r.created_at,
-        r.updated_at,
-        m.version,
-        m.run_state_reason,
-        m.status_description,
-        m.trace_origin,
-        [int(s) for s in m.reached],
-        o.id,
-        int(o.type),
-        _encode_headers(dict(o.headers)),
-        o.created_at,
-    )
-
-
-def _update_sql(records: str, outbox: str, channel: str, others: str) -> str:
-    """One compare-and-set update (a step's write when it is alone in its batch)."""
-    return f"""
-WITH updated AS (
-    UPDATE {records} SET run_state = $3, status = $4, object = $5, updated_at = $6,
-        version = $7, run_state_reason = $8, status_description = $9, trace_origin = $10,
-        reached = $11
-    WHERE run_id = $1 AND version = $16
-    RETURNING run_id
-),
-relayed AS (
-    INSERT INTO {outbox} (id, workflow_name, run_id, type, headers, created_at)
-    SELECT $12, $2, $1, $13, $14, $15 FROM updated
-)
-SELECT EXISTS (SELECT 1 FROM updated),
-    CASE WHEN NOT EXISTS (SELECT 1 FROM updated)
-        THEN (SELECT version FROM {records} WHERE run_id = $1) END,
-    (SELECT count(pg_notify({channel!r}, 'o:' || $2)) FROM updated
-     WHERE $17 AND {others.replace("$_", "$18")})
-"""
-
-
-def _update_args(write: RecordWrite) -> tuple[object, ...]:
-    r, m, o = write.record, write.record.meta, write.outbox
-    return (
-        r.run_id,
-        r.workflow_name,
-        int(r.run_state),
-        int(r.status),
-        r.object,
-        r.updated_at,
-        m.version,
-        m.run_state_reason,
-        m.status_description,
-        m.trace_origin,
-        [int(s) for s in m.reached],
-        o.id,
-        int(o.type),
-        _encode_headers(dict(o.headers)),
-        o.created_at,
-        write.expected_version,
-    )
 
 
 class _Outbox:
@@ -317,9 +130,9 @@ class PostgresRecordStore:
         t = db.tables
         self._t = t
         others = db.others_listen_sql
-        self._batch = _batch_sql(t.records, t.outbox, t.channel, others)
-        self._insert = _insert_sql(t.records, t.outbox, t.channel, others)
-        self._update = _update_sql(t.records, t.outbox, t.channel, others)
+        self._batch = batch_sql(t.records, t.outbox, t.channel, others)
+        self._insert = insert_sql(t.records, t.outbox, t.channel, others)
+        self._update = update_sql(t.records, t.outbox, t.channel, others)
         self._lookups: builtins.list[tuple[str, asyncio.Future[Record | None] | None]] | None = None
         self._outbox: dict[str, _Outbox] = {}
         self._deleted: set[str] = set()  # relayed, not yet deleted from the table
@@ -335,7 +148,7 @@ class PostgresRecordStore:
     async def store_many(self, writes: Sequence[RecordWrite]) -> Sequence[WorkflowError | None]:
         if not writes:
             return []
-        outcomes = None if _entangled(writes) else await self._store_batch(writes)
+        outcomes = None if entangled(writes) else await self._store_batch(writes)
         if outcomes is None:
             outcomes = await self._store_one_by_one(writes)
         written: dict[str, builtins.list[OutboxEvent]] = {}
@@ -359,13 +172,13 @@ class PostgresRecordStore:
             try:
                 if single is None:
                     return await conn.fetch(
-                        self._batch, *_columns(writes), self._notified(writes), me
+                        self._batch, *batch_args(writes), self._notified(writes), me
                     )
                 notify = self._must_notify(single.record.workflow_name)
                 if single.expected_version == 0:
-                    row = await conn.fetchrow(self._insert, *_insert_args(single), notify, me)
+                    row = await conn.fetchrow(self._insert, *insert_args(single), notify, me)
                 else:
-                    row = await conn.fetchrow(self._update, *_update_args(single), notify, me)
+                    row = await conn.fetchrow(self._update, *update_args(single), notify, me)
                 return [row] if row is not None else []
             except asyncpg.UniqueViolationError:
                 return None
@@ -422,7 +235,7 @@ class PostgresRecordStore:
                         async with conn.transaction():  # a savepoint
                             rows = await conn.fetch(
                                 self._batch,
-                                *_columns((write,)),
+                                *batch_args((write,)),
                                 self._notified((write,)),
                                 self._db.member_id,
                             )
@@ -485,15 +298,15 @@ class PostgresRecordStore:
     async def _lookup_many(self, run_ids: builtins.list[str]) -> dict[str, Record]:
         rows = await self._db.fetch(
             "looking up records",
-            f"SELECT {_COLUMNS} FROM {self._t.records} WHERE run_id = ANY($1::text[])",
+            f"SELECT {COLUMNS} FROM {self._t.records} WHERE run_id = ANY($1::text[])",
             run_ids,
         )
-        return {row[2]: _record(row) for row in rows}
+        return {row[2]: record(row) for row in rows}
 
     async def latest(self, workflow_name: str, foreign_id: str) -> Record:
         row = await self._db.fetchrow(
             "reading the latest record",
-            f"SELECT {_COLUMNS} FROM {self._t.records} WHERE foreign_id = $2 "
+            f"SELECT {COLUMNS} FROM {self._t.records} WHERE foreign_id = $2 "
             "AND workflow_name = $1 ORDER BY created_at DESC, seq DESC LIMIT 1",
             workflow_name,
             foreign_id,
@@ -502,7 +315,7 @@ class PostgresRecordStore:
             raise RecordNotFound(
                 f"record not found: workflow={workflow_name!r} foreign_id={foreign_id!r}"
             )
-        return _record(row)
+        return record(row)
 
     async def list(
         self,
@@ -515,7 +328,7 @@ class PostgresRecordStore:
     ) -> Sequence[Record]:
         sql, args = self.list_query(workflow_name, offset, limit, order, filter)
         rows = await self._db.fetch("listing records", sql, *args)
-        return [_record(row) for row in rows]
+        return [record(row) for row in rows]
 
     def list_query(
         self,
@@ -552,7 +365,7 @@ class PostgresRecordStore:
                 where.append(f"created_at < {arg(filter.created_before)}")
         direction = "DESC" if order is Order.DESC else "ASC"
         sql = (
-            f"SELECT {_COLUMNS} FROM {self._t.records}"
+            f"SELECT {COLUMNS} FROM {self._t.records}"
             + (f" WHERE {' AND '.join(where)}" if where else "")
             + f" ORDER BY created_at {direction}, seq {direction}"
             + f" LIMIT {arg(limit)} OFFSET {arg(max(0, offset))}"
@@ -600,7 +413,7 @@ class PostgresRecordStore:
                 workflow_name=row[1],
                 run_id=row[2],
                 type=row[3],
-                headers=_decode_headers(row[4]),
+                headers=decode_headers(row[4]),
                 created_at=row[5],
             )
             for row in rows
@@ -685,22 +498,6 @@ _DELETE_BATCH = 2000
 """Relayed outbox events that are deleted at once, without waiting."""
 _RELAY_ACTIVE = 0.2
 """Seconds after its last list that a relay counts as running in this process."""
-
-
-def _entangled(writes: Sequence[RecordWrite]) -> bool:
-    """Whether one statement could see the writes in another order than the batch's: two
-    writes of one run, or a new run next to another write of its foreign ID."""
-    if len(writes) == 1:
-        return False
-    run_ids = {w.record.run_id for w in writes}
-    if len(run_ids) < len(writes):
-        return True
-    keys = Counter((w.record.workflow_name, w.record.foreign_id) for w in writes)
-    return any(
-        keys[(w.record.workflow_name, w.record.foreign_id)] > 1
-        for w in writes
-        if w.expected_version == 0
-    )
 
 
 def _fail(

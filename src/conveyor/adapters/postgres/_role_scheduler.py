@@ -9,7 +9,10 @@ of the TTL), which is before the row expires for anyone else, so two holders nev
 overlap as long as the clocks run at the same rate. A renewal that finds the row taken
 (or gone) loses the lease at once. Nothing is tied to a connection: a dropped or
 terminated connection is replaced and the next renewal goes through it; a database
-restart shorter than the TTL costs no role.
+restart shorter than the TTL costs no role. A process frozen past its deadline (a long
+pause, a partition) finds its leases lost when it runs again, before doing more work
+under them as far as its event loop lets it; compare-and-set writes make any overlap
+harmless to the data. ``epoch`` counts acquisitions: a fencing token for user code.
 
 Takeover time. A holder that dies (or cannot reach the database) stops renewing; its
 rows expire at most ``role_ttl`` after its last renewal, and the scheduler a role is
@@ -18,9 +21,11 @@ assigned to takes it at its next look, so a role is unheld for at most
 releases the row at once and notifies the others, so a hand-over takes milliseconds.
 
 Spreading. Each scheduler is a *member* with a heartbeat (its renewal) and the list of
-roles it wants. Every member computes the same assignment from the live members: roles
-in name order (so the shards of one consumer are neighbours), each to the least-loaded
-member that wants it (ties broken by an FNV-1a hash of role and member). A member takes
+roles it wants. Every member computes the same assignment (``assign_roles``) from the
+live members and the current holders: each holder keeps up to its fair share of its
+roles, the rest go in name order (so the shards of one consumer are neighbours) to the
+least-loaded member that wants them. Roles therefore move only to even out the load. A
+member takes
 the free roles assigned to it at once and other free roles only after they stayed free
 for ``role_grace`` seconds (so the assigned member gets them first, and a role whose
 assigned member is busy elsewhere still gets a holder). A holder gives up a role

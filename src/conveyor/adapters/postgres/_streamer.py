@@ -6,16 +6,23 @@ commits after a higher one. Here IDs are per topic and come from the topic's row
 ``topics`` table, which a sender updates in the same statement as its insert: the row
 stays locked until the sender commits, so the next sender to the topic waits and gets
 higher IDs only after the lower ones are visible. A topic's IDs therefore become visible
-in order, with no gaps at all, and ``id > cursor`` never skips one. The price is that
-senders to *one* topic commit one after another; in the engine each topic has a single
-writer anyway (the workflow's outbox relay, which holds a role), and different topics do
-not wait for each other. Readers are never held back by unrelated transactions (unlike
-reading below ``pg_snapshot_xmin``, which waits for every older transaction in the
-database, including long ones that never touch the log).
+in order, and ``id > cursor`` never skips one. The price is that senders to *one* topic
+commit one after another; in the engine each topic has a single writer anyway (the
+workflow's outbox relay, which holds a role), and different topics do not wait for each
+other. Readers are never held back by unrelated transactions (unlike reading below
+``pg_snapshot_xmin``, which waits for every older transaction in the database, including
+long ones that never touch the log, and whose order is not the order of the IDs that
+receivers and sharding see).
 
-Wake-ups. A send notifies ``e:<topic>`` on commit; receivers of the topic in every process
-wake and read. Sends in this process wake local receivers directly. While the LISTEN
-connection is down receivers poll (see ``Database``).
+At most once per write. Engine events carry the run ID and record version of the write
+that produced them; a second copy of one (the relay sends again after a crash or a
+hand-over between sending and deleting its outbox rows) is dropped by a unique index, so
+consumers do not run a step twice for one write at the same time. (IDs then have a gap.)
+
+Wake-ups. A send notifies ``e:<topic>`` on commit if another process listens (see
+``Database``); receivers of the topic there wake and read. Receivers in the sending
+process are woken directly and take the events from ``_SentCache`` without a query.
+While the LISTEN connection is down receivers poll.
 
 Cursors. ``ack`` is local and cheap: the position advances over an unbroken run of acks
 and is written by a background flusher at most every ``ack_flush_interval`` (all dirty
