@@ -11,13 +11,15 @@ insert of its outbox row (fsync and synchronous_commit as the server has them). 
 - ``batch64``: 64 writes in one statement (``unnest`` arrays), as ``store_many`` does.
 
 Sequential (one connection) and concurrent (8 tasks on a pool of 8) variants. The tables
-live in a throw-away schema that is dropped at the end.
+live in a throw-away schema that is dropped at the end. psycopg is not a dependency:
+``pip install 'psycopg[binary,pool]'`` to run its cases.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import re
 import time
@@ -27,7 +29,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import psycopg_pool
 
 SCHEMA = f"drivers_{uuid.uuid4().hex[:8]}"
 ROWS = 10_000
@@ -197,6 +198,8 @@ async def asyncpg_cases(url: str, seconds: float, rows: Rows) -> dict[str, tuple
 
 async def psycopg_cases(url: str, seconds: float, rows: Rows) -> dict[str, tuple[float, float]]:
     out: dict[str, tuple[float, float]] = {}
+    # psycopg is not a dependency of conveyor: pip install 'psycopg[binary,pool]' to compare.
+    psycopg_pool: Any = importlib.import_module("psycopg_pool")
     pool = psycopg_pool.AsyncConnectionPool(
         url, min_size=8, max_size=8, open=False, kwargs={"prepare_threshold": 0}
     )

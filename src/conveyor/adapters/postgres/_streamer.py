@@ -74,14 +74,16 @@ class _SentCache:
     its last read came from this process (then the cache has everything new).
     """
 
-    __slots__ = ("events", "first", "sends")
+    __slots__ = ("events", "first", "gap_at", "readers", "sends")
 
-    LIMIT = 2048
+    LIMIT = 512
 
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.first = 0  # ID of events[0]
         self.sends = 0
+        self.gap_at = 0  # the last send whose events were not kept
+        self.readers = 0  # open receivers of the topic in this process
 
     @property
     def last(self) -> int:
@@ -90,6 +92,10 @@ class _SentCache:
 
     def add(self, events: list[Event]) -> None:
         self.sends += 1
+        if not self.readers:  # nobody here would read them: keep nothing
+            self.events = []
+            self.gap_at = self.sends
+            return
         for event in events:
             if not self.events or event.id != self.last + 1:
                 # Someone else sent in between (or a duplicate was dropped): start again.
@@ -197,6 +203,7 @@ WITH counter AS (
             self, topic, name, start, stored is not None, poll_interval
         )
         self._receivers.add(receiver)
+        receiver._cache.readers += 1
         return receiver
 
     async def close(self) -> None:
@@ -402,11 +409,13 @@ class PostgresEventReceiver:
         there is nothing to read (while the listener is up: else notifications are lost).
         """
         caught = self._caught_up
+        cache = self._cache
         return (
             caught is not None
             and self._db.listening
             and generation - caught[0] == sends - caught[1]
-            and self._next >= self._cache.last
+            and caught[1] >= cache.gap_at
+            and self._next >= cache.last
         )
 
     @staticmethod
@@ -454,5 +463,6 @@ class PostgresEventReceiver:
         self._closed = True
         self._signal.fire()  # a recv waiting in this receiver returns
         self._streamer._receivers.discard(self)
+        self._cache.readers -= 1
         with contextlib.suppress(AdapterError):
             await self._streamer._flush(only=(self.topic, self.name))
