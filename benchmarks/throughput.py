@@ -2,11 +2,13 @@
 
     python benchmarks/throughput.py [--runs 20000] [--latency-runs 2000]
                                     [--store memory | sqlite:///bench.db | postgresql://...]
-                                    [--workers 1]
+                                    [--workers 1] [--clients 1]
 
-Throughput: ``--runs`` runs are triggered at once and the clock stops when the last one
-has completed (counted from the run-state-change topic, as ``wait`` would see it); every
-run is then checked to have finished at its expected version. Latency: runs one at a
+Throughput: ``--runs`` runs are triggered by ``--clients`` concurrent callers (each
+triggers its share one after another, as a service's request handlers would) and the
+clock stops when the last one has completed (counted from the run-state-change topic,
+as ``wait`` would see it); every run is then checked to have finished at its expected
+version. Latency: runs one at a
 time, trigger to ``wait(...)`` returning at the terminal status.
 
 ``--workers N`` runs the workflow in N processes on the same backend: this process plus
@@ -87,7 +89,9 @@ async def worker(url: str) -> None:
             await loop.run_in_executor(None, sys.stdin.read)
 
 
-async def throughput(wf: Workflow[Obj, Status], runs: int, tag: str) -> dict[str, float]:
+async def throughput(
+    wf: Workflow[Obj, Status], runs: int, clients: int, tag: str
+) -> dict[str, float]:
     streamer = wf._engine.streamer
     done = await streamer.new_receiver(
         run_state_change_topic(wf.name), f"bench-completions-{tag}", stream_from_latest=True
@@ -95,8 +99,12 @@ async def throughput(wf: Workflow[Obj, Status], runs: int, tag: str) -> dict[str
     completed = str(int(RunState.COMPLETED))
     start = time.perf_counter()
     ids: set[str] = set()
-    for i in range(runs):
-        ids.add(await wf.trigger(f"{tag}-t-{i}", initial={"n": i}))
+
+    async def client(first: int) -> None:
+        for i in range(first, runs, clients):
+            ids.add(await wf.trigger(f"{tag}-t-{i}", initial={"n": i}))
+
+    await asyncio.gather(*(client(c) for c in range(clients)))
     seen = 0
     while seen < runs:
         for event in await done.recv(1024):
@@ -129,14 +137,14 @@ async def latency(wf: Workflow[Obj, Status], runs: int, tag: str) -> dict[str, f
     }
 
 
-async def measure(url: str, runs: int, latency_runs: int) -> dict[str, float]:
+async def measure(url: str, runs: int, clients: int, latency_runs: int) -> dict[str, float]:
     tag = uuid.uuid4().hex[:8]
     async with conveyor.connect(url) as backend:
         wf = build(backend)
         gc.freeze()
         async with wf:
             await latency(wf, 20, f"{tag}-warm")
-            tp = await throughput(wf, runs, tag)
+            tp = await throughput(wf, runs, clients, tag)
             lat = await latency(wf, latency_runs, tag)
     return {**tp, **lat}
 
@@ -164,6 +172,7 @@ def main() -> None:
     parser.add_argument("--latency-runs", type=int, default=2_000)
     parser.add_argument("--store", default="memory")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     url = "memory://" if args.store == "memory" else args.store
@@ -174,7 +183,7 @@ def main() -> None:
         raise SystemExit("--workers > 1 needs a shared backend (sqlite:// or postgresql://)")
     workers = start_workers(url, args.workers - 1)
     try:
-        figures = asyncio.run(measure(url, args.runs, args.latency_runs))
+        figures = asyncio.run(measure(url, args.runs, max(1, args.clients), args.latency_runs))
     finally:
         for w in workers:
             assert w.stdin is not None
@@ -185,6 +194,7 @@ def main() -> None:
         "benchmark": "throughput",
         "store": url.split("://")[0],
         "workers": args.workers,
+        "clients": args.clients,
         "runs": args.runs,
         **{k: round(v, 3) for k, v in figures.items()},
         "python": platform.python_version(),

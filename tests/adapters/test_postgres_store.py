@@ -8,6 +8,7 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from _pg_support import open_database, pg_url
@@ -194,3 +195,30 @@ async def test_a_cancelled_lookup_does_not_strand_the_others_of_its_batch(
     got = await asyncio.wait_for(asyncio.gather(*others), 5.0)
     assert [g.run_id for g in got] == [r.run_id for r in records[1:]]
     assert first.cancelled() or first.done()
+
+
+async def test_concurrent_single_writes_share_statements_and_keep_their_own_outcomes(
+    db: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PostgresRecordStore(db)
+    statements: list[str] = []
+    run = db.run
+
+    async def counting(what: str, work: Any, **kwargs: Any) -> Any:
+        statements.append(what)
+        return await run(what, work, **kwargs)
+
+    monkeypatch.setattr(db, "run", counting)
+    records = [dummy_record(foreign_id=f"t-{i}") for i in range(40)]
+    clash = dummy_record(foreign_id="t-7")  # a second active run for one foreign ID
+
+    outcomes = await asyncio.gather(
+        *(store.store(insert(r)) for r in [*records, clash]), return_exceptions=True
+    )
+
+    assert outcomes[:40] == [None] * 40
+    assert isinstance(outcomes[40], WorkflowInProgress)
+    # The first write goes alone; the others queue behind it and go together.
+    assert statements.count("storing records") <= 3
+    found = await store.list(records[0].workflow_name, limit=100)
+    assert {r.run_id for r in found} == {r.run_id for r in records}

@@ -11,8 +11,9 @@ has an active run: ``WorkflowInProgress``). Batches that touch one run twice, or
 that would make a second run active, fall back to one savepoint per write. A single
 write (a trigger, or a step alone in its batch) uses a plain statement without arrays.
 
-Concurrent lookups (a step consumer looks up a whole batch of runs at once) are merged
-into one ``run_id = ANY($1)`` query per event-loop turn.
+Concurrent calls are merged (``Coalescer``): lookups made in one event-loop turn (a step
+consumer looks up a whole batch of runs at once) are one ``run_id = ANY($1)`` query, and
+single ``store`` calls made in one turn (concurrent triggers) are one batch write.
 
 The outbox relay of a workflow runs in one process at a time. When it runs in this one,
 the store serves its lists from the events this process wrote (no query; see
@@ -42,8 +43,8 @@ from ..._errors import (
 from ..._event import OutboxEvent
 from ..._protocols import Order, RecordFilter, RecordWrite
 from ..._record import Record
+from ._coalesce import Coalescer
 from ._database import Connection, Database
-from ._errors import translate
 from ._record_sql import (
     COLUMNS,
     batch_args,
@@ -133,7 +134,8 @@ class PostgresRecordStore:
         self._batch = batch_sql(t.records, t.outbox, t.channel, others)
         self._insert = insert_sql(t.records, t.outbox, t.channel, others)
         self._update = update_sql(t.records, t.outbox, t.channel, others)
-        self._lookups: builtins.list[tuple[str, asyncio.Future[Record | None] | None]] | None = None
+        self._lookups = Coalescer(self._lookup_batch, "conveyor-postgres-lookups")
+        self._writes = Coalescer(self.store_many, "conveyor-postgres-writes", in_flight=1)
         self._outbox: dict[str, _Outbox] = {}
         self._deleted: set[str] = set()  # relayed, not yet deleted from the table
         self._deleter: asyncio.Task[None] | None = None
@@ -141,7 +143,9 @@ class PostgresRecordStore:
     # ------------------------------------------------------------------ writes
 
     async def store(self, write: RecordWrite) -> None:
-        (outcome,) = await self.store_many((write,))
+        """Store one write. Writes made in one event-loop turn (concurrent triggers) share
+        one statement and one commit, each with its own compare-and-set outcome."""
+        outcome = await self._writes.submit(write)
         if outcome is not None:
             raise outcome
 
@@ -253,47 +257,15 @@ class PostgresRecordStore:
 
     async def lookup(self, run_id: str) -> Record:
         """The record of ``run_id``. Lookups made in one event-loop turn (a step consumer
-        looks up a whole batch at once) share one query: the first caller runs it."""
-        batch = self._lookups
-        if batch is not None:
-            fut: asyncio.Future[Record | None] = asyncio.get_running_loop().create_future()
-            batch.append((run_id, fut))
-            record = await fut
-        else:
-            batch = self._lookups = [(run_id, None)]
-            try:
-                await asyncio.sleep(0)  # the rest of this turn's lookups join the batch
-            finally:
-                self._lookups = None
-            others = [(r, f) for r, f in batch if f is not None]
-            try:
-                found = await self._lookup_many([r for r, _ in batch])
-            except BaseException as exc:
-                if isinstance(exc, Exception):
-                    _fail(others, exc)
-                elif others:  # we were cancelled: the others still get their answer
-                    task = asyncio.get_running_loop().create_task(self._answer(others))
-                    task.add_done_callback(_retrieve)
-                raise
-            for other_id, other in others:
-                if other is not None and not other.done():
-                    other.set_result(found.get(other_id))
-            record = found.get(run_id)
+        looks up a whole batch at once) share one query."""
+        record = await self._lookups.submit(run_id)
         if record is None:
             raise RecordNotFound(f"record not found: run_id={run_id}")
         return record
 
-    async def _answer(
-        self, waiting: Sequence[tuple[str, asyncio.Future[Record | None] | None]]
-    ) -> None:
-        try:
-            found = await self._lookup_many([r for r, _ in waiting])
-        except Exception as exc:
-            _fail(waiting, exc)
-            return
-        for run_id, fut in waiting:
-            if fut is not None and not fut.done():
-                fut.set_result(found.get(run_id))
+    async def _lookup_batch(self, run_ids: builtins.list[str]) -> builtins.list[Record | None]:
+        found = await self._lookup_many(run_ids)
+        return [found.get(run_id) for run_id in run_ids]
 
     async def _lookup_many(self, run_ids: builtins.list[str]) -> dict[str, Record]:
         rows = await self._db.fetch(
@@ -468,6 +440,8 @@ class PostgresRecordStore:
 
     async def close(self) -> None:
         """Delete what was relayed (best effort) and stop. Idempotent."""
+        await self._writes.close()
+        await self._lookups.close()
         if self._deleter is not None:
             self._deleter.cancel()
             await asyncio.wait({self._deleter})
@@ -498,17 +472,3 @@ _DELETE_BATCH = 2000
 """Relayed outbox events that are deleted at once, without waiting."""
 _RELAY_ACTIVE = 0.2
 """Seconds after its last list that a relay counts as running in this process."""
-
-
-def _fail(
-    waiting: Sequence[tuple[str, asyncio.Future[Record | None] | None]], exc: Exception
-) -> None:
-    error = exc if isinstance(exc, AdapterError) else translate(exc, "looking up records")
-    for _, fut in waiting:
-        if fut is not None and not fut.done():
-            fut.set_exception(error)
-
-
-def _retrieve(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()
