@@ -1,12 +1,13 @@
 """End to end on PostgreSQL against the machine's own ceiling; prints one JSON line.
 
     python benchmarks/pg_report.py [--admin-url postgresql://postgres@127.0.0.1/postgres]
-                                   [--repeat 3] [--workers 1] [--runs 20000]
+                                   [--repeat 3] [--workers 1] [--clients 16] [--runs 20000]
                                    [--latency-runs 2000] [--skip-ceiling]
 
 Creates a throw-away database, runs ``benchmarks/throughput.py --store postgresql://...``
-``--repeat`` times on it (the full pipeline, metrics on, every run checked to finish at
-its expected version; the schema is migrated by the first run), then
+``--repeat`` times on it (the full pipeline, metrics on, runs triggered by ``--clients``
+concurrent callers, every run checked to finish at its expected version; the schema is
+migrated by the first run), then
 ``benchmarks/pg_ceiling.py`` on the same server, and drops the database. Reports the
 median of each figure and runs/s as a fraction of the ceiling: a three-step run is four
 record writes (trigger and three steps), each the work of one pgbench transaction, so
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1/postgres")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--runs", type=int, default=20_000)
     parser.add_argument("--latency-runs", type=int, default=2_000)
     parser.add_argument("--skip-ceiling", action="store_true")
@@ -75,6 +77,8 @@ def main() -> None:
                     store,
                     "--workers",
                     str(args.workers),
+                    "--clients",
+                    str(args.clients),
                     "--runs",
                     str(args.runs),
                     "--latency-runs",
@@ -96,6 +100,7 @@ def main() -> None:
     report: dict[str, object] = {
         "benchmark": "pg_report",
         "workers": args.workers,
+        "clients": args.clients,
         "runs": args.runs,
         "repeat": args.repeat,
         "runs_per_s": round(median("runs_per_s"), 1),

@@ -33,7 +33,17 @@ import uuid
 from typing import Any
 
 import conveyor
-from conveyor import Backend, Builder, Header, Run, RunState, Workflow, run_state_change_topic
+from conveyor import (
+    AdapterError,
+    Backend,
+    Builder,
+    Header,
+    Run,
+    RunState,
+    Workflow,
+    WorkflowInProgress,
+    run_state_change_topic,
+)
 
 
 class Status(enum.IntEnum):
@@ -102,12 +112,17 @@ async def throughput(
 
     async def client(first: int) -> None:
         for i in range(first, runs, clients):
-            ids.add(await wf.trigger(f"{tag}-t-{i}", initial={"n": i}))
+            ids.add(await trigger(wf, f"{tag}-t-{i}", {"n": i}))
 
     await asyncio.gather(*(client(c) for c in range(clients)))
     seen = 0
     while seen < runs:
-        for event in await done.recv(1024):
+        try:
+            events = await done.recv(1024)
+        except AdapterError:  # the database is away (pg_restart.py restarts it): retry
+            await asyncio.sleep(0.1)
+            continue
+        for event in events:
             if event.foreign_id in ids and event.headers.get(Header.RUN_STATE) == completed:
                 seen += 1
     elapsed = time.perf_counter() - start
@@ -121,6 +136,24 @@ async def throughput(
     if bad:
         raise SystemExit(f"{len(bad)} runs did not finish at version 4: {bad[0]}")
     return {"runs_per_s": runs / elapsed, "steps_per_s": 3 * runs / elapsed, "seconds": elapsed}
+
+
+async def trigger(wf: Workflow[Obj, Status], foreign_id: str, initial: Obj) -> str:
+    """Trigger, retrying while the database is away, as a service would."""
+    delay = 0.05
+    retried = False
+    while True:
+        try:
+            return await wf.trigger(foreign_id, initial=initial)
+        except WorkflowInProgress:
+            if not retried:
+                raise
+            # The attempt that failed in transit had committed: that run is ours.
+            return (await wf.record_store.latest(wf.name, foreign_id)).run_id
+        except AdapterError:
+            retried = True
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 1.0)
 
 
 async def latency(wf: Workflow[Obj, Status], runs: int, tag: str) -> dict[str, float]:

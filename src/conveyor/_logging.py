@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from ._errors import AdapterUnavailable
+
 __all__ = ["StdLogger"]
 
 
@@ -18,6 +20,10 @@ class StdLogger:
             self._log.debug("%s %s", msg, _fmt(meta), extra={"conveyor": meta})
 
     def error(self, msg: str, exc: BaseException | None = None, **meta: object) -> None:
+        if isinstance(exc, AdapterUnavailable):
+            # The backend is away (a restart, a network cut): one line, no traceback.
+            self._log.error("%s %s: %s", msg, _fmt(meta), exc, extra={"conveyor": meta})
+            return
         self._log.error("%s %s", msg, _fmt(meta), exc_info=exc, extra={"conveyor": meta})
 
 

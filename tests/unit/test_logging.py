@@ -88,3 +88,21 @@ async def test_default_logger_is_the_standard_logging_module(
     messages = [r.getMessage() for r in caplog.records if r.name == "conveyor"]
     assert any(m.startswith("process error") for m in messages)
     assert any(m.startswith("record written") for m in messages)
+
+
+def test_the_default_logger_reports_an_unreachable_backend_in_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from conveyor import AdapterError
+    from conveyor._errors import AdapterUnavailable
+    from conveyor._logging import StdLogger
+
+    logger = StdLogger()
+    with caplog.at_level(logging.ERROR, logger="conveyor"):
+        logger.error("process error", AdapterUnavailable("database restarting"), role="r")
+        logger.error("process error", AdapterError("bad row"), role="r")
+
+    away, broken = caplog.records
+    assert away.exc_info is None
+    assert "database restarting" in away.getMessage()
+    assert broken.exc_info is not None  # anything else keeps its traceback
