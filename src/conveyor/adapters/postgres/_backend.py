@@ -52,7 +52,7 @@ async def open_backend(url: str, **options: Any) -> AsyncIterator[PostgresBacken
         if not settings.migrate:
             await check_schema(db, settings)
         streamer = PostgresEventStreamer(db)
-        store = PostgresRecordStore(db)
+        store = PostgresRecordStore(db, events=streamer)
         roles = PostgresRoleScheduler(db)
         pruner = Pruner(db)
         pruning = asyncio.get_running_loop().create_task(

@@ -25,6 +25,8 @@ __all__ = [
     "batch_args",
     "batch_sql",
     "decode_headers",
+    "direct_args",
+    "direct_sql",
     "encode_headers",
     "entangled",
     "insert_args",
@@ -250,3 +252,105 @@ def entangled(writes: Sequence[RecordWrite]) -> bool:
         for w in writes
         if w.expected_version == 0
     )
+
+
+def direct_args(writes: Sequence[RecordWrite]) -> list[list[Any]]:
+    """The writes as one array per column for ``direct_sql`` (the event, not an outbox row)."""
+    cols: list[list[Any]] = [[] for _ in range(18)]
+    for i, w in enumerate(writes):
+        r, m, o = w.record, w.record.meta, w.outbox
+        row = (
+            i,
+            w.expected_version,
+            r.run_id,
+            r.workflow_name,
+            r.foreign_id,
+            int(r.run_state),
+            int(r.status),
+            r.object,
+            r.created_at,
+            r.updated_at,
+            m.version,
+            m.run_state_reason,
+            m.status_description,
+            m.trace_origin,
+            o.topic,
+            int(o.type),
+            encode_headers(dict(o.headers)),
+            "{" + ",".join(str(int(s)) for s in m.reached) + "}",
+        )
+        for col, value in zip(cols, row, strict=True):
+            col.append(value)
+    return cols
+
+
+def direct_sql(records: str, topics: str, events: str, channel: str, others: str) -> str:
+    """A batch of writes that appends each applied write's event to the event log itself.
+
+    For a record store whose events go to the event log in the same database: the event
+    is part of the write's transaction, so no outbox row, relay or second commit. IDs
+    come from the topics' counter rows as for any send (gap-free, visible in order);
+    counters are taken after the records, in topic order, so two writers never wait for
+    each other in a cycle. Returns per write: ``ord, applied, stored_version, event_id,
+    now()``, and NOTIFYs each appended topic if another process listens.
+    """
+    return f"""
+WITH w AS (
+    SELECT * FROM unnest(
+        $1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::smallint[],
+        $7::bigint[], $8::bytea[], $9::timestamptz[], $10::timestamptz[], $11::bigint[],
+        $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bytea[],
+        $18::text[]
+    ) AS w(ord, expected, run_id, workflow_name, foreign_id, run_state, status, object,
+           created_at, updated_at, version, reason, description, trace, topic,
+           event_type, headers, reached)
+),
+inserted AS (
+    INSERT INTO {records} (run_id, workflow_name, foreign_id, run_state, status, object,
+        created_at, updated_at, version, run_state_reason, status_description, trace_origin,
+        reached)
+    SELECT run_id, workflow_name, foreign_id, run_state, status, object, created_at,
+        updated_at, version, reason, description, trace, reached::bigint[]
+    FROM w WHERE expected = 0 ORDER BY ord
+    ON CONFLICT DO NOTHING
+    RETURNING run_id
+),
+updated AS (
+    UPDATE {records} r SET run_state = w.run_state, status = w.status, object = w.object,
+        updated_at = w.updated_at, version = w.version, run_state_reason = w.reason,
+        status_description = w.description, trace_origin = w.trace,
+        reached = w.reached::bigint[]
+    FROM w
+    WHERE w.expected > 0 AND r.run_id = w.run_id AND r.version = w.expected
+    RETURNING w.ord
+),
+applied AS (
+    SELECT w.ord FROM w JOIN inserted USING (run_id) WHERE w.expected = 0
+    UNION ALL SELECT ord FROM updated
+),
+counts AS (
+    SELECT w.topic, count(*) AS n FROM w JOIN applied USING (ord) GROUP BY w.topic
+),
+counter AS (
+    INSERT INTO {topics} AS t (topic, last_id)
+    SELECT topic, n FROM counts ORDER BY topic
+    ON CONFLICT (topic) DO UPDATE SET last_id = t.last_id + excluded.last_id
+    RETURNING t.topic, t.last_id
+),
+numbered AS (
+    SELECT w.ord, w.topic, w.run_id, w.event_type, w.headers,
+        c.last_id - k.n + row_number() OVER (PARTITION BY w.topic ORDER BY w.ord) AS id
+    FROM w JOIN applied USING (ord) JOIN counter c USING (topic) JOIN counts k USING (topic)
+),
+appended AS (
+    INSERT INTO {events} (topic, id, foreign_id, type, headers)
+    SELECT topic, id, run_id, event_type, headers FROM numbered
+)
+SELECT w.ord, a.ord IS NOT NULL AS applied,
+    CASE WHEN a.ord IS NULL THEN (SELECT r.version FROM {records} r WHERE r.run_id = w.run_id)
+    END AS stored_version,
+    n.id, now(),
+    (SELECT count(pg_notify({channel!r}, 'e:' || c.topic)) FROM counter c
+     WHERE {others.replace("$_", "$19")}) AS notified
+FROM w LEFT JOIN applied a USING (ord) LEFT JOIN numbered n USING (ord)
+"""

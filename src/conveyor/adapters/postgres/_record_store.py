@@ -40,7 +40,7 @@ from ..._errors import (
     WorkflowError,
     WorkflowInProgress,
 )
-from ..._event import OutboxEvent
+from ..._event import Event, OutboxEvent
 from ..._protocols import Order, RecordFilter, RecordWrite
 from ..._record import Record
 from ._coalesce import Coalescer
@@ -50,6 +50,8 @@ from ._record_sql import (
     batch_args,
     batch_sql,
     decode_headers,
+    direct_args,
+    direct_sql,
     entangled,
     insert_args,
     insert_sql,
@@ -57,6 +59,7 @@ from ._record_sql import (
     update_args,
     update_sql,
 )
+from ._streamer import PostgresEventStreamer
 
 __all__ = ["PostgresRecordStore"]
 
@@ -126,11 +129,13 @@ class PostgresRecordStore:
     own, stored as ``timestamptz`` (exact to the microsecond).
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, events: PostgresEventStreamer | None = None) -> None:
         self._db = db
         t = db.tables
         self._t = t
         others = db.others_listen_sql
+        self._events = events
+        self._direct = direct_sql(t.records, t.topics, t.events, t.channel, others)
         self._batch = batch_sql(t.records, t.outbox, t.channel, others)
         self._insert = insert_sql(t.records, t.outbox, t.channel, others)
         self._update = update_sql(t.records, t.outbox, t.channel, others)
@@ -152,6 +157,8 @@ class PostgresRecordStore:
     async def store_many(self, writes: Sequence[RecordWrite]) -> Sequence[WorkflowError | None]:
         if not writes:
             return []
+        if self._events is not None:
+            return await self._store_direct(writes, self._events)
         outcomes = None if entangled(writes) else await self._store_batch(writes)
         if outcomes is None:
             outcomes = await self._store_one_by_one(writes)
@@ -198,6 +205,54 @@ class PostgresRecordStore:
             ord_, applied, stored_version = row[0], row[1], row[2]
             if not applied:
                 outcomes[ord_] = self._failure(writes[ord_], stored_version)
+        return outcomes
+
+    async def _store_direct(
+        self, writes: Sequence[RecordWrite], streamer: PostgresEventStreamer
+    ) -> builtins.list[WorkflowError | None]:
+        """Write records and append their events to the log in one transaction (see
+        ``direct_sql``); a batch that one statement cannot take goes write by write."""
+        me = self._db.member_id
+
+        async def batch(conn: Connection) -> builtins.list[asyncpg.Record] | None:
+            try:
+                return await conn.fetch(self._direct, *direct_args(writes), me)
+            except asyncpg.UniqueViolationError:
+                return None
+
+        async def one_by_one(conn: Connection) -> builtins.list[asyncpg.Record | None]:
+            rows: builtins.list[asyncpg.Record | None] = []
+            async with conn.transaction():
+                for write in writes:
+                    try:
+                        async with conn.transaction():  # a savepoint
+                            (row,) = await conn.fetch(self._direct, *direct_args((write,)), me)
+                    except asyncpg.UniqueViolationError:
+                        row = None
+                    rows.append(row)
+            return rows
+
+        rows: Sequence[asyncpg.Record | None] | None = None
+        if not entangled(writes):
+            rows = await self._db.run("storing records", batch)
+        if rows is None:
+            rows = await self._db.run("storing records", one_by_one)
+        outcomes: builtins.list[WorkflowError | None] = []
+        by_topic: dict[str, builtins.list[Event]] = {}
+        for write, row in zip(writes, rows, strict=True):
+            if row is None:
+                record = write.record
+                outcomes.append(WorkflowInProgress(record.workflow_name, record.foreign_id))
+            elif not row[1]:
+                outcomes.append(self._failure(write, row[2]))
+            else:
+                outcomes.append(None)
+                o = write.outbox
+                event = Event(row[3], o.run_id, int(o.type), dict(o.headers), row[4])
+                by_topic.setdefault(o.topic, []).append(event)
+        for topic, events in by_topic.items():
+            events.sort(key=lambda e: e.id)
+            streamer.appended(topic, events)
         return outcomes
 
     def _must_notify(self, workflow_name: str) -> bool:

@@ -244,13 +244,19 @@ WITH counter AS (
             rows = await self._db.write(f"sending to {topic!r}", self._send_new_sql, *args)
         base, created_at, ids, _ = rows[0]
         appended = set(ids or ())
-        self._cache(topic).add(
+        self.appended(
+            topic,
             [
                 Event(base + i, e.foreign_id, int(e.type), dict(e.headers), created_at)
                 for i, e in enumerate(events, 1)
                 if base + i in appended
-            ]
+            ],
         )
+
+    def appended(self, topic: str, events: list[Event]) -> None:
+        """Tell this process's receivers of ``topic`` about events it just committed there
+        (in ID order): they take them without a query and are woken directly."""
+        self._cache(topic).add(events)
         self._db.fire(f"e:{topic}")
 
     def _cache(self, topic: str) -> _SentCache:
