@@ -1,7 +1,11 @@
 """PostgreSQL adapters: records with their outbox, timeouts, an event log and role leases.
 
 Install with ``pip install 'conveyor[postgres]'`` (the asyncpg driver). Open all four on
-one database with ``conveyor.connect("postgresql://user@host/db")``; create the schema
+one database with ``conveyor.connect("postgresql://user@host/db")``: there the record
+store appends each write's event to the event log in the write's own statement (records
+and events share the database, so the transactional outbox and its relay have nothing
+to bridge); a ``PostgresRecordStore`` built without ``events=`` keeps the outbox for any
+other event streamer; create the schema
 first with ``conveyor migrate --store postgresql://...`` (or pass ``migrate=True``, or
 ``?migrate=true`` in the URL). Options (``PostgresOptions``: schema, table prefix, pool
 size, role timings, retention) are keyword arguments or URL query parameters.

@@ -26,6 +26,8 @@ __all__ = [
     "batch_sql",
     "decode_headers",
     "direct_args",
+    "direct_one_args",
+    "direct_one_sql",
     "direct_sql",
     "encode_headers",
     "entangled",
@@ -354,3 +356,70 @@ SELECT w.ord, a.ord IS NOT NULL AS applied,
      WHERE {others.replace("$_", "$19")}) AS notified
 FROM w LEFT JOIN applied a USING (ord) LEFT JOIN numbered n USING (ord)
 """
+
+
+def direct_one_sql(
+    records: str, topics: str, events: str, channel: str, others: str, *, new: bool
+) -> str:
+    """``direct_sql`` for one write (a trigger, or a step alone in its batch): plain
+    parameters, no arrays to unnest. ``new``: an insert, else a compare-and-set update
+    (arguments from ``direct_one_args``, then the member ID)."""
+    if new:
+        write = f"""
+    INSERT INTO {records} (run_id, workflow_name, foreign_id, run_state, status, object,
+        created_at, updated_at, version, run_state_reason, status_description, trace_origin,
+        reached)
+    VALUES ($1, $14, $15, $2, $3, $4, $16, $5, $6, $7, $8, $9, $10)
+    ON CONFLICT DO NOTHING
+    RETURNING run_id"""
+        member = "$17"
+    else:
+        write = f"""
+    UPDATE {records} SET run_state = $2, status = $3, object = $4, updated_at = $5,
+        version = $6, run_state_reason = $7, status_description = $8, trace_origin = $9,
+        reached = $10
+    WHERE run_id = $1 AND version = $14
+    RETURNING run_id"""
+        member = "$15"
+    return f"""
+WITH written AS ({write}
+),
+counter AS (
+    INSERT INTO {topics} AS t (topic, last_id) SELECT $11, 1 FROM written
+    ON CONFLICT (topic) DO UPDATE SET last_id = t.last_id + 1
+    RETURNING t.last_id
+),
+appended AS (
+    INSERT INTO {events} (topic, id, foreign_id, type, headers)
+    SELECT $11, last_id, $1, $12, $13 FROM counter
+)
+SELECT 0, EXISTS (SELECT 1 FROM written),
+    CASE WHEN NOT EXISTS (SELECT 1 FROM written)
+        THEN (SELECT version FROM {records} WHERE run_id = $1) END,
+    (SELECT last_id FROM counter), now(),
+    (SELECT count(pg_notify({channel!r}, 'e:' || $11)) FROM counter
+     WHERE {others.replace("$_", member)})
+"""
+
+
+def direct_one_args(write: RecordWrite) -> tuple[object, ...]:
+    """The arguments of ``direct_one_sql`` for ``write`` (without the member ID)."""
+    r, m, o = write.record, write.record.meta, write.outbox
+    common = (
+        r.run_id,
+        int(r.run_state),
+        int(r.status),
+        r.object,
+        r.updated_at,
+        m.version,
+        m.run_state_reason,
+        m.status_description,
+        m.trace_origin,
+        [int(s) for s in m.reached],
+        o.topic,
+        int(o.type),
+        encode_headers(dict(o.headers)),
+    )
+    if write.expected_version == 0:
+        return (*common, r.workflow_name, r.foreign_id, r.created_at)
+    return (*common, write.expected_version)

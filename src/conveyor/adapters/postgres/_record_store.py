@@ -15,6 +15,15 @@ Concurrent calls are merged (``Coalescer``): lookups made in one event-loop turn
 consumer looks up a whole batch of runs at once) are one ``run_id = ANY($1)`` query, and
 single ``store`` calls made in one turn (concurrent triggers) are one batch write.
 
+Direct events (``PostgresRecordStore(db, events=streamer)``, what ``connect`` builds):
+when the event log lives in the same database, a write appends its event to the log in
+its own statement instead of adding an outbox row (``direct_sql``): one commit per write
+instead of three statements (write, relay's send, outbox delete), and a run moves from
+one process to another in one hop instead of two (write, relay, consumer). The event is
+exactly the one the relay would have sent (same topic, type, headers and foreign ID);
+the outbox stays empty and the relay idles. This process's receivers are handed the
+events at once (``PostgresEventStreamer.appended``).
+
 The outbox relay of a workflow runs in one process at a time. When it runs in this one,
 the store serves its lists from the events this process wrote (no query; see
 ``_Outbox``), writes skip the NOTIFY (the relay is woken directly), and relayed events
@@ -51,6 +60,8 @@ from ._record_sql import (
     batch_sql,
     decode_headers,
     direct_args,
+    direct_one_args,
+    direct_one_sql,
     direct_sql,
     entangled,
     insert_args,
@@ -136,6 +147,12 @@ class PostgresRecordStore:
         others = db.others_listen_sql
         self._events = events
         self._direct = direct_sql(t.records, t.topics, t.events, t.channel, others)
+        self._direct_insert = direct_one_sql(
+            t.records, t.topics, t.events, t.channel, others, new=True
+        )
+        self._direct_update = direct_one_sql(
+            t.records, t.topics, t.events, t.channel, others, new=False
+        )
         self._batch = batch_sql(t.records, t.outbox, t.channel, others)
         self._insert = insert_sql(t.records, t.outbox, t.channel, others)
         self._update = update_sql(t.records, t.outbox, t.channel, others)
@@ -216,6 +233,12 @@ class PostgresRecordStore:
 
         async def batch(conn: Connection) -> builtins.list[asyncpg.Record] | None:
             try:
+                if len(writes) == 1:
+                    (write,) = writes
+                    sql = (
+                        self._direct_insert if write.expected_version == 0 else self._direct_update
+                    )
+                    return await conn.fetch(sql, *direct_one_args(write), me)
                 return await conn.fetch(self._direct, *direct_args(writes), me)
             except asyncpg.UniqueViolationError:
                 return None

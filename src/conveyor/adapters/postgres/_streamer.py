@@ -7,9 +7,11 @@ commits after a higher one. Here IDs are per topic and come from the topic's row
 stays locked until the sender commits, so the next sender to the topic waits and gets
 higher IDs only after the lower ones are visible. A topic's IDs therefore become visible
 in order, and ``id > cursor`` never skips one. The price is that senders to *one* topic
-commit one after another; in the engine each topic has a single writer anyway (the
-workflow's outbox relay, which holds a role), and different topics do not wait for each
-other. Readers are never held back by unrelated transactions (unlike reading below
+commit one after another; different topics do not wait for each other. In the engine a
+topic's writers are few: the outbox relay (one process at a time), or, with the record
+store's direct events, the consumers of the statuses that lead to it (and triggers for
+the first status), whose batches share one commit each. Readers are never held back by
+unrelated transactions (unlike reading below
 ``pg_snapshot_xmin``, which waits for every older transaction in the database, including
 long ones that never touch the log, and whose order is not the order of the IDs that
 receivers and sharding see).
