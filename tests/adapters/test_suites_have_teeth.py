@@ -27,6 +27,7 @@ from conveyor import (
     TimeoutRecord,
     WorkflowError,
 )
+from conveyor.adapters._acks import AckTracker
 from conveyor.adapters.memory import (
     MemoryConnector,
     MemoryConnectorConsumer,
@@ -111,7 +112,8 @@ class _LatestAtFirstRecvReceiver(MemoryEventReceiver):
     async def recv(self, max_events: int = 1) -> Sequence[Event]:
         if self.from_latest:
             self.from_latest = False
-            self._next = self._committed = len(self._log.events)
+            self._next = len(self._log.events)
+            self._acks = AckTracker(self._next)
         return await super().recv(max_events)
 
 

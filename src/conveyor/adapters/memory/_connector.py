@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from ..._connector import ConnectorEvent
 from ..._errors import AdapterError
+from .._acks import AckTracker
 from ._signal import Signal
 
 __all__ = ["MemoryConnector", "MemoryConnectorConsumer"]
@@ -34,9 +35,8 @@ class MemoryConnectorConsumer:
         self._connector = connector
         self._name = name
         self._next = start
-        self._committed = start
-        self._handed: dict[int, int] = {}  # id(event object) -> position
-        self._acked: set[int] = set()
+        self._handed: dict[int, int] = {}  # id(event object) -> its 1-based position
+        self._acks = AckTracker(start)  # the cursor: how many events are passed
         self._closed = False
 
     def pending(self) -> int:
@@ -51,20 +51,18 @@ class MemoryConnectorConsumer:
         start, end = self._next, min(len(events), self._next + max(1, max_events))
         self._next = end
         batch = events[start:end]
-        for offset, event in enumerate(batch):
-            self._handed[id(event)] = start + offset
+        for position, event in enumerate(batch, start + 1):
+            self._handed[id(event)] = position
+        self._acks.hand_out(range(start + 1, end + 1))
         return batch
 
     async def ack(self, event: ConnectorEvent) -> None:
         position = self._handed.pop(id(event), None)
         if position is None:
             raise AdapterError(f"event {event.id!r} was not handed out by {self._name!r}")
-        self._acked.add(position)
-        while self._committed in self._acked:
-            self._acked.discard(self._committed)
-            self._committed += 1
+        self._acks.ack(position)
         cursors = self._connector._cursors
-        cursors[self._name] = max(cursors.get(self._name, 0), self._committed)
+        cursors[self._name] = max(cursors.get(self._name, 0), self._acks.committed)
 
     async def close(self) -> None:
         if not self._closed:

@@ -9,6 +9,7 @@ from ..._clock import Clock, SystemClock
 from ..._errors import AdapterError
 from ..._event import Event
 from ..._protocols import OutgoingEvent
+from .._acks import AckTracker
 from ._signal import Signal
 
 __all__ = ["MemoryEventStreamer"]
@@ -115,8 +116,8 @@ class MemoryEventReceiver:
         self._name = name
         self._log = log
         self._next = start  # next position to hand out
-        self._committed = start  # every position below this is acknowledged
-        self._acked: set[int] = set()  # acknowledged positions at or above _committed
+        # Positions are 1-based in the tracker: its cursor is the number of events passed.
+        self._acks = AckTracker(start)
         self._closed = False
 
     def pending(self) -> int:
@@ -134,26 +135,17 @@ class MemoryEventReceiver:
         start = self._next
         end = min(len(events), start + max(1, max_events))
         self._next = end
+        self._acks.hand_out(range(start + 1, end + 1))
         return events[start:end]
 
     async def ack(self, event: Event) -> None:
-        position = self._position(event)
-        if position < self._committed:
-            return
-        self._acked.add(position)
-        committed = self._committed
-        acked = self._acked
-        while committed in acked:
-            acked.discard(committed)
-            committed += 1
-        if committed != self._committed:
-            self._committed = committed
-            self._streamer._commit(self._topic_name, self._name, committed)
+        if self._acks.ack(self._position(event) + 1):
+            self._streamer._commit(self._topic_name, self._name, self._acks.committed)
 
     def _position(self, event: Event) -> int:
         # Events handed out by this receiver lie in [start, _next); IDs increase with position.
         events = self._log.events
-        first = self._committed
+        first = self._acks.committed
         if first < self._next and events[first].id == event.id:
             return first
         lo, hi = 0, self._next

@@ -98,19 +98,10 @@ def batch_args(writes: Sequence[RecordWrite]) -> list[list[Any]]:
     return cols
 
 
-def batch_sql(records: str, outbox: str, channel: str, others: str) -> str:
-    return f"""
-WITH w AS (
-    SELECT * FROM unnest(
-        $1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::smallint[],
-        $7::bigint[], $8::bytea[], $9::timestamptz[], $10::timestamptz[], $11::bigint[],
-        $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bytea[],
-        $18::timestamptz[], $19::text[]
-    ) AS w(ord, expected, run_id, workflow_name, foreign_id, run_state, status, object,
-           created_at, updated_at, version, reason, description, trace, outbox_id,
-           outbox_type, outbox_headers, outbox_created_at, reached)
-),
-inserted AS (
+def _records_ctes(records: str) -> str:
+    """The CTEs both batch statements share: from the unnested writes ``w``, insert the new
+    runs, compare-and-set the others, and list the ``ord`` of every write that applied."""
+    return f"""inserted AS (
     INSERT INTO {records} (run_id, workflow_name, foreign_id, run_state, status, object,
         created_at, updated_at, version, run_state_reason, status_description, trace_origin,
         reached)
@@ -133,7 +124,22 @@ applied AS (
     SELECT w.ord FROM w JOIN inserted USING (run_id) WHERE w.expected = 0
     UNION ALL SELECT ord FROM updated
 ),
-relayed AS (
+"""
+
+
+def batch_sql(records: str, outbox: str, channel: str, others: str) -> str:
+    return f"""
+WITH w AS (
+    SELECT * FROM unnest(
+        $1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::smallint[],
+        $7::bigint[], $8::bytea[], $9::timestamptz[], $10::timestamptz[], $11::bigint[],
+        $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bytea[],
+        $18::timestamptz[], $19::text[]
+    ) AS w(ord, expected, run_id, workflow_name, foreign_id, run_state, status, object,
+           created_at, updated_at, version, reason, description, trace, outbox_id,
+           outbox_type, outbox_headers, outbox_created_at, reached)
+),
+{_records_ctes(records)}relayed AS (
     INSERT INTO {outbox} (id, workflow_name, run_id, type, headers, created_at)
     SELECT w.outbox_id, w.workflow_name, w.run_id, w.outbox_type, w.outbox_headers,
         w.outbox_created_at
@@ -307,30 +313,7 @@ WITH w AS (
            created_at, updated_at, version, reason, description, trace, topic,
            event_type, headers, reached)
 ),
-inserted AS (
-    INSERT INTO {records} (run_id, workflow_name, foreign_id, run_state, status, object,
-        created_at, updated_at, version, run_state_reason, status_description, trace_origin,
-        reached)
-    SELECT run_id, workflow_name, foreign_id, run_state, status, object, created_at,
-        updated_at, version, reason, description, trace, reached::bigint[]
-    FROM w WHERE expected = 0 ORDER BY ord
-    ON CONFLICT DO NOTHING
-    RETURNING run_id
-),
-updated AS (
-    UPDATE {records} r SET run_state = w.run_state, status = w.status, object = w.object,
-        updated_at = w.updated_at, version = w.version, run_state_reason = w.reason,
-        status_description = w.description, trace_origin = w.trace,
-        reached = w.reached::bigint[]
-    FROM w
-    WHERE w.expected > 0 AND r.run_id = w.run_id AND r.version = w.expected
-    RETURNING w.ord
-),
-applied AS (
-    SELECT w.ord FROM w JOIN inserted USING (run_id) WHERE w.expected = 0
-    UNION ALL SELECT ord FROM updated
-),
-counts AS (
+{_records_ctes(records)}counts AS (
     SELECT w.topic, count(*) AS n FROM w JOIN applied USING (ord) GROUP BY w.topic
 ),
 counter AS (

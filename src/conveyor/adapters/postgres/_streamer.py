@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 
 import asyncpg
@@ -48,6 +47,7 @@ import msgspec
 from ..._errors import AdapterError
 from ..._event import Event, Header
 from ..._protocols import OutgoingEvent
+from .._acks import AckTracker, NotHandedOut
 from ._database import Connection, Database
 from ._signal import Signal
 
@@ -303,7 +303,7 @@ WITH counter AS (
         for receiver in self._receivers:
             if receiver._saved:
                 key = (receiver.topic, receiver.name)
-                self._dirty[key] = max(self._dirty.get(key, -1), receiver._committed)
+                self._dirty[key] = max(self._dirty.get(key, -1), receiver._acks.committed)
 
     async def _flush(self, only: tuple[str, str] | None = None) -> None:
         """Write dirty cursors (all, or ``only`` one); on failure they stay dirty."""
@@ -369,10 +369,7 @@ class PostgresEventReceiver:
         self.name = name
         self._poll_interval = poll_interval
         self._next = start  # the last ID handed out
-        self._committed = start  # every ID up to this one is acknowledged
-        self._order: deque[int] = deque()  # handed out and not committed, in ID order
-        self._handed: set[int] = set()  # the same IDs, for membership
-        self._acked: set[int] = set()  # those of them acknowledged
+        self._acks = AckTracker(start)
         self._saved = saved  # whether a cursor row exists (or is on its way)
         self._signal = streamer._db.signal(f"e:{topic}")
         self._cache = streamer._cache(topic)
@@ -437,29 +434,20 @@ class PostgresEventReceiver:
         )
 
     def _take(self, events: list[Event]) -> list[Event]:
-        for event in events:
-            self._order.append(event.id)
-            self._handed.add(event.id)
+        self._acks.hand_out(event.id for event in events)
         self._next = events[-1].id
         return events
 
     async def ack(self, event: Event) -> None:
-        event_id = event.id
-        if event_id <= self._committed:
-            return
-        if event_id not in self._handed:
-            raise AdapterError(f"event {event_id} was not handed out by receiver {self.name!r}")
-        acked, order = self._acked, self._order
-        acked.add(event_id)
-        committed = self._committed
-        while order and order[0] in acked:
-            committed = order.popleft()
-            acked.discard(committed)
-            self._handed.discard(committed)
-        if committed != self._committed:
-            self._committed = committed
+        try:
+            moved = self._acks.ack(event.id)
+        except NotHandedOut:
+            raise AdapterError(
+                f"event {event.id} was not handed out by receiver {self.name!r}"
+            ) from None
+        if moved:
             self._saved = True
-            self._streamer._mark(self.topic, self.name, committed)
+            self._streamer._mark(self.topic, self.name, self._acks.committed)
 
     async def close(self) -> None:
         """Stop receiving and write this receiver's cursor (if it moved). Idempotent.

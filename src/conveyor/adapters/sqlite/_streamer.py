@@ -45,6 +45,7 @@ from ..._clock import Clock, SystemClock
 from ..._errors import AdapterError
 from ..._event import Event
 from ..._protocols import OutgoingEvent
+from .._acks import AckTracker, NotHandedOut
 from ._db import Database, from_us, to_us
 
 __all__ = ["SQLiteEventReceiver", "SQLiteEventSender", "SQLiteEventStreamer"]
@@ -377,10 +378,7 @@ class SQLiteEventReceiver:
         self._key = ("events", topic)
         self._poll = _FALLBACK_POLL if poll_interval is None else max(0.001, poll_interval)
         self._last = start  # the highest id handed out
-        self._committed = start  # every event up to here is acknowledged
-        self._order: collections.deque[int] = collections.deque()  # handed out, unacknowledged
-        self._outstanding: set[int] = set()
-        self._acked: set[int] = set()
+        self._acks = AckTracker(start)
         self._caught_up = -1  # the topic's wake-up version when a look found everything
         self._closing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._closed = False
@@ -414,28 +412,19 @@ class SQLiteEventReceiver:
                 events = [_event(row) for row in rows]
                 ids = [e.id for e in events]
                 self._last = ids[-1]
-                self._order.extend(ids)
-                self._outstanding.update(ids)
+                self._acks.hand_out(ids)
                 self._db.hub.saw(self._key, self._last)
                 return events
 
     async def ack(self, event: Event) -> None:
-        event_id = event.id
-        if event_id <= self._committed:
-            return
-        if event_id not in self._outstanding:
-            raise AdapterError(f"event {event_id} was not handed out by receiver {self._name!r}")
-        acked = self._acked
-        acked.add(event_id)
-        order = self._order
-        committed = self._committed
-        while order and order[0] in acked:
-            committed = order.popleft()
-            acked.discard(committed)
-            self._outstanding.discard(committed)
-        if committed != self._committed:
-            self._committed = committed
-            self._streamer._commit(self._topic, self._name, committed)
+        try:
+            moved = self._acks.ack(event.id)
+        except NotHandedOut:
+            raise AdapterError(
+                f"event {event.id} was not handed out by receiver {self._name!r}"
+            ) from None
+        if moved:
+            self._streamer._commit(self._topic, self._name, self._acks.committed)
 
     async def close(self) -> None:
         if self._closed:
