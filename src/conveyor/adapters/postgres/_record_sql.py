@@ -67,35 +67,51 @@ def record(row: asyncpg.Record) -> Record:
     )
 
 
+def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as one list per column (for ``unnest``)."""
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
+def _record_row(i: int, w: RecordWrite) -> tuple[Any, ...]:
+    """The columns every batch statement starts with: a write's position and its record."""
+    r, m = w.record, w.record.meta
+    return (
+        i,
+        w.expected_version,
+        r.run_id,
+        r.workflow_name,
+        r.foreign_id,
+        int(r.run_state),
+        int(r.status),
+        r.object,
+        r.created_at,
+        r.updated_at,
+        m.version,
+        m.run_state_reason,
+        m.status_description,
+        m.trace_origin,
+    )
+
+
+def _reached(w: RecordWrite) -> str:
+    return "{" + ",".join(str(int(s)) for s in w.record.meta.reached) + "}"
+
+
 def batch_args(writes: Sequence[RecordWrite]) -> list[list[Any]]:
-    """The writes as one array per column (for ``unnest``)."""
-    cols: list[list[Any]] = [[] for _ in range(19)]
-    for i, w in enumerate(writes):
-        r, m, o = w.record, w.record.meta, w.outbox
-        row = (
-            i,
-            w.expected_version,
-            r.run_id,
-            r.workflow_name,
-            r.foreign_id,
-            int(r.run_state),
-            int(r.status),
-            r.object,
-            r.created_at,
-            r.updated_at,
-            m.version,
-            m.run_state_reason,
-            m.status_description,
-            m.trace_origin,
-            o.id,
-            int(o.type),
-            encode_headers(dict(o.headers)),
-            o.created_at,
-            "{" + ",".join(str(int(s)) for s in m.reached) + "}",
-        )
-        for col, value in zip(cols, row, strict=True):
-            col.append(value)
-    return cols
+    """The writes as one array per column (for ``unnest`` in ``batch_sql``)."""
+    return _columns(
+        [
+            (
+                *_record_row(i, w),
+                w.outbox.id,
+                int(w.outbox.type),
+                encode_headers(dict(w.outbox.headers)),
+                w.outbox.created_at,
+                _reached(w),
+            )
+            for i, w in enumerate(writes)
+        ]
+    )
 
 
 def _records_ctes(records: str) -> str:
@@ -264,32 +280,18 @@ def entangled(writes: Sequence[RecordWrite]) -> bool:
 
 def direct_args(writes: Sequence[RecordWrite]) -> list[list[Any]]:
     """The writes as one array per column for ``direct_sql`` (the event, not an outbox row)."""
-    cols: list[list[Any]] = [[] for _ in range(18)]
-    for i, w in enumerate(writes):
-        r, m, o = w.record, w.record.meta, w.outbox
-        row = (
-            i,
-            w.expected_version,
-            r.run_id,
-            r.workflow_name,
-            r.foreign_id,
-            int(r.run_state),
-            int(r.status),
-            r.object,
-            r.created_at,
-            r.updated_at,
-            m.version,
-            m.run_state_reason,
-            m.status_description,
-            m.trace_origin,
-            o.topic,
-            int(o.type),
-            encode_headers(dict(o.headers)),
-            "{" + ",".join(str(int(s)) for s in m.reached) + "}",
-        )
-        for col, value in zip(cols, row, strict=True):
-            col.append(value)
-    return cols
+    return _columns(
+        [
+            (
+                *_record_row(i, w),
+                w.outbox.topic,
+                int(w.outbox.type),
+                encode_headers(dict(w.outbox.headers)),
+                _reached(w),
+            )
+            for i, w in enumerate(writes)
+        ]
+    )
 
 
 def direct_sql(records: str, topics: str, events: str, channel: str, others: str) -> str:
