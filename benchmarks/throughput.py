@@ -6,10 +6,10 @@
 
 Throughput: ``--runs`` runs are triggered by ``--clients`` concurrent callers (each
 triggers its share one after another, as a service's request handlers would) and the
-clock stops when the last one has completed (counted from the run-state-change topic,
-as ``wait`` would see it); every run is then checked to have finished at its expected
-version. Latency: runs one at a
-time, trigger to ``wait(...)`` returning at the terminal status.
+clock stops when the last one has completed (counted from the run-state-change topic, as
+``wait`` would see it); every run is then checked to have finished at its expected
+version. Latency: runs one at a time, trigger to ``wait(...)`` returning at the terminal
+status.
 
 ``--workers N`` runs the workflow in N processes on the same backend: this process plus
 N-1 worker processes (so the roles, and the work, spread across N processes). Metrics are

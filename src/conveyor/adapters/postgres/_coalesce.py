@@ -31,7 +31,7 @@ R = TypeVar("R")
 
 
 class Coalescer(Generic[I, R]):
-    """Runs ``batch(items)`` once per event-loop turn for the items submitted in it.
+    """Runs ``batch(items)`` for items submitted together (see the module docstring).
 
     ``batch`` returns one result per item, in order; an exception it raises is every
     caller's. ``limit`` caps a batch (the rest start the next one).

@@ -13,7 +13,8 @@ write (a trigger, or a step alone in its batch) uses a plain statement without a
 
 Concurrent calls are merged (``Coalescer``): lookups made in one event-loop turn (a step
 consumer looks up a whole batch of runs at once) are one ``run_id = ANY($1)`` query, and
-single ``store`` calls made in one turn (concurrent triggers) are one batch write.
+single ``store`` calls that arrive while one is being written (concurrent triggers) are
+written together next, as one batch (group commit).
 
 Direct events (``PostgresRecordStore(db, events=streamer)``, what ``connect`` builds):
 when the event log lives in the same database, a write appends its event to the log in
@@ -165,8 +166,9 @@ class PostgresRecordStore:
     # ------------------------------------------------------------------ writes
 
     async def store(self, write: RecordWrite) -> None:
-        """Store one write. Writes made in one event-loop turn (concurrent triggers) share
-        one statement and one commit, each with its own compare-and-set outcome."""
+        """Store one write. A lone write goes at once; writes that arrive while one is in
+        flight (concurrent triggers) share the next statement and commit, each with its own
+        compare-and-set outcome."""
         outcome = await self._writes.submit(write)
         if outcome is not None:
             raise outcome
@@ -231,14 +233,15 @@ class PostgresRecordStore:
         ``direct_sql``); a batch that one statement cannot take goes write by write."""
         me = self._db.member_id
 
+        async def one(conn: Connection, write: RecordWrite) -> asyncpg.Record:
+            sql = self._direct_insert if write.expected_version == 0 else self._direct_update
+            row: asyncpg.Record = (await conn.fetch(sql, *direct_one_args(write), me))[0]
+            return row
+
         async def batch(conn: Connection) -> builtins.list[asyncpg.Record] | None:
             try:
                 if len(writes) == 1:
-                    (write,) = writes
-                    sql = (
-                        self._direct_insert if write.expected_version == 0 else self._direct_update
-                    )
-                    return await conn.fetch(sql, *direct_one_args(write), me)
+                    return [await one(conn, writes[0])]
                 return await conn.fetch(self._direct, *direct_args(writes), me)
             except asyncpg.UniqueViolationError:
                 return None
@@ -249,7 +252,7 @@ class PostgresRecordStore:
                 for write in writes:
                     try:
                         async with conn.transaction():  # a savepoint
-                            (row,) = await conn.fetch(self._direct, *direct_args((write,)), me)
+                            row = await one(conn, write)
                     except asyncpg.UniqueViolationError:
                         row = None
                     rows.append(row)

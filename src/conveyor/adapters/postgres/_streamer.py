@@ -11,10 +11,9 @@ commit one after another; different topics do not wait for each other. In the en
 topic's writers are few: the outbox relay (one process at a time), or, with the record
 store's direct events, the consumers of the statuses that lead to it (and triggers for
 the first status), whose batches share one commit each. Readers are never held back by
-unrelated transactions (unlike reading below
-``pg_snapshot_xmin``, which waits for every older transaction in the database, including
-long ones that never touch the log, and whose order is not the order of the IDs that
-receivers and sharding see).
+unrelated transactions (unlike reading below ``pg_snapshot_xmin``, which waits for every
+older transaction in the database, including long ones that never touch the log, and
+whose order is not the order of the IDs that receivers and sharding see).
 
 At most once per write. Engine events carry the run ID and record version of the write
 that produced them; a second copy of one (the relay sends again after a crash or a
