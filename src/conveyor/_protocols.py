@@ -117,6 +117,10 @@ class EventStreamer(Protocol):
         """
         ...
 
+    async def close(self) -> None:
+        """Release what the adapter holds (connections, tasks). Idempotent."""
+        ...
+
 
 # --------------------------------------------------------------------------- records
 
@@ -234,6 +238,10 @@ class RecordStore(Protocol):
         """
         ...
 
+    async def close(self) -> None:
+        """Release what the adapter holds (connections, tasks). Idempotent."""
+        ...
+
 
 # --------------------------------------------------------------------------- roles
 
@@ -277,6 +285,10 @@ class RoleScheduler(Protocol):
 
     def hold(self, role: str) -> AbstractAsyncContextManager[Lease]:
         """Hold ``role`` for the duration of the ``async with`` block."""
+        ...
+
+    async def close(self) -> None:
+        """Release every role held and what the adapter holds. Idempotent."""
         ...
 
 
@@ -356,6 +368,10 @@ class TimeoutStore(Protocol):
         May return early; the poller always re-reads. Lets a sleeping poller learn of a
         timeout due sooner than the one it sleeps for, also across processes.
         """
+        ...
+
+    async def close(self) -> None:
+        """Release what the adapter holds (connections, tasks). Idempotent."""
         ...
 
 

@@ -167,3 +167,6 @@ class MemoryRecordStore:
     async def wait_for_change(self, timeout: float | None = None) -> None:
         """Return after the next write (or ``timeout``): lets tests wait without sleeping."""
         await self._changed.wait(timeout)
+
+    async def close(self) -> None:
+        """Nothing to release: memory adapters hold no connections. Idempotent."""

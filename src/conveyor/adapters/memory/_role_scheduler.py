@@ -76,3 +76,6 @@ class MemoryRoleScheduler:
             return False
         self._release(lease)
         return True
+
+    async def close(self) -> None:
+        """Nothing to release: memory adapters hold no connections. Idempotent."""

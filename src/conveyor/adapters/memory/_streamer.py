@@ -74,6 +74,9 @@ class MemoryEventStreamer:
             cursor = len(t.events) if stream_from_latest else 0
         return MemoryEventReceiver(self, topic, name, t, cursor)
 
+    async def close(self) -> None:
+        """Nothing to release: memory adapters hold no connections. Idempotent."""
+
 
 class MemoryEventSender:
     """Appends to one topic of a ``MemoryEventStreamer``."""

@@ -99,3 +99,6 @@ class MemoryTimeoutStore:
         if signal is None:
             signal = self._inserted[workflow_name] = Signal()
         await signal.wait(timeout)
+
+    async def close(self) -> None:
+        """Nothing to release: memory adapters hold no connections. Idempotent."""

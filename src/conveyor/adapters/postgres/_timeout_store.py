@@ -163,3 +163,6 @@ UNION ALL SELECT id, 0 FROM existing
         signal = self._db.signal(f"t:{workflow_name}")
         listed = [g for (name, _), g in self._listed_generation.items() if name == workflow_name]
         await signal.wait(min(timeout, self._db.wait_timeout()), min(listed, default=None))
+
+    async def close(self) -> None:
+        """Nothing of its own to release: the ``Database`` is closed by its owner. Idempotent."""
