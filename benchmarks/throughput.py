@@ -33,17 +33,8 @@ import uuid
 from typing import Any
 
 import conveyor
-from conveyor import (
-    AdapterError,
-    Backend,
-    Builder,
-    Header,
-    Run,
-    RunState,
-    Workflow,
-    WorkflowInProgress,
-    run_state_change_topic,
-)
+from conveyor import AdapterError, Backend, Builder, Run, RunState, Workflow, WorkflowInProgress
+from conveyor.abc import Header, run_state_change_topic
 
 
 class Status(enum.IntEnum):

@@ -30,7 +30,6 @@ import pytest
 
 from conveyor import (
     Builder,
-    Header,
     InvalidTransition,
     Marker,
     Options,
@@ -40,9 +39,8 @@ from conveyor import (
     TypedRecord,
     VersionConflict,
     Workflow,
-    run_state_change_topic,
-    topic,
 )
+from conveyor.abc import Header, run_state_change_topic, topic
 from conveyor.adapters.memory import MemoryEventStreamer, MemoryRecordStore, MemoryRoleScheduler
 from conveyor.testing import FakeClock, run_until_idle
 

@@ -24,7 +24,8 @@ from typing import Any
 import asyncpg
 
 import conveyor
-from conveyor import Builder, Lease, RoleScheduler, Run, Workflow
+from conveyor import Builder, Run, Workflow
+from conveyor.abc import Lease, RoleScheduler
 
 PID = os.getpid()
 
@@ -69,6 +70,9 @@ class JournaledRoles:
 
     def hold(self, role: str) -> AbstractAsyncContextManager[Lease]:
         return self._hold(role)
+
+    async def close(self) -> None:
+        await self.inner.close()
 
     @asynccontextmanager
     async def _hold(self, role: str) -> AsyncIterator[Lease]:

@@ -19,7 +19,8 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-from conveyor import OutgoingEvent, RecordWrite, RunState, VersionConflict, WorkflowInProgress
+from conveyor import RunState, VersionConflict, WorkflowInProgress
+from conveyor.abc import OutgoingEvent, RecordWrite
 from conveyor.adapters.sqlite import (
     SQLiteEventStreamer,
     SQLiteRecordStore,

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from conveyor import ConnectorConstructor, ConnectorEvent, RoleScheduler
+from conveyor import ConnectorEvent
+from conveyor.abc import ConnectorConstructor, RoleScheduler
 from conveyor.adapters.memory import (
     MemoryConnector,
     MemoryEventStreamer,

@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack
 import pytest
 from _pg_support import FAST_ROLES, open_database, pg_url
 
-from conveyor import RoleScheduler
+from conveyor.abc import RoleScheduler
 from conveyor.adapters.postgres import (
     PostgresEventStreamer,
     PostgresRecordStore,

@@ -16,7 +16,8 @@ import pytest
 from _pg_support import migrated, open_database, pg_url
 
 import conveyor
-from conveyor import Event, Header, RunState, VersionConflict, WorkflowInProgress
+from conveyor import RunState, VersionConflict, WorkflowInProgress
+from conveyor.abc import Event, Header
 from conveyor.adapters.postgres import (
     PostgresDatabase,
     PostgresEventStreamer,

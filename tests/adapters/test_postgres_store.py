@@ -14,7 +14,8 @@ import pytest
 from _pg_support import open_database, pg_url
 
 import conveyor
-from conveyor import AdapterError, Order, RecordFilter, RunState, WorkflowInProgress
+from conveyor import AdapterError, RunState, WorkflowInProgress
+from conveyor.abc import Order, RecordFilter
 from conveyor.adapters.postgres import (
     LATEST_VERSION,
     PostgresDatabase,

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 from _pg_support import open_database, pg_url
 
-from conveyor import Event, OutgoingEvent
+from conveyor.abc import Event, OutgoingEvent
 from conveyor.adapters.postgres import PostgresDatabase, PostgresEventStreamer, Pruner
 from conveyor.adaptertest._fixtures import new_name
 

@@ -14,16 +14,8 @@ from pathlib import Path
 import pytest
 
 import conveyor
-from conveyor import (
-    AdapterError,
-    AdapterUnavailable,
-    Builder,
-    Event,
-    OutgoingEvent,
-    RecordNotFound,
-    RoleScheduler,
-    Run,
-)
+from conveyor import AdapterError, AdapterUnavailable, Builder, RecordNotFound, Run
+from conveyor.abc import Event, OutgoingEvent, RoleScheduler
 from conveyor.adapters.sqlite import (
     SCHEMA_VERSION,
     SQLiteEventReceiver,

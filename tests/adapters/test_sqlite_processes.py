@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from conveyor import Event
+from conveyor.abc import Event
 from conveyor.adapters.sqlite import SQLiteEventStreamer, migrate
 
 WORKERS = Path(__file__).with_name("_sqlite_workers.py")

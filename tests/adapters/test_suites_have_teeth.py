@@ -17,16 +17,8 @@ from datetime import datetime
 
 import pytest
 
-from conveyor import (
-    AdapterError,
-    ConnectorConstructor,
-    ConnectorEvent,
-    Event,
-    RecordWrite,
-    RoleScheduler,
-    TimeoutRecord,
-    WorkflowError,
-)
+from conveyor import AdapterError, ConnectorEvent, WorkflowError
+from conveyor.abc import ConnectorConstructor, Event, RecordWrite, RoleScheduler, TimeoutRecord
 from conveyor.adapters._acks import AckTracker
 from conveyor.adapters.memory import (
     MemoryConnector,

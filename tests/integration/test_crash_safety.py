@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 import conveyor
-from conveyor import RecordFilter, RunState
+from conveyor import RunState
+from conveyor.abc import RecordFilter
 
 from ._crash_worker import Parcel, Step, builder
 

@@ -11,20 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from conveyor import (
-    Builder,
-    Event,
-    Header,
-    Meta,
-    Options,
-    OutboxEvent,
-    Record,
-    RecordWrite,
-    RunState,
-    Workflow,
-    run_state_change_topic,
-    topic,
-)
+from conveyor import Builder, Meta, Options, Record, RunState, Workflow
+from conveyor.abc import Event, Header, OutboxEvent, RecordWrite, run_state_change_topic, topic
 from conveyor.adapters.memory import (
     MemoryEventReceiver,
     MemoryEventSender,
@@ -241,6 +229,9 @@ class SpyStreamer:
             topic, name, stream_from_latest=stream_from_latest, poll_interval=poll_interval
         )
         return SpyReceiver(rx, name, self.received)
+
+    async def close(self) -> None:
+        await self.inner.close()
 
 
 def adapters() -> tuple[MemoryEventStreamer, MemoryRecordStore, MemoryRoleScheduler]:

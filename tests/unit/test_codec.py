@@ -10,7 +10,8 @@ import msgspec
 import pydantic
 import pytest
 
-from conveyor import Builder, Codec, DecodeError
+from conveyor import Builder, DecodeError
+from conveyor._codec import Codec
 
 from ._support import WAIT, Env, Status, to_done, to_middle
 

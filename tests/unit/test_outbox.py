@@ -6,14 +6,8 @@ import asyncio
 
 import pytest
 
-from conveyor import (
-    Header,
-    OutboxOptions,
-    RunState,
-    delete_topic,
-    run_state_change_topic,
-    topic,
-)
+from conveyor import OutboxOptions, RunState
+from conveyor.abc import Header, delete_topic, run_state_change_topic, topic
 from conveyor.testing import run_until_idle
 
 from ._support import WAIT, Env, Status, events_on, linear, parked

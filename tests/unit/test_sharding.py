@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from conveyor import Builder, Header, Options, Run, topic
+from conveyor import Builder, Options, Run
+from conveyor.abc import Header, topic
 from conveyor.testing import run_until_idle
 
 from ._support import FAST, WAIT, Doc, Env, SpyStreamer, Status, current_receiver, events_on

@@ -17,6 +17,7 @@ from .._capabilities import PublishesEvents as PublishesEvents
 from .._capabilities import ReportsOutbox as ReportsOutbox
 from .._capabilities import ReportsPending as ReportsPending
 from .._clock import Clock as Clock
+from .._connect import register_backend as register_backend
 from .._connector import ConnectorConstructor as ConnectorConstructor
 from .._connector import ConnectorConsumer as ConnectorConsumer
 from .._connector import ConnectorEvent as ConnectorEvent
@@ -88,6 +89,7 @@ __all__ = (
     "WorkflowInProgress",
     "delete_topic",
     "make_role",
+    "register_backend",
     "run_state_change_topic",
     "topic",
     "topic_for",
