@@ -54,13 +54,16 @@ class ReportsPending(Protocol):
 class PublishesEvents(Protocol):
     """A record store that appends each write's event to an event log itself."""
 
-    def publishes_events_to(self, streamer: EventStreamer) -> bool:
-        """Whether every write appends its event to ``streamer``'s log, in the write's own
-        transaction, exactly as the outbox relay would send it (same topic, type, headers
-        and foreign ID), leaving no outbox event behind.
+    @property
+    def publishes_to(self) -> EventStreamer | None:
+        """The streamer whose log every write appends its event to, in the write's own
+        transaction and exactly as the outbox relay would send it (same topic, type,
+        headers and foreign ID), leaving no outbox event behind; ``None`` when this store
+        keeps a transactional outbox like any other.
 
-        ``True`` means a workflow built on this store and ``streamer`` runs no outbox relay.
-        ``False`` for any other streamer: then the store must keep the outbox as usual.
+        A workflow built on this store and that streamer runs no outbox relay; built on
+        another streamer it fails with ``BuildError`` (its consumers would never see the
+        events).
         """
         ...
 

@@ -163,6 +163,13 @@ class PostgresRecordStore:
         self._deleted: set[str] = set()  # relayed, not yet deleted from the table
         self._deleter: asyncio.Task[None] | None = None
 
+    @property
+    def publishes_to(self) -> PostgresEventStreamer | None:
+        """The streamer whose log writes append their events to (``events=``), else
+        ``None`` (the outbox is kept): a workflow on this store and that streamer runs no
+        outbox relay (the ``PublishesEvents`` capability)."""
+        return self._events
+
     # ------------------------------------------------------------------ writes
 
     async def store(self, write: RecordWrite) -> None:

@@ -406,6 +406,19 @@ class PostgresEventReceiver:
             if signal.generation == generation:
                 self._caught_up = None  # a timeout: look anyway (a last-resort check)
 
+    def pending(self) -> int:
+        """``1`` while this process knows (or cannot rule out) events this receiver has not
+        handed out, else ``0`` (the ``ReportsPending`` capability).
+
+        Known: events this process sent past our position, a notification since our last
+        read reached the end, or no such read yet (or the listener is down).
+        """
+        if self._closed:
+            return 0
+        if self._cache.last > self._next:
+            return 1
+        return 0 if self._up_to_date(self._signal.generation, self._cache.sends) else 1
+
     def _up_to_date(self, generation: int, sends: int) -> bool:
         """Whether the table can hold nothing new for us: every send notifies the topic,
         so after a read that reached the end only notifications can announce events; if
