@@ -258,7 +258,7 @@ async def random_move(
 ) -> None:
     """Pause, resume or cancel; a refusal is an expected outcome of a race."""
     roll = rng.random()
-    move: Callable[[], Awaitable[Record]]
+    move: Callable[[], Awaitable[Run[Parcel, Status]]]
     if roll < 0.45:
         move = lambda: wf.pause(run_id, "chaos")  # noqa: E731
     elif roll < 0.9:

@@ -1,18 +1,24 @@
-"""Builder: declare a workflow's statuses, steps, callbacks and hooks, then build it."""
+"""Builder: declare a workflow's statuses, steps, callbacks and hooks, then build it.
+
+The builder is the only mutable part of a definition. ``build()`` checks it and freezes a
+copy (``Definition``), so changing the builder afterwards never reaches a built workflow.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Generic, TypeVar
 
+from ._definition import CallbackSpec, ConnectorSpec, Definition, StepSpec, TimeoutSpec
 from ._errors import BuildError
-from ._graph import Graph
-from ._options import Duration, Options, OutboxOptions
-from ._record import Run, TypedRecord
+from ._graph import GraphBuilder
+from ._options import Duration, Options, OutboxOptions, seconds
 from ._runstate import RunState
+from ._types import CallbackFn, DeleteFn, HookFn, StepFn, TimeoutFn, TimerFn
+from ._workflow import Workflow
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -20,55 +26,55 @@ if TYPE_CHECKING:
     from ._clock import Clock
     from ._connector import ConnectorConstructor, ConnectorEvent
     from ._protocols import EventStreamer, Logger, RecordStore, RoleScheduler, TimeoutStore
-    from ._workflow import Workflow
 
-__all__ = ["Builder", "StepBuilder"]
+__all__ = ["Builder", "ConnectorBuilder", "StepBuilder", "TimeoutBuilder"]
 
 T = TypeVar("T")
 S = TypeVar("S", bound=enum.IntEnum)
 
-StepResult = Any  # S | Marker | int, checked at run time (user code may return anything)
-StepFn = Callable[[Run[T, S]], Awaitable[StepResult] | StepResult]
-CallbackFn = Callable[[Run[T, S], bytes], Awaitable[StepResult] | StepResult]
-HookFn = Callable[[TypedRecord[T, S]], Awaitable[None] | None]
-TimerFn = Callable[[Run[T, S], datetime], Awaitable[datetime | None] | datetime | None]
-TimeoutFn = Callable[[Run[T, S], datetime], Awaitable[StepResult] | StepResult]
-DeleteFn = Callable[[T], Awaitable[T | None] | T | None]
-
 _RESERVED = (0, -1, -2)
 
 
-@dataclass(slots=True)
-class StepSpec(Generic[T, S]):
-    status: int
-    fn: StepFn[T, S]
-    destinations: tuple[int, ...]
-    options: Options = field(default_factory=Options)
+class StepBuilder(Generic[T, S]):
+    """Returned by ``Builder.add_step``; sets that step's options."""
 
+    __slots__ = ("_status", "_steps")
 
-@dataclass(slots=True)
-class CallbackSpec(Generic[T, S]):
-    status: int
-    fn: CallbackFn[T, S]
-    destinations: tuple[int, ...]
+    def __init__(self, steps: dict[int, StepSpec[T, S]], status: int) -> None:
+        self._steps = steps
+        self._status = status
 
-
-@dataclass(slots=True)
-class TimeoutSpec(Generic[T, S]):
-    status: int
-    index: int
-    timer: TimerFn[T, S]
-    fn: TimeoutFn[T, S]
-    destinations: tuple[int, ...]
+    def with_options(
+        self,
+        *,
+        parallel_count: int | None = None,
+        polling_frequency: Duration | None = None,
+        err_backoff: Duration | None = None,
+        lag_alert: Duration | None = None,
+        consume_lag: Duration | None = None,
+        pause_after_err_count: int | None = None,
+    ) -> StepBuilder[T, S]:
+        """Override defaults field by field; later calls override earlier ones the same way."""
+        given = Options(
+            parallel_count=parallel_count,
+            polling_frequency=polling_frequency,
+            err_backoff=err_backoff,
+            lag_alert=lag_alert,
+            consume_lag=consume_lag,
+            pause_after_err_count=pause_after_err_count,
+        )
+        spec = self._steps[self._status]
+        self._steps[self._status] = dataclasses.replace(spec, options=given.over(spec.options))
+        return self
 
 
 class TimeoutBuilder:
     """Returned by ``Builder.add_timeout``; sets the options of that status's timeouts."""
 
-    __slots__ = ("_builder", "_status")
+    __slots__ = ("_options", "_status")
 
-    def __init__(self, builder: Builder[Any, Any], status: int) -> None:
-        self._builder = builder
+    def __init__(self, options: dict[int, Options], status: int) -> None:
+        self._options = options
         self._status = status
 
     def with_options(
@@ -86,35 +92,27 @@ class TimeoutBuilder:
         Timeouts cannot be sharded or lagged: ``parallel_count``/``consume_lag`` raise.
         """
         if parallel_count is not None:
-            raise BuildError("Cannot configure parallel timeout")
+            raise BuildError("timeouts cannot run in parallel: parallel_count is not allowed")
         if consume_lag is not None:
-            raise BuildError("Cannot configure consume lag on timeout")
+            raise BuildError("timeouts cannot have a consume lag: consume_lag is not allowed")
         given = Options(
             polling_frequency=polling_frequency,
             err_backoff=err_backoff,
             lag_alert=lag_alert,
             pause_after_err_count=pause_after_err_count,
         )
-        options = self._builder._timeout_options
-        options[self._status] = given.over(options.get(self._status, Options()))
+        self._options[self._status] = given.over(self._options.get(self._status, Options()))
         return self
-
-
-@dataclass(slots=True)
-class ConnectorSpec:
-    name: str
-    constructor: Any
-    fn: Callable[..., Any]
-    options: Options = field(default_factory=Options)
 
 
 class ConnectorBuilder:
     """Returned by ``Builder.add_connector``; sets that connector's options."""
 
-    __slots__ = ("_spec",)
+    __slots__ = ("_connectors", "_name")
 
-    def __init__(self, spec: ConnectorSpec) -> None:
-        self._spec = spec
+    def __init__(self, connectors: dict[str, ConnectorSpec], name: str) -> None:
+        self._connectors = connectors
+        self._name = name
 
     def with_options(
         self,
@@ -131,38 +129,8 @@ class ConnectorBuilder:
             lag_alert=lag_alert,
             consume_lag=consume_lag,
         )
-        self._spec.options = given.over(self._spec.options)
-        return self
-
-
-class StepBuilder:
-    """Returned by ``Builder.add_step``; sets that step's options."""
-
-    __slots__ = ("_spec",)
-
-    def __init__(self, spec: StepSpec[Any, Any]) -> None:
-        self._spec = spec
-
-    def with_options(
-        self,
-        *,
-        parallel_count: int | None = None,
-        polling_frequency: Duration | None = None,
-        err_backoff: Duration | None = None,
-        lag_alert: Duration | None = None,
-        consume_lag: Duration | None = None,
-        pause_after_err_count: int | None = None,
-    ) -> StepBuilder:
-        """Override defaults field by field; later calls override earlier ones the same way."""
-        given = Options(
-            parallel_count=parallel_count,
-            polling_frequency=polling_frequency,
-            err_backoff=err_backoff,
-            lag_alert=lag_alert,
-            consume_lag=consume_lag,
-            pause_after_err_count=pause_after_err_count,
-        )
-        self._spec.options = given.over(self._spec.options)
+        spec = self._connectors[self._name]
+        self._connectors[self._name] = dataclasses.replace(spec, options=given.over(spec.options))
         return self
 
 
@@ -181,7 +149,7 @@ class Builder(Generic[T, S]):
         self.name = name
         self.object_type = object_type
         self.status_type = status_type
-        self._graph = Graph()
+        self._graph = GraphBuilder()
         self._steps: dict[int, StepSpec[T, S]] = {}
         self._callbacks: dict[int, list[CallbackSpec[T, S]]] = {}
         self._hooks: dict[RunState, HookFn[T, S]] = {}
@@ -204,7 +172,10 @@ class Builder(Generic[T, S]):
         if isinstance(value, bool) or not isinstance(value, int):
             raise BuildError(f"status must be a member of {self.status_type.__name__}: {value!r}")
         if int(value) in _RESERVED:
-            raise BuildError(f"cannot use reserved node as '{side}' node: {int(value)}")
+            raise BuildError(
+                f"{int(value)} is reserved and cannot be a '{side}' status "
+                "(0 is no status; use values from 1)"
+            )
         try:
             self.status_type(int(value))
         except ValueError:
@@ -213,20 +184,18 @@ class Builder(Generic[T, S]):
             ) from None
         return int(value)
 
-    def add_step(self, from_: S, fn: StepFn[T, S], *to: S) -> StepBuilder:
+    def add_step(self, from_: S, fn: StepFn[T, S], *to: S) -> StepBuilder[T, S]:
         """Run ``fn`` for every run that reaches ``from_``; it returns one of ``to``."""
         if not callable(fn):
             raise BuildError(f"step function for {from_!r} is not callable")
         src = self._status(from_, "from")
         if src in self._steps:
             raise BuildError(
-                f"'AddStep({self.status_type(src).name},' already exists. "
-                "Only one Step can be configured to consume the status"
+                f"a step from {self.status_type(src).name} is already defined; one step per status"
             )
         dests = self._edges(from_, to, "add_step")
-        spec: StepSpec[T, S] = StepSpec(src, fn, dests)
-        self._steps[src] = spec
-        return StepBuilder(spec)
+        self._steps[src] = StepSpec(src, fn, dests)
+        return StepBuilder(self._steps, src)
 
     def add_callback(self, from_: S, fn: CallbackFn[T, S], *to: S) -> None:
         """Let ``Workflow.callback(foreign_id, from_, payload)`` move runs at ``from_``."""
@@ -250,7 +219,7 @@ class Builder(Generic[T, S]):
         src = int(from_)
         specs = self._timeouts.setdefault(src, [])
         specs.append(TimeoutSpec(src, len(specs), timer, fn, dests))
-        return TimeoutBuilder(self, src)
+        return TimeoutBuilder(self._timeout_options, src)
 
     def add_connector(
         self,
@@ -266,12 +235,11 @@ class Builder(Generic[T, S]):
         if not name:
             raise BuildError("a connector needs a name")
         if name in self._connectors:
-            raise BuildError("connector names need to be unique")
+            raise BuildError(f"a connector named {name!r} is already defined; names are unique")
         if not callable(fn):
             raise BuildError(f"connector function for {name!r} is not callable")
-        spec = ConnectorSpec(name, constructor, fn)
-        self._connectors[name] = spec
-        return ConnectorBuilder(spec)
+        self._connectors[name] = ConnectorSpec(name, constructor, fn)
+        return ConnectorBuilder(self._connectors, name)
 
     # ------------------------------------------------------------------ hooks
 
@@ -306,7 +274,7 @@ class Builder(Generic[T, S]):
         max_threads: int = 16,
         metrics_registry: CollectorRegistry | None = None,
         tracing: bool = False,
-        tracer_provider: Any = None,
+        tracer_provider: object | None = None,
     ) -> Workflow[T, S]:
         """Check the graph and return a ``Workflow`` (not yet running: call ``run()``).
 
@@ -314,40 +282,71 @@ class Builder(Generic[T, S]):
         ``max_threads`` bounds the pool that runs plain ``def`` user functions.
         Prometheus metrics go to ``metrics_registry`` (default: the global registry).
         ``tracing=True`` adds OpenTelemetry spans (``pip install 'conveyor[otel]'``), from
-        ``tracer_provider`` or the global one.
+        ``tracer_provider`` or the global one. Raises ``BuildError``.
         """
-        from ._workflow import Workflow, WorkflowConfig
+        definition = self.definition(
+            has_timeout_store=timeout_store is not None,
+            default_options=default_options,
+            pause_retry=pause_retry,
+            custom_delete=custom_delete,
+            debug=debug,
+            outbox=outbox,
+            max_threads=max_threads,
+            metrics_registry=metrics_registry,
+            tracing=tracing,
+            tracer_provider=tracer_provider,
+        )
+        return Workflow(
+            definition,
+            streamer=streamer,
+            record_store=record_store,
+            role_scheduler=role_scheduler,
+            timeout_store=timeout_store,
+            clock=clock,
+            logger=logger,
+        )
 
-        if not self._graph.nodes:
+    def definition(
+        self,
+        *,
+        has_timeout_store: bool = True,
+        default_options: Options | None = None,
+        pause_retry: Duration | None = 3600.0,
+        custom_delete: DeleteFn[T] | None = None,
+        debug: bool = False,
+        outbox: OutboxOptions | None = None,
+        max_threads: int = 16,
+        metrics_registry: CollectorRegistry | None = None,
+        tracing: bool = False,
+        tracer_provider: object | None = None,
+    ) -> Definition[T, S]:
+        """The frozen definition ``build`` would use (tools read it without adapters)."""
+        graph = self._graph.freeze()
+        if not graph.nodes:
             raise BuildError(f"workflow {self.name!r} has no steps or callbacks")
-        if not self._graph.starting():
+        if not graph.starting():
             raise BuildError(
-                "Workflow requires at least one starting point. Please provide at least one "
-                "Step or Callback that takes the WorkflowStatus of the last step to start from."
+                f"workflow {self.name!r} needs at least one starting point: a step or "
+                "callback from a status that no other step, callback or timeout leads to"
             )
-        from ._options import seconds
-
-        if self._timeouts and timeout_store is None:
-            raise BuildError(
-                "Cannot configure timeouts without providing TimeoutStore for workflow"
-            )
-
+        if self._timeouts and not has_timeout_store:
+            raise BuildError(f"workflow {self.name!r} has timeouts: build it with a timeout_store")
         retry = seconds(pause_retry)
         if retry is not None and retry <= 0:
             raise BuildError("pause_retry must be positive seconds, or None to disable")
         if max_threads < 1:
             raise BuildError("max_threads must be at least 1")
-        config: WorkflowConfig[T, S] = WorkflowConfig(
+        return Definition(
             name=self.name,
             object_type=self.object_type,
             status_type=self.status_type,
-            graph=self._graph,
-            steps=dict(self._steps),
-            callbacks={k: list(v) for k, v in self._callbacks.items()},
-            hooks=dict(self._hooks),
-            timeouts={k: list(v) for k, v in self._timeouts.items()},
-            timeout_options=dict(self._timeout_options),
-            connectors=list(self._connectors.values()),
+            graph=graph,
+            steps=MappingProxyType(dict(self._steps)),
+            callbacks=MappingProxyType({k: tuple(v) for k, v in self._callbacks.items()}),
+            hooks=MappingProxyType(dict(self._hooks)),
+            timeouts=MappingProxyType({k: tuple(v) for k, v in self._timeouts.items()}),
+            timeout_options=MappingProxyType(dict(self._timeout_options)),
+            connectors=tuple(self._connectors.values()),
             default_options=default_options or Options(),
             pause_retry=retry,
             custom_delete=custom_delete,
@@ -357,13 +356,4 @@ class Builder(Generic[T, S]):
             metrics_registry=metrics_registry,
             tracing=tracing,
             tracer_provider=tracer_provider,
-        )
-        return Workflow(
-            config,
-            streamer=streamer,
-            record_store=record_store,
-            role_scheduler=role_scheduler,
-            timeout_store=timeout_store,
-            clock=clock,
-            logger=logger,
         )

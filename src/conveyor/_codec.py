@@ -11,15 +11,13 @@ from typing import Any, Generic, TypeVar, cast
 
 import msgspec
 
+from ._errors import DecodeError
+
 __all__ = ["Codec", "DecodeError"]
 
 T = TypeVar("T")
 
 _encoder = msgspec.json.Encoder()
-
-
-class DecodeError(ValueError):
-    """Stored bytes no longer decode into the workflow's object type."""
 
 
 def _is_pydantic_model(tp: object) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from ._capabilities import ReportsPending
 from ._clock import Clock
 from ._event import Event
 
@@ -90,9 +91,10 @@ class ConnectorReceiver:
         return events
 
     def pending(self) -> int:
-        """Events not yet handed out, if the consumer can tell (else 1: "unknown")."""
-        pending = getattr(self._consumer, "pending", None)
-        return int(pending()) if pending is not None else 1
+        """Events not yet handed out, if the consumer can tell (``ReportsPending``); else
+        1 ("unknown": a workflow with such a connector never reports idle)."""
+        consumer = self._consumer
+        return consumer.pending() if isinstance(consumer, ReportsPending) else 1
 
     def connector_event(self, event: Event) -> ConnectorEvent:
         return self._pending[id(event)]

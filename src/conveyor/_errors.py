@@ -13,6 +13,7 @@ The tree::
     ├── VersionConflict            a compare-and-set write lost to another writer
     ├── InvalidTransition          a status or run-state move the graph or table forbids
     ├── RunEnded                   wait(): the run finished without reaching the status
+    ├── DecodeError                a stored object no longer decodes (also a ValueError)
     └── AdapterError               a backend failed; the driver's error is the __cause__
         └── AdapterUnavailable     the backend cannot be reached (also a ConnectionError)
 """
@@ -28,6 +29,7 @@ __all__ = [
     "AdapterError",
     "AdapterUnavailable",
     "BuildError",
+    "DecodeError",
     "InvalidSchedule",
     "InvalidTransition",
     "NotRunning",
@@ -102,6 +104,18 @@ class RunEnded(WorkflowError):
     """``wait()`` gave up: the run finished (or was deleted) without reaching the status."""
 
     def __init__(self, record: Record, message: str) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+class DecodeError(WorkflowError, ValueError):
+    """Stored bytes no longer decode into the workflow's object type (or status enum).
+
+    ``record`` is the stored record when there is one: a control action (``pause`` and
+    the others) that raises it has made its move, and this is the record it wrote.
+    """
+
+    def __init__(self, message: str, record: Record | None = None) -> None:
         super().__init__(message)
         self.record = record
 

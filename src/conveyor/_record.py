@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from ._markers import SAVE_AND_REPEAT, SKIP, Cancel, Pause, SaveAndRepeat, Skip
 from ._runstate import RunState
 
-__all__ = ["Marker", "Meta", "Record", "Run", "TypedRecord"]
+__all__ = ["Meta", "Record", "Run", "TypedRecord"]
 
 T = TypeVar("T")
 S = TypeVar("S", bound=enum.IntEnum)
@@ -77,22 +78,6 @@ class TypedRecord(Generic[T, S]):
         return self.meta.version
 
 
-@dataclass(frozen=True, slots=True)
-class Marker:
-    """What a step returns instead of a status to skip, pause, cancel or repeat.
-
-    Build one with ``run.skip()``, ``run.pause(reason)``, ``run.cancel(reason)`` or
-    ``run.save_and_repeat()``; the engine does the write after the step returns.
-    """
-
-    kind: str
-    reason: str = ""
-
-
-SKIP = Marker("skip")
-SAVE_AND_REPEAT = Marker("save_and_repeat")
-
-
 class Run(TypedRecord[T, S]):
     """The run a step, callback or timeout function works on.
 
@@ -107,18 +92,18 @@ class Run(TypedRecord[T, S]):
         """``<run_id>:<version>``: the same for every delivery of this step attempt."""
         return f"{self.run_id}:{self.meta.version}"
 
-    def skip(self) -> Marker:
+    def skip(self) -> Skip:
         """Do not move the run and do not write anything."""
         return SKIP
 
-    def pause(self, reason: str = "") -> Marker:
+    def pause(self, reason: str = "") -> Pause:
         """Pause the run (keeping changes to ``object``); it can be resumed later."""
-        return Marker("pause", reason)
+        return Pause(reason)
 
-    def cancel(self, reason: str = "") -> Marker:
+    def cancel(self, reason: str = "") -> Cancel:
         """Cancel the run (keeping changes to ``object``)."""
-        return Marker("cancel", reason)
+        return Cancel(reason)
 
-    def save_and_repeat(self) -> Marker:
+    def save_and_repeat(self) -> SaveAndRepeat:
         """Save ``object`` and run this step again on the new version."""
         return SAVE_AND_REPEAT

@@ -6,10 +6,11 @@ import asyncio
 import random
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from ._capabilities import ReportsPending
 from ._metrics import ProcessMetrics
-from ._protocols import Lease, Logger, RoleScheduler
+from ._protocols import EventReceiver, Lease, Logger, RoleScheduler
 from ._runstate import State
 
 __all__ = ["Process", "ProcessContext", "Supervisor", "backoff_delay"]
@@ -25,10 +26,6 @@ def backoff_delay(base: float, attempt: int) -> float:
     return random.uniform(min(base / 2, ceiling), ceiling)
 
 
-class Pending(Protocol):
-    def pending(self) -> int: ...
-
-
 @dataclass(slots=True)
 class ProcessContext:
     """What a process body gets: its names and lease, and hooks to report progress."""
@@ -41,28 +38,28 @@ class ProcessContext:
     """True while the process holds events it has not finished with."""
     clock_wait: bool = False
     """True while the process waits on business time: idle, however much is queued behind."""
-    receivers: list[object] = field(default_factory=list)
+    receivers: list[EventReceiver] = field(default_factory=list)
     failures: int = 0
 
     def progress(self) -> None:
         """The process got work done: the next failure backs off from the start again."""
         self.failures = 0
 
-    def watch(self, receiver: object) -> None:
-        """Let idleness checks see how far behind ``receiver`` is (if it can tell)."""
+    def watch(self, receiver: EventReceiver) -> None:
+        """Let idleness checks see how far behind ``receiver`` is."""
         self.receivers.clear()
         self.receivers.append(receiver)
 
     def idle(self) -> bool:
+        """No work in hand, and every receiver reports that it is caught up.
+
+        A receiver that cannot tell (it lacks ``ReportsPending``) is never idle.
+        """
         if self.busy:
             return False
         if self.clock_wait:
             return True
-        for rx in self.receivers:
-            pending = getattr(rx, "pending", None)
-            if pending is None or pending() > 0:
-                return False
-        return True
+        return all(isinstance(rx, ReportsPending) and rx.pending() == 0 for rx in self.receivers)
 
 
 Body = Callable[[ProcessContext], Coroutine[Any, Any, None]]

@@ -8,7 +8,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import ParamSpec, TypeVar, cast
 
 __all__ = ["ThreadRunner", "is_async_callable"]
 
@@ -56,13 +56,18 @@ class ThreadRunner:
                 fut.exception()  # retrieved: the caller is gone, so asyncio must not log it
             raise
 
-    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-        """An async callable for ``fn``: itself if it is async, else a thread call."""
-        if is_async_callable(fn):
-            return cast(Callable[..., Awaitable[Any]], fn)
+    def wrap(self, fn: Callable[P, Awaitable[R] | R]) -> Callable[P, Awaitable[R]]:
+        """An async callable for ``fn``: itself if it is async, else a call in a thread.
 
-        async def in_thread(*args: Any) -> Any:
-            return await self.call(fn, *args)
+        Assign the result to a variable of the async type you need: mypy infers ``R``
+        from that context.
+        """
+        if is_async_callable(fn):
+            return cast(Callable[P, Awaitable[R]], fn)
+
+        async def in_thread(*args: P.args, **kwargs: P.kwargs) -> R:
+            # A plain function returns its value, never an awaitable.
+            return cast(R, await self.call(fn, *args, **kwargs))
 
         in_thread.__name__ = getattr(fn, "__name__", "in_thread")
         return in_thread

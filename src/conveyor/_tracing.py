@@ -63,5 +63,5 @@ class OtelTracing:
 Tracing = NoTracing | OtelTracing
 
 
-def make_tracing(enabled: bool, tracer_provider: Any = None) -> Tracing:
+def make_tracing(enabled: bool, tracer_provider: object | None = None) -> Tracing:
     return OtelTracing(tracer_provider) if enabled else NoTracing()

@@ -1,18 +1,21 @@
 """Writing records: the compare-and-set write of a run and its outbox event.
 
 ``RecordWriter`` needs only a record store and a clock, so tools that have no workflow
-definition (the command line) move runs exactly as the engine does.
+definition (the command line) move runs exactly as the engine does. ``ErrorCounter``
+counts a run's identical step errors (``pause_after_err_count``).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ._clock import Clock
-from ._errors import InvalidTransition, VersionConflict, WorkflowError, WorkflowInProgress
+from ._errors import VersionConflict, WorkflowError, WorkflowInProgress
 from ._event import Header, OutboxEvent, topic_for
 from ._protocols import Logger, RecordStore, RecordWrite
 from ._record import Meta, Record
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["PAUSE_REASON_ERRORS", "ErrorCounter", "RecordWriter"]
 
 PAUSE_REASON_ERRORS = "max error retry threshold hit - automatically paused"
+
+_PACKAGE_DIR = os.path.dirname(__file__)
 
 
 class ErrorCounter:
@@ -68,7 +73,6 @@ class RecordWriter:
         self.tracing: Tracing = tracing or NoTracing()
         self.logger = logger
         self.debug = debug and logger is not None
-        self.errors = ErrorCounter()
         self._outbox_prefix = f"outbox-id-{uuid.uuid4().hex[:16]}-"
         self._outbox_seq = itertools.count(1)
         self._topics: dict[tuple[str, RunState, int], str] = {}
@@ -98,6 +102,27 @@ class RecordWriter:
             headers=headers,
             created_at=record.updated_at,
         )
+
+    def new_run(self, workflow_name: str, foreign_id: str, status: int, obj: bytes) -> RecordWrite:
+        """The write that creates a run at ``status`` (Initiated, version 1)."""
+        now = self.clock.now()
+        record = Record(
+            workflow_name=workflow_name,
+            foreign_id=foreign_id,
+            run_id=str(uuid.uuid4()),
+            run_state=RunState.INITIATED,
+            status=status,
+            object=obj,
+            created_at=now,
+            updated_at=now,
+            meta=Meta(
+                status_description=self._status_name(status),
+                version=1,
+                trace_origin=_trace_origin(),
+                reached=(status,),
+            ),
+        )
+        return RecordWrite(record, self.outbox_event(record), 0)
 
     def update(
         self,
@@ -174,6 +199,14 @@ class RecordWriter:
         """Pause ``record`` as stored (for poison runs and repeated errors)."""
         return self.update(record, run_state=RunState.PAUSED, reason=reason)
 
-    def check_transition(self, record: Record, to: RunState) -> None:
-        if not record.run_state.can_transition_to(to):
-            raise InvalidTransition(f"invalid RunState: from {record.run_state} | to {to}")
+
+def _trace_origin(limit: int = 5) -> str:
+    """``file:line in function`` of the caller's frames outside conveyor and asyncio."""
+    lines: list[str] = []
+    frame = sys._getframe(2)
+    while frame is not None and len(lines) < limit:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_PACKAGE_DIR) and "asyncio" not in filename:
+            lines.append(f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        frame = frame.f_back  # type: ignore[assignment]
+    return "\n".join(lines)

@@ -10,9 +10,16 @@ from __future__ import annotations
 import enum
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Union
 
-__all__ = ("Direction", "mermaid", "status_label", "write_diagram")
+from ._definition import Definition
+from ._graph import Graph
+
+if TYPE_CHECKING:
+    from ._builder import Builder
+    from ._workflow import Workflow
+
+__all__ = ("Direction", "Drawable", "mermaid", "status_label", "write_diagram")
 
 Direction = Literal["LR", "TB", "RL", "BT"]
 _DIRECTIONS = ("LR", "TB", "RL", "BT")
@@ -29,17 +36,24 @@ def status_label(status: enum.IntEnum) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _graph_of(workflow: Any) -> tuple[str, Any, type[enum.IntEnum]]:
-    config = getattr(workflow, "_config", None)
-    if config is not None:  # a Workflow
-        return config.name, config.graph, config.status_type
-    graph = getattr(workflow, "_graph", None)
-    if graph is not None:  # a Builder
-        return workflow.name, graph, workflow.status_type
+Drawable = Union["Workflow[Any, Any]", "Builder[Any, Any]", "Definition[Any, Any]"]
+"""What ``mermaid`` draws: a built workflow, a builder, or a definition."""
+
+
+def _graph_of(workflow: object) -> tuple[str, Graph, type[enum.IntEnum]]:
+    from ._builder import Builder
+    from ._workflow import Workflow
+
+    if isinstance(workflow, Workflow):
+        workflow = workflow.definition
+    if isinstance(workflow, Definition):
+        return workflow.name, workflow.graph, workflow.status_type
+    if isinstance(workflow, Builder):
+        return workflow.name, workflow._graph.freeze(), workflow.status_type
     raise TypeError(f"cannot draw {workflow!r}: pass a conveyor Workflow or Builder")
 
 
-def mermaid(workflow: Any, direction: Direction = "LR") -> str:
+def mermaid(workflow: Drawable, direction: Direction = "LR") -> str:
     """The diagram as a fenced Markdown ``mermaid`` block.
 
     One line per status (sorted by value, labelled with its name in words), then, per

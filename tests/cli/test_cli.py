@@ -102,7 +102,7 @@ def test_a_disallowed_move_fails_with_the_reason(db: tuple[str, list[str]]) -> N
     url, ids = db
     code, out = invoke("runs", "resume", "--store", url, ids[0])  # not paused
     assert code == 1
-    assert "invalid RunState" in out
+    assert "cannot resume a run that is Running" in out
 
 
 @pytest.mark.parametrize(

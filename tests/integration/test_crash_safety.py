@@ -83,8 +83,10 @@ async def run_crash_scenario(url: str, tmp_path: Path, options: dict[str, Any]) 
         try:
             run_ids = []
             for i in range(RUNS):
-                write = engine.new_run(f"parcel-{i}", Step.RECEIVED, b'{"committed_by":[]}')
-                await engine.write(write)
+                write = engine.writer.new_run(
+                    wf.name, f"parcel-{i}", Step.RECEIVED, b'{"committed_by":[]}'
+                )
+                await engine.writer.write(write)
                 run_ids.append(write.record.run_id)
             # Kill one worker while runs are in flight
             await until(backend.record_store, RUNS // 5)
@@ -110,7 +112,7 @@ async def run_crash_scenario(url: str, tmp_path: Path, options: dict[str, Any]) 
         assert r.run_state is RunState.COMPLETED, r
         assert r.status == Step.SENT
         assert r.meta.version == 4
-        parcel = engine.codec.decode(r.object)
+        parcel = engine.runs.codec.decode(r.object)
         assert isinstance(parcel, Parcel)
         assert len(parcel.committed_by) == 3, parcel
         for index, pid in enumerate(parcel.committed_by):

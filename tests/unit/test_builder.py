@@ -28,17 +28,17 @@ from ._support import (
 def test_a_second_step_for_one_status_is_refused() -> None:
     b = Builder("dup", Doc, Status)
     b.add_step(Status.STARTED, to_middle, Status.MIDDLE)
-    with pytest.raises(BuildError, match="already exists"):
+    with pytest.raises(BuildError, match="a step from STARTED is already defined; one step per status"):
         b.add_step(Status.STARTED, to_done, Status.DONE)
 
 
 def test_the_reserved_status_zero_cannot_be_a_node() -> None:
     b = Builder("reserved", Doc, Status)
-    with pytest.raises(BuildError, match="reserved node as 'from'"):
+    with pytest.raises(BuildError, match="reserved and cannot be a 'from' status"):
         b.add_step(Status.UNKNOWN, to_middle, Status.MIDDLE)
-    with pytest.raises(BuildError, match="reserved node as 'to'"):
+    with pytest.raises(BuildError, match="reserved and cannot be a 'to' status"):
         b.add_step(Status.STARTED, to_middle, Status.UNKNOWN)
-    with pytest.raises(BuildError, match="reserved node as 'to'"):
+    with pytest.raises(BuildError, match="reserved and cannot be a 'to' status"):
         b.add_callback(Status.STARTED, never_called, Status.UNKNOWN)
 
 

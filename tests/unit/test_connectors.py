@@ -145,5 +145,5 @@ def test_connector_names_must_be_unique() -> None:
     b = Builder("example", User, Signup)
     b.add_step(Signup.STARTED, set_email, Signup.EMAIL_SET)
     b.add_connector("c", MemoryConnector(), lambda wf, e: None)
-    with pytest.raises(BuildError, match="connector names need to be unique"):
+    with pytest.raises(BuildError, match="already defined; names are unique"):
         b.add_connector("c", MemoryConnector(), lambda wf, e: None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -69,4 +70,4 @@ def test_status_labels_are_words(name: str, label: str) -> None:
 
 def test_drawing_something_else_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="Workflow or Builder"):
-        mermaid(object())
+        mermaid(cast(Any, object()))

@@ -6,7 +6,7 @@ import asyncio
 import threading
 from collections import Counter
 
-from conveyor import Builder, Run, RunState, TypedRecord
+from conveyor import Builder, Marker, Run, RunState, TypedRecord
 from conveyor.testing import run_until_idle
 
 from ._support import WAIT, Doc, Env, Status
@@ -21,7 +21,7 @@ async def test_each_hook_fires_once_per_run_with_the_record(env: Env) -> None:
 
         return on
 
-    async def step(run: Run[Doc, Status]) -> object:
+    async def step(run: Run[Doc, Status]) -> Status | Marker:
         run.object.name = run.foreign_id
         if run.foreign_id == "pause-me":
             return run.pause("p")

@@ -111,6 +111,7 @@ def test_markers_are_values() -> None:
 
     run = new_testing_run(Doc(), Status.STARTED)
     assert run.skip() == run.skip()
-    assert run.pause("r") == Marker("pause", "r")
-    assert run.cancel("r") == Marker("cancel", "r")
-    assert run.save_and_repeat().kind == "save_and_repeat"
+    assert run.pause("r") == run.pause("r") != run.pause("s")
+    assert run.cancel("r").reason == run.pause("r").reason == "r"
+    assert isinstance(run.save_and_repeat(), Marker)
+    assert run.skip() == run.skip()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from conveyor import Builder, Options, Run, RunState
+from conveyor import Builder, Marker, Options, Run, RunState
 from conveyor.testing import run_until_idle, wait_for
 
 from ._support import WAIT, Doc, Env, Status
@@ -14,7 +14,7 @@ RETRY = 600.0
 
 
 def pauses_once(calls: list[int]) -> Builder[Doc, Status]:
-    async def step(run: Run[Doc, Status]) -> object:
+    async def step(run: Run[Doc, Status]) -> Status | Marker:
         calls.append(run.version)
         if len(calls) == 1:
             return run.pause("try again later")

@@ -196,7 +196,7 @@ async def test_schedule_state_is_reported_while_it_runs() -> None:
 
 async def test_bad_spec_and_not_running_are_errors() -> None:
     wf = builder().build(MemoryEventStreamer(), MemoryRecordStore(), MemoryRoleScheduler())
-    with pytest.raises(NotRunning, match="schedule failed: workflow is not running"):
+    with pytest.raises(NotRunning, match="cannot schedule: workflow .* is not running"):
         await wf.schedule("andrew", "@monthly")
     async with wf:
         with pytest.raises(InvalidSchedule):

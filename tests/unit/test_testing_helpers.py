@@ -191,7 +191,7 @@ async def test_new_testing_run_unit_tests_a_step_function() -> None:
 
     big = new_testing_run(Doc(items=["a", "b", "c"]), Status.STARTED, foreign_id="order-7")
     result = await approve_order(big)
-    assert result == Marker("pause", "too many items for automatic approval")
+    assert result == big.pause("too many items for automatic approval")
     assert big.foreign_id == "order-7"
 
 

@@ -6,13 +6,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
+from .._clock import Clock
 from .._event import Event, Header
+from .._protocols import EventReceiver
 from .._supervisor import ProcessContext
-from ._load import Skip
+from ._load import Ignore
 
-__all__ = ["Batch", "Outcome", "consume", "event_time", "sequential"]
+__all__ = ["Batch", "Handle", "OpenReceiver", "Outcome", "consume", "event_time", "sequential"]
 
 BATCH_SIZE = 64
 
@@ -26,6 +27,11 @@ class Outcome:
 
 
 Batch = Callable[[Sequence[Event]], Awaitable[Outcome]]
+"""Handles a batch of events (all of this shard, all accepted)."""
+Handle = Callable[[Event], Awaitable[None]]
+"""Handles one event; raises ``Ignore`` to acknowledge it without acting."""
+OpenReceiver = Callable[[ProcessContext], Awaitable[EventReceiver]]
+"""Opens the process's receiver (named after its role)."""
 
 
 def event_time(event: Event) -> datetime:
@@ -39,12 +45,10 @@ def event_time(event: Event) -> datetime:
     return event.created_at
 
 
-def sequential(
-    handle: Callable[[Event], Awaitable[Any]], on_skip: Callable[[str], None] | None = None
-) -> Batch:
+def sequential(handle: Handle, on_skip: Callable[[str], None] | None = None) -> Batch:
     """A batch handler that handles events one by one and stops at the first failure.
 
-    A handler raising ``Skip`` has the event acknowledged and the reason counted.
+    A handler raising ``Ignore`` has the event acknowledged and the reason counted.
     """
 
     async def run(events: Sequence[Event]) -> Outcome:
@@ -52,7 +56,7 @@ def sequential(
         for event in events:
             try:
                 await handle(event)
-            except Skip as skip:
+            except Ignore as skip:
                 if on_skip is not None:
                     on_skip(skip.reason)
             except Exception as exc:
@@ -65,31 +69,25 @@ def sequential(
 
 async def consume(
     ctx: ProcessContext,
-    engine: Any,
     *,
-    topic: str,
+    open_receiver: OpenReceiver,
+    clock: Clock,
     handler: Batch,
     shard: int = 1,
     shards: int = 1,
     consume_lag: float = 0.0,
-    poll_interval: float | None = None,
     accept: Callable[[Event], bool] | None = None,
     lag_alert: float = 0.0,
-    open_receiver: Callable[[], Awaitable[Any]] | None = None,
 ) -> None:
-    """Consume ``topic`` under the process's role until cancelled.
+    """Consume the receiver ``open_receiver`` opens, under the process's role, until cancelled.
 
     Events of other shards (``id % shards != shard - 1``) and events ``accept`` rejects
     are acknowledged without handling. A handler failure is raised after the batch's
     successes are acknowledged; the supervisor backs off and a new receiver redelivers
     from the cursor.
     """
-    if open_receiver is not None:
-        receiver = await open_receiver()
-    else:
-        receiver = await engine.streamer.new_receiver(topic, ctx.role, poll_interval=poll_interval)
+    receiver = await open_receiver(ctx)
     ctx.watch(receiver)
-    clock = engine.clock
     metrics = ctx.metrics
     lag = timedelta(seconds=consume_lag) if consume_lag > 0 else None
 
@@ -121,7 +119,7 @@ async def consume(
         await receiver.close()
 
 
-async def _hold_for_lag(ctx: ProcessContext, clock: Any, due: datetime) -> None:
+async def _hold_for_lag(ctx: ProcessContext, clock: Clock, due: datetime) -> None:
     """Wait (on business time) until an event is old enough to be consumed."""
     if clock.now() >= due:
         return
@@ -136,10 +134,10 @@ async def _hold_for_lag(ctx: ProcessContext, clock: Any, due: datetime) -> None:
 
 async def _handle(
     ctx: ProcessContext,
-    receiver: Any,
+    receiver: EventReceiver,
     handler: Batch,
     mine: list[Event],
-    clock: Any,
+    clock: Clock,
     lag_alert: float,
 ) -> None:
     """Run the handler on a batch, record metrics, acknowledge, and raise its failure."""

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Generic, TypeVar
 
+from .._clock import Clock
+from .._codec import Codec
 from .._event import Event, Header
+from .._execution import Executor, PoisonRun
 from .._record import TypedRecord
 from .._runstate import RunState
-from ._load import Skip, load_record
+from .._writer import ErrorCounter, RecordWriter
+from ._load import Ignore, load_record
 
 __all__ = ["DeleteHandler", "HookHandler", "PauseRetryHandler", "run_state_is"]
+
+T = TypeVar("T")
+S = TypeVar("S", bound=enum.IntEnum)
 
 DELETED_OBJECT = b'{"result":"deleted"}'
 
 
-def run_state_is(state: RunState) -> Any:
+def run_state_is(state: RunState) -> Callable[[Event], bool]:
     """An event filter: the run_state header equals ``state``."""
     wanted = str(int(state))
 
@@ -25,69 +34,69 @@ def run_state_is(state: RunState) -> Any:
     return accept
 
 
-class HookHandler:
+class HookHandler(Generic[T, S]):
     """Calls the user's hook with the run's current record (at least once per event)."""
 
-    def __init__(self, engine: Any, hook: Any) -> None:
-        self._engine = engine
+    def __init__(
+        self, runs: Executor[T, S], hook: Callable[[TypedRecord[T, S]], Awaitable[None]]
+    ) -> None:
+        self._runs = runs
+        self._store = runs.writer.store
         self._hook = hook
 
     async def __call__(self, event: Event) -> None:
-        engine = self._engine
-        record = await load_record(engine, event)
+        record = await load_record(self._store, event)
         try:
-            obj = engine.codec.decode(record.object)
-            status = engine.status_type(record.status)
-        except ValueError:
-            raise Skip("unable to unmarshal object") from None
-        typed = TypedRecord(
-            record.workflow_name,
-            record.foreign_id,
-            record.run_id,
-            record.run_state,
-            status,
-            obj,
-            record.created_at,
-            record.updated_at,
-            record.meta,
-        )
+            typed = self._runs.typed_record(record)
+        except PoisonRun:
+            raise Ignore("unable to unmarshal object") from None
         await self._hook(typed)
 
 
 class PauseRetryHandler:
     """Resumes a run still paused ``resume_after`` seconds after it was paused."""
 
-    def __init__(self, engine: Any, resume_after: float) -> None:
-        self._engine = engine
+    def __init__(
+        self, writer: RecordWriter, errors: ErrorCounter, clock: Clock, resume_after: float
+    ) -> None:
+        self._writer = writer
+        self._errors = errors
+        self._clock = clock
         self._resume_after = timedelta(seconds=resume_after)
 
     async def __call__(self, event: Event) -> None:
-        engine = self._engine
-        record = await load_record(engine, event)
+        writer = self._writer
+        record = await load_record(writer.store, event)
         if record.run_state is not RunState.PAUSED:
-            raise Skip("record not paused")
-        if record.updated_at > engine.clock.now() - self._resume_after:
-            raise Skip("paused too recently")
-        engine.errors.clear_run(record.run_id)
-        await engine.write(engine.update(record, run_state=RunState.RUNNING, reason=""))
+            raise Ignore("record not paused")
+        if record.updated_at > self._clock.now() - self._resume_after:
+            raise Ignore("paused too recently")
+        self._errors.clear_run(record.run_id)
+        await writer.write(writer.update(record, run_state=RunState.RUNNING, reason=""))
 
 
-class DeleteHandler:
+class DeleteHandler(Generic[T]):
     """Replaces a run's object (custom scrub or ``{"result":"deleted"}``): DataDeleted."""
 
-    def __init__(self, engine: Any, custom: Any) -> None:
-        self._engine = engine
+    def __init__(
+        self,
+        writer: RecordWriter,
+        codec: Codec[T],
+        custom: Callable[[T], Awaitable[T | None]] | None,
+    ) -> None:
+        self._writer = writer
+        self._codec = codec
         self._custom = custom
 
     async def __call__(self, event: Event) -> None:
-        engine = self._engine
-        record = await load_record(engine, event)
+        writer = self._writer
+        record = await load_record(writer.store, event)
         if record.run_state is not RunState.REQUESTED_DATA_DELETED:
-            raise Skip("record not awaiting deletion")
+            raise Ignore("record not awaiting deletion")
         if self._custom is None:
             replacement = DELETED_OBJECT
         else:
-            obj = engine.codec.decode(record.object)
+            obj = self._codec.decode(record.object)
             scrubbed = await self._custom(obj)
-            replacement = engine.codec.encode(obj if scrubbed is None else scrubbed)
-        await engine.write(engine.update(record, run_state=RunState.DATA_DELETED, obj=replacement))
+            replacement = self._codec.encode(obj if scrubbed is None else scrubbed)
+        await writer.write(writer.update(record, run_state=RunState.DATA_DELETED, obj=replacement))

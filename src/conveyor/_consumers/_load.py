@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .._errors import RecordNotFound, WorkflowError
 from .._event import Event, Header
+from .._protocols import RecordStore
 from .._record import Record
 
-__all__ = ["Skip", "StaleRecord", "load_current", "load_record"]
+__all__ = ["Ignore", "StaleRecord", "load_current", "load_record"]
 
 
-class Skip(Exception):
+class Ignore(Exception):
     """Acknowledge the event without acting; ``reason`` labels the skipped-events metric."""
 
     def __init__(self, reason: str) -> None:
@@ -23,32 +22,31 @@ class StaleRecord(WorkflowError):
     """The store returned an older version than the event announced (replica lag): retry."""
 
 
-async def load_record(engine: Any, event: Event) -> Record:
-    """The run the event is about (its ``foreign_id`` is the run ID); ``Skip`` if gone."""
+async def load_record(store: RecordStore, event: Event) -> Record:
+    """The run the event is about (its ``foreign_id`` is the run ID); ``Ignore`` if gone."""
     try:
-        record: Record = await engine.store.lookup(event.foreign_id)
+        return await store.lookup(event.foreign_id)
     except RecordNotFound:
-        raise Skip("record not found") from None
-    return record
+        raise Ignore("record not found") from None
 
 
-async def load_current(engine: Any, event: Event, status: int) -> Record:
+async def load_current(store: RecordStore, event: Event, status: int) -> Record:
     """The run, if the event is about its current version at ``status`` and it is not stopped.
 
     The version rule (luno-behaviour.md §1.6): a newer record means the event is stale
-    (``Skip``); an older one means the store lags the stream (``StaleRecord``: retry).
+    (``Ignore``); an older one means the store lags the stream (``StaleRecord``: retry).
     """
-    record = await load_record(engine, event)
+    record = await load_record(store, event)
     event_version = int(event.headers.get(Header.RECORD_VERSION, 0) or 0)
     if record.meta.version > event_version:
-        raise Skip("event record version lower than latest record version")
+        raise Ignore("event record version lower than latest record version")
     if record.meta.version < event_version:
         raise StaleRecord(
             "stale record lookup: record version is lower than event record version "
             f"(run_id={record.run_id}, record={record.meta.version}, event={event_version})"
         )
     if record.run_state.stopped():
-        raise Skip("record stopped")
+        raise Ignore("record stopped")
     if record.status != status:
-        raise Skip("record status not in expected state")
+        raise Ignore("record status not in expected state")
     return record

@@ -3,31 +3,52 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+import enum
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
+from .._engine import Telemetry
 from .._errors import VersionConflict
 from .._event import Event
+from .._execution import Executor
+from .._markers import Skip
 from .._protocols import RecordWrite
+from .._types import AsyncStep
+from .._writer import RecordWriter
 from ._consume import Outcome
-from ._load import Skip, StaleRecord, load_current
+from ._load import Ignore, load_current
 
-__all__ = ["StaleRecord", "StepHandler"]
+__all__ = ["SKIP_REASON", "StepHandler"]
+
+T = TypeVar("T")
+S = TypeVar("S", bound=enum.IntEnum)
+
+SKIP_REASON = "next value specified skip"
+"""The skipped-events reason when a step returns ``run.skip()`` (the original's)."""
+
+_Prepared = RecordWrite | BaseException | None
 
 
-class StepHandler:
+class StepHandler(Generic[T, S]):
     """Handles a batch of events for one status: lookup, version rule, step, write."""
 
     def __init__(
         self,
-        engine: Any,
+        runs: Executor[T, S],
+        writer: RecordWriter,
+        telemetry: Telemetry,
+        *,
         process: str,
         status: int,
-        fn: Callable[[Any], Awaitable[Any]],
+        fn: AsyncStep[T, S],
         pause_after: int,
         on_skip: Callable[[str], None],
     ) -> None:
-        self._engine = engine
+        self._runs = runs
+        self._writer = writer
+        self._store = writer.store
+        self._telemetry = telemetry
+        self._workflow = runs.definition.name
         self._process = process
         self._status = status
         self._fn = fn
@@ -36,7 +57,7 @@ class StepHandler:
 
     async def __call__(self, events: Sequence[Event]) -> Outcome:
         if len(events) == 1:
-            results: list[RecordWrite | BaseException | None] = [await self._guarded(events[0])]
+            results: list[_Prepared] = [await self._guarded(events[0])]
         else:
             results = list(await asyncio.gather(*(self._guarded(e) for e in events)))
         acks: list[Event] = []
@@ -52,7 +73,7 @@ class StepHandler:
             else:
                 acks.append(event)
         if writes:
-            outcomes = await self._engine.write_many(writes)
+            outcomes = await self._writer.write_many(writes)
             for event, outcome in zip(written, outcomes, strict=True):
                 if isinstance(outcome, VersionConflict):
                     self._on_skip("record modified concurrently")
@@ -62,22 +83,22 @@ class StepHandler:
                 acks.append(event)
         return Outcome(acks, error)
 
-    async def _guarded(self, event: Event) -> RecordWrite | BaseException | None:
-        tracing = self._engine.tracing
+    async def _guarded(self, event: Event) -> _Prepared:
+        tracing = self._telemetry.tracing
         try:
             if tracing.enabled:
                 with tracing.span(
                     f"conveyor step {self._process}",
                     event.headers,
                     run_id=event.foreign_id,
-                    workflow=self._engine.name,
+                    workflow=self._workflow,
                 ):
                     return await self._prepare(event)
             return await self._prepare(event)
-        except Skip as skip:
+        except Ignore as skip:
             self._on_skip(skip.reason)
-            if self._engine.debug:
-                self._engine.logger.debug(
+            if self._telemetry.debug:
+                self._telemetry.logger.debug(
                     "event skipped",
                     process=self._process,
                     run_id=event.foreign_id,
@@ -87,10 +108,11 @@ class StepHandler:
         except Exception as exc:
             return exc
 
-    async def _prepare(self, event: Event) -> RecordWrite | None:
-        engine = self._engine
-        record = await load_current(engine, event, self._status)
-        write: RecordWrite | None = await engine.run_user_code(
-            record, self._fn, (), process=self._process, pause_after=self._pause_after
+    async def _prepare(self, event: Event) -> RecordWrite:
+        record = await load_current(self._store, event, self._status)
+        result = await self._runs.call(
+            record, self._fn, process=self._process, pause_after=self._pause_after
         )
-        return write
+        if isinstance(result, Skip):
+            raise Ignore(SKIP_REASON)
+        return result

@@ -4,55 +4,72 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+import enum
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Generic, TypeVar
 
+from .._clock import Clock
+from .._engine import Telemetry
 from .._errors import RecordNotFound, TimeoutNotFound, VersionConflict
 from .._event import Event
-from .._protocols import TimeoutRecord
+from .._execution import SKIPPED, Executor
+from .._markers import Skip
+from .._protocols import TimeoutRecord, TimeoutStore
+from .._record import Run
 from .._runstate import RunState
 from .._supervisor import ProcessContext
+from .._types import StepResult
 from ._load import load_current
 
-__all__ = ["TimeoutInserter", "TimeoutPoller"]
+__all__ = ["AsyncTimeout", "AsyncTimer", "TimeoutInserter", "TimeoutPoller"]
+
+T = TypeVar("T")
+S = TypeVar("S", bound=enum.IntEnum)
+
+AsyncTimer = Callable[[Run[T, S], datetime], Awaitable[datetime | None]]
+AsyncTimeout = Callable[[Run[T, S], datetime], Awaitable[StepResult[S]]]
 
 
-class TimeoutInserter:
+class TimeoutInserter(Generic[T, S]):
     """For each event of a status: call every timer and create the timeouts they ask for."""
 
     def __init__(
         self,
-        engine: Any,
+        runs: Executor[T, S],
+        timeouts: TimeoutStore,
+        clock: Clock,
+        *,
         process: str,
         status: int,
-        timers: Sequence[tuple[int, Callable[..., Awaitable[Any]]]],
+        timers: Sequence[tuple[int, AsyncTimer[T, S]]],
         pause_after: int,
     ) -> None:
-        self._engine = engine
+        self._runs = runs
+        self._timeouts = timeouts
+        self._clock = clock
         self._process = process
         self._status = status
         self._timers = timers
         self._pause_after = pause_after
 
     async def __call__(self, event: Event) -> None:
-        engine = self._engine
-        record = await load_current(engine, event, self._status)
-        write = await engine.run_user_code(
-            record, self._insert, (), process=self._process, pause_after=self._pause_after
+        runs = self._runs
+        record = await load_current(runs.writer.store, event, self._status)
+        write = await runs.call(
+            record, self._insert, process=self._process, pause_after=self._pause_after
         )
-        if write is not None:  # a poison run or repeated timer errors: pause it
-            await engine.write(write)
+        if not isinstance(write, Skip):  # a poison run or repeated timer errors: pause it
+            await runs.writer.write(write)
 
-    async def _insert(self, run: Any) -> Any:
-        engine = self._engine
-        now: datetime = engine.clock.now()
+    async def _insert(self, run: Run[T, S]) -> Skip:
+        now = self._clock.now()
         for index, timer in self._timers:
             expire_at = await timer(run, now)
             if expire_at is None:
                 continue
-            await engine.timeout_store.create(
-                engine.name,
+            await self._timeouts.create(
+                run.workflow_name,
                 run.foreign_id,
                 run.run_id,
                 self._status,
@@ -61,33 +78,40 @@ class TimeoutInserter:
                 record_version=run.meta.version,
                 index=index,
             )
-        return run.skip()
+        return SKIPPED
 
 
-class TimeoutPoller:
+class TimeoutPoller(Generic[T, S]):
     """Fires due timeouts of one status; sleeps until the next is due (or one is inserted)."""
 
     def __init__(
         self,
-        engine: Any,
+        runs: Executor[T, S],
+        timeouts: TimeoutStore,
+        clock: Clock,
+        telemetry: Telemetry,
+        *,
         status: int,
-        fns: dict[int, Callable[..., Awaitable[Any]]],
+        fns: Mapping[int, AsyncTimeout[T, S]],
         pause_after: int,
         polling_frequency: float,
     ) -> None:
-        self._engine = engine
+        self._runs = runs
+        self._timeouts = timeouts
+        self._clock = clock
+        self._telemetry = telemetry
+        self._workflow = runs.definition.name
         self._status = status
         self._fns = fns
         self._pause_after = pause_after
         self._poll = polling_frequency
 
     async def __call__(self, ctx: ProcessContext) -> None:
-        engine = self._engine
-        store = engine.timeout_store
+        store = self._timeouts
         while True:
             ctx.busy = True
-            now: datetime = engine.clock.now()
-            due = await store.list_valid(engine.name, self._status, now)
+            now = self._clock.now()
+            due = await store.list_valid(self._workflow, self._status, now)
             progressed = False
             error: BaseException | None = None
             for timeout in due:
@@ -100,17 +124,14 @@ class TimeoutPoller:
             if progressed:
                 ctx.progress()
                 continue
-            nxt = await store.next_expiry(engine.name, self._status)
+            nxt = await store.next_expiry(self._workflow, self._status)
             ctx.busy = False
             await self._sleep(nxt if nxt is not None and nxt > now else None)
 
     async def _sleep(self, deadline: datetime | None) -> None:
-        engine = self._engine
-        waits = [
-            asyncio.ensure_future(engine.timeout_store.wait_for_insert(engine.name, self._poll))
-        ]
+        waits = [asyncio.ensure_future(self._timeouts.wait_for_insert(self._workflow, self._poll))]
         if deadline is not None:
-            waits.append(asyncio.ensure_future(engine.clock.sleep_until(deadline)))
+            waits.append(asyncio.ensure_future(self._clock.sleep_until(deadline)))
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -120,10 +141,10 @@ class TimeoutPoller:
 
     async def _fire(self, ctx: ProcessContext, timeout: TimeoutRecord, now: datetime) -> bool:
         """Handle one due timeout; returns whether anything changed."""
-        engine = self._engine
-        store = engine.timeout_store
+        runs = self._runs
+        writer = runs.writer
         try:
-            record = await engine.store.lookup(timeout.run_id)
+            record = await writer.store.lookup(timeout.run_id)
         except RecordNotFound:
             return await self._drop(timeout)
         if record.status != timeout.status or record.run_state.finished():
@@ -133,24 +154,28 @@ class TimeoutPoller:
             return await self._drop(timeout)
         if record.run_state.stopped():
             return False  # paused: fires after the run is resumed
-        with engine.tracing.span(
-            f"conveyor timeout {ctx.name}", run_id=record.run_id, workflow=engine.name
+
+        async def on_timeout(run: Run[T, S]) -> StepResult[S]:
+            return await fn(run, now)
+
+        with self._telemetry.tracing.span(
+            f"conveyor timeout {ctx.name}", run_id=record.run_id, workflow=self._workflow
         ):
-            write = await engine.run_user_code(
-                record, fn, (now,), process=ctx.name, pause_after=self._pause_after
+            write = await runs.call(
+                record, on_timeout, process=ctx.name, pause_after=self._pause_after
             )
-        if write is not None:
+        if not isinstance(write, Skip):
             try:
-                await engine.write(write)
+                await writer.write(write)
             except VersionConflict:
                 return True  # the run moved meanwhile: look again
             if write.record.run_state is RunState.PAUSED:
                 return True  # keeps its timeout until resumed
         with contextlib.suppress(TimeoutNotFound):
-            await store.complete(timeout.id)
+            await self._timeouts.complete(timeout.id)
         return True
 
     async def _drop(self, timeout: TimeoutRecord) -> bool:
         with contextlib.suppress(TimeoutNotFound):
-            await self._engine.timeout_store.cancel(timeout.id)
+            await self._timeouts.cancel(timeout.id)
         return True

@@ -15,8 +15,9 @@ import pytest_asyncio
 
 from .._builder import Builder
 from .._event import Event, Header
+from .._markers import Marker
 from .._protocols import EventReceiver, EventSender, EventStreamer, OutgoingEvent
-from .._record import Marker, Run
+from .._record import Run
 from .._workflow import Workflow
 from ..adapters.memory import MemoryRecordStore, MemoryRoleScheduler, MemoryTimeoutStore
 from ..testing import FakeClock, await_timeout_insert

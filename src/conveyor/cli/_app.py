@@ -10,21 +10,24 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from .._builder import Builder
 from .._clock import SystemClock
 from .._connect import Backend, connect, migrate
-from .._controller import move_with_retry
+from .._control import move_latest
 from .._errors import InvalidTransition, RecordNotFound, VersionConflict, WorkflowError
 from .._protocols import Order, RecordFilter
 from .._record import Record
 from .._runstate import RunState
+from .._workflow import Workflow
 from .._writer import RecordWriter
+from ..diagram import Direction
 
 __all__ = ["cli", "main"]
 
@@ -167,24 +170,24 @@ def show_run(url: str, run_id: str) -> None:
         console.print(repr(r.object))
 
 
-def _control(action: str, needs_reason: bool) -> Callable[..., None]:
-    async def go(url: str, run_id: str, *args: Any) -> Record:
+def _control(to: RunState, needs_reason: bool) -> Callable[..., None]:
+    async def go(url: str, run_id: str, reason: str) -> Record:
         async with _existing(url) as backend:
             writer = RecordWriter(backend.record_store, SystemClock())
-            return await move_with_retry(writer, run_id, action, *args)
+            return await move_latest(writer, run_id, to, reason)
 
     def command(url: str, run_id: str, reason: str = "") -> None:
-        record = _run(go(url, run_id, *((reason,) if needs_reason else ())))
+        record = _run(go(url, run_id, reason))
         console.print(f"{record.run_id}: {record.run_state} (version {record.meta.version})")
 
     return command
 
 
 for _name, _action, _reason, _help in (
-    ("pause", "pause", True, "Pause a run (Initiated or Running)."),
-    ("resume", "resume", False, "Resume a paused run."),
-    ("cancel", "cancel", True, "Cancel a run (Running or Paused)."),
-    ("delete", "delete_data", True, "Delete a finished run's data."),
+    ("pause", RunState.PAUSED, True, "Pause a run (Initiated or Running)."),
+    ("resume", RunState.RUNNING, False, "Resume a paused run."),
+    ("cancel", RunState.CANCELLED, True, "Cancel a run (Running or Paused)."),
+    ("delete", RunState.REQUESTED_DATA_DELETED, True, "Delete a finished run's data."),
 ):
     _fn = _control(_action, _reason)
     if _reason:
@@ -198,7 +201,7 @@ for _name, _action, _reason, _help in (
 @cli.command()
 @click.argument("target")
 @click.option("--direction", type=click.Choice(["LR", "TB", "RL", "BT"]), default="LR")
-def diagram(target: str, direction: str) -> None:
+def diagram(target: str, direction: Direction) -> None:
     """Print the Mermaid diagram of a workflow or builder given as module:attribute
     (an attribute that is a function is called to get one)."""
     from ..diagram import mermaid
@@ -214,10 +217,10 @@ def diagram(target: str, direction: str) -> None:
     obj = getattr(module, attr, None)
     if obj is None:
         raise click.ClickException(f"{module_name!r} has no attribute {attr!r}")
-    if callable(obj) and not hasattr(obj, "_graph") and not hasattr(obj, "_config"):
+    if callable(obj) and not isinstance(obj, Builder | Workflow):
         obj = obj()  # a factory that returns a Builder or Workflow
     try:
-        click.echo(mermaid(obj, direction), nl=False)  # type: ignore[arg-type]
+        click.echo(mermaid(obj, direction), nl=False)
     except TypeError as exc:
         raise click.ClickException(str(exc)) from None
 

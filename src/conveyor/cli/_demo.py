@@ -94,7 +94,7 @@ async def _watch(
             counts = Counter(r.meta.status_description for r in records)
             live.update(_view(counts, total, started))
             if len(records) == total and all(r.status in FINAL for r in records):
-                return [wf._engine.codec.decode(r.object) for r in records]
+                return [wf._engine.runs.codec.decode(r.object) for r in records]
             await asyncio.sleep(0.1)  # a display refresh, not a wait for an outcome
 
 

@@ -13,9 +13,10 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from .._capabilities import KeepsSnapshots, NotifiesChanges, ReportsOutbox, ReportsPending
 from .._protocols import TimeoutRecord
 from .._record import Meta, Record, Run
-from .._runstate import RunState
+from .._runstate import RunState, State
 from .._workflow import Workflow
 
 __all__ = [
@@ -36,9 +37,11 @@ DEFAULT_TIMEOUT = 10.0
 async def _until(
     wf: Workflow[Any, Any], check: Callable[[], Awaitable[Any]], timeout: float, what: str
 ) -> Any:
-    """Evaluate ``check`` after every store write until it returns non-None."""
+    """Evaluate ``check`` after every store write until it returns non-None.
+
+    Waits on the store's writes if it ``NotifiesChanges``, else polls (with the deadline).
+    """
     store = wf.record_store
-    wait_change = getattr(store, "wait_for_change", None)
     deadline = time.monotonic() + timeout
     while True:
         result = await check()
@@ -47,8 +50,8 @@ async def _until(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        if wait_change is not None:
-            await wait_change(min(remaining, 0.5))
+        if isinstance(store, NotifiesChanges):
+            await store.wait_for_change(min(remaining, 0.5))
         else:  # a store without change notifications: poll with a deadline
             await asyncio.sleep(min(remaining, 0.01))
 
@@ -67,11 +70,10 @@ async def require(
     round trip through the workflow's codec (so custom encodings compare correctly).
     Raises ``AssertionError`` on a mismatch and ``TimeoutError`` if it never gets there.
     """
-    if int(status) not in wf._engine.graph:
+    if int(status) not in wf.definition.graph:
         raise ValueError(f"status {status!r} is not part of workflow {wf.name!r}")
-    engine = wf._engine
+    runs = wf._engine.runs
     store = wf.record_store
-    snapshots = getattr(store, "snapshots", None)
 
     async def check() -> Record | None:
         try:
@@ -79,7 +81,9 @@ async def require(
         except LookupError:
             return None
         history = (
-            snapshots(wf.name, foreign_id, latest.run_id) if snapshots is not None else [latest]
+            store.snapshots(wf.name, foreign_id, latest.run_id)
+            if isinstance(store, KeepsSnapshots)
+            else [latest]
         )
         for record in history:
             if record.status == int(status):
@@ -87,10 +91,10 @@ async def require(
         return None
 
     record: Record = await _until(wf, check, timeout, f"{foreign_id} to reach {status!r}")
-    want = engine.codec.decode(engine.codec.encode(expected))
-    got = engine.codec.decode(record.object)
+    want = runs.codec.decode(runs.codec.encode(expected))
+    got = runs.codec.decode(record.object)
     assert got == want, f"object at {status!r}: expected {want!r}, got {got!r}"
-    return engine.to_run_unchecked(record)
+    return runs.view(record)
 
 
 async def wait_for(
@@ -107,7 +111,7 @@ async def wait_for(
             record = await wf.record_store.latest(wf.name, foreign_id)
         except LookupError:
             return None
-        run = wf._engine.to_run_unchecked(record)
+        run = wf._engine.runs.view(record)
         ok = predicate(run)
         if inspect.isawaitable(ok):
             ok = await ok
@@ -142,7 +146,7 @@ async def await_timeout_insert(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> TimeoutRecord:
     """Wait until a timeout exists for the run at ``status``; return it."""
-    store = wf._engine.timeout_store
+    store = wf.timeout_store
     if store is None:
         raise ValueError(f"workflow {wf.name!r} has no timeout store")
     deadline = time.monotonic() + timeout
@@ -192,8 +196,9 @@ async def run_until_idle(*workflows: Workflow[Any, Any], timeout: float = DEFAUL
 
     Idle means: every process holds its role, no outbox event waits to be relayed, and
     every consumer has handled everything its topic holds (events held back by
-    ``consume_lag`` until the clock moves count as idle). Works with the memory adapters
-    (and any adapter whose receivers report ``pending()``).
+    ``consume_lag`` until the clock moves count as idle). Needs receivers that report
+    whether they are behind (``conveyor.abc.ReportsPending``: every built-in adapter's do);
+    raises ``TypeError`` at once for one that cannot tell.
     """
     if not workflows:
         raise ValueError("run_until_idle needs at least one workflow")
@@ -222,15 +227,23 @@ def _loop_has_ready_callbacks(loop: asyncio.AbstractEventLoop) -> bool:
 
 def _idle(workflows: tuple[Workflow[Any, Any], ...]) -> bool:
     for wf in workflows:
-        outbox_size = getattr(wf.record_store, "outbox_size", None)
-        if outbox_size is not None and outbox_size() > 0:
+        store = wf.record_store
+        if isinstance(store, ReportsOutbox) and store.outbox_size() > 0:
             return False
-        if not wf._idle():
-            return False
+        for ctx in wf._contexts():
+            for rx in ctx.receivers:
+                if not isinstance(rx, ReportsPending):
+                    raise TypeError(
+                        f"run_until_idle cannot tell whether {type(rx).__name__} (process "
+                        f"{ctx.name!r}) is behind: its receivers must implement pending() "
+                        "(conveyor.abc.ReportsPending)"
+                    )
+            if not ctx.idle():
+                return False
     # Every process of the workflow's plan must be running in one of the instances.
     running: set[tuple[str, str]] = set()
     for wf in workflows:
         for name, state in wf.states().items():
-            if state.name == "RUNNING":
+            if state is State.RUNNING:
                 running.add((wf.name, name))
     return all((wf.name, name) in running for wf in workflows for name in wf.process_names())
