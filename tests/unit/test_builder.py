@@ -28,7 +28,9 @@ from ._support import (
 def test_a_second_step_for_one_status_is_refused() -> None:
     b = Builder("dup", Doc, Status)
     b.add_step(Status.STARTED, to_middle, Status.MIDDLE)
-    with pytest.raises(BuildError, match="a step from STARTED is already defined; one step per status"):
+    with pytest.raises(
+        BuildError, match="a step from STARTED is already defined; one step per status"
+    ):
         b.add_step(Status.STARTED, to_done, Status.DONE)
 
 
@@ -227,3 +229,37 @@ def test_building_needs_no_event_loop() -> None:
     b = Builder("noloop", Doc, Status)
     b.add_step(Status.STARTED, to_middle, Status.MIDDLE)
     b.build(*adapters())
+
+
+async def test_changing_a_builder_after_build_leaves_the_built_workflow_as_it_was(
+    env: Env,
+) -> None:
+    # Given a workflow built from STARTED -> MIDDLE -> DONE
+    b = linear("frozen")
+    wf = env.build(b)
+    # When the builder gets a step from DONE (which would make DONE non-terminal), new
+    # options, and a callback
+    b.add_step(Status.DONE, to_done, Status.OTHER_END)
+    b.add_callback(Status.MIDDLE, never_called, Status.OTHER_END)
+    # Then the built workflow's definition did not change
+    assert wf.definition.graph.is_terminal(Status.DONE)
+    assert Status.DONE not in wf.definition.steps
+    assert Status.MIDDLE not in wf.definition.callbacks
+    assert Status.OTHER_END not in wf.definition.graph
+    # And a run still completes at DONE
+    async with wf:
+        rid = await wf.trigger("fid")
+        async with asyncio.timeout(WAIT):
+            done = await wf.wait("fid", rid, Status.DONE)
+    assert done.run_state is RunState.COMPLETED
+
+
+def test_a_definition_cannot_be_changed() -> None:
+    # Given a built workflow's definition
+    b = linear("frozen")
+    definition = b.definition()
+    # Then neither its fields nor its mappings accept changes
+    with pytest.raises(AttributeError):
+        definition.name = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        definition.steps[Status.DONE] = definition.steps[Status.STARTED]  # type: ignore[index]

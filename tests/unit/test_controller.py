@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 
 import pytest
@@ -18,9 +19,12 @@ from conveyor import (
     VersionConflict,
     Workflow,
 )
-from conveyor.testing import run_until_idle
+from conveyor._control import MAX_ATTEMPTS
+from conveyor.abc import RecordWrite
+from conveyor.adapters.memory import MemoryEventStreamer, MemoryRecordStore, MemoryRoleScheduler
+from conveyor.testing import FakeClock, run_until_idle
 
-from ._support import WAIT, Doc, Env, Status
+from ._support import START, WAIT, Doc, Env, Status
 
 
 async def finish(run: Run[Doc, Status], payload: bytes) -> Status:
@@ -121,7 +125,7 @@ async def test_moves_outside_the_table_raise_invalid_transition(
             else:
                 await getattr(wf, step)(rid)
         before = await env.store.lookup(rid)
-        with pytest.raises(InvalidTransition, match="cannot .* a run that is"):
+        with pytest.raises(InvalidTransition, match=r"cannot .* a run that is"):
             await getattr(wf, action)(rid)
         assert await env.store.lookup(rid) == before
 
@@ -225,3 +229,36 @@ async def test_a_cancel_racing_a_step_wins_and_the_step_write_is_dropped(env: En
         Status.STARTED,
         3,
     )
+
+
+class RacingStore(MemoryRecordStore):
+    """Before each update of a run, another writer moves that run on (a version bump)."""
+
+    async def store(self, write: RecordWrite) -> None:
+        if write.expected_version > 0:
+            stored = self._records[write.record.run_id]
+            bump = dataclasses.replace(stored.meta, version=stored.meta.version + 1)
+            racing = RecordWrite(stored.replace(meta=bump), write.outbox, stored.meta.version)
+            await super().store(racing)
+        await super().store(write)
+
+
+async def test_a_move_that_keeps_losing_races_raises_version_conflict_with_the_versions() -> None:
+    # Given a run whose every update is overtaken by another writer
+    store = RacingStore()
+    clock = FakeClock(START)
+    wf = Builder("racing", Doc, Status)
+    wf.add_callback(Status.STARTED, finish, Status.DONE)
+    workflow = wf.build(MemoryEventStreamer(clock=clock), store, MemoryRoleScheduler(), clock=clock)
+    async with workflow:
+        rid = await workflow.trigger("fid")
+        # When it is paused
+        with pytest.raises(VersionConflict) as raised:
+            await workflow.pause(rid, "r")
+    # Then, after MAX_ATTEMPTS re-reads, the error names the version the last attempt
+    # expected and the one that was stored instead
+    last_tried = 1 + (MAX_ATTEMPTS - 1)  # each attempt re-read the version the race left
+    assert raised.value.run_id == rid
+    assert raised.value.expected_version == last_tried
+    assert raised.value.actual_version == last_tried + 1
+    assert (await store.lookup(rid)).version == last_tried + 1

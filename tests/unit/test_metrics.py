@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from conveyor import Builder, Options, Run, State, Workflow
+from conveyor import Builder, Marker, Options, Run, State, Workflow
 from conveyor.adapters.memory import MemoryEventStreamer, MemoryRecordStore, MemoryRoleScheduler
 from conveyor.testing import FakeClock, run_until_idle
 
@@ -144,3 +144,32 @@ async def test_two_workflows_share_one_registry() -> None:
     registry = CollectorRegistry()
     build(registry, FakeClock())
     build(registry, FakeClock())  # registering the same names twice must not raise
+
+
+async def test_a_step_that_skips_counts_a_skipped_event_with_the_originals_reason() -> None:
+    # Given a step that skips every other run
+    registry = CollectorRegistry()
+
+    async def skip_odd(run: Run[Obj, Status]) -> Status | Marker:
+        if run.foreign_id.endswith(("1", "3")):
+            return run.skip()
+        return Status.MIDDLE
+
+    b = Builder("metrics demo", Obj, Status)
+    b.add_step(Status.STARTED, skip_odd, Status.MIDDLE)
+    wf = b.build(
+        MemoryEventStreamer(), MemoryRecordStore(), MemoryRoleScheduler(), metrics_registry=registry
+    )
+    # When four runs go through it
+    async with wf:
+        for i in range(4):
+            await wf.trigger(f"fid-{i}")
+        await run_until_idle(wf)
+    # Then the two skips are counted under "next value specified skip", as in the original
+    skipped = value(
+        registry,
+        "workflow_process_skipped_events_count_total",
+        process_name="started-consumer-1-of-1",
+        reason="next value specified skip",
+    )
+    assert skipped == 2

@@ -196,7 +196,7 @@ async def test_schedule_state_is_reported_while_it_runs() -> None:
 
 async def test_bad_spec_and_not_running_are_errors() -> None:
     wf = builder().build(MemoryEventStreamer(), MemoryRecordStore(), MemoryRoleScheduler())
-    with pytest.raises(NotRunning, match="cannot schedule: workflow .* is not running"):
+    with pytest.raises(NotRunning, match=r"cannot schedule: workflow .* is not running"):
         await wf.schedule("andrew", "@monthly")
     async with wf:
         with pytest.raises(InvalidSchedule):
@@ -205,3 +205,39 @@ async def test_bad_spec_and_not_running_are_errors() -> None:
             await wf.schedule("andrew", "@every 0s")
         with pytest.raises(ValueError, match="invalid cron"):
             await wf.schedule("andrew", "61 * * * *")
+
+
+async def test_a_schedule_returns_normally_when_the_workflow_stops() -> None:
+    # Given a running schedule, awaited by a caller that is never cancelled
+    clock = FakeClock(datetime(2024, 4, 9, 8, 30, tzinfo=UTC))
+    wf = builder().build(
+        MemoryEventStreamer(), MemoryRecordStore(), MemoryRoleScheduler(), clock=clock
+    )
+    await wf.run()
+    caller = asyncio.create_task(wf.schedule("andrew", "@hourly"))
+    await run_until_idle(wf)
+    assert not caller.done()
+    # When the workflow stops
+    await wf.stop()
+    # Then the caller's await returns None instead of raising CancelledError
+    async with asyncio.timeout(5):
+        await caller
+    assert not caller.cancelled()
+    assert caller.exception() is None
+
+
+async def test_cancelling_the_caller_of_a_schedule_ends_it_with_cancelled_error() -> None:
+    # Given a running schedule
+    clock = FakeClock(datetime(2024, 4, 9, 8, 30, tzinfo=UTC))
+    wf = builder().build(
+        MemoryEventStreamer(), MemoryRecordStore(), MemoryRoleScheduler(), clock=clock
+    )
+    async with wf:
+        caller = asyncio.create_task(wf.schedule("andrew", "@hourly"))
+        await run_until_idle(wf)
+        # When its caller is cancelled
+        caller.cancel()
+        # Then the cancellation reaches the caller, and the schedule's process is gone
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert wf.states()["andrew-scheduler-@hourly"] is State.SHUTDOWN

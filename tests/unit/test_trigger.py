@@ -71,7 +71,7 @@ async def test_start_at_must_be_a_node_of_the_graph(env: Env, status: Status) ->
 
 async def test_trigger_before_run_raises_not_running(env: Env) -> None:
     wf = env.build(parked())
-    with pytest.raises(NotRunning, match="cannot trigger: workflow .* is not running"):
+    with pytest.raises(NotRunning, match=r"cannot trigger: workflow .* is not running"):
         await wf.trigger("fid")
     assert env.store.all_records() == []
 
