@@ -18,6 +18,7 @@ from ._connect import connect as connect
 from ._connect import migrate as migrate
 from ._connector import ConnectorEvent as ConnectorEvent
 from ._control import RunStateController as RunStateController
+from ._definition import Definition as Definition
 from ._errors import AdapterError as AdapterError
 from ._errors import AdapterUnavailable as AdapterUnavailable
 from ._errors import BuildError as BuildError
@@ -44,6 +45,13 @@ from ._runstate import RunState as RunState
 from ._runstate import State as State
 from ._timers import duration_timer as duration_timer
 from ._timers import time_timer as time_timer
+from ._types import CallbackFn as CallbackFn
+from ._types import DeleteFn as DeleteFn
+from ._types import HookFn as HookFn
+from ._types import StepFn as StepFn
+from ._types import StepResult as StepResult
+from ._types import TimeoutFn as TimeoutFn
+from ._types import TimerFn as TimerFn
 from ._workflow import Workflow as Workflow
 
 __all__ = (
@@ -52,10 +60,14 @@ __all__ = (
     "Backend",
     "BuildError",
     "Builder",
+    "CallbackFn",
     "Clock",
     "ConnectorBuilder",
     "ConnectorEvent",
     "DecodeError",
+    "Definition",
+    "DeleteFn",
+    "HookFn",
     "InvalidSchedule",
     "InvalidTransition",
     "Logger",
@@ -73,9 +85,13 @@ __all__ = (
     "RunStateController",
     "State",
     "StepBuilder",
+    "StepFn",
+    "StepResult",
     "SystemClock",
     "TimeoutBuilder",
+    "TimeoutFn",
     "TimeoutNotFound",
+    "TimerFn",
     "TypedRecord",
     "VersionConflict",
     "Workflow",

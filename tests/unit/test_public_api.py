@@ -11,7 +11,7 @@ import pytest
 
 import conveyor
 
-CORE_PUBLIC = ("conveyor", "conveyor.testing", "conveyor.adapters.memory")
+CORE_PUBLIC = ("conveyor", "conveyor.abc", "conveyor.testing", "conveyor.adapters.memory")
 
 
 def public_modules() -> list[str]:
@@ -94,9 +94,7 @@ def test_errors_share_one_root_and_lookup_errors_are_lookup_errors() -> None:
     errors = [
         getattr(conveyor, n)
         for n in conveyor.__all__
-        if isinstance(getattr(conveyor, n), type)
-        and issubclass(getattr(conveyor, n), Exception)
-        and n != "DecodeError"
+        if isinstance(getattr(conveyor, n), type) and issubclass(getattr(conveyor, n), Exception)
     ]
     assert len(errors) >= 10
     assert all(issubclass(e, conveyor.WorkflowError) for e in errors)
@@ -111,3 +109,119 @@ def test_public_classes_and_functions_have_docstrings(name: str) -> None:
         obj = getattr(module, attr)
         if isinstance(obj, type) or inspect.isfunction(obj):
             assert obj.__doc__, f"{name}.{attr} has no docstring"
+
+
+WORKFLOW_AUTHORS = (
+    "AdapterError",
+    "AdapterUnavailable",
+    "Backend",
+    "BuildError",
+    "Builder",
+    "CallbackFn",
+    "Clock",
+    "ConnectorBuilder",
+    "ConnectorEvent",
+    "DecodeError",
+    "Definition",
+    "DeleteFn",
+    "HookFn",
+    "InvalidSchedule",
+    "InvalidTransition",
+    "Logger",
+    "Marker",
+    "Meta",
+    "NotRunning",
+    "Options",
+    "OutboxOptions",
+    "OutboxRecordNotFound",
+    "Record",
+    "RecordNotFound",
+    "Run",
+    "RunEnded",
+    "RunState",
+    "RunStateController",
+    "State",
+    "StepBuilder",
+    "StepFn",
+    "StepResult",
+    "SystemClock",
+    "TimeoutBuilder",
+    "TimeoutFn",
+    "TimeoutNotFound",
+    "TimerFn",
+    "TypedRecord",
+    "VersionConflict",
+    "Workflow",
+    "WorkflowError",
+    "WorkflowInProgress",
+    "connect",
+    "duration_timer",
+    "migrate",
+    "time_timer",
+)
+"""``conveyor``: what workflow authors use (issue 9). Changing it is a decision: say why."""
+
+ADAPTER_AUTHORS = (
+    "AdapterError",
+    "AdapterUnavailable",
+    "Clock",
+    "ConnectorConstructor",
+    "ConnectorConsumer",
+    "ConnectorEvent",
+    "Event",
+    "EventReceiver",
+    "EventSender",
+    "EventStreamer",
+    "Header",
+    "KeepsSnapshots",
+    "Lease",
+    "Meta",
+    "NotifiesChanges",
+    "Order",
+    "OutboxEvent",
+    "OutgoingEvent",
+    "PublishesEvents",
+    "Record",
+    "RecordFilter",
+    "RecordNotFound",
+    "RecordStore",
+    "RecordWrite",
+    "ReportsOutbox",
+    "ReportsPending",
+    "RoleScheduler",
+    "RunState",
+    "TimeoutNotFound",
+    "TimeoutRecord",
+    "TimeoutStore",
+    "VersionConflict",
+    "WorkflowError",
+    "WorkflowInProgress",
+    "delete_topic",
+    "make_role",
+    "register_backend",
+    "run_state_change_topic",
+    "topic",
+    "topic_for",
+)
+"""``conveyor.abc``: the contracts, wire types, helpers and capabilities for adapter authors."""
+
+
+def test_conveyor_exports_exactly_what_workflow_authors_use() -> None:
+    assert conveyor.__all__ == WORKFLOW_AUTHORS
+
+
+def test_conveyor_abc_exports_exactly_what_adapter_authors_use() -> None:
+    import conveyor.abc
+
+    assert conveyor.abc.__all__ == ADAPTER_AUTHORS
+
+
+def test_adapter_plumbing_is_not_in_the_authors_namespace() -> None:
+    for name in ("Event", "EventStreamer", "RecordWrite", "Lease", "Header", "topic", "make_role"):
+        assert name not in conveyor.__all__
+        assert not hasattr(conveyor, name), f"conveyor.{name} should live in conveyor.abc only"
+
+
+def test_decode_error_is_a_workflow_error_and_a_value_error() -> None:
+    assert issubclass(conveyor.DecodeError, conveyor.WorkflowError)
+    assert issubclass(conveyor.DecodeError, ValueError)
