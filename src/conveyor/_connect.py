@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from ._errors import AdapterError
@@ -28,46 +28,70 @@ class Backend:
 
 Opener = Callable[..., AbstractAsyncContextManager[Backend]]
 
-# scheme -> "module:function"; imported only when used, so no driver is needed up front.
-_OPENERS: dict[str, str] = {
-    "memory": "conveyor.adapters.memory:open_backend",
-    "sqlite": "conveyor.adapters.sqlite:open_backend",
-    "postgresql": "conveyor.adapters.postgres:open_backend",
-    "postgres": "conveyor.adapters.postgres:open_backend",
+Migrator = Callable[..., Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    opener: str
+    """``"module:function"`` that opens a ``Backend`` as an async context manager."""
+    migrator: str | None = None
+    """``"module:function"`` that creates or upgrades the schema; ``None``: nothing to do."""
+
+
+# scheme -> entry; modules are imported only when used, so no driver is needed up front.
+_OPENERS: dict[str, _Entry] = {
+    "memory": _Entry("conveyor.adapters.memory:open_backend"),
+    "sqlite": _Entry("conveyor.adapters.sqlite:open_backend", "conveyor.adapters.sqlite:migrate"),
+    "postgresql": _Entry(
+        "conveyor.adapters.postgres:open_backend", "conveyor.adapters.postgres:migrate"
+    ),
+    "postgres": _Entry(
+        "conveyor.adapters.postgres:open_backend", "conveyor.adapters.postgres:migrate"
+    ),
 }
 _EXTRAS = {"sqlite": "sqlite", "postgresql": "postgres", "postgres": "postgres"}
 
 
-def register_backend(scheme: str, opener: str) -> None:
-    """Let ``connect`` open ``scheme://`` URLs with ``opener`` (``"module:function"``)."""
-    _OPENERS[scheme] = opener
+def register_backend(scheme: str, opener: str, migrator: str | None = None) -> None:
+    """Let ``connect`` open ``scheme://`` URLs with ``opener`` (``"module:function"``), and
+    ``migrate`` run ``migrator`` (``"module:function"``; ``None``: no schema to create)."""
+    _OPENERS[scheme] = _Entry(opener, migrator)
 
 
-def _backend_module(url: str) -> tuple[Any, str]:
+def _load(url: str, which: str) -> object:
+    """The function ``which`` (``"module:function"``) for ``url``'s scheme."""
     scheme = urlsplit(url).scheme
-    if not scheme:
-        raise AdapterError(
-            f"not a backend URL: {url!r} (expected e.g. memory://, sqlite:///path/to/file.db, "
-            "postgresql://user@host/db)"
-        )
-    target = _OPENERS.get(scheme)
-    if target is None:
-        known = ", ".join(f"{s}://" for s in sorted(_OPENERS))
-        raise AdapterError(f"unknown backend scheme {scheme!r} in {url!r} (known: {known})")
-    module_name, _, attr = target.partition(":")
+    module_name, _, attr = which.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         extra = _EXTRAS.get(scheme)
         hint = f": pip install 'conveyor[{extra}]'" if extra else ""
         raise AdapterError(f"cannot open {scheme}:// backends{hint} ({exc})") from exc
-    return module, attr
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise AdapterError(f"{module_name} has no {attr} (registered for {scheme}://)") from None
+
+
+def _entry(url: str) -> _Entry:
+    scheme = urlsplit(url).scheme
+    if not scheme:
+        raise AdapterError(
+            "not a backend URL (expected e.g. memory://, sqlite:///path/to/file.db, "
+            "postgresql://user@host/db)"
+        )
+    entry = _OPENERS.get(scheme)
+    if entry is None:
+        known = ", ".join(f"{s}://" for s in sorted(_OPENERS))
+        raise AdapterError(f"unknown backend scheme {scheme!r} (known: {known})")
+    return entry
 
 
 def _opener(url: str) -> Opener:
-    module, attr = _backend_module(url)
-    opener: Opener = getattr(module, attr)
-    return opener
+    # The registry names functions by string: their type is the registration's promise.
+    return cast(Opener, _load(url, _entry(url).opener))
 
 
 @asynccontextmanager
@@ -87,7 +111,7 @@ async def migrate(url: str, **options: Any) -> None:
 
     Idempotent. Backends without a schema (``memory://``) do nothing.
     """
-    module, _ = _backend_module(url)
-    run = getattr(module, "migrate", None)
-    if run is not None:
+    migrator = _entry(url).migrator
+    if migrator is not None:
+        run = cast(Migrator, _load(url, migrator))
         await run(url, **options)
