@@ -143,18 +143,18 @@ class Executor(Generic[T, S]):
         code is typed to return one, but is not checked at run time by Python).
         """
         update = self.writer.update
-        match result:
-            case Skip():
-                return SKIPPED
-            case SaveAndRepeat():
-                return update(record, run_state=RunState.RUNNING, obj=self._encode(run))
-            case Pause(reason=reason):
-                obj = self._encode(run)
-                return update(record, run_state=RunState.PAUSED, obj=obj, reason=reason)
-            case Cancel(reason=reason):
-                obj = self._encode(run)
-                return update(record, run_state=RunState.CANCELLED, obj=obj, reason=reason)
-        if isinstance(result, bool) or not isinstance(result, int):
+        if isinstance(result, bool) or not isinstance(result, int):  # statuses: the hot path
+            match result:
+                case Skip():
+                    return SKIPPED
+                case SaveAndRepeat():
+                    return update(record, run_state=RunState.RUNNING, obj=self._encode(run))
+                case Pause(reason=reason):
+                    obj = self._encode(run)
+                    return update(record, run_state=RunState.PAUSED, obj=obj, reason=reason)
+                case Cancel(reason=reason):
+                    obj = self._encode(run)
+                    return update(record, run_state=RunState.CANCELLED, obj=obj, reason=reason)
             raise PoisonRun(
                 f"step returned {result!r}: expected a {self._status_type.__name__} or a marker"
             )
