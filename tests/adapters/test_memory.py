@@ -19,7 +19,11 @@ from conveyor.adaptertest import (
     ConnectorMaker,
     ConnectorSuite,
     EventStreamerSuite,
+    KeepsSnapshotsSuite,
+    NotifiesChangesSuite,
     RecordStoreSuite,
+    ReportsOutboxSuite,
+    ReportsPendingSuite,
     RoleSchedulerSuite,
     SchedulerFactory,
     TimeoutStoreSuite,
@@ -62,3 +66,30 @@ class TestMemoryConnector(ConnectorSuite):
             return MemoryConnector(events)
 
         return make
+
+
+# --------------------------------------------------------------------------- capabilities
+
+
+class TestMemoryReceiversReportPending(ReportsPendingSuite):
+    @pytest.fixture
+    async def streamer(self) -> MemoryEventStreamer:
+        return MemoryEventStreamer()
+
+
+class TestMemoryRecordStoreKeepsSnapshots(KeepsSnapshotsSuite):
+    @pytest.fixture
+    async def store(self) -> MemoryRecordStore:
+        return MemoryRecordStore()
+
+
+class TestMemoryRecordStoreNotifiesChanges(NotifiesChangesSuite):
+    @pytest.fixture
+    async def store(self) -> MemoryRecordStore:
+        return MemoryRecordStore()
+
+
+class TestMemoryRecordStoreReportsOutbox(ReportsOutboxSuite):
+    @pytest.fixture
+    async def store(self) -> MemoryRecordStore:
+        return MemoryRecordStore()

@@ -29,6 +29,7 @@ from conveyor.adapters.sqlite._schema import path_from_url
 from conveyor.adaptertest import (
     EventStreamerSuite,
     RecordStoreSuite,
+    ReportsPendingSuite,
     RoleSchedulerSuite,
     SchedulerFactory,
     TimeoutStoreSuite,
@@ -71,6 +72,14 @@ class TestSQLiteEventStreamerOnItsThread(EventStreamerSuite):
     @pytest.fixture
     async def streamer(self, tmp_path: Path) -> AsyncIterator[SQLiteEventStreamer]:
         streamer = await SQLiteEventStreamer.open(str(tmp_path / "events.db"), inline=False)
+        yield streamer
+        await streamer.close()
+
+
+class TestSQLiteReceiversReportPending(ReportsPendingSuite):
+    @pytest.fixture
+    async def streamer(self, tmp_path: Path) -> AsyncIterator[SQLiteEventStreamer]:
+        streamer = await SQLiteEventStreamer.open(str(tmp_path / "events.db"))
         yield streamer
         await streamer.close()
 

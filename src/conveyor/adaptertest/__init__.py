@@ -12,6 +12,13 @@ extra: pytest and pytest-asyncio). An adapter's test module subclasses it as
         async def store(self) -> AsyncIterator[RecordStore]:
             yield MyRecordStore(...)
 
+An adapter that claims a capability (``conveyor.abc.ReportsPending`` and the others) runs
+its suite too, with the fixture of the contract it extends: ``ReportsPendingSuite``
+(``streamer``), ``KeepsSnapshotsSuite``, ``NotifiesChangesSuite`` and
+``ReportsOutboxSuite`` (``store``), and ``PublishesEventsSuite``, whose
+``store_and_streamer`` fixture yields a ``StoreAndStreamer``: the store and the streamer
+it publishes to.
+
 The cases carry ``pytest.mark.asyncio``, so they run under pytest-asyncio's strict mode
 as well as ``asyncio_mode = "auto"``; in strict mode the overriding fixture must be
 declared with ``@pytest_asyncio.fixture``. The suites' modules are registered for
@@ -21,6 +28,7 @@ pytest's assertion rewriting, so a failing case explains itself.
 import pytest
 
 pytest.register_assert_rewrite(
+    "conveyor.adaptertest._capabilities",
     "conveyor.adaptertest._connector",
     "conveyor.adaptertest._event_streamer",
     "conveyor.adaptertest._fixtures",
@@ -29,6 +37,12 @@ pytest.register_assert_rewrite(
     "conveyor.adaptertest._timeout_store",
 )
 
+from ._capabilities import KeepsSnapshotsSuite as KeepsSnapshotsSuite  # noqa: E402
+from ._capabilities import NotifiesChangesSuite as NotifiesChangesSuite  # noqa: E402
+from ._capabilities import PublishesEventsSuite as PublishesEventsSuite  # noqa: E402
+from ._capabilities import ReportsOutboxSuite as ReportsOutboxSuite  # noqa: E402
+from ._capabilities import ReportsPendingSuite as ReportsPendingSuite  # noqa: E402
+from ._capabilities import StoreAndStreamer as StoreAndStreamer  # noqa: E402
 from ._connector import ConnectorMaker as ConnectorMaker  # noqa: E402
 from ._connector import ConnectorSuite as ConnectorSuite  # noqa: E402
 from ._event_streamer import EventStreamerSuite as EventStreamerSuite  # noqa: E402
@@ -41,8 +55,14 @@ __all__ = (
     "ConnectorMaker",
     "ConnectorSuite",
     "EventStreamerSuite",
+    "KeepsSnapshotsSuite",
+    "NotifiesChangesSuite",
+    "PublishesEventsSuite",
     "RecordStoreSuite",
+    "ReportsOutboxSuite",
+    "ReportsPendingSuite",
     "RoleSchedulerSuite",
     "SchedulerFactory",
+    "StoreAndStreamer",
     "TimeoutStoreSuite",
 )

@@ -300,6 +300,20 @@ class EventStreamerSuite:
         await sender.close()
         await sender.close()
 
+    async def test_streamer_close_is_idempotent(self, streamer: EventStreamer) -> None:
+        # Given a streamer that has sent and handed out an event
+        topic = new_name("test")
+        sender = await streamer.new_sender(topic)
+        receiver = await streamer.new_receiver(topic, new_name("reader"))
+        await sender.send("1", 1, _headers(topic))
+        await self._recv(receiver)
+        await receiver.close()
+        await sender.close()
+
+        # When it is closed twice, the second close returns (None) instead of raising
+        await streamer.close()
+        await streamer.close()
+
     # ------------------------------------------------------------ delivery
 
     async def test_events_round_trip_foreign_id_type_and_headers(

@@ -424,6 +424,16 @@ class RecordStoreSuite:
             store.wait_for_outbox(WORKFLOW, 0.05), self.wait_timeout, "wait_for_outbox's timeout"
         )
 
+    # ------------------------------------------------------------ close
+
+    async def test_close_is_idempotent(self, store: RecordStore) -> None:
+        # Given a store that has applied a write
+        await store.store(insert(dummy_record()))
+
+        # When it is closed twice, the second close returns (None) instead of raising
+        await store.close()
+        await store.close()
+
     # ------------------------------------------------------------ list
 
     async def test_list_of_an_empty_store_returns_nothing(self, store: RecordStore) -> None:

@@ -277,3 +277,13 @@ class RoleSchedulerSuite:
 
             await within(one.acquired.wait(), self.wait_timeout, "the first role")
             await within(other.acquired.wait(), self.wait_timeout, "the second role")
+
+    async def test_close_is_idempotent(self, make_schedulers: SchedulerFactory) -> None:
+        # Given a scheduler that has held and released a role
+        (scheduler,) = await make_schedulers(1)
+        async with asyncio.timeout(self.wait_timeout), scheduler.hold(new_name("closing")):
+            pass
+
+        # When it is closed twice, the second close returns (None) instead of raising
+        await scheduler.close()
+        await scheduler.close()

@@ -468,3 +468,15 @@ class TimeoutStoreSuite:
             self.wait_timeout,
             "wait_for_insert's timeout",
         )
+
+    # ------------------------------------------------------------ close
+
+    async def test_close_is_idempotent(self, timeout_store: TimeoutStore) -> None:
+        # Given a store that holds a timeout
+        await timeout_store.create(
+            WORKFLOW, FOREIGN_ID, "run-1", STATUS, _BASE_TIME, created_at=_BASE_TIME
+        )
+
+        # When it is closed twice, the second close returns (None) instead of raising
+        await timeout_store.close()
+        await timeout_store.close()
