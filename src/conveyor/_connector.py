@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 from ._capabilities import ReportsPending
 from ._clock import Clock
 from ._event import Event
+from ._kit._hash import fnv1a64
 
 __all__ = [
     "ConnectorConstructor",
@@ -18,19 +19,6 @@ __all__ = [
     "ConnectorReceiver",
     "fnv1a64",
 ]
-
-_FNV_OFFSET = 0xCBF29CE484222325
-_FNV_PRIME = 0x100000001B3
-_MASK = 0xFFFFFFFFFFFFFFFF
-
-
-def fnv1a64(text: str) -> int:
-    """Unsigned 64-bit FNV-1a of the UTF-8 bytes: the same in every process and version."""
-    h = _FNV_OFFSET
-    for byte in text.encode():
-        h = ((h ^ byte) * _FNV_PRIME) & _MASK
-    return h
-
 
 @dataclass(frozen=True, slots=True)
 class ConnectorEvent:

@@ -19,7 +19,7 @@ import pytest
 
 from conveyor import AdapterError, ConnectorEvent, WorkflowError
 from conveyor.abc import ConnectorConstructor, Event, RecordWrite, RoleScheduler, TimeoutRecord
-from conveyor.adapters._acks import AckTracker
+from conveyor.abc.kit import AckTracker
 from conveyor.adapters.memory import (
     MemoryConnector,
     MemoryConnectorConsumer,

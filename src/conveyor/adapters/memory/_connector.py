@@ -6,8 +6,8 @@ from collections.abc import Iterable, Sequence
 
 from ..._connector import ConnectorEvent
 from ..._errors import AdapterError
-from .._acks import AckTracker
-from ._signal import Signal
+from ..._kit._acks import AckTracker
+from ..._kit._signal import Signal
 
 __all__ = ["MemoryConnector", "MemoryConnectorConsumer"]
 

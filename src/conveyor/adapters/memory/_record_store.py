@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 from ..._errors import RecordNotFound, VersionConflict, WorkflowError, WorkflowInProgress
 from ..._event import OutboxEvent
+from ..._kit._signal import Signal
 from ..._protocols import Order, RecordFilter, RecordWrite
 from ..._record import Record
 from ..._runstate import RunState
-from ._signal import Signal
 
 __all__ = ["MemoryRecordStore"]
 

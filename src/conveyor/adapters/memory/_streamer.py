@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..._clock import Clock, SystemClock
 from ..._errors import AdapterError
 from ..._event import Event
+from ..._kit._acks import AckTracker
+from ..._kit._sender import EventSenderBase
+from ..._kit._signal import Signal
 from ..._protocols import OutgoingEvent
-from .._acks import AckTracker
-from ._signal import Signal
 
 __all__ = ["MemoryEventStreamer"]
 
@@ -78,29 +79,15 @@ class MemoryEventStreamer:
         """Nothing to release: memory adapters hold no connections. Idempotent."""
 
 
-class MemoryEventSender:
+class MemoryEventSender(EventSenderBase):
     """Appends to one topic of a ``MemoryEventStreamer``."""
 
     def __init__(self, streamer: MemoryEventStreamer, topic: str) -> None:
+        super().__init__(topic)
         self._streamer = streamer
-        self._topic = topic
-        self._closed = False
 
-    async def send(self, foreign_id: str, event_type: int, headers: Mapping[str, str]) -> None:
-        self._check()
-        self._streamer._append(self._topic, (OutgoingEvent(foreign_id, event_type, headers),))
-
-    async def send_many(self, events: Sequence[OutgoingEvent]) -> None:
-        self._check()
-        if events:
-            self._streamer._append(self._topic, events)
-
-    def _check(self) -> None:
-        if self._closed:
-            raise AdapterError(f"sender for topic {self._topic!r} is closed")
-
-    async def close(self) -> None:
-        self._closed = True
+    async def deliver(self, events: Sequence[OutgoingEvent]) -> None:
+        self._streamer._append(self.topic, events)
 
 
 class MemoryEventReceiver:

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ..._errors import TimeoutNotFound
+from ..._kit._signal import Signal
 from ..._protocols import TimeoutRecord
-from ._signal import Signal
 
 __all__ = ["MemoryTimeoutStore"]
 

@@ -45,6 +45,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "the PostgreSQL adapters need the asyncpg driver: pip install 'conveyor[postgres]'"
     ) from exc
 
+from ..._kit._spread import assign_roles as assign_roles
 from ._backend import PostgresBackend as PostgresBackend
 from ._backend import open_backend as open_backend
 from ._database import Database as PostgresDatabase
@@ -53,7 +54,6 @@ from ._pruner import Pruner as Pruner
 from ._record_store import PostgresRecordStore as PostgresRecordStore
 from ._role_scheduler import PostgresLease as PostgresLease
 from ._role_scheduler import PostgresRoleScheduler as PostgresRoleScheduler
-from ._role_scheduler import assign_roles as assign_roles
 from ._schema import LATEST_VERSION as LATEST_VERSION
 from ._schema import migrate as migrate
 from ._streamer import PostgresEventReceiver as PostgresEventReceiver

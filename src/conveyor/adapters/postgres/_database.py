@@ -39,10 +39,10 @@ from urllib.parse import parse_qsl, urlsplit
 import asyncpg
 
 from ..._errors import AdapterError
+from ..._kit._signal import Signal
 from ._errors import is_connection_error, translate
 from ._options import PostgresOptions, Tables
 from ._pool import Pool
-from ._signal import Signal
 
 __all__ = ["Connection", "Database"]
 

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..._errors import AdapterError
+from ..._kit._hash import fnv1a64
 
 __all__ = ["PostgresOptions", "Tables", "quote_ident", "split_url"]
 
@@ -153,6 +154,4 @@ class Tables:
 
 
 def _short_hash(text: str) -> str:
-    from ..._connector import fnv1a64
-
     return f"{fnv1a64(text):016x}"

@@ -18,8 +18,8 @@ import random
 
 import asyncpg
 
-from ..._connector import fnv1a64
 from ..._errors import AdapterError
+from ..._kit._hash import fnv1a64
 from ._database import Connection, Database
 
 __all__ = ["Pruner"]

@@ -21,13 +21,13 @@ assigned to takes it at its next look, so a role is unheld for at most
 releases the row at once and notifies the others, so a hand-over takes milliseconds.
 
 Spreading. Each scheduler is a *member* with a heartbeat (its renewal) and the list of
-roles it wants. Every member computes the same assignment (``assign_roles``) from the
-live members and the current holders: each holder keeps up to its fair share of its
-roles, the rest go in name order (so the shards of one consumer are neighbours) to the
-least-loaded member that wants them. Roles therefore move only to even out the load. A
-member takes
-the free roles assigned to it at once and other free roles only after they stayed free
-for ``role_grace`` seconds (so the assigned member gets them first, and a role whose
+roles it wants. Every member computes the same assignment (``conveyor.abc.kit``'s
+``assign_roles``, shared with the other adapters) from the live members and the current
+holders: each holder keeps up to its fair share of its roles, the rest go in name order
+(so the shards of one consumer are neighbours) to the least-loaded member that wants
+them. Roles therefore move only to even out the load. A member takes the free roles
+assigned to it at once and other free roles only after they stayed free for
+``role_grace`` seconds (so the assigned member gets them first, and a role whose
 assigned member is busy elsewhere still gets a holder). A holder gives up a role
 assigned to another live member once that member has been up for ``role_grace`` seconds:
 its lease is lost, the engine stops the work, the block exits and releases the row. So
@@ -46,12 +46,12 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from ..._connector import fnv1a64
 from ..._errors import AdapterError
+from ..._kit._spread import assign_roles
 from ._database import Connection, Database
 from ._errors import is_connection_error, translate
 
-__all__ = ["PostgresLease", "PostgresRoleScheduler", "assign_roles"]
+__all__ = ["PostgresLease", "PostgresRoleScheduler"]
 
 log = logging.getLogger("conveyor.adapters.postgres")
 
@@ -81,42 +81,6 @@ class PostgresLease:
         if not self._lost.is_set():
             self.reason = reason
             self._lost.set()
-
-
-def assign_roles(
-    wanted: Mapping[str, Iterable[str]], holders: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """Which member each role goes to, given each live member's wanted roles.
-
-    Deterministic (every member computes the same from the same input). First every
-    current holder (``holders``) keeps up to its fair share (roles // members) of its
-    roles; then the other roles, in name order, go each to the least-loaded member that
-    wants it (its holder first, then by FNV-1a of role and member). So roles move only to
-    even out the load, and when nothing is held yet the shards of one consumer (neighbours
-    in name order) land on different members.
-    """
-    wants = {member: set(roles) for member, roles in wanted.items()}
-    holders = holders or {}
-    roles = sorted(set().union(*wants.values())) if wants else []
-    fair = len(roles) // max(1, len(wants))
-    load = dict.fromkeys(wants, 0)
-    result: dict[str, str] = {}
-    for role in roles:
-        holder = holders.get(role)
-        if holder is not None and role in wants.get(holder, ()) and load[holder] < fair:
-            result[role] = holder
-            load[holder] += 1
-    for role in roles:
-        if role in result:
-            continue
-        holder = holders.get(role)
-        best = min(
-            (m for m, theirs in wants.items() if role in theirs),
-            key=lambda m: (load[m], m != holder, fnv1a64(f"{role}\x00{m}"), m),
-        )
-        result[role] = best
-        load[best] += 1
-    return result
 
 
 class PostgresRoleScheduler:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from ..._connector import fnv1a64
 from ..._errors import AdapterError
+from ..._kit._hash import fnv1a64
 from ._database import Connection, Database
 from ._errors import translate
 from ._options import PostgresOptions, Tables, split_url

@@ -34,21 +34,20 @@ Receivers that never ack (``Workflow.wait`` uses such) write nothing.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import asyncpg
 import msgspec
 
 from ..._errors import AdapterError
 from ..._event import Event, Header
+from ..._kit._acks import AckTracker, NotHandedOut
+from ..._kit._flusher import CursorFlusher, CursorKey
+from ..._kit._sender import EventSenderBase
 from ..._protocols import OutgoingEvent
-from .._acks import AckTracker, NotHandedOut
 from ._database import Connection, Database
-from ._signal import Signal
 
 __all__ = ["PostgresEventReceiver", "PostgresEventSender", "PostgresEventStreamer"]
 
@@ -175,11 +174,15 @@ WITH counter AS (
             "SET position = greatest(c.position, excluded.position), updated_at = now()"
         )
         self._sent: dict[str, _SentCache] = {}
-        self._dirty: dict[tuple[str, str], int] = {}
-        self._dirty_signal = Signal()
         self._receivers: set[PostgresEventReceiver] = set()
-        self._flusher: asyncio.Task[None] | None = None
-        self._touched = time.monotonic()
+        self._cursors = CursorFlusher(
+            self._write_cursors,
+            delay=db.options.ack_flush_interval,
+            refresh=self._open_cursors,
+            refresh_every=db.options.cursor_retention / 8,
+            log=log,
+            name="conveyor-postgres-cursor-flusher",
+        )
         self._closed = False
 
     async def new_sender(self, topic: str) -> PostgresEventSender:
@@ -196,7 +199,7 @@ WITH counter AS (
         row = await self._db.fetchrow("opening a receiver", self._open_sql, topic, name)
         stored = None if row is None else row[0]
         last = 0 if row is None or row[1] is None else int(row[1])
-        unsaved = self._dirty.get((topic, name))
+        unsaved = self._cursors.unsaved(topic, name)
         if unsaved is not None:
             stored = max(stored or 0, unsaved)
         start = int(stored) if stored is not None else (last if stream_from_latest else 0)
@@ -212,11 +215,7 @@ WITH counter AS (
         if self._closed:
             return
         self._closed = True
-        if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.wait({self._flusher})
-        with contextlib.suppress(AdapterError):
-            await self._flush()
+        await self._cursors.close()
 
     # ------------------------------------------------------------------ sending
 
@@ -268,86 +267,33 @@ WITH counter AS (
 
     # ------------------------------------------------------------------ cursors
 
-    def _mark(self, topic: str, name: str, position: int) -> None:
-        key = (topic, name)
-        if position > self._dirty.get(key, -1):
-            self._dirty[key] = position
-        if self._flusher is None and not self._closed:
-            self._flusher = asyncio.get_running_loop().create_task(
-                self._flush_loop(), name="conveyor-postgres-cursor-flusher"
-            )
-        self._dirty_signal.fire()
-
-    async def _flush_loop(self) -> None:
-        options = self._db.options
-        touch_every = options.cursor_retention / 8
-        failures = 0
-        while True:
-            if not self._dirty:
-                await self._dirty_signal.wait(touch_every)
-            if time.monotonic() - self._touched >= touch_every:
-                self._touch()
-            await asyncio.sleep(options.ack_flush_interval * (2 ** min(failures, 7)))
-            try:
-                await self._flush()
-                failures = 0
-            except AdapterError as exc:
-                failures += 1
-                if failures == 1 or failures % 20 == 0:
-                    log.warning("cannot write event cursors (will retry): %s", exc)
-
-    def _touch(self) -> None:
-        """Rewrite the saved cursors of open receivers, so the pruner sees them alive."""
-        self._touched = time.monotonic()
+    def _open_cursors(self) -> Iterator[tuple[CursorKey, int]]:
+        """The saved cursors of open receivers: rewritten now and then, so the pruner
+        sees them alive."""
         for receiver in self._receivers:
             if receiver._saved:
-                key = (receiver.topic, receiver.name)
-                self._dirty[key] = max(self._dirty.get(key, -1), receiver._acks.committed)
+                yield (receiver.topic, receiver.name), receiver._acks.committed
 
-    async def _flush(self, only: tuple[str, str] | None = None) -> None:
-        """Write dirty cursors (all, or ``only`` one); on failure they stay dirty."""
-        if only is not None:
-            position = self._dirty.pop(only, None)
-            batch = {} if position is None else {only: position}
-        else:
-            batch, self._dirty = self._dirty, {}
-        if not batch:
-            return
+    async def _write_cursors(self, batch: Mapping[CursorKey, int]) -> None:
         keys = list(batch)
-        try:
-            await self._db.write(
-                "saving event cursors",
-                self._save_sql,
-                [k[0] for k in keys],
-                [k[1] for k in keys],
-                [batch[k] for k in keys],
-            )
-        except BaseException:
-            for key, position in batch.items():
-                if position > self._dirty.get(key, -1):
-                    self._dirty[key] = position
-            raise
+        await self._db.write(
+            "saving event cursors",
+            self._save_sql,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [batch[k] for k in keys],
+        )
 
 
-class PostgresEventSender:
+class PostgresEventSender(EventSenderBase):
     """Appends to one topic of a ``PostgresEventStreamer`` (one statement per call)."""
 
     def __init__(self, streamer: PostgresEventStreamer, topic: str) -> None:
+        super().__init__(topic)
         self._streamer = streamer
-        self._topic = topic
-        self._closed = False
 
-    async def send(self, foreign_id: str, event_type: int, headers: Mapping[str, str]) -> None:
-        await self.send_many((OutgoingEvent(foreign_id, event_type, headers),))
-
-    async def send_many(self, events: Sequence[OutgoingEvent]) -> None:
-        if self._closed:
-            raise AdapterError(f"sender for topic {self._topic!r} is closed")
-        if events:
-            await self._streamer._send(self._topic, events)
-
-    async def close(self) -> None:
-        self._closed = True
+    async def deliver(self, events: Sequence[OutgoingEvent]) -> None:
+        await self._streamer._send(self.topic, events)
 
 
 class PostgresEventReceiver:
@@ -459,7 +405,7 @@ class PostgresEventReceiver:
             ) from None
         if moved:
             self._saved = True
-            self._streamer._mark(self.topic, self.name, self._acks.committed)
+            self._streamer._cursors.mark(self.topic, self.name, self._acks.committed)
 
     async def close(self) -> None:
         """Stop receiving and write this receiver's cursor (if it moved). Idempotent.
@@ -473,4 +419,4 @@ class PostgresEventReceiver:
         self._streamer._receivers.discard(self)
         self._cache.readers -= 1
         with contextlib.suppress(AdapterError):
-            await self._streamer._flush(only=(self.topic, self.name))
+            await self._streamer._cursors.flush(only=(self.topic, self.name))

@@ -6,26 +6,24 @@ its roles it should hand over, and writes (heartbeat, wants, releases, renewals,
 takes) in one ``BEGIN IMMEDIATE`` transaction when anything needs writing. A take
 re-reads the lease inside that transaction, so two members never both take a role.
 
-Spreading. Roles go to live members that want them (wait for or hold them). With ``R``
-roles wanted by ``N`` live members, a member's fair share is ``ceil(R / N)``. A member
-below its share takes a free role at once if it is the role's preferred candidate
-(``fnv1a64(role) % len(candidates)`` indexes the sorted live members wanting it), and
-any free role once it has been free for ``grace`` seconds; at or above its share, it
-takes a role only after ``2 * grace`` (so a role nobody else wants is still held). A
-member above its share hands roles over to live members below their share that are
-waiting for them: its lease is reported lost, and the row is deleted only when the
-holder leaves its ``hold`` block, so the two never overlap.
+Spreading. Roles go to live members that want them (wait for or hold them), as
+``conveyor.abc.kit``'s ``assign_roles`` assigns them (the algorithm the PostgreSQL
+scheduler uses too): each holder keeps up to its fair share, the other roles go to the
+least-loaded member that wants them. A member takes a free role at once if the role is
+assigned to it, and any free role it waits for once that has been free for ``grace``
+seconds (so a role whose assigned member is busy elsewhere still gets a holder). A
+member hands over the roles it holds that are assigned to another live member: its lease
+is reported lost, and the row is deleted only when the holder leaves its ``hold`` block,
+so the two never overlap.
 """
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 
-from ..._connector import fnv1a64
+from ..._kit._spread import assign_roles
 from ._db import wall_us
 
 __all__ = ["TickIn", "TickOut", "boot_id", "tick"]
@@ -85,19 +83,22 @@ class _View:
     wanted_by: dict[str, set[str]]
     """Role -> live members that want it (this member: its desired roles)."""
     my_wants: set[str]
-    share: int
     holder_of: dict[str, str]
     """Role -> another member holding an unexpired lease."""
-    count: Counter[str]
-    """Member -> how many unexpired leases it holds (other members only)."""
     registered: bool
     """This member's heartbeat row exists and has not expired."""
     owned: set[str]
     """Roles whose lease row names this member (expired or not)."""
 
-    def preferred(self, role: str, me: str) -> str:
-        candidates = sorted(self.wanted_by.get(role, {me}))
-        return candidates[fnv1a64(role) % len(candidates)]
+    def assignment(self, me: str, keeping: frozenset[str]) -> dict[str, str]:
+        """Role -> the member it should go to, this member holding ``keeping``."""
+        wanted: dict[str, list[str]] = {}
+        for role, members in self.wanted_by.items():
+            for member in members:
+                wanted.setdefault(member, []).append(role)
+        holders = dict(self.holder_of)
+        holders.update(dict.fromkeys(keeping, me))
+        return assign_roles(wanted, holders)
 
 
 def _read(conn: sqlite3.Connection, inp: TickIn, desired: frozenset[str], now: int) -> _View:
@@ -123,22 +124,17 @@ def _read(conn: sqlite3.Connection, inp: TickIn, desired: frozenset[str], now: i
             wanted_by.setdefault(role, set()).add(member)
     for role in desired:
         wanted_by.setdefault(role, set()).add(me)
-    wanting = {m for ms in wanted_by.values() for m in ms}
     holder_of: dict[str, str] = {}
-    count: Counter[str] = Counter()
     owned: set[str] = set()
     for role, holder, clock, mono, wall in leases:
         if holder == me:
             owned.add(role)
         elif _alive(clock, mono, wall, inp.clock, now):
             holder_of[role] = holder
-            count[holder] += 1
     return _View(
         wanted_by=wanted_by,
         my_wants=my_wants,
-        share=math.ceil(len(wanted_by) / len(wanting)) if wanting else 0,
         holder_of=holder_of,
-        count=count,
         registered=me in live,
         owned=owned,
     )
@@ -151,8 +147,9 @@ def tick(conn: sqlite3.Connection, inp: TickIn) -> TickOut:
     now_s = now / 1e9
     desired = (inp.waiting | inp.held) - inp.releases
     view = _read(conn, inp, desired, now)
-    mine = inp.held - inp.releases
-    my_count = len(mine)
+    # Held roles already reported lost are on their way out: no longer ours to keep.
+    keeping = inp.held - inp.releases - inp.lost
+    assignment = view.assignment(me, keeping)
     out = TickOut()
 
     take: list[str] = []
@@ -161,29 +158,9 @@ def tick(conn: sqlite3.Connection, inp: TickIn) -> TickOut:
             continue
         since = inp.free_since.get(role, now_s)
         out.free_since[role] = since
-        waited = now_s - since
-        under = my_count < view.share
-        if (under and (view.preferred(role, me) == me or waited >= inp.grace)) or (
-            waited >= 2 * inp.grace
-        ):
+        if assignment.get(role) == me or now_s - since >= inp.grace:
             take.append(role)
-            my_count += 1
-
-    # Over the fair share: hand roles over to members below it that wait for them,
-    # first those whose preferred candidate is not this member. (Roles already lost
-    # are on their way out: they no longer count.)
-    keeping = mine - inp.lost
-    excess = len(keeping) + len(take) - view.share
-    for role in sorted(keeping, key=lambda r: (view.preferred(r, me) == me, r)):
-        if excess <= 0:
-            break
-        takers = sorted(
-            m for m in view.wanted_by.get(role, ()) if m != me and view.count[m] < view.share
-        )
-        if takers:
-            out.shed.append(role)
-            view.count[takers[0]] += 1
-            excess -= 1
+    out.shed = sorted(role for role in keeping if assignment.get(role, me) != me)
 
     if take or inp.releases or inp.renew or view.my_wants != desired or not view.registered:
         _write(conn, inp, desired, view.my_wants, take, out)

@@ -16,9 +16,9 @@ the machine's clocks run at the same rate.
 
 Takeover time: a role whose holder died (SIGKILL, power loss of a process) is free
 once its lease expires, at most ``lease_ttl`` after the holder's last round, and is
-taken at the next round of a waiting member: normally within ``lease_ttl +
-poll_interval``; at most ``lease_ttl + 2 * grace + poll_interval`` if every member that
-wants it already holds its fair share. A holder that exits its block releases the
+taken at the next round of the waiting member it is assigned to: normally within
+``lease_ttl + poll_interval``; at most ``lease_ttl + grace + poll_interval`` if that
+member is not waiting for it (then any member waiting for it takes it). A holder that exits its block releases the
 role at once (deleted in its next round, which starts immediately).
 """
 
@@ -79,8 +79,8 @@ class SQLiteRoleScheduler:
 
     ``lease_ttl`` (seconds, default 5) bounds how long a dead holder keeps a role;
     ``poll_interval`` (default 0.2) is how often a waiting member looks; ``grace``
-    (default ``4 * poll_interval``) how long a role must stay free before a member that
-    is not its preferred candidate takes it. ``hold`` waits cancellably; several
+    (default ``4 * poll_interval``) how long a role must stay free before a member it
+    is not assigned to takes it. ``hold`` waits cancellably; several
     ``hold`` calls for one role on one scheduler take turns in order. Open with
     ``await SQLiteRoleScheduler.open(path)`` (or build on a ``Database`` and call
     ``start``); ``close()`` releases everything.

@@ -11,8 +11,9 @@ after the newest rows are deleted, so a stored cursor never points at an id that
 later event could take.
 
 Cursors (table ``cursors``) persist across restarts and processes. A receiver's cursor
-advances only over an unbroken run of acknowledged events; acknowledgements are
-written in the background, one transaction per batch, and on ``close()``. A crash
+advances only over an unbroken run of acknowledged events (``AckTracker``); positions
+are written in the background (``CursorFlusher``), one transaction per batch, retried
+after a failure, and on ``close()``. A crash
 loses at most the last batch's cursor writes: those events are delivered again (the
 delivery guarantee is at least once).
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
@@ -44,12 +46,15 @@ import msgspec
 from ..._clock import Clock, SystemClock
 from ..._errors import AdapterError
 from ..._event import Event
+from ..._kit._acks import AckTracker, NotHandedOut
+from ..._kit._flusher import CursorFlusher, CursorKey
+from ..._kit._sender import EventSenderBase
 from ..._protocols import OutgoingEvent
-from .._acks import AckTracker, NotHandedOut
 from ._db import Database, from_us, to_us
 
 __all__ = ["SQLiteEventReceiver", "SQLiteEventSender", "SQLiteEventStreamer"]
 
+_log = logging.getLogger("conveyor.adapters.sqlite")
 _encode = msgspec.json.encode
 _decode_headers = msgspec.json.Decoder(dict[str, str]).decode
 
@@ -115,9 +120,9 @@ class SQLiteEventStreamer:
         self._prune_interval = prune_interval
         self._owns_db = owns_db
         self._topics: set[str] = set()
-        self._pending_cursors: dict[tuple[str, str], int] = {}
-        self._flushing: asyncio.Task[None] | None = None
-        self._flush_lock = asyncio.Lock()
+        self._cursors = CursorFlusher(
+            self._write_cursors, shield=True, log=_log, name="conveyor-sqlite-cursor-flusher"
+        )
         self._marks: collections.deque[tuple[float, int]] = collections.deque()
         self._pruner: asyncio.Task[None] | None = None
         self._receivers: set[SQLiteEventReceiver] = set()
@@ -151,8 +156,7 @@ class SQLiteEventStreamer:
         if self._pruner is not None:
             self._pruner.cancel()
             await asyncio.wait({self._pruner})
-        with contextlib.suppress(AdapterError):
-            await self._flush_cursors()
+        await self._cursors.close()
         if self._owns_db:
             await self._db.close()
 
@@ -252,38 +256,23 @@ class SQLiteEventStreamer:
 
     def _commit(self, topic: str, name: str, position: int) -> None:
         """A receiver's cursor advanced: write it soon (one transaction for a batch)."""
-        key = (topic, name)
-        if position > self._pending_cursors.get(key, 0):
-            self._pending_cursors[key] = position
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.get_running_loop().create_task(self._flush_soon())
-
-    async def _flush_soon(self) -> None:
-        with contextlib.suppress(AdapterError):  # kept pending: written by the next flush
-            await self._flush_cursors()
+        self._cursors.mark(topic, name, position)
 
     async def _flush_cursors(self) -> None:
-        async with self._flush_lock:
-            if not self._pending_cursors:
-                return
-            batch, self._pending_cursors = self._pending_cursors, {}
-            rows = [(topic, name, position) for (topic, name), position in batch.items()]
+        await self._cursors.flush()
 
-            def upsert(conn: sqlite3.Connection) -> None:
-                conn.executemany(
-                    "INSERT INTO cursors (topic, name, position) VALUES (?, ?, ?) "
-                    "ON CONFLICT (topic, name) DO UPDATE "
-                    "SET position = MAX(position, excluded.position)",
-                    rows,
-                )
+    async def _write_cursors(self, batch: Mapping[CursorKey, int]) -> None:
+        rows = [(topic, name, position) for (topic, name), position in batch.items()]
 
-            try:
-                await asyncio.shield(self._db.fast_write(upsert))
-            except BaseException:
-                for key, position in batch.items():
-                    if position > self._pending_cursors.get(key, 0):
-                        self._pending_cursors[key] = position
-                raise
+        def upsert(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO cursors (topic, name, position) VALUES (?, ?, ?) "
+                "ON CONFLICT (topic, name) DO UPDATE "
+                "SET position = MAX(position, excluded.position)",
+                rows,
+            )
+
+        await self._db.fast_write(upsert)
 
     def _forget(self, receiver: SQLiteEventReceiver) -> None:
         self._receivers.discard(receiver)
@@ -335,29 +324,15 @@ class SQLiteEventStreamer:
         return deleted
 
 
-class SQLiteEventSender:
-    """Appends to one topic of a ``SQLiteEventStreamer``."""
+class SQLiteEventSender(EventSenderBase):
+    """Appends to one topic of a ``SQLiteEventStreamer`` (one transaction per call)."""
 
     def __init__(self, streamer: SQLiteEventStreamer, topic: str) -> None:
+        super().__init__(topic)
         self._streamer = streamer
-        self._topic = topic
-        self._closed = False
 
-    async def send(self, foreign_id: str, event_type: int, headers: Mapping[str, str]) -> None:
-        self._check()
-        await self._streamer._append(self._topic, (OutgoingEvent(foreign_id, event_type, headers),))
-
-    async def send_many(self, events: Sequence[OutgoingEvent]) -> None:
-        self._check()
-        if events:
-            await self._streamer._append(self._topic, events)
-
-    def _check(self) -> None:
-        if self._closed:
-            raise AdapterError(f"sender for topic {self._topic!r} is closed")
-
-    async def close(self) -> None:
-        self._closed = True
+    async def deliver(self, events: Sequence[OutgoingEvent]) -> None:
+        await self._streamer._append(self.topic, events)
 
 
 class SQLiteEventReceiver:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor.adapters._acks import AckTracker, NotHandedOut
+from conveyor.abc.kit import AckTracker, NotHandedOut
 
 
 def test_the_cursor_waits_for_the_oldest_unacknowledged_position() -> None:
