@@ -17,8 +17,17 @@ from datetime import datetime
 
 import pytest
 
+import conveyor.adaptertest
 from conveyor import AdapterError, ConnectorEvent, WorkflowError
-from conveyor.abc import ConnectorConstructor, Event, RecordWrite, RoleScheduler, TimeoutRecord
+from conveyor.abc import (
+    ConnectorConstructor,
+    Event,
+    OutgoingEvent,
+    Record,
+    RecordWrite,
+    RoleScheduler,
+    TimeoutRecord,
+)
 from conveyor.abc.kit import AckTracker
 from conveyor.adapters.memory import (
     MemoryConnector,
@@ -31,7 +40,7 @@ from conveyor.adapters.memory import (
     MemoryRoleScheduler,
     MemoryTimeoutStore,
 )
-from conveyor.adaptertest import ConnectorMaker, SchedulerFactory
+from conveyor.adaptertest import ConnectorMaker, SchedulerFactory, StoreAndStreamer
 
 # --------------------------------------------------------------------------- broken stores
 
@@ -295,6 +304,261 @@ def _maker(connector_type: type[MemoryConnector]) -> Callable[[], ConnectorMaker
     return build
 
 
+# --------------------------------------------------------------------------- broken closes
+
+
+class StreamerClosingOnce(MemoryEventStreamer):
+    """The streamer's second ``close()`` raises."""
+
+    closes = 0
+
+    async def close(self) -> None:
+        self.closes += 1
+        if self.closes > 1:
+            raise AdapterError("streamer already closed")
+
+
+class RecordStoreClosingOnce(MemoryRecordStore):
+    """The record store's second ``close()`` raises."""
+
+    closes = 0
+
+    async def close(self) -> None:
+        self.closes += 1
+        if self.closes > 1:
+            raise AdapterError("record store already closed")
+
+
+class SchedulerClosingOnce(MemoryRoleScheduler):
+    """The role scheduler's second ``close()`` raises."""
+
+    closes = 0
+
+    async def close(self) -> None:
+        self.closes += 1
+        if self.closes > 1:
+            raise AdapterError("role scheduler already closed")
+
+
+class TimeoutStoreClosingOnce(MemoryTimeoutStore):
+    """The timeout store's second ``close()`` raises."""
+
+    closes = 0
+
+    async def close(self) -> None:
+        self.closes += 1
+        if self.closes > 1:
+            raise AdapterError("timeout store already closed")
+
+
+# --------------------------------------------------------------------------- broken ReportsPending
+
+
+class _PendingAlwaysZeroReceiver(MemoryEventReceiver):
+    def pending(self) -> int:
+        return 0
+
+
+class StreamerWhosePendingIsAlwaysZero(_StreamerWithReceiverType):
+    """Receivers always claim to be caught up."""
+
+    receiver_type = _PendingAlwaysZeroReceiver
+
+
+class _PendingAlwaysOneReceiver(MemoryEventReceiver):
+    def pending(self) -> int:
+        return 1
+
+
+class StreamerWhosePendingIsAlwaysOne(_StreamerWithReceiverType):
+    """Receivers never claim to be caught up."""
+
+    receiver_type = _PendingAlwaysOneReceiver
+
+
+class _PendingCountsUnackedReceiver(MemoryEventReceiver):
+    def pending(self) -> int:
+        return len(self._log.events) - self._acks.committed
+
+
+class StreamerWhosePendingCountsUnacked(_StreamerWithReceiverType):
+    """``pending()`` counts events not yet acknowledged instead of not yet handed out."""
+
+    receiver_type = _PendingCountsUnackedReceiver
+
+
+class _PendingRaisesWhenClosedReceiver(MemoryEventReceiver):
+    def pending(self) -> int:
+        if self._closed:
+            raise AdapterError(f"receiver {self._name!r} is closed")
+        return super().pending()
+
+
+class StreamerWhosePendingRaisesWhenClosed(_StreamerWithReceiverType):
+    """A closed receiver's ``pending()`` raises."""
+
+    receiver_type = _PendingRaisesWhenClosedReceiver
+
+
+# --------------------------------------------------------------------------- PublishesEvents
+
+
+class PublishingStore(MemoryRecordStore):
+    """A memory store that publishes like ``PostgresRecordStore(events=...)``: each applied
+    write's event goes to ``target``'s log (as the relay would send it), none to the outbox.
+
+    Correct when ``publishes_to`` is ``target`` (the default); the variants below break it.
+    """
+
+    def __init__(
+        self, target: MemoryEventStreamer, *, named: MemoryEventStreamer | None = None
+    ) -> None:
+        super().__init__()
+        self._target = target
+        self._named = target if named is None else named
+
+    @property
+    def publishes_to(self) -> MemoryEventStreamer:
+        return self._named
+
+    def _apply(self, write: RecordWrite) -> WorkflowError | None:
+        err = super()._apply(write)
+        if err is None:
+            self._outbox[write.record.workflow_name].pop(write.outbox.id)
+            self._publish(write)
+        return err
+
+    def _publish(self, write: RecordWrite) -> None:
+        event = write.outbox
+        self._target._append(event.topic, [OutgoingEvent(event.run_id, event.type, event.headers)])
+
+
+def _publishing(
+    store_type: type[PublishingStore] = PublishingStore,
+) -> Callable[[], StoreAndStreamer]:
+    def build() -> StoreAndStreamer:
+        streamer = MemoryEventStreamer()
+        return StoreAndStreamer(store_type(streamer), streamer)
+
+    return build
+
+
+def _naming_another_streamer() -> StoreAndStreamer:
+    """Publishes to the streamer it is handed with, but names another one."""
+    streamer = MemoryEventStreamer()
+    return StoreAndStreamer(PublishingStore(streamer, named=MemoryEventStreamer()), streamer)
+
+
+def _publishing_to_another_streamer() -> StoreAndStreamer:
+    """Names the streamer it is handed with, but publishes to another one."""
+    streamer = MemoryEventStreamer()
+    return StoreAndStreamer(PublishingStore(MemoryEventStreamer(), named=streamer), streamer)
+
+
+class PublishingStoreKeepingItsOutbox(PublishingStore):
+    """Publishes each event and keeps it in the outbox too (the relay would send it twice)."""
+
+    def _apply(self, write: RecordWrite) -> WorkflowError | None:
+        err = MemoryRecordStore._apply(self, write)
+        if err is None:
+            self._publish(write)
+        return err
+
+
+class PublishingStoreSendingTheForeignId(PublishingStore):
+    """Publishes the run's foreign ID where the relay sends its run ID."""
+
+    def _publish(self, write: RecordWrite) -> None:
+        event = write.outbox
+        self._target._append(
+            event.topic, [OutgoingEvent(write.record.foreign_id, event.type, event.headers)]
+        )
+
+
+class PublishingStoreBeforeCompareAndSet(PublishingStore):
+    """Publishes every write's event, also of writes the compare-and-set refuses."""
+
+    def _apply(self, write: RecordWrite) -> WorkflowError | None:
+        self._publish(write)
+        err = MemoryRecordStore._apply(self, write)
+        if err is None:
+            self._outbox[write.record.workflow_name].pop(write.outbox.id)
+        return err
+
+
+# ------------------------------------------------------------------------ broken store capabilities
+
+
+class StoreKeepingOnlyTheLatestSnapshot(MemoryRecordStore):
+    """``snapshots`` drops every version but the latest."""
+
+    def snapshots(self, workflow_name: str, foreign_id: str, run_id: str) -> list[Record]:
+        return super().snapshots(workflow_name, foreign_id, run_id)[-1:]
+
+
+class StoreSnapshottingRejectedWrites(MemoryRecordStore):
+    """Takes the snapshot before the compare-and-set, so refused writes leave one."""
+
+    def _apply(self, write: RecordWrite) -> WorkflowError | None:
+        err = super()._apply(write)
+        if err is not None:
+            self._snapshots.setdefault(write.record.run_id, []).append(write.record)
+        return err
+
+
+class StoreKeepingSnapshotsNewestFirst(MemoryRecordStore):
+    """``snapshots`` lists the versions newest first."""
+
+    def snapshots(self, workflow_name: str, foreign_id: str, run_id: str) -> list[Record]:
+        return super().snapshots(workflow_name, foreign_id, run_id)[::-1]
+
+
+class StoreWhoseChangeWaitersNeverWake(MemoryRecordStore):
+    """``wait_for_change`` returns only at its timeout, whatever is written."""
+
+    async def wait_for_change(self, timeout: float | None = None) -> None:
+        if timeout is None:
+            await asyncio.get_running_loop().create_future()
+        else:
+            await asyncio.sleep(timeout)
+
+
+class StoreWhoseChangeWaitersIgnoreTheTimeout(MemoryRecordStore):
+    """``wait_for_change`` waits for a write however long it takes."""
+
+    async def wait_for_change(self, timeout: float | None = None) -> None:
+        await super().wait_for_change(None)
+
+
+class StoreWhoseBatchesNotifyNobody(MemoryRecordStore):
+    """``store_many`` wakes no change waiter."""
+
+    async def store_many(self, writes: Sequence[RecordWrite]) -> Sequence[WorkflowError | None]:
+        return [self._apply(write) for write in writes]
+
+
+class StoreWhoseOutboxSizeNeverDecreases(MemoryRecordStore):
+    """``outbox_size`` counts every outbox event ever written, deleted or not."""
+
+    written = 0
+
+    def _apply(self, write: RecordWrite) -> WorkflowError | None:
+        err = super()._apply(write)
+        if err is None:
+            self.written += 1
+        return err
+
+    def outbox_size(self) -> int:
+        return self.written
+
+
+class StoreWhoseOutboxSizeCountsOneWorkflow(MemoryRecordStore):
+    """``outbox_size`` counts the first workflow's outbox only."""
+
+    def outbox_size(self) -> int:
+        return next((len(events) for events in self._outbox.values()), 0)
+
+
 # --------------------------------------------------------------------------- the harness
 
 
@@ -313,6 +577,9 @@ _STREAM = {"recv_timeout": 0.3, "workflow_timeout": 2.0}
 _ROLES = {"wait_timeout": 0.3, "contention_window": 0.05}
 _TIMEOUTS = {"wait_timeout": 0.5}
 _CONNECTORS = {"wait_timeout": 0.3, "workflow_timeout": 2.0}
+_PENDING = {"recv_timeout": 0.3}
+_PUBLISHED = {"recv_timeout": 0.3}
+_CAPABILITY = {"wait_timeout": 0.3}
 
 VARIANTS: dict[str, Variant] = {
     # Correct adapters: the harness must report no failure for them.
@@ -326,6 +593,22 @@ VARIANTS: dict[str, Variant] = {
     ),
     "memory-connector": Variant(
         "ConnectorSuite", "make_connector", _maker(MemoryConnector), _CONNECTORS
+    ),
+    # Correct capabilities (the publishing store is a memory double of PostgreSQL's).
+    "memory-receivers-report-pending": Variant(
+        "ReportsPendingSuite", "streamer", MemoryEventStreamer, _PENDING
+    ),
+    "memory-publishing-store": Variant(
+        "PublishesEventsSuite", "store_and_streamer", _publishing(), _PUBLISHED
+    ),
+    "memory-store-keeps-snapshots": Variant(
+        "KeepsSnapshotsSuite", "store", MemoryRecordStore, _CAPABILITY
+    ),
+    "memory-store-notifies-changes": Variant(
+        "NotifiesChangesSuite", "store", MemoryRecordStore, _CAPABILITY
+    ),
+    "memory-store-reports-outbox": Variant(
+        "ReportsOutboxSuite", "store", MemoryRecordStore, _CAPABILITY
     ),
     # Broken adapters: the suite must fail them.
     "store-without-compare-and-set": Variant(
@@ -375,6 +658,78 @@ VARIANTS: dict[str, Variant] = {
     ),
     "connector-with-one-shared-cursor": Variant(
         "ConnectorSuite", "make_connector", _maker(ConnectorWithOneSharedCursor), _CONNECTORS
+    ),
+    "streamer-close-raises-the-second-time": Variant(
+        "EventStreamerSuite", "streamer", StreamerClosingOnce, _STREAM
+    ),
+    "record-store-close-raises-the-second-time": Variant(
+        "RecordStoreSuite", "store", RecordStoreClosingOnce, _STORE
+    ),
+    "role-scheduler-close-raises-the-second-time": Variant(
+        "RoleSchedulerSuite", "make_schedulers", _shared(SchedulerClosingOnce), _ROLES
+    ),
+    "timeout-store-close-raises-the-second-time": Variant(
+        "TimeoutStoreSuite", "timeout_store", TimeoutStoreClosingOnce, _TIMEOUTS
+    ),
+    "pending-always-zero": Variant(
+        "ReportsPendingSuite", "streamer", StreamerWhosePendingIsAlwaysZero, _PENDING
+    ),
+    "pending-always-one": Variant(
+        "ReportsPendingSuite", "streamer", StreamerWhosePendingIsAlwaysOne, _PENDING
+    ),
+    "pending-counting-unacknowledged-events": Variant(
+        "ReportsPendingSuite", "streamer", StreamerWhosePendingCountsUnacked, _PENDING
+    ),
+    "pending-raising-when-closed": Variant(
+        "ReportsPendingSuite", "streamer", StreamerWhosePendingRaisesWhenClosed, _PENDING
+    ),
+    "store-naming-another-streamer": Variant(
+        "PublishesEventsSuite", "store_and_streamer", _naming_another_streamer, _PUBLISHED
+    ),
+    "store-publishing-to-another-streamer": Variant(
+        "PublishesEventsSuite", "store_and_streamer", _publishing_to_another_streamer, _PUBLISHED
+    ),
+    "store-publishing-and-keeping-its-outbox": Variant(
+        "PublishesEventsSuite",
+        "store_and_streamer",
+        _publishing(PublishingStoreKeepingItsOutbox),
+        _PUBLISHED,
+    ),
+    "store-publishing-the-foreign-id": Variant(
+        "PublishesEventsSuite",
+        "store_and_streamer",
+        _publishing(PublishingStoreSendingTheForeignId),
+        _PUBLISHED,
+    ),
+    "store-publishing-before-compare-and-set": Variant(
+        "PublishesEventsSuite",
+        "store_and_streamer",
+        _publishing(PublishingStoreBeforeCompareAndSet),
+        _PUBLISHED,
+    ),
+    "snapshots-dropping-versions": Variant(
+        "KeepsSnapshotsSuite", "store", StoreKeepingOnlyTheLatestSnapshot, _CAPABILITY
+    ),
+    "snapshots-of-rejected-writes": Variant(
+        "KeepsSnapshotsSuite", "store", StoreSnapshottingRejectedWrites, _CAPABILITY
+    ),
+    "snapshots-newest-first": Variant(
+        "KeepsSnapshotsSuite", "store", StoreKeepingSnapshotsNewestFirst, _CAPABILITY
+    ),
+    "wait-for-change-never-waking": Variant(
+        "NotifiesChangesSuite", "store", StoreWhoseChangeWaitersNeverWake, _CAPABILITY
+    ),
+    "wait-for-change-ignoring-its-timeout": Variant(
+        "NotifiesChangesSuite", "store", StoreWhoseChangeWaitersIgnoreTheTimeout, _CAPABILITY
+    ),
+    "store-many-notifying-nobody": Variant(
+        "NotifiesChangesSuite", "store", StoreWhoseBatchesNotifyNobody, _CAPABILITY
+    ),
+    "outbox-size-never-decreasing": Variant(
+        "ReportsOutboxSuite", "store", StoreWhoseOutboxSizeNeverDecreases, _CAPABILITY
+    ),
+    "outbox-size-of-one-workflow": Variant(
+        "ReportsOutboxSuite", "store", StoreWhoseOutboxSizeCountsOneWorkflow, _CAPABILITY
     ),
 }
 
@@ -460,6 +815,28 @@ def test_harness_passes_the_correct_memory_adapter(
 
     assert _failed(outcomes) == set()
     assert len(outcomes) >= 7
+
+
+@pytest.mark.parametrize("mode", ["auto", "strict"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "memory-receivers-report-pending",
+        "memory-publishing-store",
+        "memory-store-keeps-snapshots",
+        "memory-store-notifies-changes",
+        "memory-store-reports-outbox",
+    ],
+)
+def test_harness_passes_every_case_of_a_capability_suite_on_a_correct_adapter(
+    pytester: pytest.Pytester, key: str, mode: str
+) -> None:
+    outcomes = run_suite(pytester, key, mode=mode)
+
+    suite = getattr(conveyor.adaptertest, VARIANTS[key].suite)
+    cases = {name for name in dir(suite) if name.startswith("test_")}
+    assert _failed(outcomes) == set()
+    assert set(outcomes) == cases
 
 
 @pytest.mark.parametrize(
@@ -585,6 +962,158 @@ def test_harness_passes_the_correct_memory_adapter(
             "connector-with-one-shared-cursor",
             {"test_a_consumer_of_another_name_sees_every_event"},
             id="connector-with-one-shared-cursor",
+        ),
+        pytest.param(
+            "streamer-close-raises-the-second-time",
+            {"test_streamer_close_is_idempotent"},
+            id="streamer-close-raises-the-second-time",
+        ),
+        pytest.param(
+            "record-store-close-raises-the-second-time",
+            {"test_close_is_idempotent"},
+            id="record-store-close-raises-the-second-time",
+        ),
+        pytest.param(
+            "role-scheduler-close-raises-the-second-time",
+            {"test_close_is_idempotent"},
+            id="role-scheduler-close-raises-the-second-time",
+        ),
+        pytest.param(
+            "timeout-store-close-raises-the-second-time",
+            {"test_close_is_idempotent"},
+            id="timeout-store-close-raises-the-second-time",
+        ),
+        pytest.param(
+            "pending-always-zero",
+            {
+                "test_pending_is_positive_until_every_sent_event_is_handed_out_then_zero",
+                "test_events_sent_before_the_receiver_opened_are_pending",
+                "test_events_sent_by_another_sender_are_pending",
+                "test_unacknowledged_events_are_pending_for_a_reopened_receiver",
+            },
+            id="pending-always-zero",
+        ),
+        pytest.param(
+            "pending-always-one",
+            {
+                "test_pending_is_positive_until_every_sent_event_is_handed_out_then_zero",
+                "test_pending_is_zero_after_one_recv_handed_out_every_event",
+                "test_events_sent_before_the_receiver_opened_are_pending",
+                "test_events_sent_by_another_sender_are_pending",
+                "test_events_of_another_topic_are_not_pending",
+                "test_unacknowledged_events_are_pending_for_a_reopened_receiver",
+            },
+            id="pending-always-one",
+        ),
+        pytest.param(
+            "pending-counting-unacknowledged-events",
+            {
+                "test_pending_is_positive_until_every_sent_event_is_handed_out_then_zero",
+                "test_pending_is_zero_after_one_recv_handed_out_every_event",
+                "test_events_sent_before_the_receiver_opened_are_pending",
+                "test_events_sent_by_another_sender_are_pending",
+                "test_events_of_another_topic_are_not_pending",
+                "test_unacknowledged_events_are_pending_for_a_reopened_receiver",
+            },
+            id="pending-counting-unacknowledged-events",
+        ),
+        pytest.param(
+            "pending-raising-when-closed",
+            {"test_a_closed_receiver_still_answers_pending"},
+            id="pending-raising-when-closed",
+        ),
+        pytest.param(
+            "store-naming-another-streamer",
+            {"test_publishes_to_is_the_streamer_it_publishes_to"},
+            id="store-naming-another-streamer",
+        ),
+        pytest.param(
+            "store-publishing-to-another-streamer",
+            {
+                "test_each_write_puts_its_event_on_its_topic_as_the_relay_would_send_it",
+                "test_store_many_publishes_the_applied_writes_in_order_and_no_rejected_one",
+                "test_a_rejected_write_publishes_nothing",
+            },
+            id="store-publishing-to-another-streamer",
+        ),
+        pytest.param(
+            "store-publishing-and-keeping-its-outbox",
+            {"test_a_published_write_leaves_no_outbox_event"},
+            id="store-publishing-and-keeping-its-outbox",
+        ),
+        pytest.param(
+            "store-publishing-the-foreign-id",
+            {
+                "test_each_write_puts_its_event_on_its_topic_as_the_relay_would_send_it",
+                "test_store_many_publishes_the_applied_writes_in_order_and_no_rejected_one",
+                "test_a_rejected_write_publishes_nothing",
+            },
+            id="store-publishing-the-foreign-id",
+        ),
+        pytest.param(
+            "store-publishing-before-compare-and-set",
+            {
+                "test_store_many_publishes_the_applied_writes_in_order_and_no_rejected_one",
+                "test_a_rejected_write_publishes_nothing",
+            },
+            id="store-publishing-before-compare-and-set",
+        ),
+        pytest.param(
+            "snapshots-dropping-versions",
+            {
+                "test_snapshots_hold_every_applied_version_oldest_first",
+                "test_writes_applied_by_store_many_are_snapshotted",
+                "test_a_rejected_write_leaves_no_snapshot",
+                "test_snapshots_are_kept_per_run",
+            },
+            id="snapshots-dropping-versions",
+        ),
+        pytest.param(
+            "snapshots-of-rejected-writes",
+            {"test_a_rejected_write_leaves_no_snapshot"},
+            id="snapshots-of-rejected-writes",
+        ),
+        pytest.param(
+            "snapshots-newest-first",
+            {
+                "test_snapshots_hold_every_applied_version_oldest_first",
+                "test_writes_applied_by_store_many_are_snapshotted",
+                "test_a_rejected_write_leaves_no_snapshot",
+                "test_snapshots_are_kept_per_run",
+            },
+            id="snapshots-newest-first",
+        ),
+        pytest.param(
+            "wait-for-change-never-waking",
+            {
+                "test_a_waiter_returns_after_a_write",
+                "test_a_waiter_returns_after_a_store_many",
+                "test_every_waiter_returns_after_one_write",
+            },
+            id="wait-for-change-never-waking",
+        ),
+        pytest.param(
+            "wait-for-change-ignoring-its-timeout",
+            {"test_a_waiter_returns_at_its_timeout_without_a_write"},
+            id="wait-for-change-ignoring-its-timeout",
+        ),
+        pytest.param(
+            "store-many-notifying-nobody",
+            {"test_a_waiter_returns_after_a_store_many"},
+            id="store-many-notifying-nobody",
+        ),
+        pytest.param(
+            "outbox-size-never-decreasing",
+            {"test_deleted_outbox_events_no_longer_count"},
+            id="outbox-size-never-decreasing",
+        ),
+        pytest.param(
+            "outbox-size-of-one-workflow",
+            {
+                "test_each_applied_write_of_any_workflow_counts_once",
+                "test_deleted_outbox_events_no_longer_count",
+            },
+            id="outbox-size-of-one-workflow",
         ),
     ],
 )
