@@ -95,7 +95,7 @@ class RunStateController:
     ) -> None:
         self._writer = writer
         self._errors = errors
-        self.record = record
+        self.record: Record = record
 
     async def pause(self, reason: str = "") -> Record:
         """Pause the run (Initiated or Running)."""

@@ -91,7 +91,7 @@ class Metrics:
 
     def __init__(self, workflow_name: str, registry: CollectorRegistry | None = None) -> None:
         self.workflow_name = workflow_name
-        self.registry = registry if registry is not None else REGISTRY
+        self.registry: CollectorRegistry = registry if registry is not None else REGISTRY
         self._c = _collectors(self.registry)
         self._changes: dict[tuple[str, str], Counter] = {}
 
@@ -116,11 +116,11 @@ class ProcessMetrics:
     def __init__(self, c: _Collectors, workflow_name: str, process_name: str) -> None:
         self._c = c
         self._labels = (workflow_name, process_name)
-        self.lag = c.lag.labels(*self._labels)
-        self.lag_alert = c.lag_alert.labels(*self._labels)
-        self.state = c.states.labels(*self._labels)
-        self.latency = c.latency.labels(*self._labels)
-        self.errors = c.errors.labels(*self._labels)
+        self.lag: Gauge = c.lag.labels(*self._labels)
+        self.lag_alert: Gauge = c.lag_alert.labels(*self._labels)
+        self.state: Gauge = c.states.labels(*self._labels)
+        self.latency: Histogram = c.latency.labels(*self._labels)
+        self.errors: Counter = c.errors.labels(*self._labels)
         self._skipped: dict[str, Counter] = {}
 
     def skipped(self, reason: str) -> None:

@@ -12,7 +12,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ._clock import Clock
 from ._errors import VersionConflict, WorkflowError, WorkflowInProgress
@@ -22,14 +22,21 @@ from ._record import Meta, Record
 from ._runstate import RunState
 from ._tracing import NoTracing, Tracing
 
-if TYPE_CHECKING:
-    from ._metrics import Metrics
-
 __all__ = ["PAUSE_REASON_ERRORS", "ErrorCounter", "RecordWriter"]
 
 PAUSE_REASON_ERRORS = "max error retry threshold hit - automatically paused"
 
 _PACKAGE_DIR = os.path.dirname(__file__)
+
+
+class RunStateMetrics(Protocol):
+    """What the writer reports to metrics (``Metrics`` is one): each run-state change.
+
+    A Protocol rather than ``Metrics`` itself, so the writer's public signature does not
+    reach prometheus_client's partly unannotated classes (``pyright --verifytypes``).
+    """
+
+    def run_state_change(self, previous: str, current: str) -> None: ...
 
 
 class ErrorCounter:
@@ -61,7 +68,7 @@ class RecordWriter:
         clock: Clock,
         *,
         status_name: Callable[[int], str] | None = None,
-        metrics: Metrics | None = None,
+        metrics: RunStateMetrics | None = None,
         tracing: Tracing | None = None,
         logger: Logger | None = None,
         debug: bool = False,
@@ -69,10 +76,10 @@ class RecordWriter:
         self.store = store
         self.clock = clock
         self._status_name = status_name or str
-        self.metrics = metrics
+        self.metrics: RunStateMetrics | None = metrics
         self.tracing: Tracing = tracing or NoTracing()
         self.logger = logger
-        self.debug = debug and logger is not None
+        self.debug: bool = debug and logger is not None
         self._outbox_prefix = f"outbox-id-{uuid.uuid4().hex[:16]}-"
         self._outbox_seq = itertools.count(1)
         self._topics: dict[tuple[str, RunState, int], str] = {}

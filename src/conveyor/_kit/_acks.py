@@ -24,7 +24,7 @@ class AckTracker:
     __slots__ = ("_acked", "_handed", "_order", "committed")
 
     def __init__(self, committed: int) -> None:
-        self.committed = committed
+        self.committed: int = committed
         """Every handed-out position up to this one is acknowledged."""
         self._order: deque[int] = deque()  # handed out, not yet passed, increasing
         self._handed: set[int] = set()  # the same, for membership

@@ -27,7 +27,7 @@ class EventSenderBase(ABC):
     __slots__ = ("_closed", "topic")
 
     def __init__(self, topic: str) -> None:
-        self.topic = topic
+        self.topic: str = topic
         """The topic this sender appends to."""
         self._closed = False
 

@@ -20,7 +20,7 @@ class Signal:
 
     def __init__(self) -> None:
         self._future: asyncio.Future[None] | None = None
-        self.generation = 0
+        self.generation: int = 0
         """How many times ``fire()`` was called."""
 
     def fire(self) -> None:

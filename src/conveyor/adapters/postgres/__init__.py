@@ -40,10 +40,10 @@ and its proxies cost about 40 µs of client CPU per statement (``_pool``).
 
 try:
     import asyncpg as _asyncpg  # noqa: F401
-except ImportError as exc:  # pragma: no cover - depends on the environment
+except ImportError as _exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "the PostgreSQL adapters need the asyncpg driver: pip install 'conveyor[postgres]'"
-    ) from exc
+    ) from _exc
 
 from ..._kit._spread import assign_roles as assign_roles
 from ._backend import PostgresBackend as PostgresBackend
