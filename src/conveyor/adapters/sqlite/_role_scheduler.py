@@ -18,8 +18,9 @@ Takeover time: a role whose holder died (SIGKILL, power loss of a process) is fr
 once its lease expires, at most ``lease_ttl`` after the holder's last round, and is
 taken at the next round of the waiting member it is assigned to: normally within
 ``lease_ttl + poll_interval``; at most ``lease_ttl + grace + poll_interval`` if that
-member is not waiting for it (then any member waiting for it takes it). A holder that exits its block releases the
-role at once (deleted in its next round, which starts immediately).
+member is not waiting for it (then any member waiting for it takes it). A holder that
+exits its block releases the role at once (deleted in its next round, which starts
+immediately).
 """
 
 from __future__ import annotations
