@@ -282,8 +282,9 @@ class PublishesEventsSuite:
                 await store.close()
                 await streamer.close()
 
-    The store still passes ``RecordStoreSuite`` except for its outbox cases; these cases
-    check that the events reach the streamer as the outbox relay would have sent them.
+    Built this way the store keeps no outbox (run ``RecordStoreSuite`` on it built without
+    a streamer); these cases check that each applied write's event reaches the streamer as
+    the outbox relay would have sent it, and that nothing else does.
     Workflow names are unique per case, so a streamer shared between cases works too.
     ``recv_timeout`` bounds every wait for an event.
     """
@@ -365,7 +366,7 @@ class PublishesEventsSuite:
         assert self._as_received(on_second) == self._as_relayed(second)
 
     async def test_a_published_write_leaves_no_outbox_event(
-        self, store_and_streamer: StoreAndStreamer, endpoints: Endpoints
+        self, store_and_streamer: StoreAndStreamer
     ) -> None:
         # Given a store that publishes its events
         store = store_and_streamer.store
