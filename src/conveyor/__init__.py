@@ -33,7 +33,11 @@ from ._errors import TimeoutNotFound as TimeoutNotFound
 from ._errors import VersionConflict as VersionConflict
 from ._errors import WorkflowError as WorkflowError
 from ._errors import WorkflowInProgress as WorkflowInProgress
+from ._markers import Cancel as Cancel
 from ._markers import Marker as Marker
+from ._markers import Pause as Pause
+from ._markers import SaveAndRepeat as SaveAndRepeat
+from ._markers import Skip as Skip
 from ._options import Options as Options
 from ._options import OutboxOptions as OutboxOptions
 from ._protocols import Logger as Logger
@@ -61,6 +65,7 @@ __all__ = (
     "BuildError",
     "Builder",
     "CallbackFn",
+    "Cancel",
     "Clock",
     "ConnectorBuilder",
     "ConnectorEvent",
@@ -77,12 +82,15 @@ __all__ = (
     "Options",
     "OutboxOptions",
     "OutboxRecordNotFound",
+    "Pause",
     "Record",
     "RecordNotFound",
     "Run",
     "RunEnded",
     "RunState",
     "RunStateController",
+    "SaveAndRepeat",
+    "Skip",
     "State",
     "StepBuilder",
     "StepFn",

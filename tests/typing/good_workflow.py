@@ -18,22 +18,22 @@ from typing import assert_never, assert_type
 
 from conveyor import (
     Builder,
+    Cancel,
     ConnectorEvent,
     Marker,
     OutboxOptions,
+    Pause,
     Record,
     Run,
     RunState,
+    SaveAndRepeat,
+    Skip,
     StepBuilder,
     TimeoutBuilder,
     TypedRecord,
     Workflow,
     duration_timer,
 )
-
-# The marker classes are not exported by ``conveyor`` (``run.skip()`` and the others build
-# them); they are imported here only to show that ``match`` over ``Marker`` is exhaustive.
-from conveyor._markers import Cancel, Pause, SaveAndRepeat, Skip
 from conveyor.adapters.memory import (
     MemoryConnector,
     MemoryEventStreamer,
