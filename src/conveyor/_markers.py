@@ -1,10 +1,9 @@
 """Markers: what a step, callback or timeout function returns instead of a status.
 
-The set is closed: ``Marker`` is the union of the four (final) classes below, public in
-``conveyor``, so a ``match`` over
-them is exhaustive and mypy rejects anything else. Build them through the run
-(``run.skip()``, ``run.pause(reason)``, ``run.cancel(reason)``, ``run.save_and_repeat()``);
-the engine makes the write after the function returns.
+The set is closed: ``Marker`` is the union of the four final classes below (public in
+``conveyor``), so a ``match`` over them is exhaustive and mypy rejects anything else. Build
+them through the run (``run.skip()``, ``run.pause(reason)``, ``run.cancel(reason)``,
+``run.save_and_repeat()``); the engine makes the write after the function returns.
 """
 
 from __future__ import annotations
