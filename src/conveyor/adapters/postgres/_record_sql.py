@@ -1,137 +1,185 @@
-"""The record store's statements, their arguments and the rows they return.
+"""The record store's statements, built from one table of columns, and the rows they return.
 
-Writes come in three shapes: one new run (``insert_sql``), one compare-and-set update
-(``update_sql``), and a batch of any of them as one statement over ``unnest``-ed arrays
-(``batch_sql``). Each also inserts the outbox rows of the writes that applied and may
-NOTIFY the workflow's channel; each returns, per write, whether it applied and (only if
-not) the version it found.
+``RECORD`` lists the ``records`` table's columns once: name, PostgreSQL type, how a
+write's value is read, and whether a compare-and-set update writes it. ``OUTBOX`` and
+``EVENT`` do the same for what a write adds beside its record (an outbox row, or with
+direct events an event in the log). Every statement, its ``$n`` parameters and its
+arguments are derived from these tables, so a column is added in one place.
+
+Writes come in four shapes, each for the outbox path and the direct-event path: one new
+run (``single(new=True)``), one compare-and-set update (``single(new=False)``) and a
+batch of any of them as one statement over ``unnest``-ed arrays (``batch``). Each adds
+the outbox rows (or events) of the writes that applied and may NOTIFY; each returns per
+write ``ord``, ``applied`` and (only if not applied) ``stored_version``; direct
+statements also return ``event_id`` and ``event_created_at``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 import msgspec
 
+from ..._errors import VersionConflict, WorkflowError, WorkflowInProgress
 from ..._protocols import RecordWrite
 from ..._record import Meta, Record
 from ..._runstate import RunState
 
 __all__ = [
     "COLUMNS",
-    "batch_args",
-    "batch_sql",
+    "Statement",
+    "batch",
     "decode_headers",
-    "direct_args",
-    "direct_one_args",
-    "direct_one_sql",
-    "direct_sql",
     "encode_headers",
     "entangled",
-    "insert_args",
-    "insert_sql",
+    "outcome",
     "record",
-    "update_args",
-    "update_sql",
+    "single",
 ]
 
-COLUMNS = (
-    "workflow_name, foreign_id, run_id, run_state, status, object, created_at, updated_at, "
-    "version, run_state_reason, status_description, trace_origin, reached"
-)
 encode_headers = msgspec.json.Encoder().encode
 decode_headers = msgspec.json.Decoder(dict[str, str]).decode
+
+Get = Callable[[RecordWrite], object]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One value a write stores: its column name, PostgreSQL type and how it is read."""
+
+    name: str
+    type: str
+    get: Get
+    cas: bool = False
+    """Written by a compare-and-set update (else set only when the run is inserted)."""
+
+
+RECORD = (
+    Column("workflow_name", "text", lambda w: w.record.workflow_name),
+    Column("foreign_id", "text", lambda w: w.record.foreign_id),
+    Column("run_id", "text", lambda w: w.record.run_id),
+    Column("run_state", "smallint", lambda w: int(w.record.run_state), cas=True),
+    Column("status", "bigint", lambda w: int(w.record.status), cas=True),
+    Column("object", "bytea", lambda w: w.record.object, cas=True),
+    Column("created_at", "timestamptz", lambda w: w.record.created_at),
+    Column("updated_at", "timestamptz", lambda w: w.record.updated_at, cas=True),
+    Column("version", "bigint", lambda w: w.record.meta.version, cas=True),
+    Column("run_state_reason", "text", lambda w: w.record.meta.run_state_reason, cas=True),
+    Column("status_description", "text", lambda w: w.record.meta.status_description, cas=True),
+    Column("trace_origin", "text", lambda w: w.record.meta.trace_origin, cas=True),
+    Column("reached", "bigint[]", lambda w: [int(s) for s in w.record.meta.reached], cas=True),
+)
+"""The ``records`` columns, in the order ``COLUMNS`` selects them."""
+
+OUTBOX = (
+    Column("id", "text", lambda w: w.outbox.id),
+    Column("type", "bigint", lambda w: int(w.outbox.type)),
+    Column("headers", "bytea", lambda w: encode_headers(dict(w.outbox.headers))),
+    Column("created_at", "timestamptz", lambda w: w.outbox.created_at),
+)
+"""An outbox row's own columns (its ``workflow_name`` and ``run_id`` are the record's)."""
+
+EVENT = (
+    Column("topic", "text", lambda w: w.outbox.topic),
+    Column("type", "bigint", lambda w: int(w.outbox.type)),
+    Column("headers", "bytea", lambda w: encode_headers(dict(w.outbox.headers))),
+)
+"""A direct event's columns (its ID comes from the topic's counter, its foreign ID is the
+run ID)."""
+
+COLUMNS = ", ".join(c.name for c in RECORD)
+_BY_NAME = {c.name: c for c in RECORD}
+_UPDATED = [c for c in RECORD if c.cas]
 
 
 def record(row: asyncpg.Record) -> Record:
     """A row of ``COLUMNS`` as a ``Record``."""
     return Record(
-        workflow_name=row[0],
-        foreign_id=row[1],
-        run_id=row[2],
-        run_state=RunState(row[3]),
-        status=row[4],
-        object=row[5],
-        created_at=row[6],
-        updated_at=row[7],
+        workflow_name=row["workflow_name"],
+        foreign_id=row["foreign_id"],
+        run_id=row["run_id"],
+        run_state=RunState(row["run_state"]),
+        status=row["status"],
+        object=row["object"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
         meta=Meta(
-            version=row[8],
-            run_state_reason=row[9],
-            status_description=row[10],
-            trace_origin=row[11],
-            reached=tuple(row[12]),
+            version=row["version"],
+            run_state_reason=row["run_state_reason"],
+            status_description=row["status_description"],
+            trace_origin=row["trace_origin"],
+            reached=tuple(row["reached"]),
         ),
     )
 
 
-def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
-    """Rows as one list per column (for ``unnest``)."""
-    return [list(col) for col in zip(*rows, strict=True)]
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A write statement and how to build its arguments: the write's values (or, for a
+    batch, one array per column), then ``extra`` (what the caller passes after them)."""
+
+    sql: str
+    gets: tuple[Get, ...]
+    is_batch: bool
+
+    def args(self, writes: Sequence[RecordWrite]) -> list[object]:
+        """The arguments for ``writes`` (exactly one unless ``is_batch``)."""
+        if not self.is_batch:
+            (write,) = writes
+            return [get(write) for get in self.gets]
+        return [list(range(len(writes))), *([get(w) for w in writes] for get in self.gets)]
 
 
-def _record_row(i: int, w: RecordWrite) -> tuple[Any, ...]:
-    """The columns every batch statement starts with: a write's position and its record."""
-    r, m = w.record, w.record.meta
-    return (
-        i,
-        w.expected_version,
-        r.run_id,
-        r.workflow_name,
-        r.foreign_id,
-        int(r.run_state),
-        int(r.status),
-        r.object,
-        r.created_at,
-        r.updated_at,
-        m.version,
-        m.run_state_reason,
-        m.status_description,
-        m.trace_origin,
-    )
+class _Params:
+    """Hands out ``$n`` placeholders in order, remembering what fills each."""
+
+    def __init__(self, first: int = 1) -> None:
+        self.gets: list[Get] = []
+        self._first = first
+
+    def add(self, get: Get) -> str:
+        self.gets.append(get)
+        return f"${self._first + len(self.gets) - 1}"
+
+    def next(self) -> str:
+        """The placeholder after the last one handed out (for the caller's extras)."""
+        return f"${self._first + len(self.gets)}"
 
 
-def _reached(w: RecordWrite) -> str:
+def _reached_text(w: RecordWrite) -> str:
+    # Arrays of arrays cannot be unnested when their lengths differ: send text, cast back.
     return "{" + ",".join(str(int(s)) for s in w.record.meta.reached) + "}"
 
 
-def batch_args(writes: Sequence[RecordWrite]) -> list[list[Any]]:
-    """The writes as one array per column (for ``unnest`` in ``batch_sql``)."""
-    return _columns(
-        [
-            (
-                *_record_row(i, w),
-                w.outbox.id,
-                int(w.outbox.type),
-                encode_headers(dict(w.outbox.headers)),
-                w.outbox.created_at,
-                _reached(w),
-            )
-            for i, w in enumerate(writes)
-        ]
-    )
+def _batch_value(column: Column) -> tuple[str, Get]:
+    """How a batch passes ``column``: its array element type, and the value."""
+    if column.type.endswith("[]"):
+        return "text", _reached_text
+    return column.type, column.get
+
+
+def _batch_select(name: str, column: Column) -> str:
+    return f"{name}::{column.type}" if column.type.endswith("[]") else name
 
 
 def _records_ctes(records: str) -> str:
     """The CTEs both batch statements share: from the unnested writes ``w``, insert the new
     runs, compare-and-set the others, and list the ``ord`` of every write that applied."""
+    names = ", ".join(c.name for c in RECORD)
+    selected = ", ".join(_batch_select(c.name, c) for c in RECORD)
+    updates = ", ".join(f"{c.name} = {_batch_select('w.' + c.name, c)}" for c in _UPDATED)
     return f"""inserted AS (
-    INSERT INTO {records} (run_id, workflow_name, foreign_id, run_state, status, object,
-        created_at, updated_at, version, run_state_reason, status_description, trace_origin,
-        reached)
-    SELECT run_id, workflow_name, foreign_id, run_state, status, object, created_at,
-        updated_at, version, reason, description, trace, reached::bigint[]
+    INSERT INTO {records} ({names})
+    SELECT {selected}
     FROM w WHERE expected = 0 ORDER BY ord
     ON CONFLICT DO NOTHING
     RETURNING run_id
 ),
 updated AS (
-    UPDATE {records} r SET run_state = w.run_state, status = w.status, object = w.object,
-        updated_at = w.updated_at, version = w.version, run_state_reason = w.reason,
-        status_description = w.description, trace_origin = w.trace,
-        reached = w.reached::bigint[]
+    UPDATE {records} r SET {updates}
     FROM w
     WHERE w.expected > 0 AND r.run_id = w.run_id AND r.version = w.expected
     RETURNING w.ord
@@ -143,22 +191,45 @@ applied AS (
 """
 
 
-def batch_sql(records: str, outbox: str, channel: str, others: str) -> str:
-    return f"""
-WITH w AS (
-    SELECT * FROM unnest(
-        $1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::smallint[],
-        $7::bigint[], $8::bytea[], $9::timestamptz[], $10::timestamptz[], $11::bigint[],
-        $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bytea[],
-        $18::timestamptz[], $19::text[]
-    ) AS w(ord, expected, run_id, workflow_name, foreign_id, run_state, status, object,
-           created_at, updated_at, version, reason, description, trace, outbox_id,
-           outbox_type, outbox_headers, outbox_created_at, reached)
-),
+def _unnest(extra: Sequence[tuple[str, Column]]) -> tuple[str, _Params]:
+    """``w``: the writes of a batch as rows, from one array per column (``$1`` is ``ord``,
+    ``$2`` the expected version, then the records' columns, then ``extra``)."""
+    params = _Params(first=2)
+    arrays = ["$1::int[]", f"{params.add(lambda w: w.expected_version)}::bigint[]"]
+    names = ["ord", "expected"]
+    for name, column in [*((c.name, c) for c in RECORD), *extra]:
+        kind, get = _batch_value(column)
+        arrays.append(f"{params.add(get)}::{kind}[]")
+        names.append(name)
+    sql = f"""w AS (
+    SELECT * FROM unnest({", ".join(arrays)})
+        AS w({", ".join(names)})
+)"""
+    return sql, params
+
+
+def batch(
+    records: str, channel: str, others: str, *, outbox: str = "", topics: str = "", events: str = ""
+) -> Statement:
+    """A batch of writes as one statement; with ``outbox``, each applied write adds its
+    outbox row (extras: the workflows to NOTIFY, the member ID); with ``topics`` and
+    ``events``, it appends its event to the log (extra: the member ID).
+
+    Direct events take their IDs from the topics' counter rows as any send does (gap
+    free, visible in order); counters are taken after the records, in topic order, so two
+    writers never wait for each other in a cycle. Each appended topic is NOTIFYed if
+    another process listens.
+    """
+    if outbox:
+        w, params = _unnest([(f"outbox_{c.name}", c) for c in OUTBOX])
+        notify, member = params.next(), f"${len(params.gets) + 3}"
+        outbox_names = ", ".join(c.name for c in OUTBOX)
+        outbox_values = ", ".join(f"w.outbox_{c.name}" for c in OUTBOX)
+        sql = f"""
+WITH {w},
 {_records_ctes(records)}relayed AS (
-    INSERT INTO {outbox} (id, workflow_name, run_id, type, headers, created_at)
-    SELECT w.outbox_id, w.workflow_name, w.run_id, w.outbox_type, w.outbox_headers,
-        w.outbox_created_at
+    INSERT INTO {outbox} (workflow_name, run_id, {outbox_names})
+    SELECT w.workflow_name, w.run_id, {outbox_values}
     FROM w JOIN applied USING (ord) ORDER BY w.ord
 )
 SELECT w.ord, a.ord IS NOT NULL AS applied,
@@ -167,99 +238,126 @@ SELECT w.ord, a.ord IS NOT NULL AS applied,
     END AS stored_version,
     (SELECT count(pg_notify({channel!r}, 'o:' || n.workflow_name))
      FROM (SELECT DISTINCT w2.workflow_name FROM w w2 JOIN applied USING (ord)) n
-     WHERE n.workflow_name = ANY($20::text[]) AND {others.replace("$_", "$21")}) AS notified
+     WHERE n.workflow_name = ANY({notify}::text[]) AND {others.replace("$_", member)})
+    AS notified
 FROM w LEFT JOIN applied a USING (ord)
 """
+        return Statement(sql, tuple(params.gets), is_batch=True)
+    w, params = _unnest([(f"event_{c.name}", c) for c in EVENT])
+    member = params.next()
+    sql = f"""
+WITH {w},
+{_records_ctes(records)}counts AS (
+    SELECT w.event_topic AS topic, count(*) AS n FROM w JOIN applied USING (ord)
+    GROUP BY w.event_topic
+),
+counter AS (
+    INSERT INTO {topics} AS t (topic, last_id)
+    SELECT topic, n FROM counts ORDER BY topic
+    ON CONFLICT (topic) DO UPDATE SET last_id = t.last_id + excluded.last_id
+    RETURNING t.topic, t.last_id
+),
+numbered AS (
+    SELECT w.ord, w.event_topic AS topic, w.run_id, w.event_type, w.event_headers,
+        c.last_id - k.n
+            + row_number() OVER (PARTITION BY w.event_topic ORDER BY w.ord) AS id
+    FROM w JOIN applied USING (ord)
+        JOIN counter c ON c.topic = w.event_topic JOIN counts k ON k.topic = w.event_topic
+),
+appended AS (
+    INSERT INTO {events} (topic, id, foreign_id, type, headers)
+    SELECT topic, id, run_id, event_type, event_headers FROM numbered
+)
+SELECT w.ord, a.ord IS NOT NULL AS applied,
+    CASE WHEN a.ord IS NULL THEN (SELECT r.version FROM {records} r WHERE r.run_id = w.run_id)
+    END AS stored_version,
+    n.id AS event_id, now() AS event_created_at,
+    (SELECT count(pg_notify({channel!r}, 'e:' || c.topic)) FROM counter c
+     WHERE {others.replace("$_", member)}) AS notified
+FROM w LEFT JOIN applied a USING (ord) LEFT JOIN numbered n USING (ord)
+"""
+    return Statement(sql, tuple(params.gets), is_batch=True)
 
 
-def insert_sql(records: str, outbox: str, channel: str, others: str) -> str:
-    """One new run (the common case: a trigger): plain parameters, no arrays to unnest."""
-    return f"""
-WITH inserted AS (
-    INSERT INTO {records} (run_id, workflow_name, foreign_id, run_state, status, object,
-        created_at, updated_at, version, run_state_reason, status_description, trace_origin,
-        reached)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+def _single_write(records: str, params: _Params, *, new: bool) -> tuple[str, dict[str, str]]:
+    """The insert (``new``) or compare-and-set update of one write, with plain parameters;
+    returns the SQL (``RETURNING run_id``) and the placeholders of the record's columns."""
+    placeholders = {c.name: params.add(c.get) for c in (RECORD if new else _UPDATED)}
+    if new:
+        sql = f"""
+    INSERT INTO {records} ({", ".join(placeholders)})
+    VALUES ({", ".join(placeholders.values())})
     ON CONFLICT DO NOTHING
-    RETURNING run_id
+    RETURNING run_id"""
+        return sql, placeholders
+    sets = ", ".join(f"{name} = {p}" for name, p in placeholders.items())
+    placeholders["run_id"] = params.add(_BY_NAME["run_id"].get)
+    expected = params.add(lambda w: w.expected_version)
+    sql = f"""
+    UPDATE {records} SET {sets}
+    WHERE run_id = {placeholders["run_id"]} AND version = {expected}
+    RETURNING run_id"""
+    return sql, placeholders
+
+
+def single(
+    records: str,
+    channel: str,
+    others: str,
+    *,
+    new: bool,
+    outbox: str = "",
+    topics: str = "",
+    events: str = "",
+) -> Statement:
+    """One write (a trigger, or a step alone in its batch): plain parameters, no arrays to
+    unnest. ``new``: an insert, else a compare-and-set update. With ``outbox`` the extras
+    are whether to NOTIFY and the member ID; with ``topics`` and ``events``, the member ID.
+    """
+    params = _Params()
+    write, placeholders = _single_write(records, params, new=new)
+    run_id = placeholders["run_id"]
+    stored = (
+        "CASE WHEN NOT EXISTS (SELECT 1 FROM written) "
+        f"THEN (SELECT version FROM {records} WHERE run_id = {run_id}) END AS stored_version"
+    )
+    if outbox:
+        workflow = placeholders.get("workflow_name") or params.add(_BY_NAME["workflow_name"].get)
+        values = {c.name: params.add(c.get) for c in OUTBOX}
+        notify = params.next()
+        member = f"${len(params.gets) + 2}"
+        sql = f"""
+WITH written AS ({write}
 ),
 relayed AS (
-    INSERT INTO {outbox} (id, workflow_name, run_id, type, headers, created_at)
-    SELECT $14, $2, $1, $15, $16, $17 FROM inserted
+    INSERT INTO {outbox} (workflow_name, run_id, {", ".join(values)})
+    SELECT {workflow}, {run_id}, {", ".join(values.values())} FROM written
 )
-SELECT EXISTS (SELECT 1 FROM inserted),
-    CASE WHEN NOT EXISTS (SELECT 1 FROM inserted)
-        THEN (SELECT version FROM {records} WHERE run_id = $1) END,
-    (SELECT count(pg_notify({channel!r}, 'o:' || $2)) FROM inserted
-     WHERE $18 AND {others.replace("$_", "$19")})
+SELECT 0 AS ord, EXISTS (SELECT 1 FROM written) AS applied, {stored},
+    (SELECT count(pg_notify({channel!r}, 'o:' || {workflow})) FROM written
+     WHERE {notify} AND {others.replace("$_", member)}) AS notified
 """
-
-
-def insert_args(write: RecordWrite) -> tuple[object, ...]:
-    r, m, o = write.record, write.record.meta, write.outbox
-    return (
-        r.run_id,
-        r.workflow_name,
-        r.foreign_id,
-        int(r.run_state),
-        int(r.status),
-        r.object,
-        r.created_at,
-        r.updated_at,
-        m.version,
-        m.run_state_reason,
-        m.status_description,
-        m.trace_origin,
-        [int(s) for s in m.reached],
-        o.id,
-        int(o.type),
-        encode_headers(dict(o.headers)),
-        o.created_at,
-    )
-
-
-def update_sql(records: str, outbox: str, channel: str, others: str) -> str:
-    """One compare-and-set update (a step's write when it is alone in its batch)."""
-    return f"""
-WITH updated AS (
-    UPDATE {records} SET run_state = $3, status = $4, object = $5, updated_at = $6,
-        version = $7, run_state_reason = $8, status_description = $9, trace_origin = $10,
-        reached = $11
-    WHERE run_id = $1 AND version = $16
-    RETURNING run_id
+        return Statement(sql, tuple(params.gets), is_batch=False)
+    topic, event_type, headers = (params.add(c.get) for c in EVENT)
+    member = params.next()
+    sql = f"""
+WITH written AS ({write}
 ),
-relayed AS (
-    INSERT INTO {outbox} (id, workflow_name, run_id, type, headers, created_at)
-    SELECT $12, $2, $1, $13, $14, $15 FROM updated
+counter AS (
+    INSERT INTO {topics} AS t (topic, last_id) SELECT {topic}, 1 FROM written
+    ON CONFLICT (topic) DO UPDATE SET last_id = t.last_id + 1
+    RETURNING t.last_id
+),
+appended AS (
+    INSERT INTO {events} (topic, id, foreign_id, type, headers)
+    SELECT {topic}, last_id, {run_id}, {event_type}, {headers} FROM counter
 )
-SELECT EXISTS (SELECT 1 FROM updated),
-    CASE WHEN NOT EXISTS (SELECT 1 FROM updated)
-        THEN (SELECT version FROM {records} WHERE run_id = $1) END,
-    (SELECT count(pg_notify({channel!r}, 'o:' || $2)) FROM updated
-     WHERE $17 AND {others.replace("$_", "$18")})
+SELECT 0 AS ord, EXISTS (SELECT 1 FROM written) AS applied, {stored},
+    (SELECT last_id FROM counter) AS event_id, now() AS event_created_at,
+    (SELECT count(pg_notify({channel!r}, 'e:' || {topic})) FROM counter
+     WHERE {others.replace("$_", member)}) AS notified
 """
-
-
-def update_args(write: RecordWrite) -> tuple[object, ...]:
-    r, m, o = write.record, write.record.meta, write.outbox
-    return (
-        r.run_id,
-        r.workflow_name,
-        int(r.run_state),
-        int(r.status),
-        r.object,
-        r.updated_at,
-        m.version,
-        m.run_state_reason,
-        m.status_description,
-        m.trace_origin,
-        [int(s) for s in m.reached],
-        o.id,
-        int(o.type),
-        encode_headers(dict(o.headers)),
-        o.created_at,
-        write.expected_version,
-    )
+    return Statement(sql, tuple(params.gets), is_batch=False)
 
 
 def entangled(writes: Sequence[RecordWrite]) -> bool:
@@ -278,133 +376,15 @@ def entangled(writes: Sequence[RecordWrite]) -> bool:
     )
 
 
-def direct_args(writes: Sequence[RecordWrite]) -> list[list[Any]]:
-    """The writes as one array per column for ``direct_sql`` (the event, not an outbox row)."""
-    return _columns(
-        [
-            (
-                *_record_row(i, w),
-                w.outbox.topic,
-                int(w.outbox.type),
-                encode_headers(dict(w.outbox.headers)),
-                _reached(w),
-            )
-            for i, w in enumerate(writes)
-        ]
-    )
-
-
-def direct_sql(records: str, topics: str, events: str, channel: str, others: str) -> str:
-    """A batch of writes that appends each applied write's event to the event log itself.
-
-    For a record store whose events go to the event log in the same database: the event
-    is part of the write's transaction, so no outbox row, relay or second commit. IDs
-    come from the topics' counter rows as for any send (gap-free, visible in order);
-    counters are taken after the records, in topic order, so two writers never wait for
-    each other in a cycle. Returns per write: ``ord, applied, stored_version, event_id,
-    now()``, and NOTIFYs each appended topic if another process listens.
-    """
-    return f"""
-WITH w AS (
-    SELECT * FROM unnest(
-        $1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::smallint[],
-        $7::bigint[], $8::bytea[], $9::timestamptz[], $10::timestamptz[], $11::bigint[],
-        $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bytea[],
-        $18::text[]
-    ) AS w(ord, expected, run_id, workflow_name, foreign_id, run_state, status, object,
-           created_at, updated_at, version, reason, description, trace, topic,
-           event_type, headers, reached)
-),
-{_records_ctes(records)}counts AS (
-    SELECT w.topic, count(*) AS n FROM w JOIN applied USING (ord) GROUP BY w.topic
-),
-counter AS (
-    INSERT INTO {topics} AS t (topic, last_id)
-    SELECT topic, n FROM counts ORDER BY topic
-    ON CONFLICT (topic) DO UPDATE SET last_id = t.last_id + excluded.last_id
-    RETURNING t.topic, t.last_id
-),
-numbered AS (
-    SELECT w.ord, w.topic, w.run_id, w.event_type, w.headers,
-        c.last_id - k.n + row_number() OVER (PARTITION BY w.topic ORDER BY w.ord) AS id
-    FROM w JOIN applied USING (ord) JOIN counter c USING (topic) JOIN counts k USING (topic)
-),
-appended AS (
-    INSERT INTO {events} (topic, id, foreign_id, type, headers)
-    SELECT topic, id, run_id, event_type, headers FROM numbered
-)
-SELECT w.ord, a.ord IS NOT NULL AS applied,
-    CASE WHEN a.ord IS NULL THEN (SELECT r.version FROM {records} r WHERE r.run_id = w.run_id)
-    END AS stored_version,
-    n.id, now(),
-    (SELECT count(pg_notify({channel!r}, 'e:' || c.topic)) FROM counter c
-     WHERE {others.replace("$_", "$19")}) AS notified
-FROM w LEFT JOIN applied a USING (ord) LEFT JOIN numbered n USING (ord)
-"""
-
-
-def direct_one_sql(
-    records: str, topics: str, events: str, channel: str, others: str, *, new: bool
-) -> str:
-    """``direct_sql`` for one write (a trigger, or a step alone in its batch): plain
-    parameters, no arrays to unnest. ``new``: an insert, else a compare-and-set update
-    (arguments from ``direct_one_args``, then the member ID)."""
-    if new:
-        write = f"""
-    INSERT INTO {records} (run_id, workflow_name, foreign_id, run_state, status, object,
-        created_at, updated_at, version, run_state_reason, status_description, trace_origin,
-        reached)
-    VALUES ($1, $14, $15, $2, $3, $4, $16, $5, $6, $7, $8, $9, $10)
-    ON CONFLICT DO NOTHING
-    RETURNING run_id"""
-        member = "$17"
-    else:
-        write = f"""
-    UPDATE {records} SET run_state = $2, status = $3, object = $4, updated_at = $5,
-        version = $6, run_state_reason = $7, status_description = $8, trace_origin = $9,
-        reached = $10
-    WHERE run_id = $1 AND version = $14
-    RETURNING run_id"""
-        member = "$15"
-    return f"""
-WITH written AS ({write}
-),
-counter AS (
-    INSERT INTO {topics} AS t (topic, last_id) SELECT $11, 1 FROM written
-    ON CONFLICT (topic) DO UPDATE SET last_id = t.last_id + 1
-    RETURNING t.last_id
-),
-appended AS (
-    INSERT INTO {events} (topic, id, foreign_id, type, headers)
-    SELECT $11, last_id, $1, $12, $13 FROM counter
-)
-SELECT 0, EXISTS (SELECT 1 FROM written),
-    CASE WHEN NOT EXISTS (SELECT 1 FROM written)
-        THEN (SELECT version FROM {records} WHERE run_id = $1) END,
-    (SELECT last_id FROM counter), now(),
-    (SELECT count(pg_notify({channel!r}, 'e:' || $11)) FROM counter
-     WHERE {others.replace("$_", member)})
-"""
-
-
-def direct_one_args(write: RecordWrite) -> tuple[object, ...]:
-    """The arguments of ``direct_one_sql`` for ``write`` (without the member ID)."""
-    r, m, o = write.record, write.record.meta, write.outbox
-    common = (
-        r.run_id,
-        int(r.run_state),
-        int(r.status),
-        r.object,
-        r.updated_at,
-        m.version,
-        m.run_state_reason,
-        m.status_description,
-        m.trace_origin,
-        [int(s) for s in m.reached],
-        o.topic,
-        int(o.type),
-        encode_headers(dict(o.headers)),
-    )
-    if write.expected_version == 0:
-        return (*common, r.workflow_name, r.foreign_id, r.created_at)
-    return (*common, write.expected_version)
+def outcome(write: RecordWrite, row: asyncpg.Record | None) -> WorkflowError | None:
+    """What a write statement's row says of ``write``: ``None`` if it applied. No row: the
+    write hit a unique index in its savepoint (another active run of its foreign ID)."""
+    record = write.record
+    if row is None:
+        return WorkflowInProgress(record.workflow_name, record.foreign_id)
+    if row["applied"]:
+        return None
+    stored_version = row["stored_version"]
+    if write.expected_version == 0 and stored_version is None:
+        return WorkflowInProgress(record.workflow_name, record.foreign_id)
+    return VersionConflict(record.run_id, write.expected_version, stored_version)
