@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -19,6 +21,7 @@ def test_readme_getting_started_is_the_example_file() -> None:
     assert example in _python_blocks((ROOT / "README.md").read_text())
 
 
+@pytest.mark.processes
 def test_getting_started_example_runs_as_written(tmp_path: Path) -> None:
     # Given the README example copied into a fresh file
     script = tmp_path / "file.py"

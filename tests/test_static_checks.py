@@ -11,6 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytestmark = pytest.mark.processes  # ruff and mypy run as subprocesses
+
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     if importlib.util.find_spec(args[0]) is None:

@@ -2,7 +2,8 @@
 
 The server is found at ``CONVEYOR_TEST_POSTGRES_URL`` (else the local server, as user
 ``postgres`` or ``root``). When none answers (or asyncpg is not installed) the PostgreSQL
-tests are skipped with the reason, unless ``CI=true``: then they fail. The session creates
+tests are skipped with the reason, unless ``CI=true``: then they fail (``_services``). Tests
+that use ``pg_url`` carry the ``postgres`` marker. The session creates
 ``conveyor_test_<random>`` and drops it at the end, however many test modules use it.
 """
 
@@ -18,19 +19,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from _services import unavailable
+
 try:
     import asyncpg
 except ImportError:  # pragma: no cover - depends on the environment
-    if os.environ.get("CI", "").lower() == "true":
-        raise
-    pytest.skip(
-        "the PostgreSQL tests need asyncpg: pip install 'conveyor[postgres]'",
-        allow_module_level=True,
+    unavailable(
+        "PostgreSQL", "asyncpg is not installed (pip install 'conveyor[postgres]')", module=True
     )
 
-from conveyor.adapters.postgres import PostgresDatabase
-from conveyor.adapters.postgres._options import split_url
-from conveyor.adapters.postgres._schema import apply
+from conveyor.adapters.postgres import PostgresDatabase, PostgresOptions, migrate
 
 __all__ = ["FAST_ROLES", "migrated", "open_database", "pg_url", "with_database"]
 
@@ -52,10 +50,6 @@ _TABLES = (
 
 _state: dict[str, Any] = {"users": 0, "url": None, "admin": None}
 _migrated: set[tuple[str, str]] = set()
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
 
 
 async def _answers(url: str) -> str | None:
@@ -99,12 +93,10 @@ def pg_url() -> Iterator[str]:
     if _state["url"] is None:
         admin, failures = _find_server()
         if admin is None:
-            reason = "no PostgreSQL server answers (set CONVEYOR_TEST_POSTGRES_URL): " + "; ".join(
-                failures
+            unavailable(
+                "PostgreSQL",
+                "no server answers (set CONVEYOR_TEST_POSTGRES_URL): " + "; ".join(failures),
             )
-            if _in_ci():
-                pytest.fail(f"CI=true: {reason}", pytrace=False)
-            pytest.skip(reason)
         name = f"conveyor_test_{uuid.uuid4().hex[:12]}"
         asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
         _state.update(url=with_database(admin, name), admin=admin, name=name)
@@ -123,13 +115,7 @@ async def migrated(url: str, schema: str) -> None:
     """Apply the migrations to ``schema`` once per run."""
     if (url, schema) in _migrated:
         return
-    dsn, options = split_url(url, {"schema": schema})
-    db = PostgresDatabase(dsn, options)
-    conn = await db.connect()
-    try:
-        await apply(conn, db.tables)
-    finally:
-        await conn.close()
+    await migrate(url, schema=schema)
     _migrated.add((url, schema))
 
 
@@ -139,8 +125,7 @@ async def open_database(
 ) -> AsyncIterator[PostgresDatabase]:
     """A ``PostgresDatabase`` on a migrated ``schema`` (emptied first with ``fresh``)."""
     await migrated(url, schema)
-    dsn, settings = split_url(url, {"schema": schema, "pool_min": 1, **options})
-    db = await PostgresDatabase.open(dsn, settings)
+    db = await PostgresDatabase.open(url, PostgresOptions(schema=schema, pool_min=1, **options))
     try:
         if fresh:
             tables = ", ".join(db.tables.names[t] for t in _TABLES)

@@ -34,6 +34,8 @@ from conveyor.adaptertest import (
 
 __all__ = ["pg_url"]
 
+pytestmark = pytest.mark.postgres
+
 
 class TestPostgresRecordStore(RecordStoreSuite):
     @pytest.fixture

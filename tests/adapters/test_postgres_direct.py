@@ -27,6 +27,8 @@ from conveyor.adaptertest._fixtures import dummy_record, insert, new_name, updat
 
 __all__ = ["pg_url"]
 
+pytestmark = pytest.mark.postgres
+
 SCHEMA = "direct_tests"
 
 

@@ -27,6 +27,8 @@ from conveyor.adaptertest._fixtures import dummy_record, insert, update
 
 __all__ = ["pg_url"]
 
+pytestmark = pytest.mark.postgres
+
 
 @pytest.fixture
 async def db(pg_url: str) -> AsyncIterator[PostgresDatabase]:

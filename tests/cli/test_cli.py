@@ -147,6 +147,7 @@ def test_diagram_of_a_module_attribute() -> None:
     assert invoke("diagram", "missing-colon")[0] == 2
 
 
+@pytest.mark.processes
 def test_demo_runs_orders_to_the_end_across_processes(tmp_path: Path) -> None:
     proc = subprocess.run(
         [
