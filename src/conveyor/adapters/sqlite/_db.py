@@ -443,6 +443,7 @@ class Database:
         self._flush(loop, leftovers)
 
     def _configure(self, conn: sqlite3.Connection, busy_ms: int) -> None:
+        conn.row_factory = sqlite3.Row  # adapters read rows by column name
         conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
         (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
         if str(mode).lower() != "wal":
@@ -563,7 +564,7 @@ def _checkpoint(conn: sqlite3.Connection) -> None:
     writers off for the moment it takes (they wait on the thread, not on the loop).
     """
     row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    if row is not None and row[1] >= _RESTART_FRAMES and row[2] == row[1]:
+    if row is not None and row["log"] >= _RESTART_FRAMES and row["checkpointed"] == row["log"]:
         conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
 
 

@@ -235,7 +235,11 @@ def _write(
                 "SELECT holder, clock, expires_mono, expires_wall FROM leases WHERE role = ?",
                 (role,),
             ).fetchone()
-            if row is not None and row[0] != me and _alive(row[1], row[2], row[3], inp.clock, now):
+            if (
+                row is not None
+                and row["holder"] != me
+                and _alive(row["clock"], row["expires_mono"], row["expires_wall"], inp.clock, now)
+            ):
                 continue
             conn.execute(
                 "INSERT INTO leases (role, holder, clock, expires_mono, expires_wall) "

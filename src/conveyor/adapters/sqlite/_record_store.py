@@ -44,34 +44,35 @@ _encode = msgspec.json.encode
 _decode_headers = msgspec.json.Decoder(dict[str, str]).decode
 
 
-def _record(row: tuple[Any, ...]) -> Record:
+def _record(row: sqlite3.Row) -> Record:
+    reached = row["reached"]
     return Record(
-        workflow_name=row[0],
-        foreign_id=row[1],
-        run_id=row[2],
-        run_state=_STATES[row[3]],
-        status=row[4],
-        object=row[5],
-        created_at=from_us(row[6]),
-        updated_at=from_us(row[7]),
+        workflow_name=row["workflow_name"],
+        foreign_id=row["foreign_id"],
+        run_id=row["run_id"],
+        run_state=_STATES[row["run_state"]],
+        status=row["status"],
+        object=row["object"],
+        created_at=from_us(row["created_at"]),
+        updated_at=from_us(row["updated_at"]),
         meta=Meta(
-            run_state_reason=row[8],
-            status_description=row[9],
-            version=row[10],
-            trace_origin=row[11],
-            reached=tuple(int(s) for s in row[12].split(",")) if row[12] else (),
+            run_state_reason=row["run_state_reason"],
+            status_description=row["status_description"],
+            version=row["version"],
+            trace_origin=row["trace_origin"],
+            reached=tuple(int(s) for s in reached.split(",")) if reached else (),
         ),
     )
 
 
-def _outbox_event(row: tuple[Any, ...]) -> OutboxEvent:
+def _outbox_event(row: sqlite3.Row) -> OutboxEvent:
     return OutboxEvent(
-        id=row[0],
-        workflow_name=row[1],
-        run_id=row[2],
-        type=row[3],
-        headers=_decode_headers(row[4]),
-        created_at=from_us(row[5]),
+        id=row["id"],
+        workflow_name=row["workflow_name"],
+        run_id=row["run_id"],
+        type=row["type"],
+        headers=_decode_headers(row["headers"]),
+        created_at=from_us(row["created_at"]),
     )
 
 
@@ -153,8 +154,8 @@ class SQLiteRecordStore:
     # ------------------------------------------------------------------ reads
 
     async def lookup(self, run_id: str) -> Record:
-        def find(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
-            row: tuple[Any, ...] | None = conn.execute(
+        def find(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            row: sqlite3.Row | None = conn.execute(
                 f"{_SELECT} WHERE run_id = ?", (run_id,)
             ).fetchone()
             return row
@@ -165,8 +166,8 @@ class SQLiteRecordStore:
         return _record(row)
 
     async def latest(self, workflow_name: str, foreign_id: str) -> Record:
-        def find(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
-            row: tuple[Any, ...] | None = conn.execute(
+        def find(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            row: sqlite3.Row | None = conn.execute(
                 f"{_SELECT} WHERE workflow_name = ? AND foreign_id = ? "
                 "ORDER BY created_at DESC, seq DESC LIMIT 1",
                 (workflow_name, foreign_id),
@@ -205,7 +206,7 @@ class SQLiteRecordStore:
         sql += f" ORDER BY created_at {direction}, seq {direction} LIMIT ? OFFSET ?"
         params += [limit, max(0, offset)]
 
-        def find(conn: sqlite3.Connection) -> builtins.list[tuple[Any, ...]]:
+        def find(conn: sqlite3.Connection) -> builtins.list[sqlite3.Row]:
             return conn.execute(sql, params).fetchall()
 
         return [_record(row) for row in await self._db.read(find)]
@@ -221,7 +222,7 @@ class SQLiteRecordStore:
         if self._emptied.get(workflow_name) == version:
             return []  # everything listed since the last write is deleted: nothing to read
 
-        def find(conn: sqlite3.Connection) -> builtins.list[tuple[Any, ...]]:
+        def find(conn: sqlite3.Connection) -> builtins.list[sqlite3.Row]:
             return conn.execute(
                 "SELECT id, workflow_name, run_id, type, headers, created_at FROM outbox "
                 "WHERE workflow_name = ? ORDER BY seq LIMIT ?",
@@ -273,11 +274,11 @@ class SQLiteRecordStore:
         def count(conn: sqlite3.Connection) -> int:
             if workflow_name:
                 row = conn.execute(
-                    "SELECT COUNT(*) FROM outbox WHERE workflow_name = ?", (workflow_name,)
+                    "SELECT COUNT(*) AS n FROM outbox WHERE workflow_name = ?", (workflow_name,)
                 ).fetchone()
             else:
-                row = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()
-            return int(row[0])
+                row = conn.execute("SELECT COUNT(*) AS n FROM outbox").fetchone()
+            return int(row["n"])
 
         return await self._db.read(count)
 
@@ -374,4 +375,4 @@ def _reached(statuses: tuple[int, ...]) -> str:
 
 def _version_of(conn: sqlite3.Connection, run_id: str) -> int | None:
     row = conn.execute("SELECT version FROM records WHERE run_id = ?", (run_id,)).fetchone()
-    return None if row is None else int(row[0])
+    return None if row is None else int(row["version"])

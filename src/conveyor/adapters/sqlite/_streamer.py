@@ -62,13 +62,17 @@ _FALLBACK_POLL = 1.0
 """Seconds a receiver waits between looks if no wake-up comes (a safety net only)."""
 
 
-def _event(row: tuple[Any, ...]) -> Event:
-    return Event(row[0], row[1], row[2], _decode_headers(row[3]), from_us(row[4]))
+def _event(row: sqlite3.Row) -> Event:
+    return Event(
+        row["id"],
+        row["foreign_id"],
+        row["type"],
+        _decode_headers(row["headers"]),
+        from_us(row["created_at"]),
+    )
 
 
-def _fetch(
-    conn: sqlite3.Connection, *, topic: str, after: int, limit: int
-) -> list[tuple[Any, ...]]:
+def _fetch(conn: sqlite3.Connection, *, topic: str, after: int, limit: int) -> list[sqlite3.Row]:
     return conn.execute(
         "SELECT id, foreign_id, type, headers, created_at FROM events "
         "WHERE topic = ? AND id > ? ORDER BY id LIMIT ?",
@@ -85,14 +89,14 @@ def _delete_chunk(conn: sqlite3.Connection, *, topic: str, bound: int) -> int:
         "SELECT id FROM events WHERE topic = ? AND id <= ? ORDER BY id LIMIT 1 OFFSET ?",
         (topic, bound, _PRUNE_CHUNK - 1),
     ).fetchone()
-    upto = bound if row is None else int(row[0])
+    upto = bound if row is None else int(row["id"])
     cur = conn.execute("DELETE FROM events WHERE topic = ? AND id <= ?", (topic, upto))
     return cur.rowcount
 
 
 def _last_event_id(conn: sqlite3.Connection) -> int:
     row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-    return 0 if row is None else int(row[0])
+    return 0 if row is None else int(row["seq"])
 
 
 class SQLiteEventStreamer:
@@ -183,11 +187,11 @@ class SQLiteEventStreamer:
             row = conn.execute(
                 "SELECT position FROM cursors WHERE topic = ? AND name = ?", (topic, name)
             ).fetchone()
-            (newest,) = conn.execute(
-                "SELECT MAX(id) FROM events WHERE topic = ?", (topic,)
-            ).fetchone()
-            if row is not None and row[0] > 0:
-                return int(row[0]), newest or 0
+            newest = conn.execute(
+                "SELECT MAX(id) AS newest FROM events WHERE topic = ?", (topic,)
+            ).fetchone()["newest"]
+            if row is not None and row["position"] > 0:
+                return int(row["position"]), newest or 0
             if stream_from_latest:
                 # After every event that exists now (in any topic: ids are global).
                 return _last_event_id(conn), newest or 0

@@ -22,18 +22,18 @@ _COLUMNS = (
 )
 
 
-def _timeout(row: tuple[Any, ...]) -> TimeoutRecord:
+def _timeout(row: sqlite3.Row) -> TimeoutRecord:
     return TimeoutRecord(
-        id=row[0],
-        workflow_name=row[1],
-        foreign_id=row[2],
-        run_id=row[3],
-        status=row[4],
-        expire_at=from_us(row[5]),
-        created_at=from_us(row[6]),
-        completed=bool(row[7]),
-        record_version=row[8],
-        index=row[9],
+        id=row["id"],
+        workflow_name=row["workflow_name"],
+        foreign_id=row["foreign_id"],
+        run_id=row["run_id"],
+        status=row["status"],
+        expire_at=from_us(row["expire_at"]),
+        created_at=from_us(row["created_at"]),
+        completed=bool(row["completed"]),
+        record_version=row["record_version"],
+        index=row["timeout_index"],
     )
 
 
@@ -101,11 +101,11 @@ class SQLiteTimeoutStore:
             if cur.rowcount == 1 and cur.lastrowid is not None:
                 db.note_own("timeouts", 1)
                 return cur.lastrowid, True
-            (existing,) = conn.execute(
+            existing = conn.execute(
                 "SELECT id FROM timeouts WHERE workflow_name = ? AND run_id = ? AND status = ? "
                 "AND record_version = ? AND timeout_index = ?",
                 (workflow_name, run_id, int(status), record_version, index),
-            ).fetchone()
+            ).fetchone()["id"]
             return int(existing), False
 
         timeout_id, inserted = await db.fast_write(insert)
@@ -149,11 +149,11 @@ class SQLiteTimeoutStore:
         self._looking(workflow_name)
 
         def earliest(conn: sqlite3.Connection) -> int | None:
-            (value,) = conn.execute(
-                "SELECT MIN(expire_at) FROM timeouts WHERE workflow_name = ? AND status = ? "
-                "AND completed = 0",
+            value = conn.execute(
+                "SELECT MIN(expire_at) AS earliest FROM timeouts "
+                "WHERE workflow_name = ? AND status = ? AND completed = 0",
                 (workflow_name, int(status)),
-            ).fetchone()
+            ).fetchone()["earliest"]
             return None if value is None else int(value)
 
         value = await self._db.fast_read(earliest)
@@ -175,7 +175,7 @@ class SQLiteTimeoutStore:
             self._looked.setdefault(task, {})[workflow_name] = version
 
     async def _select(self, sql: str, params: tuple[Any, ...]) -> builtins.list[TimeoutRecord]:
-        def find(conn: sqlite3.Connection) -> builtins.list[tuple[Any, ...]]:
+        def find(conn: sqlite3.Connection) -> builtins.list[sqlite3.Row]:
             return conn.execute(sql, params).fetchall()
 
         return [_timeout(row) for row in await self._db.fast_read(find)]
