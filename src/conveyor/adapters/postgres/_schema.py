@@ -65,7 +65,8 @@ async def apply(conn: Connection, tables: Tables) -> list[int]:
             "version integer PRIMARY KEY, name text NOT NULL, "
             "applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {r[0] for r in await conn.fetch(f"SELECT version FROM {tables.schema_migrations}")}
+        rows = await conn.fetch(f"SELECT version FROM {tables.schema_migrations}")
+        done = {row["version"] for row in rows}
         for migration in migrations():
             if migration.version in done:
                 continue

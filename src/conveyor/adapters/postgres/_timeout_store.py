@@ -15,22 +15,22 @@ __all__ = ["PostgresTimeoutStore"]
 
 _COLUMNS = (
     "id, workflow_name, foreign_id, run_id, status, expire_at, created_at, "
-    "completed_at IS NOT NULL, record_version, idx"
+    "completed_at IS NOT NULL AS completed, record_version, idx"
 )
 
 
 def _timeout(row: asyncpg.Record) -> TimeoutRecord:
     return TimeoutRecord(
-        id=row[0],
-        workflow_name=row[1],
-        foreign_id=row[2],
-        run_id=row[3],
-        status=row[4],
-        expire_at=row[5],
-        created_at=row[6],
-        completed=row[7],
-        record_version=row[8],
-        index=row[9],
+        id=row["id"],
+        workflow_name=row["workflow_name"],
+        foreign_id=row["foreign_id"],
+        run_id=row["run_id"],
+        status=row["status"],
+        expire_at=row["expire_at"],
+        created_at=row["created_at"],
+        completed=row["completed"],
+        record_version=row["record_version"],
+        index=row["idx"],
     )
 
 
@@ -92,7 +92,7 @@ UNION ALL SELECT id, 0 FROM existing
 
         async def work(conn: Connection) -> int | None:
             rows = await conn.fetch(self._create, *args)
-            ids = [row[0] for row in rows if row[0] is not None]
+            ids = [row["id"] for row in rows if row["id"] is not None]
             return ids[0] if ids else None
 
         for _ in range(3):
@@ -147,12 +147,12 @@ UNION ALL SELECT id, 0 FROM existing
     async def next_expiry(self, workflow_name: str, status: int) -> datetime | None:
         row = await self._db.fetchrow(
             "reading the next expiry",
-            f"SELECT min(expire_at) FROM {self._t} WHERE workflow_name = $1 AND status = $2 "
-            "AND completed_at IS NULL",
+            f"SELECT min(expire_at) AS earliest FROM {self._t} "
+            "WHERE workflow_name = $1 AND status = $2 AND completed_at IS NULL",
             workflow_name,
             int(status),
         )
-        return None if row is None else row[0]
+        return None if row is None else row["earliest"]
 
     async def wait_for_insert(self, workflow_name: str, timeout: float) -> None:
         """Wait for a create's notification (this process's creates fire it directly).
