@@ -32,11 +32,9 @@ from being pruned until ``drop_cursor`` forgets it.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import sqlite3
-import time
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -51,6 +49,7 @@ from ..._kit._flusher import CursorFlusher, CursorKey
 from ..._kit._sender import EventSenderBase
 from ..._protocols import OutgoingEvent
 from ._db import Database, from_us, to_us
+from ._pruning import EventPruner, last_event_id
 
 __all__ = ["SQLiteEventReceiver", "SQLiteEventSender", "SQLiteEventStreamer"]
 
@@ -80,25 +79,6 @@ def _fetch(conn: sqlite3.Connection, *, topic: str, after: int, limit: int) -> l
     ).fetchall()
 
 
-_PRUNE_CHUNK = 2000
-
-
-def _delete_chunk(conn: sqlite3.Connection, *, topic: str, bound: int) -> int:
-    """Delete up to ``_PRUNE_CHUNK`` of the topic's oldest events with ``id <= bound``."""
-    row = conn.execute(
-        "SELECT id FROM events WHERE topic = ? AND id <= ? ORDER BY id LIMIT 1 OFFSET ?",
-        (topic, bound, _PRUNE_CHUNK - 1),
-    ).fetchone()
-    upto = bound if row is None else int(row["id"])
-    cur = conn.execute("DELETE FROM events WHERE topic = ? AND id <= ?", (topic, upto))
-    return cur.rowcount
-
-
-def _last_event_id(conn: sqlite3.Connection) -> int:
-    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-    return 0 if row is None else int(row["seq"])
-
-
 class SQLiteEventStreamer:
     """``EventStreamer`` on a SQLite table: one log for all topics, ids unique and increasing.
 
@@ -120,15 +100,14 @@ class SQLiteEventStreamer:
     ) -> None:
         self._db = db
         self._clock: Clock = clock or SystemClock()
-        self._retention = retention
-        self._prune_interval = prune_interval
         self._owns_db = owns_db
         self._topics: set[str] = set()
         self._cursors = CursorFlusher(
             self._write_cursors, shield=True, log=_log, name="conveyor-sqlite-cursor-flusher"
         )
-        self._marks: collections.deque[tuple[float, int]] = collections.deque()
-        self._pruner: asyncio.Task[None] | None = None
+        self._pruner = EventPruner(
+            db, retention=retention, interval=prune_interval, before=self._flush_cursors
+        )
         self._receivers: set[SQLiteEventReceiver] = set()
         self._closed = False
 
@@ -157,9 +136,7 @@ class SQLiteEventStreamer:
         self._closed = True
         for receiver in list(self._receivers):
             await receiver.close()
-        if self._pruner is not None:
-            self._pruner.cancel()
-            await asyncio.wait({self._pruner})
+        await self._pruner.close()
         await self._cursors.close()
         if self._owns_db:
             await self._db.close()
@@ -194,7 +171,7 @@ class SQLiteEventStreamer:
                 return int(row["position"]), newest or 0
             if stream_from_latest:
                 # After every event that exists now (in any topic: ids are global).
-                return _last_event_id(conn), newest or 0
+                return last_event_id(conn), newest or 0
             if row is None:
                 conn.execute(
                     "INSERT OR IGNORE INTO cursors (topic, name, position) VALUES (?, ?, 0)",
@@ -208,7 +185,8 @@ class SQLiteEventStreamer:
         self._db.hub.saw(("events", topic), newest)
         receiver = SQLiteEventReceiver(self, topic, name, begin, poll_interval)
         self._receivers.add(receiver)
-        self._start_pruner()
+        if not self._closed:
+            self._pruner.start()
         return receiver
 
     async def drop_cursor(self, topic: str, name: str) -> bool:
@@ -283,49 +261,10 @@ class SQLiteEventStreamer:
 
     # ------------------------------------------------------------------ pruning
 
-    def _start_pruner(self) -> None:
-        if self._pruner is None and self._prune_interval > 0 and not self._closed:
-            self._pruner = asyncio.get_running_loop().create_task(
-                self._prune_forever(), name="conveyor-sqlite-pruner"
-            )
-
-    async def _prune_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._prune_interval)
-            with contextlib.suppress(AdapterError):
-                await self.prune()
-
     async def prune(self) -> int:
         """Delete the events every registered receiver has passed and that are older than
-        ``retention``; returns how many were deleted."""
-        await self._flush_cursors()
-        now = time.monotonic()
-        marks = self._marks
-        last = await self._db.read(_last_event_id)
-        marks.append((now, last))
-        limit = 0
-        while marks and now - marks[0][0] >= self._retention:
-            limit = marks.popleft()[1]
-        if limit <= 0:
-            return 0
-
-        def bounds(conn: sqlite3.Connection) -> list[tuple[str, int]]:
-            mins = dict(
-                conn.execute("SELECT topic, MIN(position) FROM cursors GROUP BY topic").fetchall()
-            )
-            return [
-                (topic, min(limit, mins.get(topic, limit)))
-                for (topic,) in conn.execute("SELECT topic FROM topics").fetchall()
-            ]
-
-        deleted = 0
-        for topic, bound in await self._db.read(bounds):
-            while bound > 0:  # in chunks: never hold the write lock for long
-                count = await self._db.write(partial(_delete_chunk, topic=topic, bound=bound))
-                deleted += count
-                if count < _PRUNE_CHUNK:
-                    break
-        return deleted
+        ``retention``; returns how many were deleted (see ``EventPruner``)."""
+        return await self._pruner.prune()
 
 
 class SQLiteEventSender(EventSenderBase):
