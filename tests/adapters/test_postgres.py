@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
-from typing import ClassVar
 
 import pytest
 from _pg_support import FAST_ROLES, open_database, pg_url
@@ -85,34 +84,7 @@ class TestPostgresRoleScheduler(RoleSchedulerSuite):
 class TestPostgresReceiversReportPending(ReportsPendingSuite):
     """Receivers tell they are caught up only while notifications can be relied on: the
     fixture waits for the database's listener, as a running workflow has it.
-
-    Known deviation (strict xfail, so the fix shows): a receiver that takes events this
-    process sent from the send cache keeps reporting ``1`` after handing out all of them,
-    until one of its ``recv`` calls reads the table to its end. ``new_receiver`` already
-    reads the topic's last ID; a receiver that opens there could start caught up.
     """
-
-    CAUGHT_UP_ONLY_AFTER_A_READ: ClassVar[frozenset[str]] = frozenset(
-        {
-            "test_pending_is_positive_until_every_sent_event_is_handed_out_then_zero",
-            "test_pending_is_zero_after_one_recv_handed_out_every_event",
-            "test_events_sent_by_another_sender_are_pending",
-            "test_events_of_another_topic_are_not_pending",
-        }
-    )
-
-    @pytest.fixture(autouse=True)
-    def known_deviation(self, request: pytest.FixtureRequest) -> None:
-        if request.node.originalname in self.CAUGHT_UP_ONLY_AFTER_A_READ:
-            request.applymarker(
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="PostgresEventReceiver.pending() stays 1 after handing out every "
-                    "event it took from the send cache, until a recv reads the table to its "
-                    "end (a receiver opened at the end of its topic starts with no "
-                    "caught-up baseline)",
-                )
-            )
 
     @pytest.fixture
     async def streamer(self, pg_url: str) -> AsyncIterator[PostgresEventStreamer]:

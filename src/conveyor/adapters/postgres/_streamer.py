@@ -133,9 +133,10 @@ appended AS (
     ON CONFLICT DO NOTHING
     RETURNING id
 )
-SELECT (SELECT base FROM counter), now(), (SELECT array_agg(id) FROM appended),
+SELECT (SELECT base FROM counter) AS base, now() AS created_at,
+    (SELECT array_agg(id) FROM appended) AS ids,
     (SELECT count(pg_notify({t.channel!r}, 'e:' || $1)) FROM counter
-     WHERE {notify_if} AND EXISTS (SELECT 1 FROM appended))
+     WHERE {notify_if} AND EXISTS (SELECT 1 FROM appended)) AS notified
 """
 
         # Updating the topic's counter row locks it until commit (see the module docstring).
@@ -164,8 +165,8 @@ WITH counter AS (
             "WHERE topic = $1 AND id > $2 ORDER BY id LIMIT $3"
         )
         self._open_sql = (
-            f"SELECT (SELECT position FROM {t.cursors} WHERE topic = $1 AND name = $2), "
-            f"(SELECT last_id FROM {t.topics} WHERE topic = $1)"
+            f"SELECT (SELECT position FROM {t.cursors} WHERE topic = $1 AND name = $2) "
+            f"AS position, (SELECT last_id FROM {t.topics} WHERE topic = $1) AS last_id"
         )
         self._save_sql = (
             f"INSERT INTO {t.cursors} AS c (topic, name, position) "
@@ -196,9 +197,13 @@ WITH counter AS (
         stream_from_latest: bool = False,
         poll_interval: float | None = None,
     ) -> PostgresEventReceiver:
+        # Read before the query: a receiver that opens at the topic's end starts caught up
+        # as of these counts (pending() is 0 until a notification or a send follows).
+        generation = self._db.signal(f"e:{topic}").generation
+        sends = self._cache(topic).sends
         row = await self._db.fetchrow("opening a receiver", self._open_sql, topic, name)
-        stored = None if row is None else row[0]
-        last = 0 if row is None or row[1] is None else int(row[1])
+        stored = None if row is None else row["position"]
+        last = 0 if row is None or row["last_id"] is None else int(row["last_id"])
         unsaved = self._cursors.unsaved(topic, name)
         if unsaved is not None:
             stored = max(stored or 0, unsaved)
@@ -206,6 +211,8 @@ WITH counter AS (
         receiver = PostgresEventReceiver(
             self, topic, name, start, stored is not None, poll_interval
         )
+        if start >= last:
+            receiver._caught_up = (generation, sends)
         self._receivers.add(receiver)
         receiver._cache.readers += 1
         return receiver
@@ -240,10 +247,11 @@ WITH counter AS (
     async def _send(self, topic: str, events: Sequence[OutgoingEvent]) -> None:
         args = (*self._send_args(topic, events), self._db.member_id)
         rows = await self._db.write(f"sending to {topic!r}", self._send_sql, *args)
-        if rows[0][0] is None:  # a new topic: no counter row to update yet
+        if rows[0]["base"] is None:  # a new topic: no counter row to update yet
             rows = await self._db.write(f"sending to {topic!r}", self._send_new_sql, *args)
-        base, created_at, ids, _ = rows[0]
-        appended = set(ids or ())
+        row = rows[0]
+        base, created_at = row["base"], row["created_at"]
+        appended = set(row["ids"] or ())
         self.appended(
             topic,
             [
@@ -384,11 +392,11 @@ class PostgresEventReceiver:
     @staticmethod
     def _event(row: asyncpg.Record) -> Event:
         return Event(
-            id=row[0],
-            foreign_id=row[1],
-            type=row[2],
-            headers=_decode_headers(row[3]),
-            created_at=row[4],
+            id=row["id"],
+            foreign_id=row["foreign_id"],
+            type=row["type"],
+            headers=_decode_headers(row["headers"]),
+            created_at=row["created_at"],
         )
 
     def _take(self, events: list[Event]) -> list[Event]:
