@@ -33,7 +33,14 @@ if the lock stays taken that long. Every other driver error becomes an
 
 The thread also notices other connections' commits (other processes) with ``PRAGMA
 data_version``, checked after each batch of jobs and, while idle, at an interval that
-starts at ``min_poll`` after a change and backs off to ``max_poll``: see ``Hub``.
+starts at ``min_poll`` after a change and backs off to ``max_poll``: see ``Changes`` and
+``Hub``.
+
+This module stays above the ~400-line budget: ``Database`` is one object because its
+parts share one state (the job queue, both connections, the loop, the closed flag), and
+the inline path, the thread's job loop, the retry rule and shutdown must agree on it;
+splitting it would add a call boundary to every job, the adapters' hottest path. Change
+tracking (``_changes``) is already apart.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
 from ..._errors import AdapterError, AdapterUnavailable
+from ._changes import Changes
 from ._hub import Hub
 from ._schema import apply_schema, check_schema
 
@@ -59,7 +67,6 @@ Job = Callable[[sqlite3.Connection], T]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
-_KINDS: Final = ("events", "outbox", "timeouts")  # AUTOINCREMENT tables waiters watch
 _CHECKPOINT_EVERY: Final = 100  # inline commits between checkpoints
 _RESTART_FRAMES: Final = 2000  # WAL frames (of a page each) before it starts over
 _STAY_QUICK: Final = 0.25  # seconds of polling at min_poll after the file last changed
@@ -176,12 +183,7 @@ class Database:
         self._inline_commits = 0
         self._closed = False
         self._stopped: asyncio.Future[None] | None = None
-        # Change tracking (see _check_changes): rows of each kind seen up to an id, and
-        # how many rows this process inserted since (both connections report them).
-        self._data_version = -1
-        self._seen: dict[str, int] = dict.fromkeys(_KINDS, 0)
-        self._own: dict[str, int] = dict.fromkeys(_KINDS, 0)
-        self._own_lock = threading.Lock()
+        self._changes = Changes()
         self._watching = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -286,8 +288,7 @@ class Database:
 
     def note_own(self, kind: str, count: int) -> None:
         """A write job (either connection) inserted ``count`` rows of ``kind``."""
-        with self._own_lock:
-            self._own[kind] += count
+        self._changes.note_own(kind, count)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], Any], kind: int) -> Any:
         delay = 0.001
@@ -486,73 +487,24 @@ class Database:
     # ------------------------------------------------------------------ change tracking
 
     def _start_watching(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN")
-        try:
-            for name, seq in conn.execute("SELECT name, seq FROM sqlite_sequence"):
-                if name in self._seen:
-                    self._seen[name] = seq
-            (self._data_version,) = conn.execute("PRAGMA data_version").fetchone()
-        finally:
-            conn.execute("COMMIT")
+        self._changes.start(conn)
         self._watching = True
 
     def _check_changes(self, loop: asyncio.AbstractEventLoop) -> bool:
-        """Post the keys other processes wrote since the last look; True if anyone
-        (this process's inline connection included) committed meanwhile.
-
-        ``data_version`` changes with every commit of another connection, this
-        process's inline one included. If the new ``sqlite_sequence`` values account
-        exactly for the rows this process inserted meanwhile (ids are assigned one
-        writer at a time, so they form one unbroken range), nobody else inserted any:
-        the local writes already woke their waiters. Otherwise read which keys got
-        rows past the last seen ids and post them to ``Hub.remote``.
-        """
+        """Post the keys other processes wrote since the last look (``Changes``); True if
+        anyone (this process's inline connection included) committed meanwhile."""
         conn = self._conn
         if conn is None:
             return False
         try:
-            (version,) = conn.execute("PRAGMA data_version").fetchone()
-            if version == self._data_version:
-                return False  # no commit by another connection
-            self._data_version = version
-            conn.execute("BEGIN")
-            try:
-                seqs = dict.fromkeys(_KINDS, 0)
-                for name, seq in conn.execute("SELECT name, seq FROM sqlite_sequence"):
-                    if name in seqs:
-                        seqs[name] = seq
-                with self._own_lock:
-                    own, self._own = self._own, dict.fromkeys(_KINDS, 0)
-                foreign = [k for k in _KINDS if seqs[k] - self._seen[k] != own[k]]
-                changes = self._foreign_changes(conn, foreign) if foreign else []
-            finally:
-                conn.execute("COMMIT")
-            for kind in _KINDS:
-                self._seen[kind] = max(self._seen[kind], seqs[kind])
+            changed, changes = self._changes.check(conn)
         except sqlite3.Error:
             self._reset()
             return False
         if changes:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self.hub.remote, changes)
-        return True
-
-    def _foreign_changes(
-        self, conn: sqlite3.Connection, kinds: list[str]
-    ) -> list[tuple[tuple[str, str], int]]:
-        # NOT INDEXED: read only the new rows, by rowid (an index scan would read all).
-        queries = {
-            "events": "SELECT topic, MAX(id) FROM events NOT INDEXED WHERE id > ? GROUP BY topic",
-            "outbox": "SELECT workflow_name, MAX(seq) FROM outbox NOT INDEXED WHERE seq > ? "
-            "GROUP BY workflow_name",
-            "timeouts": "SELECT workflow_name, MAX(id) FROM timeouts NOT INDEXED WHERE id > ? "
-            "GROUP BY workflow_name",
-        }
-        return [
-            ((kind, name), last)
-            for kind in kinds
-            for name, last in conn.execute(queries[kind], (self._seen[kind],))
-        ]
+        return changed
 
 
 def _checkpoint(conn: sqlite3.Connection) -> None:
