@@ -22,7 +22,7 @@ consumers do not run a step twice for one write at the same time. (IDs then have
 
 Wake-ups. A send notifies ``e:<topic>`` on commit if another process listens (see
 ``Database``); receivers of the topic there wake and read. Receivers in the sending
-process are woken directly and take the events from ``_SentCache`` without a query.
+process are woken directly and take the events from ``SentCache`` without a query.
 While the LISTEN connection is down receivers poll.
 
 Cursors. ``ack`` is local and cheap: the position advances over an unbroken run of acks
@@ -48,6 +48,7 @@ from ..._kit._flusher import CursorFlusher, CursorKey
 from ..._kit._sender import EventSenderBase
 from ..._protocols import OutgoingEvent
 from ._database import Connection, Database
+from ._sent_cache import SentCache
 
 __all__ = ["PostgresEventReceiver", "PostgresEventSender", "PostgresEventStreamer"]
 
@@ -62,58 +63,6 @@ def _dedupe(headers: Mapping[str, str]) -> str | None:
     run_id = headers.get(Header.RUN_ID)
     version = headers.get(Header.RECORD_VERSION)
     return None if run_id is None or version is None else f"{run_id}:{version}"
-
-
-class _SentCache:
-    """The latest events this process sent to one topic, with contiguous IDs.
-
-    A topic's IDs have no gaps and become visible in order, so a run of contiguous IDs
-    returned by our own committed sends is exactly what the table holds for those IDs:
-    receivers here can take them without a query. ``sends`` counts the sends (each fires
-    the topic's signal once), which lets a receiver tell whether every notification since
-    its last read came from this process (then the cache has everything new).
-    """
-
-    __slots__ = ("events", "first", "gap_at", "readers", "sends")
-
-    LIMIT = 512
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.first = 0  # ID of events[0]
-        self.sends = 0
-        self.gap_at = 0  # the last send whose events were not kept
-        self.readers = 0  # open receivers of the topic in this process
-
-    @property
-    def last(self) -> int:
-        """The highest ID known here (0 if none)."""
-        return self.first + len(self.events) - 1 if self.events else 0
-
-    def add(self, events: list[Event]) -> None:
-        self.sends += 1
-        if not self.readers:  # nobody here would read them: keep nothing
-            self.events = []
-            self.gap_at = self.sends
-            return
-        for event in events:
-            if not self.events or event.id != self.last + 1:
-                # Someone else sent in between (or a duplicate was dropped): start again.
-                self.events = []
-                self.first = event.id
-            self.events.append(event)
-        excess = len(self.events) - 2 * self.LIMIT
-        if excess > 0:  # trim in bulk, so appends stay cheap
-            excess += self.LIMIT
-            del self.events[:excess]
-            self.first += excess
-
-    def after(self, position: int, limit: int) -> list[Event]:
-        """Up to ``limit`` cached events after ``position`` (none unless the next is here)."""
-        start = position + 1 - self.first
-        if start < 0 or start >= len(self.events):
-            return []
-        return self.events[start : start + limit]
 
 
 class PostgresEventStreamer:
@@ -174,7 +123,7 @@ WITH counter AS (
             "ON CONFLICT (topic, name) DO UPDATE "
             "SET position = greatest(c.position, excluded.position), updated_at = now()"
         )
-        self._sent: dict[str, _SentCache] = {}
+        self._sent: dict[str, SentCache] = {}
         self._receivers: set[PostgresEventReceiver] = set()
         self._cursors = CursorFlusher(
             self._write_cursors,
@@ -267,10 +216,10 @@ WITH counter AS (
         self._cache(topic).add(events)
         self._db.fire(f"e:{topic}")
 
-    def _cache(self, topic: str) -> _SentCache:
+    def _cache(self, topic: str) -> SentCache:
         cache = self._sent.get(topic)
         if cache is None:
-            cache = self._sent[topic] = _SentCache()
+            cache = self._sent[topic] = SentCache()
         return cache
 
     # ------------------------------------------------------------------ cursors
