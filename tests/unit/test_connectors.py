@@ -18,7 +18,7 @@ from conveyor import (
     Workflow,
     WorkflowInProgress,
 )
-from conveyor._connector import fnv1a64
+from conveyor.abc.kit import fnv1a64
 from conveyor.adapters.memory import (
     MemoryConnector,
     MemoryEventStreamer,
