@@ -20,6 +20,7 @@ __all__ = [
     "fnv1a64",
 ]
 
+
 @dataclass(frozen=True, slots=True)
 class ConnectorEvent:
     """An event from an outside stream, as a connector hands it to the workflow."""
