@@ -28,7 +28,9 @@ pytest's assertion rewriting, so a failing case explains itself.
 import pytest
 
 pytest.register_assert_rewrite(
-    "conveyor.adaptertest._capabilities",
+    "conveyor.adaptertest._pending",
+    "conveyor.adaptertest._publishing",
+    "conveyor.adaptertest._store_capabilities",
     "conveyor.adaptertest._connector",
     "conveyor.adaptertest._event_streamer",
     "conveyor.adaptertest._fixtures",
@@ -37,18 +39,18 @@ pytest.register_assert_rewrite(
     "conveyor.adaptertest._timeout_store",
 )
 
-from ._capabilities import KeepsSnapshotsSuite as KeepsSnapshotsSuite  # noqa: E402
-from ._capabilities import NotifiesChangesSuite as NotifiesChangesSuite  # noqa: E402
-from ._capabilities import PublishesEventsSuite as PublishesEventsSuite  # noqa: E402
-from ._capabilities import ReportsOutboxSuite as ReportsOutboxSuite  # noqa: E402
-from ._capabilities import ReportsPendingSuite as ReportsPendingSuite  # noqa: E402
-from ._capabilities import StoreAndStreamer as StoreAndStreamer  # noqa: E402
 from ._connector import ConnectorMaker as ConnectorMaker  # noqa: E402
 from ._connector import ConnectorSuite as ConnectorSuite  # noqa: E402
 from ._event_streamer import EventStreamerSuite as EventStreamerSuite  # noqa: E402
+from ._pending import ReportsPendingSuite as ReportsPendingSuite  # noqa: E402
+from ._publishing import PublishesEventsSuite as PublishesEventsSuite  # noqa: E402
+from ._publishing import StoreAndStreamer as StoreAndStreamer  # noqa: E402
 from ._record_store import RecordStoreSuite as RecordStoreSuite  # noqa: E402
 from ._role_scheduler import RoleSchedulerSuite as RoleSchedulerSuite  # noqa: E402
 from ._role_scheduler import SchedulerFactory as SchedulerFactory  # noqa: E402
+from ._store_capabilities import KeepsSnapshotsSuite as KeepsSnapshotsSuite  # noqa: E402
+from ._store_capabilities import NotifiesChangesSuite as NotifiesChangesSuite  # noqa: E402
+from ._store_capabilities import ReportsOutboxSuite as ReportsOutboxSuite  # noqa: E402
 from ._timeout_store import TimeoutStoreSuite as TimeoutStoreSuite  # noqa: E402
 
 __all__ = (

@@ -1,5 +1,9 @@
 """The ``EventStreamer`` conformance suite (luno-behaviour.md §2.1 cases A and B, plus
-conveyor's)."""
+conveyor's).
+
+Over 400 lines on purpose: one suite is one class of independent cases, and keeping a
+contract's cases together is what lets a reader check the suite against the contract.
+"""
 
 from __future__ import annotations
 

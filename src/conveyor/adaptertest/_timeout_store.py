@@ -1,4 +1,8 @@
-"""The ``TimeoutStore`` conformance suite (luno-behaviour.md §2.4, plus conveyor's rules)."""
+"""The ``TimeoutStore`` conformance suite (luno-behaviour.md §2.4, plus conveyor's rules).
+
+Over 400 lines on purpose: one suite is one class of independent cases, and keeping a
+contract's cases together is what lets a reader check the suite against the contract.
+"""
 
 from __future__ import annotations
 
