@@ -279,6 +279,7 @@ async def chaos_roles(
         roles = scheduler.held_roles()
         if roles and scheduler.revoke(rng.choice(roles)):
             stats.revoked += 1
+        # Random jitter between revocations, to vary the interleavings; it proves nothing.
         await asyncio.sleep(rng.choice((0, 0, 0.0005, 0.001)))
 
 
@@ -300,6 +301,7 @@ async def chaos_moves(
         if rng.random() < 0.002:
             clock.advance(PAUSE_RETRY + 1)  # the pause-retry consumers resume old pauses
             stats.clock_jumps += 1
+        # Random jitter between moves, to vary the interleavings; it proves nothing.
         await asyncio.sleep(0 if rng.random() < 0.95 else 0.0002)
 
 

@@ -9,12 +9,15 @@ import asyncio
 import enum
 from typing import Any
 
+import pytest
 from _pg_support import FAST_ROLES, migrated, open_database, pg_url
 
 import conveyor
 from conveyor import Builder, Run, Workflow
 
 __all__ = ["pg_url"]
+
+pytestmark = pytest.mark.postgres
 
 SCHEMA = "recovery"
 RUNS = 200
@@ -28,12 +31,12 @@ class Status(enum.IntEnum):
 
 
 async def _half(run: Run[dict[str, Any], Status]) -> Status:
-    await asyncio.sleep(0.002)
+    await asyncio.sleep(0.002)  # some work, so that drops land mid-step (proves nothing)
     return Status.HALF
 
 
 async def _done(run: Run[dict[str, Any], Status]) -> Status:
-    await asyncio.sleep(0.002)
+    await asyncio.sleep(0.002)  # some work, so that drops land mid-step (proves nothing)
     return Status.DONE
 
 

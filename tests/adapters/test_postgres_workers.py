@@ -18,9 +18,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from _pg_support import FAST_ROLES, migrated, open_database, pg_url
 
 __all__ = ["pg_url"]
+
+pytestmark = [pytest.mark.postgres, pytest.mark.processes]
 
 SCHEMA = "many_workers"
 JOURNAL = "many_workers_journal"
@@ -96,7 +99,11 @@ class Worker:
 
 
 async def _until(what: str, check: Any, timeout: float) -> Any:
-    """Poll ``check()`` (a coroutine function) until it returns something truthy."""
+    """Poll ``check()`` (a coroutine function) until it returns something truthy.
+
+    Polled: the evidence is in the database, written by worker processes that cannot
+    signal this one.
+    """
     async with asyncio.timeout(timeout):
         while True:
             result = await check()

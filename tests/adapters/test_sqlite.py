@@ -234,20 +234,28 @@ async def test_a_missing_directory_is_reported_as_unavailable(tmp_path: Path) ->
 
 async def test_a_write_waits_for_another_writer_off_the_event_loop(tmp_path: Path) -> None:
     path = tmp_path / "locked.db"
-    store = await SQLiteRecordStore.open(str(path))
+    # busy_timeout=WAIT: a write that waited for the lock on the event loop's thread would
+    # stall the loop for all of it (the loop, which has to let go of the lock, included)
+    store = await SQLiteRecordStore.open(str(path), busy_timeout=WAIT)
     try:
-        record = dummy_record()
+        earlier, record = dummy_record(foreign_id="earlier"), dummy_record()
+        await store.store(insert(earlier))
         with _write_lock_held(path) as release, _Ticker() as ticker:
             # Given another connection holds the write lock
+            # When a write starts (its first step meets the lock)
             writing = asyncio.create_task(store.store(insert(record)))
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0)
+            # Then the loop goes on serving this store (WAL readers never wait for the
+            # writer), and the write is still waiting after that read
+            assert (await store.lookup(earlier.run_id)).foreign_id == "earlier"
             assert not writing.done(), "the write went through while the lock was held"
-            # When it lets go
+            # When the other connection lets go
             release()
             await asyncio.wait_for(writing, WAIT)
-        # Then the write succeeded, and the loop kept running meanwhile
+        # Then the write succeeded, and the loop never stalled for anything like the
+        # busy timeout (half of it is the bound: the expected stall is milliseconds)
         assert (await store.lookup(record.run_id)).run_id == record.run_id
-        assert ticker.longest < 0.1, f"the event loop stalled for {ticker.longest:.3f}s"
+        assert ticker.longest < WAIT / 2, f"the event loop stalled for {ticker.longest:.3f}s"
     finally:
         await store.close()
 
@@ -264,23 +272,35 @@ async def test_a_lock_held_past_lock_timeout_raises_adapter_unavailable(tmp_path
         await store.close()
 
 
-async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_the_store_usable(
+async def test_a_write_cancelled_while_waiting_for_the_lock_never_runs_and_the_store_stays_usable(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "cancelled.db"
-    store = await SQLiteRecordStore.open(str(path), busy_timeout=0.05)
+    # Every statement on the store's one thread, in order (inline=False), and a busy
+    # timeout longer than the test: the first write waits on that thread until released.
+    store = await SQLiteRecordStore.open(str(path), busy_timeout=WAIT, inline=False)
     try:
-        first = dummy_record(foreign_id="first")
-        with _write_lock_held(path):
-            writing = asyncio.create_task(store.store(insert(first)))
-            await asyncio.sleep(0.1)
-            writing.cancel()
-            await asyncio.wait({writing})
-        second = dummy_record(foreign_id="second")
-        await store.store(insert(second))
-        assert (await store.lookup(second.run_id)).foreign_id == "second"
+        first, cancelled = dummy_record(foreign_id="first"), dummy_record(foreign_id="cancelled")
+        with _write_lock_held(path) as release:
+            # Given another connection holds the write lock, a write waits for it on the
+            # store's thread, and a second write is queued behind the first
+            waiting = asyncio.create_task(store.store(insert(first)))
+            queued = asyncio.create_task(store.store(insert(cancelled)))
+            await asyncio.sleep(0)  # both take their first step: their jobs are queued
+            # When the second one's caller is cancelled, and then the lock is released
+            queued.cancel()
+            await asyncio.wait({queued})
+            release()
+            await asyncio.wait_for(waiting, WAIT)
+        # Then the store is usable: a later write goes through; by the time it has, the
+        # cancelled write had its turn on the thread (jobs run in order) and did not run
+        later = dummy_record(foreign_id="later")
+        await store.store(insert(later))
+        assert queued.cancelled()
+        assert (await store.lookup(later.run_id)).foreign_id == "later"
+        assert (await store.lookup(first.run_id)).foreign_id == "first"
         with pytest.raises(RecordNotFound):
-            await store.lookup(first.run_id)
+            await store.lookup(cancelled.run_id)
     finally:
         await store.close()
 
@@ -363,16 +383,19 @@ async def test_events_sent_through_another_connection_wake_a_receiver(tmp_path: 
     here = await SQLiteEventStreamer.open(path)
     there = await SQLiteEventStreamer.open(path)  # another process, as far as SQLite knows
     try:
-        receiver = await here.new_receiver("t", "reader")
+        # Given a receiver that would look again on its own only after an hour, waiting:
+        # its first look (inline, in its first step) found nothing
+        receiver = await here.new_receiver("t", "reader", poll_interval=3600)
         pending = asyncio.create_task(receiver.recv(10))
-        await asyncio.sleep(0.1)  # idle: the watcher backs off to its longest pause
+        await asyncio.sleep(0)
+        assert not pending.done()
+        # When another connection sends
         sender = await there.new_sender("t")
-        started = time.perf_counter()
         await sender.send("over there", 1, {})
+        # Then the receiver gets it long before its own next look: the connection's
+        # watcher noticed the other connection's commit and woke it
         events = await asyncio.wait_for(pending, WAIT)
-        elapsed = time.perf_counter() - started
         assert [e.foreign_id for e in events] == ["over there"]
-        assert elapsed < 0.5, f"took {elapsed:.3f}s to notice"
     finally:
         await there.close()
         await here.close()
@@ -512,13 +535,20 @@ async def test_roles_move_to_a_member_that_waits_for_them_and_the_rest_stay_held
 
 async def test_a_lease_is_lost_at_its_deadline_when_it_cannot_be_renewed(tmp_path: Path) -> None:
     path = tmp_path / "deadline.db"
-    scheduler = await SQLiteRoleScheduler.open(str(path), lease_ttl=0.6, poll_interval=0.05)
+    # A 0.6 s lease whose renewals, once the file is locked, wait 3 * WAIT for the lock and
+    # give up only after that: a lease lost only when its renewal fails would outlast WAIT
+    scheduler = await SQLiteRoleScheduler.open(
+        str(path),
+        lease_ttl=0.6,
+        poll_interval=0.05,
+        busy_timeout=3 * WAIT,
+        lock_timeout=3 * WAIT,
+    )
     try:
         async with scheduler.hold("leader") as lease:
-            with _write_lock_held(path):  # renewals cannot be written
-                started = time.monotonic()
+            # Given a held lease whose renewals cannot be written
+            with _write_lock_held(path):
+                # Then it is lost at its own deadline, well within WAIT
                 await asyncio.wait_for(lease.wait_lost(), WAIT)
-                lost_after = time.monotonic() - started
-            assert lost_after <= 0.6 + 0.1, f"lost after {lost_after:.2f}s"
     finally:
         await scheduler.close()

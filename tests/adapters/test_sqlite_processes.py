@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import math
 import signal
 import sqlite3
 import sys
@@ -24,6 +23,8 @@ import pytest
 
 from conveyor.abc import Event
 from conveyor.adapters.sqlite import SQLiteEventStreamer, migrate
+
+pytestmark = pytest.mark.processes
 
 WORKERS = Path(__file__).with_name("_sqlite_workers.py")
 STARTUP = 30.0
@@ -84,7 +85,10 @@ async def workers() -> AsyncIterator[list[Worker]]:
 
 
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float, what: str) -> T:
-    """Poll ``check`` until it returns a value (not None), failing after ``timeout``."""
+    """Poll ``check`` until it returns a value (not None), failing after ``timeout``.
+
+    Polled: the state is in the file, changed by other processes that cannot signal this one.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = await check()
@@ -262,17 +266,18 @@ async def test_a_killed_holders_roles_are_taken_over_within_the_lease_time(
     killed_at = time.monotonic_ns()
     await victim.process.wait()
 
-    # Then the others hold every role again within the lease time plus a poll or two
+    # Then the others hold every role again once the leases have expired. The documented
+    # worst case is TTL + GRACE + POLL (1.25 s); the bound is five lease times, which
+    # tells "at the leases' expiry" from "never" and from "once the dead member's rows are
+    # deleted" (ten lease times), without timing the expected value.
     async def taken_over() -> float | None:
         held = _leases(path)
         if len(held) == ROLES and victim_id not in held.values():
             return (time.monotonic_ns() - killed_at) / 1e9
         return None
 
-    took = await eventually(taken_over, 10, "the survivors to take the roles over")
-    bound = TTL + 2 * GRACE + POLL  # documented worst case (SQLiteRoleScheduler)
-    assert took <= bound + 0.5, f"takeover took {took:.2f}s (documented bound {bound:.2f}s)"
-    assert math.isfinite(took)
+    took = await eventually(taken_over, 10 * TTL, "the survivors to take the roles over")
+    assert took < 5 * TTL, f"takeover took {took:.2f}s"
     for worker in survivors:
         await worker.finish()
     _assert_never_held_twice(_holds(log, {victim.process.pid: killed_at}))

@@ -1,8 +1,11 @@
 """A worker process for the crash-safety tests: runs a 3-step workflow on a backend URL.
 
-Every step execution appends ``run_id status version pid`` to this process's journal file
-before it returns (flushed, so it survives SIGKILL), and records the pid in the object, so
-the committed execution of each step can be told from the ones that never committed.
+Every step execution appends ``step run_id status version pid ns`` to this process's
+journal file before it returns (flushed, so it survives SIGKILL), and records the pid in
+the object, so the committed execution of each step can be told from the ones that never
+committed. Every lease lost while held (a hand-over to another worker) appends ``lost
+role pid ns`` when its block exits, before another worker can take the role. ``ns`` is
+``time.monotonic_ns()``, one clock for every process of the machine.
 
     python -m tests.integration._crash_worker URL JOURNAL_DIR [OPTIONS_JSON]
 
@@ -16,12 +19,16 @@ import enum
 import json
 import os
 import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import conveyor
 from conveyor import Builder, Options, Run
+from conveyor.abc import Lease, RoleScheduler
 
 
 class Step(enum.IntEnum):
@@ -40,7 +47,8 @@ class Parcel:
 def builder(journal: Any) -> Builder[Parcel, Step]:
     def step(to: Step) -> Any:
         async def run(r: Run[Parcel, Step]) -> Step:
-            journal.write(f"{r.run_id} {int(r.status)} {r.version} {os.getpid()}\n")
+            stamp = time.monotonic_ns()
+            journal.write(f"step {r.run_id} {int(r.status)} {r.version} {os.getpid()} {stamp}\n")
             journal.flush()
             await asyncio.sleep(0)  # let other work interleave, as real I/O would
             r.object.committed_by.append(os.getpid())
@@ -55,13 +63,34 @@ def builder(journal: Any) -> Builder[Parcel, Step]:
     return b
 
 
+class JournaledRoles:
+    """The backend's role scheduler, journaling every lease lost while held."""
+
+    def __init__(self, inner: RoleScheduler, journal: Any) -> None:
+        self.inner = inner
+        self.journal = journal
+
+    @asynccontextmanager
+    async def hold(self, role: str) -> AsyncIterator[Lease]:
+        async with self.inner.hold(role) as lease:
+            try:
+                yield lease
+            finally:
+                if lease.lost():
+                    self.journal.write(f"lost {role} {os.getpid()} {time.monotonic_ns()}\n")
+                    self.journal.flush()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 async def main(url: str, journal_dir: Path, options: dict[str, Any]) -> None:
     with (journal_dir / f"journal-{os.getpid()}.txt").open("a", buffering=1) as journal:
         async with conveyor.connect(url, **options) as backend:
             wf = builder(journal).build(
                 backend.streamer,
                 backend.record_store,
-                backend.role_scheduler,
+                JournaledRoles(backend.role_scheduler, journal),
                 timeout_store=backend.timeout_store,
                 default_options=Options(err_backoff=0.05),
                 pause_retry=None,

@@ -93,9 +93,8 @@ async def test_default_logger_is_the_standard_logging_module(
 def test_the_default_logger_reports_an_unreachable_backend_in_one_line(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from conveyor import AdapterError
-    from conveyor._errors import AdapterUnavailable
-    from conveyor._logging import StdLogger
+    from conveyor import AdapterError, AdapterUnavailable
+    from conveyor._logging import StdLogger  # the default logger: private, tested as a unit
 
     logger = StdLogger()
     with caplog.at_level(logging.ERROR, logger="conveyor"):
