@@ -15,7 +15,7 @@ class MemoryLease:
     __slots__ = ("_lost", "_released", "role")
 
     def __init__(self, role: str) -> None:
-        self.role = role
+        self.role: str = role
         self._lost = asyncio.Event()
         self._released = False
 

@@ -87,8 +87,8 @@ class Database:
     def __init__(self, dsn: str, options: PostgresOptions) -> None:
         self.dsn = dsn
         self.options = options
-        self.tables = Tables(options.schema, options.table_prefix)
-        self.member_id = uuid.uuid4().hex
+        self.tables: Tables = Tables(options.schema, options.table_prefix)
+        self.member_id: str = uuid.uuid4().hex
         """This process's row in the ``listeners`` table (while its listener is up)."""
         t = self.tables
         self._listener_ttl = max(30.0, 6 * options.listen_check_interval)
@@ -97,7 +97,7 @@ class Database:
             "VALUES ($1, now() + $2 * interval '1 second') "
             "ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at"
         )
-        self.others_listen_sql = (
+        self.others_listen_sql: str = (
             f"EXISTS (SELECT 1 FROM {t.listeners} WHERE id <> $_ AND expires_at > now())"
         )
         """SQL condition (``$_`` is this process's ``member_id``): another process listens."""
@@ -112,9 +112,9 @@ class Database:
         self._listening = False
         self._ready = asyncio.Event()
         self._closed = False
-        self.notifications = 0
+        self.notifications: int = 0
         """How many notifications the listener received (for tests and metrics)."""
-        self.listener_connections = 0
+        self.listener_connections: int = 0
         """How many times the listener connected (more than one after a reconnect)."""
         self.listener_pid: int | None = None
         """The server process ID of the LISTEN connection, while it is up."""

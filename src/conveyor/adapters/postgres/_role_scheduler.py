@@ -62,11 +62,11 @@ class PostgresLease:
     __slots__ = ("_lost", "deadline", "epoch", "reason", "role")
 
     def __init__(self, role: str, epoch: int, deadline: float) -> None:
-        self.role = role
-        self.epoch = epoch
-        self.deadline = deadline
+        self.role: str = role
+        self.epoch: int = epoch
+        self.deadline: float = deadline
         """Monotonic time at which the lease counts as lost unless renewed before."""
-        self.reason = ""
+        self.reason: str = ""
         self._lost = asyncio.Event()
 
     def lost(self) -> bool:
@@ -99,7 +99,7 @@ class PostgresRoleScheduler:
         self._margin = options.role_ttl / 5
         self._renew = options.role_renew
         self._grace = options.role_grace
-        self.member_id = member_id or uuid.uuid4().hex
+        self.member_id: str = member_id or uuid.uuid4().hex
         self._locks: dict[str, asyncio.Lock] = {}
         self._waiting: dict[str, asyncio.Future[PostgresLease]] = {}
         self._held: dict[str, PostgresLease] = {}

@@ -167,7 +167,7 @@ class Database:
         label: str = "conveyor-sqlite",
     ) -> None:
         self.path = path
-        self.hub = Hub()
+        self.hub: Hub = Hub()
         self._busy_timeout = busy_timeout
         self._lock_timeout = lock_timeout
         self._watch = watch

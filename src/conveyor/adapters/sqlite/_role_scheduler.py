@@ -50,7 +50,7 @@ class SQLiteLease:
     __slots__ = ("_handle", "_lost", "role")
 
     def __init__(self, role: str) -> None:
-        self.role = role
+        self.role: str = role
         self._lost = asyncio.Event()
         self._handle: asyncio.TimerHandle | None = None
 
@@ -105,7 +105,7 @@ class SQLiteRoleScheduler:
         self._ttl = lease_ttl
         self._poll = poll_interval
         self._grace = 4 * poll_interval if grace is None else grace
-        self.member_id = uuid.uuid4().hex
+        self.member_id: str = uuid.uuid4().hex
         self._clock = boot_id()
         self._locks: dict[str, asyncio.Lock] = {}
         self._waiting: dict[str, asyncio.Future[SQLiteLease]] = {}
