@@ -242,7 +242,7 @@ async def test_roles_spread_over_processes_and_are_never_held_twice(
     _assert_never_held_twice(_holds(log, {}))
 
 
-async def test_a_killed_holders_roles_are_taken_over_within_the_lease_time(
+async def test_a_killed_holders_roles_are_taken_over_once_their_leases_expire(
     tmp_path: Path, workers: list[Worker]
 ) -> None:
     path = tmp_path / "takeover.db"
