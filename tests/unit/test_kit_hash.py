@@ -29,6 +29,7 @@ def test_the_hash_covers_the_utf8_bytes_and_stays_in_64_bits() -> None:
     assert values[0] != values[1]  # the bytes count, not what they look like
 
 
+@pytest.mark.processes
 def test_another_interpreter_with_another_hash_seed_computes_the_same() -> None:
     code = "from conveyor.abc.kit import fnv1a64; print(fnv1a64('wf-1-consumer-2-of-4'))"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

@@ -147,6 +147,7 @@ def test_the_order_of_the_input_does_not_matter() -> None:
     assert assign_roles(wanted) == assign_roles(reordered)
 
 
+@pytest.mark.processes
 def test_another_interpreter_with_another_hash_seed_computes_the_same() -> None:
     # Given the same input in two processes whose str hashes differ
     wanted = {m: _roles(9) for m in "abcd"}

@@ -132,7 +132,9 @@ class Tables:
     def __init__(self, schema: str, prefix: str = "") -> None:
         self.schema: str = quote_ident(schema)
         self.prefix: str = prefix
-        self.names: dict[str, str] = {t: f"{self.schema}.{quote_ident(prefix + t)}" for t in self.TABLES}
+        self.names: dict[str, str] = {
+            t: f"{self.schema}.{quote_ident(prefix + t)}" for t in self.TABLES
+        }
         # NOTIFY channel names are identifiers (at most 63 bytes): keep it short and fixed.
         self.channel: str = f"conveyor_{_short_hash(f'{schema}.{prefix}')}"
 
