@@ -27,7 +27,7 @@ from conveyor.adapters.sqlite import (
     SQLiteRoleScheduler,
     SQLiteTimeoutStore,
 )
-from conveyor.adaptertest._fixtures import dummy_record, insert, update
+from conveyor.adaptertest import dummy_record, insert, update
 
 
 def _say(line: str) -> None:

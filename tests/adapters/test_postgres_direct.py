@@ -23,7 +23,7 @@ from conveyor.adapters.postgres import (
     PostgresEventStreamer,
     PostgresRecordStore,
 )
-from conveyor.adaptertest._fixtures import dummy_record, insert, new_name, update
+from conveyor.adaptertest import dummy_record, insert, new_name, update
 
 __all__ = ["pg_url"]
 

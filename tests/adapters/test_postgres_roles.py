@@ -24,7 +24,7 @@ import pytest
 from _pg_support import FAST_ROLES, migrated, open_database, pg_url
 
 from conveyor.adapters.postgres import PostgresDatabase, PostgresRoleScheduler, assign_roles
-from conveyor.adaptertest._fixtures import new_name
+from conveyor.adaptertest import new_name
 
 __all__ = ["pg_url"]
 

@@ -23,7 +23,7 @@ from conveyor.adapters.postgres import (
     migrate,
     open_backend,
 )
-from conveyor.adaptertest._fixtures import dummy_record, insert, update
+from conveyor.adaptertest import dummy_record, insert, update
 
 __all__ = ["pg_url"]
 

@@ -22,7 +22,7 @@ from conveyor.adapters.postgres import (
     PostgresEventStreamer,
     Pruner,
 )
-from conveyor.adaptertest._fixtures import new_name
+from conveyor.adaptertest import new_name
 
 __all__ = ["pg_url"]
 

@@ -33,8 +33,9 @@ from conveyor.adaptertest import (
     RoleSchedulerSuite,
     SchedulerFactory,
     TimeoutStoreSuite,
+    dummy_record,
+    insert,
 )
-from conveyor.adaptertest._fixtures import dummy_record, insert
 from conveyor.testing import FakeClock, await_timeout_insert, run_until_idle
 
 WAIT = 10.0

@@ -19,6 +19,11 @@ its suite too, with the fixture of the contract it extends: ``ReportsPendingSuit
 ``store_and_streamer`` fixture yields a ``StoreAndStreamer``: the store and the streamer
 it publishes to.
 
+The helpers the suites use to build writes are public too, for an adapter's own tests:
+``dummy_record`` (a record of the suites' dummy workflow), ``insert`` and ``update`` (the
+``RecordWrite`` that creates or replaces it, with its outbox event) and ``new_name`` (a
+unique topic, receiver or role name).
+
 The cases carry ``pytest.mark.asyncio``, so they run under pytest-asyncio's strict mode
 as well as ``asyncio_mode = "auto"``; in strict mode the overriding fixture must be
 declared with ``@pytest_asyncio.fixture``. The suites' modules are registered for
@@ -42,6 +47,10 @@ pytest.register_assert_rewrite(
 from ._connector import ConnectorMaker as ConnectorMaker  # noqa: E402
 from ._connector import ConnectorSuite as ConnectorSuite  # noqa: E402
 from ._event_streamer import EventStreamerSuite as EventStreamerSuite  # noqa: E402
+from ._fixtures import dummy_record as dummy_record  # noqa: E402
+from ._fixtures import insert as insert  # noqa: E402
+from ._fixtures import new_name as new_name  # noqa: E402
+from ._fixtures import update as update  # noqa: E402
 from ._pending import ReportsPendingSuite as ReportsPendingSuite  # noqa: E402
 from ._publishing import PublishesEventsSuite as PublishesEventsSuite  # noqa: E402
 from ._publishing import StoreAndStreamer as StoreAndStreamer  # noqa: E402
@@ -67,4 +76,8 @@ __all__ = (
     "SchedulerFactory",
     "StoreAndStreamer",
     "TimeoutStoreSuite",
+    "dummy_record",
+    "insert",
+    "new_name",
+    "update",
 )
