@@ -76,8 +76,8 @@ class WorkflowInProgress(WorkflowError):
 
     def __init__(self, workflow_name: str = "", foreign_id: str = "") -> None:
         super().__init__(
-            f"current workflow still in progress - retry once complete "
-            f"(workflow={workflow_name!r}, foreign_id={foreign_id!r})"
+            f"foreign ID {foreign_id!r} already has a run in progress in workflow "
+            f"{workflow_name!r}: trigger again once it has finished"
         )
         self.workflow_name = workflow_name
         self.foreign_id = foreign_id

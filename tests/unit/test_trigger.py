@@ -89,7 +89,7 @@ async def test_an_active_run_blocks_a_second_trigger(env: Env) -> None:
     async with wf:
         rid = await wf.trigger("fid")
         # Initiated
-        with pytest.raises(WorkflowInProgress, match="still in progress"):
+        with pytest.raises(WorkflowInProgress, match="already has a run in progress"):
             await wf.trigger("fid")
         # Paused
         await wf.pause(rid, "hold on")
