@@ -119,7 +119,8 @@ renewed AS (
     UPDATE {t.roles} SET expires_at = now() + $4 {interval}
     WHERE holder = $1 AND role = ANY($3::text[]) RETURNING role
 )
-SELECT 'renewed', role, NULL, NULL::text[], false, false FROM renewed
+SELECT 'renewed' AS kind, role AS name, NULL AS holder, NULL::text[] AS roles, false AS flag,
+    false AS long_flag FROM renewed
 UNION ALL
 SELECT 'member', id, NULL, wanted, joined_at < now() - $5 {interval}, false FROM {t.members}
     WHERE expires_at > now() AND id <> $1
@@ -286,20 +287,21 @@ SELECT pg_notify({t.channel!r}, 'r:') FROM released
         # role without a row yet is free since ever.
         free: dict[str, bool] = dict.fromkeys(waiting, True)
         seen: set[str] = set()
-        for kind, name, holder, roles, flag, long_flag in rows:
+        for row in rows:  # columns named by the first SELECT of the union
+            kind, name = row["kind"], row["name"]
             if kind == "renewed":
                 renewed.add(name)
             elif kind == "member":
-                members[name] = roles
-                if flag:
+                members[name] = row["roles"]
+                if row["flag"]:
                     settled.add(name)
             else:
                 seen.add(name)
-                if holder is not None:
-                    holders[name] = holder
+                if row["holder"] is not None:
+                    holders[name] = row["holder"]
                 if name in free:
-                    if flag:
-                        free[name] = long_flag
+                    if row["flag"]:
+                        free[name] = row["long_flag"]
                     else:
                         del free[name]
         deadline = sent + self._ttl - self._margin
@@ -331,9 +333,10 @@ SELECT pg_notify({t.channel!r}, 'r:') FROM released
             self._acquire_sql, self.member_id, mine, others, self._ttl, self._grace
         )
         deadline = sent + self._ttl - self._margin
-        for role, epoch in rows:
+        for row in rows:
+            role = row["role"]
             fut = self._waiting.pop(role, None)
-            lease = PostgresLease(role, epoch, deadline)
+            lease = PostgresLease(role, row["epoch"], deadline)
             if fut is None or fut.done():  # the waiter gave up meanwhile
                 self._held[role] = lease
                 asyncio.get_running_loop().create_task(self._release(lease))

@@ -114,10 +114,15 @@ def _read(conn: sqlite3.Connection, inp: TickIn, desired: frozenset[str], now: i
         wants = conn.execute("SELECT role, member FROM wants").fetchall()
     finally:
         conn.execute("COMMIT")
-    live = {m for m, clock, mono, wall in members if _alive(clock, mono, wall, inp.clock, now)}
+    live = {
+        m["id"]
+        for m in members
+        if _alive(m["clock"], m["expires_mono"], m["expires_wall"], inp.clock, now)
+    }
     wanted_by: dict[str, set[str]] = {}
     my_wants: set[str] = set()
-    for role, member in wants:
+    for want in wants:
+        role, member = want["role"], want["member"]
         if member == me:
             my_wants.add(role)
         elif member in live:
@@ -126,10 +131,11 @@ def _read(conn: sqlite3.Connection, inp: TickIn, desired: frozenset[str], now: i
         wanted_by.setdefault(role, set()).add(me)
     holder_of: dict[str, str] = {}
     owned: set[str] = set()
-    for role, holder, clock, mono, wall in leases:
+    for lease in leases:
+        role, holder = lease["role"], lease["holder"]
         if holder == me:
             owned.add(role)
-        elif _alive(clock, mono, wall, inp.clock, now):
+        elif _alive(lease["clock"], lease["expires_mono"], lease["expires_wall"], inp.clock, now):
             holder_of[role] = holder
     return _View(
         wanted_by=wanted_by,
@@ -170,7 +176,8 @@ def tick(conn: sqlite3.Connection, inp: TickIn) -> TickOut:
 
 
 def _owned(conn: sqlite3.Connection, me: str) -> set[str]:
-    return {role for (role,) in conn.execute("SELECT role FROM leases WHERE holder = ?", (me,))}
+    rows = conn.execute("SELECT role FROM leases WHERE holder = ?", (me,))
+    return {row["role"] for row in rows}
 
 
 _LONG_DEAD = 10
