@@ -86,8 +86,6 @@ class TestSQLiteReceiversReportPending(ReportsPendingSuite):
 
 
 class TestSQLiteRoleScheduler(RoleSchedulerSuite):
-    contention_window = 0.3  # a few polls of the waiting schedulers
-
     @pytest.fixture
     async def make_schedulers(self, tmp_path: Path) -> AsyncIterator[SchedulerFactory]:
         made: list[SQLiteRoleScheduler] = []

@@ -205,6 +205,38 @@ class SchedulerNeverReleasing(MemoryRoleScheduler):
         lease._lost.set()
 
 
+class SchedulerMisreadingHeldRolesWhenItLooks(MemoryRoleScheduler):
+    """A poller's bug: each ``hold`` call is a look at the roles that misreads every held
+    role as free, so every waiter at that moment is granted its role too. No time passing
+    shows it; only a later look does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._look = asyncio.Event()
+
+    @asynccontextmanager
+    async def hold(self, role: str) -> AsyncIterator[MemoryLease]:
+        look, self._look = self._look, asyncio.Event()
+        look.set()  # this call looks: the waiters so far take their roles, held or not
+        lock = self._locks.setdefault(role, asyncio.Lock())
+        acquire = asyncio.ensure_future(lock.acquire())
+        misread = asyncio.ensure_future(self._look.wait())
+        try:
+            await asyncio.wait({acquire, misread}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            misread.cancel()
+            if not acquire.done():
+                acquire.cancel()
+        locked = acquire.done() and not acquire.cancelled()
+        lease = MemoryLease(role)
+        try:
+            yield lease
+        finally:
+            lease._lost.set()
+            if locked:
+                lock.release()
+
+
 def _shared(scheduler_type: type[MemoryRoleScheduler]) -> Callable[[], SchedulerFactory]:
     def build() -> SchedulerFactory:
         scheduler = scheduler_type()
@@ -574,7 +606,7 @@ class Variant:
 
 _STORE = {"wait_timeout": 0.5}
 _STREAM = {"recv_timeout": 0.3, "workflow_timeout": 2.0}
-_ROLES = {"wait_timeout": 0.3, "contention_window": 0.05}
+_ROLES = {"wait_timeout": 0.3}
 _TIMEOUTS = {"wait_timeout": 0.5}
 _CONNECTORS = {"wait_timeout": 0.3, "workflow_timeout": 2.0}
 _PENDING = {"recv_timeout": 0.3}
@@ -640,6 +672,12 @@ VARIANTS: dict[str, Variant] = {
     ),
     "scheduler-never-releasing": Variant(
         "RoleSchedulerSuite", "make_schedulers", _shared(SchedulerNeverReleasing), _ROLES
+    ),
+    "scheduler-misreading-held-roles-when-it-looks": Variant(
+        "RoleSchedulerSuite",
+        "make_schedulers",
+        _shared(SchedulerMisreadingHeldRolesWhenItLooks),
+        _ROLES,
     ),
     "timeout-store-with-exclusive-boundary": Variant(
         "TimeoutStoreSuite", "timeout_store", TimeoutStoreWithExclusiveBoundary, _TIMEOUTS
@@ -909,6 +947,11 @@ def test_harness_passes_every_case_of_a_capability_suite_on_a_correct_adapter(
             "scheduler-with-uncancellable-wait",
             {"test_a_waiting_hold_is_cancellable"},
             id="scheduler-with-uncancellable-wait",
+        ),
+        pytest.param(
+            "scheduler-misreading-held-roles-when-it-looks",
+            {"test_only_one_of_five_contending_schedulers_holds_a_role_at_a_time"},
+            id="scheduler-misreading-held-roles-when-it-looks",
         ),
         pytest.param(
             "scheduler-never-releasing",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import ClassVar
@@ -57,13 +56,13 @@ class _Holder:
         self.lease: Lease | None = None
         self.acquired = asyncio.Event()
         self.release = asyncio.Event()
-        self._scheduler = scheduler
+        self.scheduler = scheduler
         self._role = role
         self._tracker = tracker
         self.task = asyncio.create_task(self._run(), name=f"holder-{who}-{role}")
 
     async def _run(self) -> None:
-        async with self._scheduler.hold(self._role) as lease:
+        async with self.scheduler.hold(self._role) as lease:
             self.lease = lease
             await self._tracker.enter(self.who)
             self.acquired.set()
@@ -110,6 +109,12 @@ class _Holders:
                 task.exception()  # retrieved: a failing holder is reported by the case itself
 
 
+async def _grant_once(scheduler: RoleScheduler) -> None:
+    """Hold and release a role nobody else wants."""
+    async with scheduler.hold(new_name("probe")):
+        pass
+
+
 async def _yield_to_others(times: int = 10) -> None:
     """Let other tasks run up to their next real wait (no time passes)."""
     for _ in range(times):
@@ -139,17 +144,13 @@ class RoleSchedulerSuite:
 
     With pytest-asyncio's ``asyncio_mode = "auto"`` the override works as written; in
     strict mode decorate it with ``@pytest_asyncio.fixture``. ``wait_timeout`` bounds
-    every wait for a role; ``contention_window`` is how long the exclusion case watches
-    for a second holder after each hand-over (raise it for schedulers that poll).
+    every wait for a role.
     """
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
 
     wait_timeout: ClassVar[float] = WAIT_TIMEOUT
     """Seconds a case waits to acquire a role (or for a cancelled wait to end)."""
-
-    contention_window: ClassVar[float] = 0.1
-    """Seconds the exclusion case watches for a second holder after each hand-over."""
 
     @pytest_asyncio.fixture
     async def make_schedulers(self) -> AsyncIterator[SchedulerFactory]:
@@ -214,10 +215,16 @@ class RoleSchedulerSuite:
                     self.wait_timeout,
                     f"contender number {turn} to get the role",
                 )
-                # Watch for a second holder (returns at once if one shows up).
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.contention_window):
-                        await tracker.wait_for(lambda: len(tracker.current) > 1)
+                # A known later event instead of a watch window: every waiting contender's
+                # scheduler grants a fresh role after the hand-over, so each has looked at
+                # the roles since (a poller polled); a second holder would be in by then.
+                waiting = [c for c in contenders if not c.acquired.is_set()]
+                await within(
+                    asyncio.gather(*(_grant_once(c.scheduler) for c in waiting)),
+                    self.wait_timeout,
+                    "every waiting scheduler to grant a fresh role",
+                )
+                await _yield_to_others()
                 assert tracker.most == 1, f"{tracker.most} schedulers held {role!r} at once"
                 (current,) = tracker.current
                 contenders[current].release.set()
