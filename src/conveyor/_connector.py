@@ -51,9 +51,18 @@ class ConnectorConsumer(Protocol):
 
 @runtime_checkable
 class ConnectorConstructor(Protocol):
-    """Makes a consumer for one shard; ``name`` is its role (the cursor identity)."""
+    """Makes a consumer for one shard; ``name`` is its role (the cursor identity).
 
-    async def make(self, name: str) -> ConnectorConsumer: ...
+    Its owner (who built the workflow on it) closes it, after the workflow has stopped.
+    """
+
+    async def make(self, name: str) -> ConnectorConsumer:
+        """A consumer reading from the cursor stored under ``name``."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the constructor holds (clients, connections). Idempotent."""
+        ...
 
 
 class ConnectorReceiver:

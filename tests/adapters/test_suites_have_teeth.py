@@ -372,6 +372,17 @@ class SchedulerClosingOnce(MemoryRoleScheduler):
             raise AdapterError("role scheduler already closed")
 
 
+class ConnectorClosingOnce(MemoryConnector):
+    """The connector's second ``close()`` raises."""
+
+    closes = 0
+
+    async def close(self) -> None:
+        self.closes += 1
+        if self.closes > 1:
+            raise AdapterError("connector already closed")
+
+
 class TimeoutStoreClosingOnce(MemoryTimeoutStore):
     """The timeout store's second ``close()`` raises."""
 
@@ -697,6 +708,9 @@ VARIANTS: dict[str, Variant] = {
     "connector-with-one-shared-cursor": Variant(
         "ConnectorSuite", "make_connector", _maker(ConnectorWithOneSharedCursor), _CONNECTORS
     ),
+    "connector-close-raises-the-second-time": Variant(
+        "ConnectorSuite", "make_connector", _maker(ConnectorClosingOnce), _CONNECTORS
+    ),
     "streamer-close-raises-the-second-time": Variant(
         "EventStreamerSuite", "streamer", StreamerClosingOnce, _STREAM
     ),
@@ -1000,6 +1014,11 @@ def test_harness_passes_every_case_of_a_capability_suite_on_a_correct_adapter(
                 "test_cursor_advances_only_over_an_unbroken_run_of_acks",
             },
             id="connector-ignoring-acks",
+        ),
+        pytest.param(
+            "connector-close-raises-the-second-time",
+            {"test_constructor_close_is_idempotent"},
+            id="connector-close-raises-the-second-time",
         ),
         pytest.param(
             "connector-with-one-shared-cursor",

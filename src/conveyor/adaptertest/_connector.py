@@ -331,6 +331,12 @@ class ConnectorSuite:
 
         assert _ids(await self._collect(reopened, 3)) == ["3", "4", "5"]
 
+    async def test_constructor_close_is_idempotent(self, make_connector: ConnectorMaker) -> None:
+        constructor = await make_connector(_events(1))
+
+        await constructor.close()
+        await constructor.close()  # a second close returns too
+
     async def test_consumer_close_is_idempotent(
         self, make_connector: ConnectorMaker, consumers: Consumers
     ) -> None:

@@ -27,6 +27,9 @@ class MemoryConnector:
     async def make(self, name: str) -> MemoryConnectorConsumer:
         return MemoryConnectorConsumer(self, name, self._cursors.get(name, 0))
 
+    async def close(self) -> None:
+        """Nothing to release: the events stay in memory. Idempotent."""
+
 
 class MemoryConnectorConsumer:
     """Reads a ``MemoryConnector`` from the cursor of its name."""
