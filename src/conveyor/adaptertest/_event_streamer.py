@@ -138,7 +138,37 @@ def _sync_user_workflow(streamer: EventStreamer, clock: FakeClock) -> Workflow[U
     )
 
 
-class EventStreamerSuite:
+class StreamerCases:
+    """What every streamer suite shares: the ``streamer`` fixture to override, the
+    ``endpoints`` that close what a case opened, and a bounded ``recv``."""
+
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
+
+    recv_timeout: ClassVar[float] = WAIT_TIMEOUT
+    """Seconds a case waits for an expected event before failing."""
+
+    @pytest_asyncio.fixture
+    async def streamer(self) -> AsyncIterator[EventStreamer]:
+        """A fresh streamer for one case: override this fixture."""
+        raise NotImplementedError("override the `streamer` fixture to yield an EventStreamer")
+        yield  # pragma: no cover
+
+    @pytest_asyncio.fixture
+    async def endpoints(self, streamer: EventStreamer) -> AsyncIterator[Endpoints]:
+        """Senders and receivers of one case, all closed (again) when it ends."""
+        endpoints = Endpoints(streamer)
+        try:
+            yield endpoints
+        finally:
+            await endpoints.aclose()
+
+    async def _recv(self, receiver: EventReceiver, max_events: int = 1) -> Sequence[Event]:
+        events = await within(receiver.recv(max_events), self.recv_timeout, "an event")
+        assert 1 <= len(events) <= max_events, f"recv({max_events}) returned {len(events)}"
+        return events
+
+
+class EventStreamerSuite(StreamerCases):
     """Conformance cases every ``EventStreamer`` (with its senders and receivers) must pass.
 
     Subclass it in a test module as ``Test<YourStreamer>`` and override the ``streamer``
@@ -160,33 +190,8 @@ class EventStreamerSuite:
     an event; ``workflow_timeout`` bounds the whole-workflow case.
     """
 
-    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
-
-    recv_timeout: ClassVar[float] = WAIT_TIMEOUT
-    """Seconds a case waits for an expected event before failing."""
-
     workflow_timeout: ClassVar[float] = 2 * WAIT_TIMEOUT
     """Seconds the whole-workflow case may take (start, the run, stop)."""
-
-    @pytest_asyncio.fixture
-    async def streamer(self) -> AsyncIterator[EventStreamer]:
-        """A fresh streamer for one case: override this fixture."""
-        raise NotImplementedError("override the `streamer` fixture to yield an EventStreamer")
-        yield  # pragma: no cover
-
-    @pytest_asyncio.fixture
-    async def endpoints(self, streamer: EventStreamer) -> AsyncIterator[Endpoints]:
-        """Senders and receivers of one case, all closed (again) when it ends."""
-        endpoints = Endpoints(streamer)
-        try:
-            yield endpoints
-        finally:
-            await endpoints.aclose()
-
-    async def _recv(self, receiver: EventReceiver, max_events: int = 1) -> Sequence[Event]:
-        events = await within(receiver.recv(max_events), self.recv_timeout, "an event")
-        assert 1 <= len(events) <= max_events, f"recv({max_events}) returned {len(events)}"
-        return events
 
     async def _collect(self, receiver: EventReceiver, count: int) -> list[Event]:
         """Receive exactly ``count`` events (in as many ``recv`` calls as it takes)."""

@@ -6,27 +6,18 @@ checks the claim (``isinstance``); the others the promise on ``conveyor.abc.Repo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from typing import ClassVar
-
-import pytest
-import pytest_asyncio
-
 from .._capabilities import (
     ReportsPending,
 )
 from .._event import Event
 from .._protocols import (
     EventReceiver,
-    EventStreamer,
     OutgoingEvent,
 )
-from ._event_streamer import Endpoints, _headers
+from ._event_streamer import Endpoints, StreamerCases, _headers
 from ._fixtures import (
-    WAIT_TIMEOUT,
     foreign_ids,
     new_name,
-    within,
 )
 
 __all__ = ["ReportsPendingSuite"]
@@ -42,7 +33,7 @@ def _pending_of(receiver: EventReceiver) -> int:
     return pending
 
 
-class ReportsPendingSuite:
+class ReportsPendingSuite(StreamerCases):
     """Cases for event receivers that report whether they are behind (``ReportsPending``).
 
     Override the ``streamer`` fixture as for ``EventStreamerSuite`` (the same streamer
@@ -61,31 +52,6 @@ class ReportsPendingSuite:
     backend may only know it is caught up after a read that reached the end. Topic and
     receiver names are unique per case. ``recv_timeout`` bounds every wait for an event.
     """
-
-    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
-
-    recv_timeout: ClassVar[float] = WAIT_TIMEOUT
-    """Seconds a case waits for an expected event before failing."""
-
-    @pytest_asyncio.fixture
-    async def streamer(self) -> AsyncIterator[EventStreamer]:
-        """A fresh streamer for one case: override this fixture."""
-        raise NotImplementedError("override the `streamer` fixture to yield an EventStreamer")
-        yield  # pragma: no cover
-
-    @pytest_asyncio.fixture
-    async def endpoints(self, streamer: EventStreamer) -> AsyncIterator[Endpoints]:
-        """Senders and receivers of one case, all closed (again) when it ends."""
-        endpoints = Endpoints(streamer)
-        try:
-            yield endpoints
-        finally:
-            await endpoints.aclose()
-
-    async def _recv(self, receiver: EventReceiver, max_events: int) -> Sequence[Event]:
-        events = await within(receiver.recv(max_events), self.recv_timeout, "an event")
-        assert 1 <= len(events) <= max_events, f"recv({max_events}) returned {len(events)}"
-        return events
 
     async def test_receivers_report_pending(self, endpoints: Endpoints) -> None:
         receiver = await endpoints.receiver(new_name("test"), new_name("reader"))

@@ -55,7 +55,23 @@ def _run_ids(records: Sequence[Record]) -> list[str]:
     return [r.run_id for r in records]
 
 
-class RecordStoreSuite:
+class StoreCases:
+    """What every record-store suite shares: the ``store`` fixture to override, and the
+    bound on waits."""
+
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
+
+    wait_timeout: ClassVar[float] = WAIT_TIMEOUT
+    """Seconds a case waits for a wake-up before failing."""
+
+    @pytest_asyncio.fixture
+    async def store(self) -> AsyncIterator[RecordStore]:
+        """A fresh, empty store for one case: override this fixture."""
+        raise NotImplementedError("override the `store` fixture to yield a fresh RecordStore")
+        yield  # pragma: no cover
+
+
+class RecordStoreSuite(StoreCases):
     """Conformance cases every ``RecordStore`` must pass.
 
     Subclass it in a test module named ``test_*.py`` as ``Test<YourStore>`` and override
@@ -72,17 +88,6 @@ class RecordStoreSuite:
     override above works as written; in strict mode decorate it with
     ``@pytest_asyncio.fixture`` instead. ``wait_timeout`` bounds every wait.
     """
-
-    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
-
-    wait_timeout: ClassVar[float] = WAIT_TIMEOUT
-    """Seconds a case waits for a wake-up before failing."""
-
-    @pytest_asyncio.fixture
-    async def store(self) -> AsyncIterator[RecordStore]:
-        """A fresh, empty store for one case: override this fixture."""
-        raise NotImplementedError("override the `store` fixture to yield a fresh RecordStore")
-        yield  # pragma: no cover
 
     # ------------------------------------------------------------ latest, lookup, store
 

@@ -8,11 +8,9 @@ checks the claim (``isinstance``); the others the promise on the capability's Pr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from typing import ClassVar
+from collections.abc import Sequence
 
 import pytest
-import pytest_asyncio
 
 from .._capabilities import (
     KeepsSnapshots,
@@ -30,7 +28,6 @@ from ._event_streamer import _yield_to_others
 from ._fixtures import (
     FOREIGN_ID,
     SECOND_WORKFLOW,
-    WAIT_TIMEOUT,
     WORKFLOW,
     Status,
     assert_record_equal,
@@ -39,23 +36,9 @@ from ._fixtures import (
     update,
     within,
 )
+from ._record_store import StoreCases
 
 __all__ = ["KeepsSnapshotsSuite", "NotifiesChangesSuite", "ReportsOutboxSuite"]
-
-
-class _StoreCapabilitySuite:
-    """The ``store`` fixture and bounded waits shared by the record-store capabilities."""
-
-    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
-
-    wait_timeout: ClassVar[float] = WAIT_TIMEOUT
-    """Seconds a case waits for a wake-up before failing."""
-
-    @pytest_asyncio.fixture
-    async def store(self) -> AsyncIterator[RecordStore]:
-        """A fresh, empty store for one case: override this fixture."""
-        raise NotImplementedError("override the `store` fixture to yield a fresh RecordStore")
-        yield  # pragma: no cover
 
 
 def _assert_records_equal(got: Sequence[Record], want: Sequence[Record]) -> None:
@@ -64,7 +47,7 @@ def _assert_records_equal(got: Sequence[Record], want: Sequence[Record]) -> None
         assert_record_equal(g, w)
 
 
-class KeepsSnapshotsSuite(_StoreCapabilitySuite):
+class KeepsSnapshotsSuite(StoreCases):
     """Cases for record stores that keep every version of a run (``KeepsSnapshots``).
 
     Override the ``store`` fixture as for ``RecordStoreSuite`` (the same store passes
@@ -157,7 +140,7 @@ class KeepsSnapshotsSuite(_StoreCapabilitySuite):
         assert list(store.snapshots(WORKFLOW, "someone else", record.run_id)) == []
 
 
-class NotifiesChangesSuite(_StoreCapabilitySuite):
+class NotifiesChangesSuite(StoreCases):
     """Cases for record stores that wake waiters on every write (``NotifiesChanges``).
 
     Override the ``store`` fixture as for ``RecordStoreSuite``. The test helpers
@@ -228,7 +211,7 @@ class NotifiesChangesSuite(_StoreCapabilitySuite):
         )
 
 
-class ReportsOutboxSuite(_StoreCapabilitySuite):
+class ReportsOutboxSuite(StoreCases):
     """Cases for record stores that count their outbox without I/O (``ReportsOutbox``).
 
     Override the ``store`` fixture as for ``RecordStoreSuite``. ``run_until_idle`` is not
