@@ -339,59 +339,35 @@ def _maker(connector_type: type[MemoryConnector]) -> Callable[[], ConnectorMaker
 # --------------------------------------------------------------------------- broken closes
 
 
-class StreamerClosingOnce(MemoryEventStreamer):
+class _ClosesOnce:
+    """Mixed in before a memory adapter: its second ``close()`` raises."""
+
+    closes = 0
+
+    async def close(self) -> None:
+        self.closes += 1
+        if self.closes > 1:
+            raise AdapterError(f"{type(self).__name__} already closed")
+
+
+class StreamerClosingOnce(_ClosesOnce, MemoryEventStreamer):
     """The streamer's second ``close()`` raises."""
 
-    closes = 0
 
-    async def close(self) -> None:
-        self.closes += 1
-        if self.closes > 1:
-            raise AdapterError("streamer already closed")
-
-
-class RecordStoreClosingOnce(MemoryRecordStore):
+class RecordStoreClosingOnce(_ClosesOnce, MemoryRecordStore):
     """The record store's second ``close()`` raises."""
 
-    closes = 0
 
-    async def close(self) -> None:
-        self.closes += 1
-        if self.closes > 1:
-            raise AdapterError("record store already closed")
-
-
-class SchedulerClosingOnce(MemoryRoleScheduler):
+class SchedulerClosingOnce(_ClosesOnce, MemoryRoleScheduler):
     """The role scheduler's second ``close()`` raises."""
 
-    closes = 0
 
-    async def close(self) -> None:
-        self.closes += 1
-        if self.closes > 1:
-            raise AdapterError("role scheduler already closed")
-
-
-class ConnectorClosingOnce(MemoryConnector):
+class ConnectorClosingOnce(_ClosesOnce, MemoryConnector):
     """The connector's second ``close()`` raises."""
 
-    closes = 0
 
-    async def close(self) -> None:
-        self.closes += 1
-        if self.closes > 1:
-            raise AdapterError("connector already closed")
-
-
-class TimeoutStoreClosingOnce(MemoryTimeoutStore):
+class TimeoutStoreClosingOnce(_ClosesOnce, MemoryTimeoutStore):
     """The timeout store's second ``close()`` raises."""
-
-    closes = 0
-
-    async def close(self) -> None:
-        self.closes += 1
-        if self.closes > 1:
-            raise AdapterError("timeout store already closed")
 
 
 # --------------------------------------------------------------------------- broken ReportsPending
