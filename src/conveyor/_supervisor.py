@@ -194,6 +194,3 @@ class Supervisor:
             if self.states.get(name) is not State.SHUTDOWN:
                 self._set_state(name, State.SHUTDOWN)
         self._tasks.clear()
-
-    def tasks(self) -> list[asyncio.Task[None]]:
-        return list(self._tasks.values())

@@ -197,9 +197,6 @@ class Workflow(Generic[T, S]):
     def _contexts(self) -> list[ProcessContext]:
         return [] if self._supervisor is None else list(self._supervisor.contexts.values())
 
-    def _tasks(self) -> list[asyncio.Task[None]]:
-        return [] if self._supervisor is None else self._supervisor.tasks()
-
     # ------------------------------------------------------------------ runs
 
     def _require_running(self, what: str) -> Supervisor:
