@@ -7,20 +7,17 @@ from typing import Generic, TypeVar
 
 from ._codec import Codec, DecodeError
 from ._definition import Definition
-from ._markers import Cancel, Pause, SaveAndRepeat, Skip
+from ._markers import SKIP, Cancel, Pause, SaveAndRepeat, Skip
 from ._protocols import RecordWrite
 from ._record import Record, Run, TypedRecord
 from ._runstate import RunState
 from ._types import AsyncStep, StepResult
 from ._writer import PAUSE_REASON_ERRORS, ErrorCounter, RecordWriter
 
-__all__ = ["SKIPPED", "Executor", "PoisonRun"]
+__all__ = ["Executor", "PoisonRun"]
 
 T = TypeVar("T")
 S = TypeVar("S", bound=enum.IntEnum)
-
-SKIPPED = Skip()
-"""What ``Executor.call`` returns when user code chose to write nothing."""
 
 
 class PoisonRun(Exception):
@@ -112,7 +109,7 @@ class Executor(Generic[T, S]):
         self, record: Record, fn: AsyncStep[T, S], *, process: str, pause_after: int
     ) -> RecordWrite | Skip:
         """Call a step-like function on ``record`` and return the write for its result
-        (``SKIPPED`` when it chose to write nothing).
+        (``SKIP`` when it chose to write nothing).
 
         A poison run (undecodable object, unknown status, invalid result) is paused with
         the reason. An error is counted; at ``pause_after`` identical errors the run is
@@ -137,7 +134,7 @@ class Executor(Generic[T, S]):
     def result_write(
         self, record: Record, run: Run[T, S], result: StepResult[S]
     ) -> RecordWrite | Skip:
-        """The write for what a step or callback returned (``SKIPPED``: write nothing).
+        """The write for what a step or callback returned (``SKIP``: write nothing).
 
         Raises ``PoisonRun`` for a result that is not an allowed status or a marker (user
         code is typed to return one, but is not checked at run time by Python).
@@ -146,7 +143,7 @@ class Executor(Generic[T, S]):
         if isinstance(result, bool) or not isinstance(result, int):  # statuses: the hot path
             match result:
                 case Skip():
-                    return SKIPPED
+                    return SKIP
                 case SaveAndRepeat():
                     return update(record, run_state=RunState.RUNNING, obj=self._encode(run))
                 case Pause(reason=reason):
@@ -160,7 +157,7 @@ class Executor(Generic[T, S]):
             )
         nxt = int(result)
         if nxt == 0:
-            return SKIPPED
+            return SKIP
         graph = self._graph
         name = self.definition.status_name
         if not graph.allows(record.status, nxt):

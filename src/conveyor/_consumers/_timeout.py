@@ -13,8 +13,8 @@ from .._clock import Clock
 from .._engine import Telemetry
 from .._errors import RecordNotFound, TimeoutNotFound, VersionConflict
 from .._event import Event
-from .._execution import SKIPPED, Executor
-from .._markers import Skip
+from .._execution import Executor
+from .._markers import SKIP, Skip
 from .._protocols import TimeoutRecord, TimeoutStore
 from .._record import Run
 from .._runstate import RunState
@@ -78,7 +78,7 @@ class TimeoutInserter(Generic[T, S]):
                 record_version=run.meta.version,
                 index=index,
             )
-        return SKIPPED
+        return SKIP
 
 
 class TimeoutPoller(Generic[T, S]):
