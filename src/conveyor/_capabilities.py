@@ -15,13 +15,17 @@ a claim that does not hold fails there rather than in a user's test.
 - ``NotifiesChanges`` (a ``RecordStore``): a wake-up on every write, so test helpers wait
   on writes instead of polling.
 - ``ReportsOutbox`` (a ``RecordStore``): how many outbox events wait to be relayed.
+- ``TailsTopics`` (an ``EventStreamer``): a cursorless read of a topic from its current end
+  (``Tail``), which one process's waits share instead of opening receivers each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from ._event import Event
 from ._protocols import EventStreamer
 from ._record import Record
 
@@ -31,6 +35,9 @@ __all__ = [
     "PublishesEvents",
     "ReportsOutbox",
     "ReportsPending",
+    "Tail",
+    "TailBatch",
+    "TailsTopics",
 ]
 
 
@@ -92,4 +99,52 @@ class ReportsOutbox(Protocol):
 
     def outbox_size(self) -> int:
         """How many outbox events (of every workflow) wait to be relayed."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TailBatch:
+    """What a ``Tail`` hands out next: events in the topic's order, and whether some may
+    have been missed before them.
+
+    ``gap`` is true when the tail cannot rule out that events were committed to the topic
+    and not handed out (it reconnected, a notification may have been lost, it fell behind
+    what the backend keeps): its user re-checks whatever it watches. A batch may then
+    hold no events at all.
+    """
+
+    events: Sequence[Event]
+    gap: bool = False
+
+
+@runtime_checkable
+class Tail(Protocol):
+    """Events of one topic from where the tail was opened: no cursor, no acknowledgements.
+
+    Iterate with ``async for batch in tail``; iteration ends (``StopAsyncIteration``)
+    once ``close()`` was called, also for a read waiting at that moment. Every event
+    committed to the topic after ``tail()`` returned is handed out once, in the topic's
+    order, unless a batch with ``gap`` set comes first. A tail keeps no state in the
+    backend (no cursor row, no consumer, no connection of its own), so many may be open
+    and one that is dropped without ``close()`` leaves nothing behind but its memory.
+    Raises ``AdapterError`` if the backend fails in a way the tail cannot recover from;
+    its user then opens a new one (and re-checks, as after a gap).
+    """
+
+    def __aiter__(self) -> AsyncIterator[TailBatch]: ...
+
+    async def __anext__(self) -> TailBatch: ...
+
+    async def close(self) -> None:
+        """Stop: a pending or later read ends the iteration. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class TailsTopics(Protocol):
+    """An event streamer that can follow a topic from its current end (``Tail``)."""
+
+    async def tail(self, topic: str) -> Tail:
+        """A tail of ``topic`` positioned at its current end: every event committed after
+        this call returns comes out of it (events committed before it do not)."""
         ...

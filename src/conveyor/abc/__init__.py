@@ -16,6 +16,9 @@ from .._capabilities import NotifiesChanges as NotifiesChanges
 from .._capabilities import PublishesEvents as PublishesEvents
 from .._capabilities import ReportsOutbox as ReportsOutbox
 from .._capabilities import ReportsPending as ReportsPending
+from .._capabilities import Tail as Tail
+from .._capabilities import TailBatch as TailBatch
+from .._capabilities import TailsTopics as TailsTopics
 from .._clock import Clock as Clock
 from .._connect import register_backend as register_backend
 from .._connector import ConnectorConstructor as ConnectorConstructor
@@ -81,6 +84,9 @@ __all__ = (
     "ReportsPending",
     "RoleScheduler",
     "RunState",
+    "Tail",
+    "TailBatch",
+    "TailsTopics",
     "TimeoutNotFound",
     "TimeoutRecord",
     "TimeoutStore",
