@@ -26,6 +26,7 @@ from conveyor.adaptertest import (
     ReportsPendingSuite,
     RoleSchedulerSuite,
     SchedulerFactory,
+    TailsTopicsSuite,
     TimeoutStoreSuite,
 )
 
@@ -72,6 +73,12 @@ class TestMemoryConnector(ConnectorSuite):
 
 
 class TestMemoryReceiversReportPending(ReportsPendingSuite):
+    @pytest.fixture
+    async def streamer(self) -> MemoryEventStreamer:
+        return MemoryEventStreamer()
+
+
+class TestMemoryTails(TailsTopicsSuite):
     @pytest.fixture
     async def streamer(self) -> MemoryEventStreamer:
         return MemoryEventStreamer()

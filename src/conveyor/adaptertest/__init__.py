@@ -13,8 +13,8 @@ extra: pytest and pytest-asyncio). An adapter's test module subclasses it as
             yield MyRecordStore(...)
 
 An adapter that claims a capability (``conveyor.abc.ReportsPending`` and the others) runs
-its suite too, with the fixture of the contract it extends: ``ReportsPendingSuite``
-(``streamer``), ``KeepsSnapshotsSuite``, ``NotifiesChangesSuite`` and
+its suite too, with the fixture of the contract it extends: ``ReportsPendingSuite`` and
+``TailsTopicsSuite`` (``streamer``), ``KeepsSnapshotsSuite``, ``NotifiesChangesSuite`` and
 ``ReportsOutboxSuite`` (``store``), and ``PublishesEventsSuite``, whose
 ``store_and_streamer`` fixture yields a ``StoreAndStreamer``: the store and the streamer
 it publishes to.
@@ -36,6 +36,7 @@ pytest.register_assert_rewrite(
     "conveyor.adaptertest._pending",
     "conveyor.adaptertest._publishing",
     "conveyor.adaptertest._store_capabilities",
+    "conveyor.adaptertest._tails",
     "conveyor.adaptertest._connector",
     "conveyor.adaptertest._event_streamer",
     "conveyor.adaptertest._fixtures",
@@ -60,6 +61,7 @@ from ._role_scheduler import SchedulerFactory as SchedulerFactory  # noqa: E402
 from ._store_capabilities import KeepsSnapshotsSuite as KeepsSnapshotsSuite  # noqa: E402
 from ._store_capabilities import NotifiesChangesSuite as NotifiesChangesSuite  # noqa: E402
 from ._store_capabilities import ReportsOutboxSuite as ReportsOutboxSuite  # noqa: E402
+from ._tails import TailsTopicsSuite as TailsTopicsSuite  # noqa: E402
 from ._timeout_store import TimeoutStoreSuite as TimeoutStoreSuite  # noqa: E402
 
 __all__ = (
@@ -75,6 +77,7 @@ __all__ = (
     "RoleSchedulerSuite",
     "SchedulerFactory",
     "StoreAndStreamer",
+    "TailsTopicsSuite",
     "TimeoutStoreSuite",
     "dummy_record",
     "insert",

@@ -1,10 +1,11 @@
-"""An in-process event log with push wake-ups and a cursor per receiver name."""
+"""An in-process event log with push wake-ups, a cursor per receiver name, and tails."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..._capabilities import TailBatch
 from ..._clock import Clock, SystemClock
 from ..._errors import AdapterError
 from ..._event import Event
@@ -13,7 +14,7 @@ from ..._kit._sender import EventSenderBase
 from ..._kit._signal import Signal
 from ..._protocols import OutgoingEvent
 
-__all__ = ["MemoryEventStreamer"]
+__all__ = ["MemoryEventStreamer", "MemoryTail"]
 
 
 @dataclass(slots=True)
@@ -27,7 +28,8 @@ class MemoryEventStreamer:
 
     Several workflows (several "instances") may share one streamer on one event loop.
     Receivers are woken by sends; nothing polls. Cursors (per topic and receiver name)
-    are positions in the topic's log and persist for the streamer's lifetime.
+    are positions in the topic's log and persist for the streamer's lifetime. ``tail``
+    follows a topic from its end without a cursor (the ``TailsTopics`` capability).
     """
 
     def __init__(self, *, clock: Clock | None = None) -> None:
@@ -74,6 +76,11 @@ class MemoryEventStreamer:
         if cursor is None:
             cursor = len(t.events) if stream_from_latest else 0
         return MemoryEventReceiver(self, topic, name, t, cursor)
+
+    async def tail(self, topic: str) -> MemoryTail:
+        """A tail of ``topic`` from the end of its log now (``TailsTopics``)."""
+        t = self._topic(topic)
+        return MemoryTail(t, len(t.events))
 
     async def close(self) -> None:
         """Nothing to release: memory adapters hold no connections. Idempotent."""
@@ -153,3 +160,30 @@ class MemoryEventReceiver:
         if not self._closed:
             self._closed = True
             self._log.appended.fire()
+
+
+class MemoryTail:
+    """Follows one topic of a ``MemoryEventStreamer`` from a position in its log (a
+    ``Tail``): woken by the topic's sends, never a gap (the log keeps every event)."""
+
+    def __init__(self, log: _Topic, start: int) -> None:
+        self._log = log
+        self._next = start  # next position to hand out
+        self._closed = False
+
+    def __aiter__(self) -> MemoryTail:
+        return self
+
+    async def __anext__(self) -> TailBatch:
+        events = self._log.events
+        while self._next >= len(events) and not self._closed:
+            await self._log.appended.wait()
+        if self._closed:
+            raise StopAsyncIteration
+        start, self._next = self._next, len(events)
+        return TailBatch(events[start : self._next])
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._log.appended.fire()  # a pending read wakes up and ends the iteration
