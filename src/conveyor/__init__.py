@@ -11,6 +11,7 @@ from ._builder import Builder as Builder
 from ._builder import ConnectorBuilder as ConnectorBuilder
 from ._builder import StepBuilder as StepBuilder
 from ._builder import TimeoutBuilder as TimeoutBuilder
+from ._client import WorkflowClient as WorkflowClient
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._connect import Backend as Backend
@@ -22,6 +23,8 @@ from ._definition import Definition as Definition
 from ._errors import AdapterError as AdapterError
 from ._errors import AdapterUnavailable as AdapterUnavailable
 from ._errors import BuildError as BuildError
+from ._errors import CallbackRejected as CallbackRejected
+from ._errors import CallbackRejection as CallbackRejection
 from ._errors import DecodeError as DecodeError
 from ._errors import InvalidSchedule as InvalidSchedule
 from ._errors import InvalidTransition as InvalidTransition
@@ -65,6 +68,8 @@ __all__ = (
     "BuildError",
     "Builder",
     "CallbackFn",
+    "CallbackRejected",
+    "CallbackRejection",
     "Cancel",
     "Clock",
     "ConnectorBuilder",
@@ -103,6 +108,7 @@ __all__ = (
     "TypedRecord",
     "VersionConflict",
     "Workflow",
+    "WorkflowClient",
     "WorkflowError",
     "WorkflowInProgress",
     "connect",

@@ -4,7 +4,7 @@ The tree::
 
     WorkflowError
     ├── BuildError                 a graph or option mistake found by Builder.build()
-    ├── NotRunning                 trigger/schedule before run() or after stop()
+    ├── NotRunning                 trigger/schedule outside run() (and client())
     ├── InvalidSchedule            a cron spec that does not parse (also a ValueError)
     ├── RecordNotFound             (also a LookupError)
     ├── TimeoutNotFound            (also a LookupError)
@@ -12,6 +12,7 @@ The tree::
     ├── WorkflowInProgress         the foreign ID already has an active run
     ├── VersionConflict            a compare-and-set write lost to another writer
     ├── InvalidTransition          a status or run-state move the graph or table forbids
+    │   └── CallbackRejected       callback(): no callback of the status applied to the run
     ├── RunEnded                   wait(): the run finished without reaching the status
     ├── DecodeError                a stored object no longer decodes (also a ValueError)
     └── AdapterError               a backend failed; the driver's error is the __cause__
@@ -20,7 +21,7 @@ The tree::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from ._record import Record
@@ -29,6 +30,8 @@ __all__ = [
     "AdapterError",
     "AdapterUnavailable",
     "BuildError",
+    "CallbackRejected",
+    "CallbackRejection",
     "DecodeError",
     "InvalidSchedule",
     "InvalidTransition",
@@ -98,6 +101,21 @@ class VersionConflict(WorkflowError):
 
 class InvalidTransition(WorkflowError):
     """A status move not in the graph, or a run-state move not in the RunState table."""
+
+
+CallbackRejection = Literal["not_at_status", "stopped", "finished", "moved"]
+"""Why ``callback()`` applied to no run: the run is at another status, it is paused, it
+has finished, or (``moved``) the callback ran but its write lost to a racing writer."""
+
+
+class CallbackRejected(InvalidTransition):
+    """``callback()`` applied no callback: ``reason`` says why, ``record`` is the run as
+    it was found (for ``moved``: as the racing writer left it)."""
+
+    def __init__(self, record: Record, reason: CallbackRejection, message: str) -> None:
+        super().__init__(message)
+        self.record = record
+        self.reason: CallbackRejection = reason
 
 
 class RunEnded(WorkflowError):

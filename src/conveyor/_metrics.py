@@ -23,6 +23,7 @@ class _Collectors:
     errors: Counter
     skipped: Counter
     run_state_changes: Counter
+    waits: Counter
 
 
 _BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, _Collectors] = (
@@ -79,6 +80,13 @@ def _collectors(registry: CollectorRegistry) -> _Collectors:
                     ("workflow_name", "previous_run_state", "current_run_state"),
                     registry=registry,
                 ),
+                waits=Counter(
+                    "workflow_waits",
+                    "Waits that returned a run, by what found it: the first store read "
+                    "('store') or an event ('event')",
+                    ("workflow_name", "found_by"),
+                    registry=registry,
+                ),
             )
         return found
 
@@ -94,6 +102,10 @@ class Metrics:
         self.registry: CollectorRegistry = registry if registry is not None else REGISTRY
         self._c = _collectors(self.registry)
         self._changes: dict[tuple[str, str], Counter] = {}
+        self.waits_found_by_store: Counter = self._c.waits.labels(workflow_name, "store")
+        """Waits that returned from their first store read (the run was there already)."""
+        self.waits_found_by_event: Counter = self._c.waits.labels(workflow_name, "event")
+        """Waits that returned after an event of their run."""
 
     def process(self, process_name: str) -> ProcessMetrics:
         return ProcessMetrics(self._c, self.workflow_name, process_name)

@@ -9,16 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, tzinfo
 from types import TracebackType
 from typing import Generic, TypeVar
 
+from ._client import WorkflowClient
 from ._clock import Clock, SystemClock
 from ._control import RunStateController, move_latest
 from ._definition import Definition
 from ._engine import Engine
-from ._errors import DecodeError, InvalidSchedule, InvalidTransition, NotRunning
+from ._errors import (
+    CallbackRejected,
+    CallbackRejection,
+    DecodeError,
+    InvalidSchedule,
+    InvalidTransition,
+    NotRunning,
+    RecordNotFound,
+    VersionConflict,
+)
 from ._execution import PoisonRun
 from ._logging import StdLogger
 from ._markers import Skip
@@ -37,7 +48,7 @@ from ._schedule import Schedule
 from ._scheduling import run_schedule
 from ._supervisor import ProcessContext, Supervisor
 from ._types import ScheduleFilter, StepResult
-from ._waiting import Waiter
+from ._waiting import Waits
 
 __all__ = ["Workflow"]
 
@@ -96,9 +107,12 @@ class Workflow(Generic[T, S]):
             logger=_QuietLogger(logger or StdLogger(), definition.debug),
         )
         self._engine = engine
-        self._waiter: Waiter[T, S] = Waiter(engine.runs, streamer)
+        self._waits: Waits[T, S] = Waits(
+            engine.runs, streamer, engine.telemetry.logger, engine.telemetry.metrics
+        )
         self._supervisor: Supervisor | None = None
         self._running = False
+        self._clients = 0
         self._lock = asyncio.Lock()
         self._callbacks: dict[int, list[_Callback[T, S]]] = {}
         for status, specs in definition.callbacks.items():
@@ -161,6 +175,7 @@ class Workflow(Generic[T, S]):
             for process in self._processes:
                 supervisor.start(process)
             self._running = True
+            self._waits.hold()
 
     async def stop(self) -> None:
         """Stop every process and wait until each has ended (running steps finish or are
@@ -173,6 +188,7 @@ class Workflow(Generic[T, S]):
             self._supervisor = None
             await supervisor.stop()
             self._engine.threads.shutdown()
+            await self._waits.release()
 
     async def __aenter__(self) -> Workflow[T, S]:
         await self.run()
@@ -199,10 +215,38 @@ class Workflow(Generic[T, S]):
 
     # ------------------------------------------------------------------ runs
 
+    @asynccontextmanager
+    async def client(self) -> AsyncIterator[WorkflowClient[T, S]]:
+        """Use the workflow from an API process: ``async with wf.client() as client:``.
+
+        Inside the block, ``client`` (and ``wf`` itself) can ``trigger``, ``wait``,
+        ``callback``, ``lookup`` and control runs, while no background process runs here:
+        no role is taken, and no step, timeout, hook or connector executes (workers do
+        that, with ``run()`` or ``conveyor worker``). ``schedule`` raises ``NotRunning``
+        in a client. Clients may nest and overlap ``run()``.
+        """
+        async with self._lock:
+            self._clients += 1
+            self._waits.hold()
+        try:
+            yield WorkflowClient(self)
+        finally:
+            async with self._lock:
+                self._clients -= 1
+                await self._waits.release()
+
+    def _require_api(self, what: str) -> None:
+        if not self._running and self._clients == 0:
+            raise NotRunning(
+                f"cannot {what}: workflow {self.name!r} is not running "
+                "(use run() in a worker, or client() in an API process)"
+            )
+
     def _require_running(self, what: str) -> Supervisor:
         supervisor = self._supervisor
         if not self._running or supervisor is None:
-            raise NotRunning(f"cannot {what}: workflow {self.name!r} is not running")
+            where = " (a client runs no background process)" if self._clients else ""
+            raise NotRunning(f"cannot {what}: workflow {self.name!r} is not running{where}")
         return supervisor
 
     def _status_in_graph(self, status: int, what: str) -> int:
@@ -223,9 +267,10 @@ class Workflow(Generic[T, S]):
 
         Starts at ``start_at`` (default: the first status with no incoming edge) with
         ``initial`` as the object (default: the type's zero value). Raises ``NotRunning``
-        before ``run()``, ``WorkflowInProgress`` if the foreign ID has an active run.
+        outside ``run()`` and ``client()``, ``WorkflowInProgress`` if the foreign ID has an
+        active run.
         """
-        self._require_running("trigger")
+        self._require_api("trigger")
         engine = self._engine
         if start_at is None:
             status = self._definition.graph.starting()[0]
@@ -253,31 +298,53 @@ class Workflow(Generic[T, S]):
         """Return the run once it has reached ``status`` (also if it did before the call).
 
         For a terminal status: once the run completed there. Raises ``RunEnded`` if the run
-        finishes another way first; keeps waiting while the run is paused. Bound it with
-        ``asyncio.timeout``.
+        finishes another way first; keeps waiting while the run is paused. Raises
+        ``RecordNotFound`` at once if this workflow has no run ``run_id`` for
+        ``foreign_id``. Bound it with ``asyncio.timeout``.
+
+        The waits of one process share one read of each topic (when the streamer offers
+        ``conveyor.abc.TailsTopics``). ``poll_interval`` matters only for streamers
+        without it: it bounds how long each wait's own receivers go between looks.
         """
         target = self._status_in_graph(status, "wait")
-        return await self._waiter.wait(foreign_id, run_id, target, poll_interval)
+        return await self._waits.wait(foreign_id, run_id, target, poll_interval)
 
-    async def callback(self, foreign_id: str, status: S, payload: bytes = b"") -> None:
-        """Hand ``payload`` to the callbacks registered for ``status``.
+    async def callback(self, foreign_id: str, status: S, payload: bytes = b"") -> Run[T, S]:
+        """Hand ``payload`` to the callbacks registered for ``status``; return the run as
+        they left it.
 
-        Targets the latest run of ``foreign_id``; does nothing if that run is not at
-        ``status`` or is stopped. Errors of the callback function are raised to the caller;
-        an invalid result raises ``InvalidTransition``.
+        Targets the latest run of ``foreign_id``. Raises ``RecordNotFound`` if it has
+        none; ``InvalidTransition`` at once if ``status`` has no callback (as ``trigger``
+        and ``wait`` do for a status the workflow lacks); ``CallbackRejected`` if no
+        callback applied (``reason``: the run is at another status, paused, finished,
+        or ``moved``: the callback ran but a step or timeout moved the run first). With
+        several callbacks for the status, each runs in turn on the run as the previous
+        one left it. Errors of the callback function are raised to the caller; an
+        invalid result raises ``InvalidTransition``.
         """
+        target = self._status_in_graph(status, "callback")
+        fns = self._callbacks.get(target)
+        if not fns:
+            raise InvalidTransition(
+                f"cannot callback: status {self._definition.status_name(target)} of "
+                f"workflow {self.name!r} has no callback"
+            )
         engine = self._engine
         runs = engine.runs
-        for fn in self._callbacks.get(int(status), []):
+        applied: Run[T, S] | None = None
+        for fn in fns:
             record = await engine.store.latest(self.name, str(foreign_id))
-            if record.status != int(status) or record.run_state.stopped():
-                return
+            rejection = self._rejection(record, target)
+            if rejection is not None:
+                if applied is not None:
+                    break  # an earlier callback moved it on
+                raise rejection
             try:
                 run = runs.to_run(record)
             except PoisonRun as exc:
                 raise InvalidTransition(str(exc)) from exc
             with engine.telemetry.tracing.span(
-                f"conveyor callback {self._definition.status_name(int(status))}",
+                f"conveyor callback {self._definition.status_name(target)}",
                 run_id=record.run_id,
                 workflow=self.name,
             ):
@@ -286,8 +353,52 @@ class Workflow(Generic[T, S]):
                     write = runs.result_write(record, run, result)
                 except PoisonRun as exc:
                     raise InvalidTransition(str(exc)) from exc
-                if not isinstance(write, Skip):
+                if isinstance(write, Skip):
+                    applied = runs.view(record)
+                    continue
+                try:
                     await engine.writer.write(write)
+                except VersionConflict as exc:
+                    if applied is not None:
+                        break
+                    raise await self._lost_race(record, target) from exc
+                applied = runs.view(write.record)
+        assert applied is not None  # every path either applied or raised
+        return applied
+
+    def _rejection(self, record: Record, target: int) -> CallbackRejected | None:
+        """Why a callback of ``target`` does not apply to ``record`` (``None``: it does)."""
+        state = record.run_state
+        name = self._definition.status_name
+        reason: CallbackRejection
+        if state.finished():
+            reason, why = "finished", f"it has finished ({state})"
+        elif state.stopped():
+            reason, why = "stopped", f"it is {state}"
+        elif record.status != target:
+            reason, why = "not_at_status", f"it is at {name(record.status)}"
+        else:
+            return None
+        return CallbackRejected(
+            record,
+            reason,
+            f"callback for {name(target)} rejected: run {record.run_id} of foreign ID "
+            f"{record.foreign_id!r} is not waiting for it ({why})",
+        )
+
+    async def _lost_race(self, record: Record, target: int) -> CallbackRejected:
+        try:
+            current = await self._engine.store.lookup(record.run_id)
+        except RecordNotFound:
+            current = record
+        name = self._definition.status_name
+        return CallbackRejected(
+            current,
+            "moved",
+            f"callback for {name(target)} rejected: run {record.run_id} of foreign ID "
+            f"{record.foreign_id!r} moved on (to {name(current.status)}, {current.run_state})"
+            " while the callback ran; the callback's result was not written",
+        )
 
     async def schedule(
         self,

@@ -9,10 +9,18 @@ from typing import Any
 
 import pytest
 
-from conveyor import Builder, InvalidTransition, RecordNotFound, Run, RunState, Workflow
+from conveyor import (
+    Builder,
+    CallbackRejected,
+    InvalidTransition,
+    RecordNotFound,
+    Run,
+    RunState,
+    Workflow,
+)
 from conveyor.testing import trigger_callback_on
 
-from ._support import WAIT, Doc, Env, Status
+from ._support import WAIT, Doc, Env, Status, never_called, to_done
 
 
 def approval(env: Env, fn: Any, *to: Status) -> Workflow[Doc, Status]:
@@ -59,7 +67,27 @@ async def test_a_plain_def_callback_runs_in_a_thread(env: Env) -> None:
     assert threads[0] is not threading.main_thread()
 
 
-async def test_a_callback_for_another_status_is_a_no_op(env: Env) -> None:
+async def test_a_callback_returns_the_run_as_it_left_it(env: Env) -> None:
+    async def approve(run: Run[Doc, Status], payload: bytes) -> Status:
+        run.object.name = payload.decode()
+        return Status.DONE
+
+    wf = approval(env, approve)
+    async with wf:
+        rid = await wf.trigger("fid")
+        run = await wf.callback("fid", Status.STARTED, b"alice")
+    assert (run.run_id, run.status, run.run_state, run.object.name) == (
+        rid,
+        Status.DONE,
+        RunState.COMPLETED,
+        "alice",
+    )
+    assert run.meta.version == 2
+
+
+async def test_a_callback_for_a_run_at_another_status_is_rejected_and_writes_nothing(
+    env: Env,
+) -> None:
     calls = 0
 
     async def approve(run: Run[Doc, Status], payload: bytes) -> Status:
@@ -78,29 +106,92 @@ async def test_a_callback_for_another_status_is_a_no_op(env: Env) -> None:
     wf = env.build(b)
     async with wf:
         rid = await wf.trigger("fid")
-        # When calling back for MIDDLE while the run is at STARTED
-        await wf.callback("fid", Status.MIDDLE, b"early")
-        # Then nothing happened
+        # When calling back for MIDDLE while the run is at STARTED (an early webhook)
+        with pytest.raises(CallbackRejected, match="it is at STARTED") as rejected:
+            await wf.callback("fid", Status.MIDDLE, b"early")
+        # Then the caller learns why, with the run as it is, and nothing happened
+        assert rejected.value.reason == "not_at_status"
+        assert isinstance(rejected.value, InvalidTransition)
+        assert (rejected.value.record.run_id, rejected.value.record.status) == (
+            rid,
+            Status.STARTED,
+        )
         assert calls == 0
         assert (await env.store.lookup(rid)).version == 1
-        # And a status without callbacks is a no-op too
-        await wf.callback("fid", Status.DONE, b"")
-        assert (await env.store.lookup(rid)).version == 1
 
 
-async def test_a_callback_on_a_stopped_run_is_a_no_op(env: Env) -> None:
+async def test_a_callback_for_a_status_without_callbacks_raises_at_once(env: Env) -> None:
+    wf = approval(env, never_called)
+    async with wf:
+        # No run exists at all: the mistake is in the call, so it is reported first
+        with pytest.raises(InvalidTransition, match="DONE of workflow 'approval' has no callback"):
+            await wf.callback("nobody", Status.DONE, b"")
+        # The same error trigger and wait raise for a status the workflow lacks
+        with pytest.raises(InvalidTransition, match="not part of workflow") as err:
+            await wf.callback("nobody", Status.UNUSED, b"")
+        with pytest.raises(type(err.value), match="not part of workflow"):
+            await wf.trigger("fid", start_at=Status.UNUSED)
+        rid = await wf.trigger("fid")
+        with pytest.raises(type(err.value), match="not part of workflow"):
+            await wf.wait("fid", rid, Status.UNUSED)
+
+
+async def test_a_callback_on_a_paused_or_finished_run_is_rejected(env: Env) -> None:
     async def approve(run: Run[Doc, Status], payload: bytes) -> Status:
-        raise AssertionError("must not be called for a paused run")
+        raise AssertionError("must not be called for a stopped run")
 
     wf = approval(env, approve)
     async with wf:
         rid = await wf.trigger("fid")
         await wf.pause(rid)
-        await wf.callback("fid", Status.STARTED, b"x")
+        with pytest.raises(CallbackRejected, match="it is Paused") as paused:
+            await wf.callback("fid", Status.STARTED, b"x")
+        assert paused.value.reason == "stopped"
         assert (await env.store.lookup(rid)).run_state is RunState.PAUSED
         await wf.cancel(rid)
-        await wf.callback("fid", Status.STARTED, b"x")
-        assert (await env.store.lookup(rid)).run_state is RunState.CANCELLED
+        with pytest.raises(CallbackRejected, match="finished") as cancelled:
+            await wf.callback("fid", Status.STARTED, b"x")
+        assert cancelled.value.reason == "finished"
+        assert cancelled.value.record.run_state is RunState.CANCELLED
+
+
+async def test_a_callback_whose_write_loses_to_a_racing_step_is_rejected_as_moved(
+    env: Env,
+) -> None:
+    # Given a run at STARTED that a step and a callback may both move
+    go = asyncio.Event()
+    callback_ran = False
+
+    async def slow_step(run: Run[Doc, Status]) -> Status:
+        await go.wait()
+        return Status.MIDDLE
+
+    b = Builder("race", Doc, Status)
+    b.add_step(Status.STARTED, slow_step, Status.MIDDLE)
+    b.add_step(Status.MIDDLE, to_done, Status.DONE)
+
+    async def approve(run: Run[Doc, Status], payload: bytes) -> Status:
+        nonlocal callback_ran
+        callback_ran = True
+        # While the callback works, the step finishes and moves the run on
+        go.set()
+        await wf.wait(run.foreign_id, run.run_id, Status.MIDDLE)
+        return Status.OTHER_END
+
+    b.add_callback(Status.STARTED, approve, Status.OTHER_END)
+    wf = env.build(b)
+    async with wf:
+        rid = await wf.trigger("fid")
+        # When the callback's write comes second
+        with pytest.raises(CallbackRejected, match="moved on") as rejected:
+            await wf.callback("fid", Status.STARTED, b"")
+        # Then the callback did run, its result was not written, and the run went the
+        # step's way
+        assert callback_ran
+        assert rejected.value.reason == "moved"
+        assert rejected.value.record.status in (Status.MIDDLE, Status.DONE)
+        done = await asyncio.wait_for(wf.wait("fid", rid, Status.DONE), WAIT)
+    assert Status.OTHER_END not in done.meta.reached
 
 
 async def test_a_callback_targets_the_latest_run(env: Env) -> None:

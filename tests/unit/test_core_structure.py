@@ -18,6 +18,7 @@ CORE = [
     "_definition.py",
     "_execution.py",
     "_waiting.py",
+    "_client.py",
     "_scheduling.py",
     "_types.py",
     "_markers.py",
@@ -93,7 +94,7 @@ LAYERS: list[set[str]] = [
     {"_consumers"},
     {"_plan"},
     {"_waiting", "_control", "_scheduling"},
-    {"_workflow"},
+    {"_workflow", "_client"},
     {"_builder"},
 ]
 """Bottom to top: a module may import from its own layer or below, never above."""

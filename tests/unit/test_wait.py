@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from conveyor import Builder, InvalidTransition, Run, RunEnded, RunState, Workflow
+from conveyor import (
+    Builder,
+    InvalidTransition,
+    RecordNotFound,
+    Run,
+    RunEnded,
+    RunState,
+    Workflow,
+)
 from conveyor.testing import run_until_idle
 
 from ._support import WAIT, Doc, Env, Status, settle
@@ -219,3 +227,32 @@ async def test_a_terminal_status_the_run_never_reached_still_raises_run_ended(en
         with pytest.raises(RunEnded):
             async with asyncio.timeout(WAIT):
                 await wf.wait("fid", rid, Status.DONE)
+
+
+async def test_an_unknown_run_id_raises_record_not_found_at_once(env: Env) -> None:
+    wf = with_callback(env)
+    async with wf:
+        with pytest.raises(RecordNotFound, match="no run 'nope' for foreign ID 'fid'"):
+            await wf.wait("fid", "nope", Status.DONE)
+
+
+async def test_a_run_of_another_foreign_id_raises_record_not_found(env: Env) -> None:
+    wf = with_callback(env)
+    async with wf:
+        rid = await wf.trigger("alice")
+        await run_until_idle(wf, timeout=WAIT)
+        with pytest.raises(RecordNotFound, match="for foreign ID 'bob'"):
+            await wf.wait("bob", rid, Status.MIDDLE)
+        # And the right foreign ID still finds it
+        assert (await wf.wait("alice", rid, Status.MIDDLE)).run_id == rid
+
+
+async def test_a_run_of_another_workflow_raises_record_not_found(env: Env) -> None:
+    wf = with_callback(env)
+    b = Builder("other", Doc, Status)
+    b.add_callback(Status.STARTED, finish, Status.DONE)
+    other = env.build(b)
+    async with wf, other:
+        rid = await other.trigger("fid")
+        with pytest.raises(RecordNotFound):
+            await wf.wait("fid", rid, Status.MIDDLE)
