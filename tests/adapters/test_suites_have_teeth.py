@@ -26,6 +26,7 @@ from conveyor.abc import (
     Record,
     RecordWrite,
     RoleScheduler,
+    TailBatch,
     TimeoutRecord,
 )
 from conveyor.abc.kit import AckTracker
@@ -40,6 +41,7 @@ from conveyor.adapters.memory import (
     MemoryRoleScheduler,
     MemoryTimeoutStore,
 )
+from conveyor.adapters.memory._streamer import MemoryTail, _Topic
 from conveyor.adaptertest import ConnectorMaker, SchedulerFactory, StoreAndStreamer
 
 # --------------------------------------------------------------------------- broken stores
@@ -419,6 +421,92 @@ class StreamerWhosePendingRaisesWhenClosed(_StreamerWithReceiverType):
     receiver_type = _PendingRaisesWhenClosedReceiver
 
 
+# --------------------------------------------------------------------------- broken TailsTopics
+
+
+class _StreamerWithTailType(MemoryEventStreamer):
+    """A memory streamer that hands out tails of a (broken) subclass."""
+
+    tail_type: type[MemoryTail] = MemoryTail
+
+    async def tail(self, topic: str) -> MemoryTail:
+        log = self._topic(topic)
+        return self.tail_type(log, len(log.events))
+
+
+class StreamerTailingFromTheStart(MemoryEventStreamer):
+    """A tail starts at the beginning of the topic's log instead of its end."""
+
+    async def tail(self, topic: str) -> MemoryTail:
+        return MemoryTail(self._topic(topic), 0)
+
+
+class _PositionedAtFirstReadTail(MemoryTail):
+    _positioned = False
+
+    async def __anext__(self) -> TailBatch:
+        if not self._positioned:
+            self._positioned = True
+            self._next = len(self._log.events)
+        return await super().__anext__()
+
+
+class StreamerPositioningTailsAtTheirFirstRead(_StreamerWithTailType):
+    """A tail takes the topic's end at its first read, not when ``tail()`` returns."""
+
+    tail_type = _PositionedAtFirstReadTail
+
+
+class _SharedPositionTail(MemoryTail):
+    def __init__(self, log: _Topic, position: list[int]) -> None:
+        self._position = position
+        super().__init__(log, position[0])
+
+    @property
+    def _next(self) -> int:
+        return self._position[0]
+
+    @_next.setter
+    def _next(self, value: int) -> None:
+        self._position[0] = value
+
+
+class StreamerWhoseTailsShareOnePosition(MemoryEventStreamer):
+    """The tails of a topic share one position: each event goes to one of them only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._positions: dict[str, list[int]] = {}
+
+    async def tail(self, topic: str) -> MemoryTail:
+        log = self._topic(topic)
+        return _SharedPositionTail(log, self._positions.setdefault(topic, [len(log.events)]))
+
+
+class _CloseLeavingTheReadWaitingTail(MemoryTail):
+    async def close(self) -> None:
+        self._closed = True  # the pending read is not woken
+
+
+class StreamerWhoseTailCloseLeavesAReadWaiting(_StreamerWithTailType):
+    """A tail's ``close()`` ends later reads but not one that is waiting."""
+
+    tail_type = _CloseLeavingTheReadWaitingTail
+
+
+class _CloseOnceTail(MemoryTail):
+    async def close(self) -> None:
+        if self._closed:
+            raise AdapterError("tail already closed")
+        await super().close()
+
+
+class StreamerWhoseTailsCloseOnce(_StreamerWithTailType):
+    """A tail's second ``close()`` raises."""
+
+    tail_type = _CloseOnceTail
+
+
 # --------------------------------------------------------------------------- PublishesEvents
 
 
@@ -599,6 +687,7 @@ _CONNECTORS = {"wait_timeout": 0.3, "workflow_timeout": 2.0}
 _PENDING = {"recv_timeout": 0.3}
 _PUBLISHED = {"recv_timeout": 0.3}
 _CAPABILITY = {"wait_timeout": 0.3}
+_TAILS = {"recv_timeout": 0.3}
 
 VARIANTS: dict[str, Variant] = {
     # Correct adapters: the harness must report no failure for them.
@@ -629,6 +718,7 @@ VARIANTS: dict[str, Variant] = {
     "memory-store-reports-outbox": Variant(
         "ReportsOutboxSuite", "store", MemoryRecordStore, _CAPABILITY
     ),
+    "memory-tails": Variant("TailsTopicsSuite", "streamer", MemoryEventStreamer, _TAILS),
     # Broken adapters: the suite must fail them.
     "store-without-compare-and-set": Variant(
         "RecordStoreSuite", "store", StoreWithoutCompareAndSet, _STORE
@@ -759,6 +849,21 @@ VARIANTS: dict[str, Variant] = {
     "outbox-size-of-one-workflow": Variant(
         "ReportsOutboxSuite", "store", StoreWhoseOutboxSizeCountsOneWorkflow, _CAPABILITY
     ),
+    "tail-from-the-start": Variant(
+        "TailsTopicsSuite", "streamer", StreamerTailingFromTheStart, _TAILS
+    ),
+    "tail-positioned-at-its-first-read": Variant(
+        "TailsTopicsSuite", "streamer", StreamerPositioningTailsAtTheirFirstRead, _TAILS
+    ),
+    "tails-sharing-one-position": Variant(
+        "TailsTopicsSuite", "streamer", StreamerWhoseTailsShareOnePosition, _TAILS
+    ),
+    "tail-close-leaving-a-read-waiting": Variant(
+        "TailsTopicsSuite", "streamer", StreamerWhoseTailCloseLeavesAReadWaiting, _TAILS
+    ),
+    "tail-close-raising-the-second-time": Variant(
+        "TailsTopicsSuite", "streamer", StreamerWhoseTailsCloseOnce, _TAILS
+    ),
 }
 
 _INI = """\
@@ -854,6 +959,7 @@ def test_harness_passes_the_correct_memory_adapter(
         "memory-store-keeps-snapshots",
         "memory-store-notifies-changes",
         "memory-store-reports-outbox",
+        "memory-tails",
     ],
 )
 def test_harness_passes_every_case_of_a_capability_suite_on_a_correct_adapter(
@@ -1152,6 +1258,45 @@ def test_harness_passes_every_case_of_a_capability_suite_on_a_correct_adapter(
                 "test_deleted_outbox_events_no_longer_count",
             },
             id="outbox-size-of-one-workflow",
+        ),
+        pytest.param(
+            "tail-from-the-start",
+            {
+                "test_events_sent_before_the_tail_opened_are_not_handed_out_later_ones_are",
+                "test_a_tail_opened_later_starts_at_its_own_open",
+                "test_a_tail_leaves_no_cursor_and_needs_no_acks",
+            },
+            id="tail-from-the-start",
+        ),
+        pytest.param(
+            "tail-positioned-at-its-first-read",
+            {
+                "test_events_sent_before_the_tail_opened_are_not_handed_out_later_ones_are",
+                "test_events_round_trip_foreign_id_type_and_headers",
+                "test_a_tail_of_a_topic_never_used_hands_out_its_first_event",
+                "test_every_event_is_handed_out_once_across_many_batches",
+                "test_two_tails_of_one_topic_each_get_every_event",
+            },
+            id="tail-positioned-at-its-first-read",
+        ),
+        pytest.param(
+            "tails-sharing-one-position",
+            {
+                "test_two_tails_of_one_topic_each_get_every_event",
+                "test_a_tail_opened_later_starts_at_its_own_open",
+                "test_many_tails_opened_and_closed_leave_the_streamer_working",
+            },
+            id="tails-sharing-one-position",
+        ),
+        pytest.param(
+            "tail-close-leaving-a-read-waiting",
+            {"test_close_ends_a_pending_read"},
+            id="tail-close-leaving-a-read-waiting",
+        ),
+        pytest.param(
+            "tail-close-raising-the-second-time",
+            {"test_a_closed_tail_ends_every_later_iteration_and_close_is_idempotent"},
+            id="tail-close-raising-the-second-time",
         ),
     ],
 )
