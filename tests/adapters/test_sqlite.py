@@ -25,6 +25,7 @@ from conveyor.adapters.sqlite import (
     SQLiteTimeoutStore,
     migrate,
 )
+from conveyor.adapters.sqlite import _streamer as sqlite_streamer
 from conveyor.adapters.sqlite._schema import path_from_url
 from conveyor.adaptertest import (
     EventStreamerSuite,
@@ -32,6 +33,7 @@ from conveyor.adaptertest import (
     ReportsPendingSuite,
     RoleSchedulerSuite,
     SchedulerFactory,
+    TailsTopicsSuite,
     TimeoutStoreSuite,
     dummy_record,
     insert,
@@ -81,6 +83,24 @@ class TestSQLiteReceiversReportPending(ReportsPendingSuite):
     @pytest.fixture
     async def streamer(self, tmp_path: Path) -> AsyncIterator[SQLiteEventStreamer]:
         streamer = await SQLiteEventStreamer.open(str(tmp_path / "events.db"))
+        yield streamer
+        await streamer.close()
+
+
+class TestSQLiteTails(TailsTopicsSuite):
+    @pytest.fixture
+    async def streamer(self, tmp_path: Path) -> AsyncIterator[SQLiteEventStreamer]:
+        streamer = await SQLiteEventStreamer.open(str(tmp_path / "events.db"))
+        yield streamer
+        await streamer.close()
+
+
+class TestSQLiteTailsOnItsThread(TailsTopicsSuite):
+    """Every statement through the connection's thread (``inline=False``)."""
+
+    @pytest.fixture
+    async def streamer(self, tmp_path: Path) -> AsyncIterator[SQLiteEventStreamer]:
+        streamer = await SQLiteEventStreamer.open(str(tmp_path / "events.db"), inline=False)
         yield streamer
         await streamer.close()
 
@@ -398,6 +418,97 @@ async def test_events_sent_through_another_connection_wake_a_receiver(tmp_path: 
     finally:
         await there.close()
         await here.close()
+
+
+async def test_a_tail_leaves_no_rows_and_reports_a_gap_once_events_were_pruned_unread(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tailed.db"
+    # retention=0: the pruner may delete an unread event at once (nothing is registered
+    # on the topic), so no batch can rule out a gap
+    streamer = await SQLiteEventStreamer.open(str(path), retention=0, prune_interval=0)
+    try:
+        # Given a tail, and three events sent and pruned before it read them
+        sender = await streamer.new_sender("watched")
+        tail = await streamer.tail("watched")
+        await sender.send_many(_outgoing(3, "gone"))
+        assert await streamer.prune() == 3
+
+        # Then its next batch reports the gap, with nothing to hand out
+        batch = await asyncio.wait_for(anext(tail), WAIT)
+        assert batch.gap
+        assert list(batch.events) == []
+        # ... it still hands out later events, and it never wrote a cursor
+        await sender.send("kept", 1, {})
+        batch = await asyncio.wait_for(anext(tail), WAIT)
+        assert [e.foreign_id for e in batch.events] == ["kept"]
+        assert _count(path, "SELECT COUNT(*) FROM cursors") == 0
+        await tail.close()
+    finally:
+        await streamer.close()
+
+
+async def test_a_tail_that_keeps_up_reports_no_gap_while_events_are_pruned(
+    tmp_path: Path,
+) -> None:
+    streamer = await SQLiteEventStreamer.open(str(tmp_path / "kept-up.db"), prune_interval=0)
+    try:
+        # Given a tail that read every event sent (retention: the default minute)
+        sender = await streamer.new_sender("watched")
+        tail = await streamer.tail("watched")
+        for i in range(3):
+            await sender.send(str(i), 1, {})
+            batch = await asyncio.wait_for(anext(tail), WAIT)
+            assert ([e.foreign_id for e in batch.events], batch.gap) == ([str(i)], False)
+        # When the pruner runs (nothing is old enough to go) and another event follows
+        assert await streamer.prune() == 0
+        await sender.send("3", 1, {})
+
+        # Then the next batch has it and no gap
+        batch = await asyncio.wait_for(anext(tail), WAIT)
+        assert ([e.foreign_id for e in batch.events], batch.gap) == (["3"], False)
+    finally:
+        await streamer.close()
+
+
+async def test_a_tail_is_woken_by_another_connections_send(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(tmp_path / "two-tails.db")
+    here = await SQLiteEventStreamer.open(path)
+    there = await SQLiteEventStreamer.open(path)  # another process, as far as SQLite knows
+    try:
+        # Given a tail that would look again on its own only after an hour, waiting
+        monkeypatch.setattr(sqlite_streamer, "_FALLBACK_POLL", 3600.0)
+        tail = await here.tail("t")
+        pending = asyncio.ensure_future(anext(tail))
+        await asyncio.sleep(0)
+        assert not pending.done()
+
+        # When another connection sends
+        await (await there.new_sender("t")).send("over there", 1, {})
+
+        # Then the hub's watcher wakes it long before its own next look
+        batch = await asyncio.wait_for(pending, WAIT)
+        assert [e.foreign_id for e in batch.events] == ["over there"]
+        assert not batch.gap
+    finally:
+        await there.close()
+        await here.close()
+
+
+async def test_closing_the_streamer_ends_its_tails(tmp_path: Path) -> None:
+    streamer = await SQLiteEventStreamer.open(str(tmp_path / "closing.db"))
+    tail = await streamer.tail("t")
+    pending = asyncio.ensure_future(anext(tail))
+    await asyncio.sleep(0)
+
+    await streamer.close()
+
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(pending, WAIT)
+    with pytest.raises(AdapterError):
+        await streamer.tail("t")
 
 
 # ---------------------------------------------------------------------------- one workflow

@@ -23,7 +23,8 @@ without ``stream_from_latest`` registers its name at once (a cursor row at posit
 so that the topic is kept for it before it acknowledges anything; ``retention`` also
 covers consumers that start a little after the others (a name that was never opened
 starts at the oldest event still kept). Receivers opened with ``stream_from_latest``
-that never acknowledge (``Workflow.wait`` uses them) leave no row behind. Topics
+that never acknowledge leave no row behind, and neither do tails (``SQLiteTail``, the
+``TailsTopics`` capability: they read like receivers, without a cursor). Topics
 nobody registered on are pruned by age alone. A registered name that will never read
 again (a consumer of a removed step, or of an old ``parallel_count``) keeps its topic
 from being pruned until ``drop_cursor`` forgets it.
@@ -35,12 +36,15 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
+import weakref
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
 import msgspec
 
+from ..._capabilities import TailBatch
 from ..._clock import Clock, SystemClock
 from ..._errors import AdapterError
 from ..._event import Event
@@ -51,7 +55,7 @@ from ..._protocols import OutgoingEvent
 from ._db import Database, from_us, to_us
 from ._pruning import EventPruner, last_event_id
 
-__all__ = ["SQLiteEventReceiver", "SQLiteEventSender", "SQLiteEventStreamer"]
+__all__ = ["SQLiteEventReceiver", "SQLiteEventSender", "SQLiteEventStreamer", "SQLiteTail"]
 
 _log = logging.getLogger("conveyor.adapters.sqlite")
 _encode = msgspec.json.encode
@@ -59,6 +63,8 @@ _decode_headers = msgspec.json.Decoder(dict[str, str]).decode
 
 _FALLBACK_POLL = 1.0
 """Seconds a receiver waits between looks if no wake-up comes (a safety net only)."""
+_TAIL_BATCH = 512
+"""The most events a tail reads (and hands out) at once."""
 
 
 def _event(row: sqlite3.Row) -> Event:
@@ -86,7 +92,7 @@ class SQLiteEventStreamer:
     this process's sends and within a few milliseconds by other processes' (its
     ``poll_interval``, if given, bounds the wait between looks). ``retention`` and
     ``prune_interval`` (seconds) govern pruning (see the module docstring); ``prune()``
-    runs one pass on demand.
+    runs one pass on demand. ``tail`` follows a topic from its end (``TailsTopics``).
     """
 
     def __init__(
@@ -109,6 +115,8 @@ class SQLiteEventStreamer:
             db, retention=retention, interval=prune_interval, before=self._flush_cursors
         )
         self._receivers: set[SQLiteEventReceiver] = set()
+        self._tails: weakref.WeakSet[SQLiteTail] = weakref.WeakSet()
+        self._retention = retention
         self._closed = False
 
     @classmethod
@@ -130,12 +138,14 @@ class SQLiteEventStreamer:
         )
 
     async def close(self) -> None:
-        """Close every receiver, write their cursors, stop pruning. Idempotent."""
+        """Close every receiver and tail, write the cursors, stop pruning. Idempotent."""
         if self._closed:
             return
         self._closed = True
         for receiver in list(self._receivers):
             await receiver.close()
+        for tail in list(self._tails):
+            await tail.close()
         await self._pruner.close()
         await self._cursors.close()
         if self._owns_db:
@@ -188,6 +198,24 @@ class SQLiteEventStreamer:
         if not self._closed:
             self._pruner.start()
         return receiver
+
+    async def tail(self, topic: str) -> SQLiteTail:
+        """A tail of ``topic`` after every event that exists now (ids are global): no cursor
+        row, no registration, nothing written (``TailsTopics``; see ``SQLiteTail``)."""
+        self._check_open()
+        version = self._db.hub.version(("events", topic))
+        covered_at = time.monotonic()
+        start = await self._db.fast_read(last_event_id)
+        tail = SQLiteTail(
+            self._db,
+            topic,
+            start,
+            version=version,
+            covered_at=covered_at,
+            retention=self._retention,
+        )
+        self._tails.add(tail)
+        return tail
 
     async def drop_cursor(self, topic: str, name: str) -> bool:
         """Forget a receiver name's cursor (one that will never read again, such as a
@@ -278,7 +306,58 @@ class SQLiteEventSender(EventSenderBase):
         await self._streamer._append(self.topic, events)
 
 
-class SQLiteEventReceiver:
+class _TopicReader:
+    """Reads one topic after an id, woken by the database's hub: what receivers and tails
+    share. Local sends wake it at once, other processes' through the hub, and without a
+    wake-up it looks again every ``poll`` seconds (a safety net)."""
+
+    def __init__(self, db: Database, topic: str, start: int, poll: float) -> None:
+        self._db = db
+        self._topic = topic
+        self._key = ("events", topic)
+        self._poll = poll
+        self._last = start  # the highest id handed out
+        self._caught_up = -1  # the topic's wake-up version when a look found everything
+        self._closing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._closed = False
+
+    async def _look(self, limit: int) -> list[Event] | None:
+        """Wait until the topic may hold events past ``_last``, then read up to ``limit``
+        of them (none if the look found nothing new); ``None`` once closed."""
+        hub = self._db.hub
+        while True:
+            if self._closed:
+                return None
+            seen = hub.version(self._key)
+            if seen != self._caught_up:
+                break
+            # Nothing was sent to the topic since a look that found everything: wait (the
+            # poll interval still bounds the wait, as a safety net).
+            await hub.wait(self._key, seen, self._poll, self._closing)
+            self._caught_up = -1
+        rows = await self._db.fast_read(
+            partial(_fetch, topic=self._topic, after=self._last, limit=limit)
+        )
+        if self._closed:
+            return None
+        if len(rows) < limit:
+            self._caught_up = seen
+        events = [_event(row) for row in rows]
+        if events:
+            self._last = events[-1].id
+            hub.saw(self._key, self._last)
+        return events
+
+    def _stop(self) -> bool:
+        """Mark closed and wake a pending look; whether this call closed it."""
+        if self._closed:
+            return False
+        self._closed = True
+        self._closing.set_result(None)
+        return True
+
+
+class SQLiteEventReceiver(_TopicReader):
     """Reads one topic of a ``SQLiteEventStreamer`` from the cursor stored under a name."""
 
     def __init__(
@@ -289,49 +368,24 @@ class SQLiteEventReceiver:
         start: int,
         poll_interval: float | None,
     ) -> None:
+        poll = _FALLBACK_POLL if poll_interval is None else max(0.001, poll_interval)
+        super().__init__(streamer._db, topic, start, poll)
         self._streamer = streamer
-        self._db = streamer._db
-        self._topic = topic
         self._name = name
-        self._key = ("events", topic)
-        self._poll = _FALLBACK_POLL if poll_interval is None else max(0.001, poll_interval)
-        self._last = start  # the highest id handed out
         self._acks = AckTracker(start)
-        self._caught_up = -1  # the topic's wake-up version when a look found everything
-        self._closing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._closed = False
 
     def pending(self) -> int:
         """Non-zero while this process knows of events not handed out yet (a hint)."""
         return 1 if self._db.hub.known_last(self._key) > self._last else 0
 
     async def recv(self, max_events: int = 1) -> Sequence[Event]:
-        topic = self._topic
         limit = max(1, max_events)
-        hub = self._db.hub
         while True:
-            if self._closed:
+            events = await self._look(limit)
+            if events is None:
                 raise AdapterError(f"receiver {self._name!r} is closed")
-            seen = hub.version(self._key)
-            if seen == self._caught_up:
-                # Nothing was sent to the topic since a look that found everything: wait
-                # (the poll interval still bounds the wait, as a safety net).
-                await hub.wait(self._key, seen, self._poll, self._closing)
-                self._caught_up = -1
-                continue
-            rows = await self._db.fast_read(
-                partial(_fetch, topic=topic, after=self._last, limit=limit)
-            )
-            if self._closed:
-                raise AdapterError(f"receiver {self._name!r} is closed")
-            if len(rows) < limit:
-                self._caught_up = seen
-            if rows:
-                events = [_event(row) for row in rows]
-                ids = [e.id for e in events]
-                self._last = ids[-1]
-                self._acks.hand_out(ids)
-                self._db.hub.saw(self._key, self._last)
+            if events:
+                self._acks.hand_out([e.id for e in events])
                 return events
 
     async def ack(self, event: Event) -> None:
@@ -345,13 +399,69 @@ class SQLiteEventReceiver:
             self._streamer._commit(self._topic, self._name, self._acks.committed)
 
     async def close(self) -> None:
-        if self._closed:
+        if not self._stop():  # a pending recv wakes up and reports the close
             return
-        self._closed = True
         self._streamer._forget(self)
-        self._closing.set_result(None)  # a pending recv wakes up and reports the close
         if not self._db.closed:
             # On failure the positions stay pending for the next flush; at worst the
             # events are delivered again.
             with contextlib.suppress(AdapterError):
                 await self._streamer._flush_cursors()
+
+
+class SQLiteTail(_TopicReader):
+    """Follows one topic of a ``SQLiteEventStreamer`` from where it was opened (a ``Tail``).
+
+    It reads like a receiver (``WHERE topic = ? AND id > last ORDER BY id``, up to 512
+    events a batch, woken through the hub) but has no cursor row and no name in
+    ``cursors``, so it holds back no pruning and leaves nothing behind.
+
+    Gaps. Not being registered, a tail can lose events to the pruner, which deletes the
+    events every registered name has passed once they are older than ``retention``. It
+    measures that age without timestamps: it may delete up to the highest id it noted at
+    a pass ``retention`` seconds ago, that is only events committed before that pass. A
+    tail knows a moment ``covered_at`` before which every event of its topic was handed
+    out (its last read that reached the end started after it) or announced as a gap (its
+    last batch with ``gap``). An event committed after ``covered_at`` can only be deleted
+    more than ``retention`` seconds after ``covered_at``; so a read that returns within
+    ``retention`` of it misses nothing, and one that returns later hands out its batch
+    with ``gap`` set (with no events if it found none). Only a tail that is not read for
+    about ``retention`` seconds (60 by default) sees one; one read continuously looks
+    again at least every second. This assumes that every process pruning the database
+    uses the same ``retention``, as pruning already assumes for late receivers.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        topic: str,
+        start: int,
+        *,
+        version: int,
+        covered_at: float,
+        retention: float,
+    ) -> None:
+        super().__init__(db, topic, start, _FALLBACK_POLL)
+        # It starts at the end as of ``version``: only a wake-up (or the poll) brings more.
+        self._caught_up = version
+        self._covered_at = covered_at
+        self._retention = retention
+
+    def __aiter__(self) -> SQLiteTail:
+        return self
+
+    async def __anext__(self) -> TailBatch:
+        while True:
+            started = time.monotonic()
+            events = await self._look(_TAIL_BATCH)
+            if events is None:
+                raise StopAsyncIteration
+            gap = time.monotonic() - self._covered_at >= self._retention
+            if gap or len(events) < _TAIL_BATCH:
+                self._covered_at = started
+            if events or gap:
+                return TailBatch(events, gap)
+
+    async def close(self) -> None:
+        """Stop: a pending or later read ends the iteration. Idempotent."""
+        self._stop()
