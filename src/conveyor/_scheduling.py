@@ -45,7 +45,7 @@ async def run_schedule(
             last = (await store.latest(workflow_name, foreign_id)).created_at
         except RecordNotFound:
             last = clock.now()
-        while True:
+        while not ctx.draining:
             slot = schedule.next_after(last)
             await clock.sleep_until(slot)
             ctx.busy = True

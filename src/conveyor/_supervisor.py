@@ -28,18 +28,47 @@ def backoff_delay(base: float, attempt: int) -> float:
 
 @dataclass(slots=True)
 class ProcessContext:
-    """What a process body gets: its names and lease, and hooks to report progress."""
+    """What a process body gets: its names and lease, and hooks to report progress.
+
+    A body sets ``busy`` while it works on something it has started (events received,
+    a step running, a write under way) and checks ``draining`` between pieces of work:
+    once it is set, the body returns instead of starting more. A graceful stop lets a
+    busy body finish and cancels an idle one.
+    """
 
     name: str
     role: str
     lease: Lease
     metrics: ProcessMetrics | None = None
-    busy: bool = False
-    """True while the process holds events it has not finished with."""
+    _busy: bool = False
     clock_wait: bool = False
     """True while the process waits on business time: idle, however much is queued behind."""
     receivers: list[EventReceiver] = field(default_factory=list)
     failures: int = 0
+    draining: bool = False
+    """Set by a graceful stop: finish what was started, start nothing new, return."""
+    _done_with_work: asyncio.Future[None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        """True while the process holds work it has started and not finished."""
+        return self._busy
+
+    @busy.setter
+    def busy(self, value: bool) -> None:
+        self._busy = value
+        waiter = self._done_with_work
+        if not value and waiter is not None:
+            self._done_with_work = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def done_with_work(self) -> asyncio.Future[None]:
+        """A future that completes the next time ``busy`` is cleared."""
+        waiter = self._done_with_work
+        if waiter is None:
+            waiter = self._done_with_work = asyncio.get_running_loop().create_future()
+        return waiter
 
     def progress(self) -> None:
         """The process got work done: the next failure backs off from the start again."""
@@ -80,7 +109,9 @@ class Supervisor:
     """Starts processes as tasks it keeps; a crash in one never cancels the others.
 
     Role loss cancels the process's task (and waits for it: a step in a thread keeps
-    the role until the thread ends). ``stop()`` cancels and awaits every task.
+    the role until the thread ends). ``stop()`` drains: each process finishes the work it
+    has started (its results written, its events acknowledged), starts nothing new and
+    releases its role; what is still running at the grace period's end is cancelled.
     """
 
     def __init__(
@@ -96,6 +127,7 @@ class Supervisor:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.states: dict[str, State] = {}
         self.contexts: dict[str, ProcessContext] = {}
+        self._draining = asyncio.Event()
 
     def start(self, process: Process) -> asyncio.Task[None]:
         if process.name in self._tasks:
@@ -129,7 +161,7 @@ class Supervisor:
     async def _supervise(self, process: Process) -> None:
         attempt = 0
         try:
-            while True:
+            while not self._draining.is_set():
                 self._set_state(process.name, State.IDLE)
                 try:
                     async with self._roles.hold(process.role) as lease:
@@ -152,11 +184,14 @@ class Supervisor:
         self.contexts[process.name] = ctx
         loop = asyncio.get_running_loop()
         lost = loop.create_task(lease.wait_lost())
+        drain = loop.create_task(self._draining.wait())
         try:
-            while not lease.lost():
+            while not lease.lost() and not drain.done():
                 child = loop.create_task(process.body(ctx), name=f"conveyor:{process.name}")
                 try:
-                    await asyncio.wait({child, lost}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({child, lost, drain}, return_when=asyncio.FIRST_COMPLETED)
+                    if drain.done():
+                        await self._finish_work(ctx, child, lost)
                 finally:
                     if not child.done():
                         child.cancel()
@@ -175,22 +210,59 @@ class Supervisor:
                 if process.metrics is not None:
                     process.metrics.errors.inc()
                 delay = backoff_delay(process.err_backoff, ctx.failures)
-                await asyncio.wait({lost}, timeout=delay)
+                await asyncio.wait(
+                    {lost, drain}, timeout=delay, return_when=asyncio.FIRST_COMPLETED
+                )
                 ctx.busy = False
         finally:
             lost.cancel()
+            drain.cancel()
             self.contexts.pop(process.name, None)
             if lease.lost():
                 self._logger.debug("role lost", role=process.role)
 
-    async def stop(self) -> None:
+    @staticmethod
+    async def _finish_work(
+        ctx: ProcessContext, child: asyncio.Task[None], lost: asyncio.Task[None]
+    ) -> None:
+        """Draining: let ``child`` finish what it started, then end it (see ``stop``)."""
+        ctx.draining = True
+        while not child.done() and not lost.done():
+            if not ctx.busy:
+                child.cancel()  # between pieces of work: nothing started is lost
+                return
+            await asyncio.wait(
+                {child, lost, ctx.done_with_work()}, return_when=asyncio.FIRST_COMPLETED
+            )
+
+    async def stop(self, grace: float | None = None) -> bool:
+        """Drain every process and wait until each has ended; returns whether all drained.
+
+        Each process finishes the work it has started (a running step completes and its
+        result is written and acknowledged; events received but not started stay
+        unacknowledged, for the next holder of the role), then releases its role so
+        another instance takes over at once. Processes waiting for a role end at once.
+        After ``grace`` seconds (``None``: no limit), what still runs is cancelled: an
+        async step is interrupted (its run is retried by the next holder); a step in a
+        thread cannot be, so its process keeps its role until the thread ends.
+        """
+        self._draining.set()
+        for ctx in self.contexts.values():
+            ctx.draining = True
+        for name, task in self._tasks.items():
+            if name not in self.contexts:
+                task.cancel()  # waiting for a role or backing off: nothing in hand
         tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
+        pending: set[asyncio.Task[None]] = set()
         if tasks:
-            await asyncio.wait(tasks)
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
         # A task cancelled before it ever ran skipped _supervise's finally.
         for name in self._tasks:
             if self.states.get(name) is not State.SHUTDOWN:
                 self._set_state(name, State.SHUTDOWN)
         self._tasks.clear()
+        return not pending

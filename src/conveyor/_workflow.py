@@ -177,18 +177,29 @@ class Workflow(Generic[T, S]):
             self._running = True
             self._waits.hold()
 
-    async def stop(self) -> None:
-        """Stop every process and wait until each has ended (running steps finish or are
-        cancelled; steps in threads finish). Safe to call more than once, or before run()."""
+    async def stop(self, *, grace: float | None = 30.0) -> bool:
+        """Stop every process gracefully and wait until each has ended; returns whether
+        all of them drained within ``grace`` seconds.
+
+        Each process stops receiving and finishes the attempts it has started: a step
+        that is running completes, its result is written and its event acknowledged, and
+        then the process releases its role, so another instance takes over at once.
+        Events received but not started stay unacknowledged (the next holder gets them).
+        At ``grace`` (``None``: no limit) what still runs is cancelled: async steps are
+        interrupted; a step in a thread cannot be, so stop waits for it (its process
+        keeps its role until then) and returns ``False``. Safe to call more than once,
+        or before run().
+        """
         async with self._lock:
             supervisor = self._supervisor
             self._running = False
             if supervisor is None:
-                return
+                return True
             self._supervisor = None
-            await supervisor.stop()
+            drained = await supervisor.stop(grace)
             self._engine.threads.shutdown()
             await self._waits.release()
+            return drained
 
     async def __aenter__(self) -> Workflow[T, S]:
         await self.run()

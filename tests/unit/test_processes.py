@@ -219,22 +219,25 @@ async def test_a_step_in_a_thread_keeps_the_role_until_the_thread_ends(env: Env)
     assert calls[0] == 1
 
 
-async def test_stop_waits_for_a_step_running_in_a_thread(env: Env) -> None:
+async def test_stop_waits_for_a_step_running_in_a_thread_and_writes_its_result(
+    env: Env,
+) -> None:
     entered = threading.Event()
     release = threading.Event()
-    finished: list[bool] = []
+    finished: list[int] = []
 
     def blocking(run: Run[Doc, Status]) -> Status:
         entered.set()
         release.wait(WAIT)
-        finished.append(True)
+        finished.append(run.version)
+        run.object.name = "charged"
         return Status.DONE
 
     b = Builder("graceful", Doc, Status)
     b.add_step(Status.STARTED, blocking, Status.DONE)
     wf = env.build(b)
     await wf.run()
-    await wf.trigger("fid")
+    rid = await wf.trigger("fid")
     assert await asyncio.to_thread(entered.wait, WAIT)
     # When stop is called while the thread runs
     stopping = asyncio.create_task(wf.stop())
@@ -243,12 +246,65 @@ async def test_stop_waits_for_a_step_running_in_a_thread(env: Env) -> None:
     assert not stopping.done()
     release.set()
     async with asyncio.timeout(WAIT):
-        await stopping
-    assert finished == [True]
+        drained = await stopping
+    # And the step's result is written: the run completed, nothing is left to redo
+    assert drained is True
+    assert finished == [1]
+    record = await env.store.lookup(rid)
+    assert (record.status, record.run_state) == (Status.DONE, RunState.COMPLETED)
+    assert b"charged" in record.object
     assert set(wf.states().values()) == {State.SHUTDOWN}
+    # And a new instance finds nothing to re-execute
+    async with env.build(b) as again:
+        await run_until_idle(again, timeout=WAIT)
+    assert finished == [1]
 
 
-async def test_stop_cancels_an_async_step_and_a_restart_runs_it_again(env: Env) -> None:
+async def test_stop_lets_an_async_step_finish_and_writes_its_result(env: Env) -> None:
+    entered = asyncio.Event()
+    release = asyncio.Event()
+    calls: list[int] = []
+
+    async def step(run: Run[Doc, Status]) -> Status:
+        calls.append(run.version)
+        entered.set()
+        await release.wait()
+        return Status.DONE
+
+    b = Builder("drain", Doc, Status)
+    b.add_step(Status.STARTED, step, Status.DONE)
+    wf = env.build(b)
+    await wf.run()
+    rid = await wf.trigger("fid")
+    async with asyncio.timeout(WAIT):
+        await entered.wait()
+    # When stop is called while the step runs, and a second run arrives meanwhile
+    stopping = asyncio.create_task(wf.stop())
+    await settle()
+    assert not stopping.done()
+    api = env.build(b)
+    async with api.client() as client:
+        late = await client.trigger("late")
+    await settle()
+    release.set()
+    async with asyncio.timeout(WAIT):
+        assert await stopping is True
+    # Then the step's result was written, the late run was not started, and the roles
+    # were given back
+    assert (await env.store.lookup(rid)).status == Status.DONE
+    assert (await env.store.lookup(late)).version == 1
+    assert env.roles.held_roles() == []
+    assert calls == [1]
+    # And the next instance runs the late one, once
+    async with env.build(b) as again:
+        async with asyncio.timeout(WAIT):
+            await again.wait("late", late, Status.DONE)
+    assert calls == [1, 1]
+
+
+async def test_stop_at_its_grace_cancels_an_async_step_and_a_restart_runs_it_again(
+    env: Env,
+) -> None:
     started: list[int] = []
     entered = asyncio.Event()
     block = True
@@ -267,7 +323,8 @@ async def test_stop_cancels_an_async_step_and_a_restart_runs_it_again(env: Env) 
     rid = await wf.trigger("fid")
     async with asyncio.timeout(WAIT):
         await entered.wait()
-        await wf.stop()
+        drained = await wf.stop(grace=0)
+    assert drained is False
     assert (await env.store.lookup(rid)).version == 1
     # When a new instance runs, the unacknowledged event is delivered again
     block = False

@@ -97,7 +97,7 @@ async def consume(
         return accept is None or accept(event)
 
     try:
-        while True:
+        while not ctx.draining:
             events = await receiver.recv(1 if lag is not None else BATCH_SIZE)
             ctx.busy = True
             mine: list[Event] = []

@@ -28,7 +28,7 @@ async def relay_outbox(
     """
     senders: dict[str, EventSender] = {}
     try:
-        while True:
+        while not ctx.draining:
             events = await store.list_outbox_events(workflow_name, options.lookup_limit)
             if not events:
                 ctx.busy = False

@@ -108,7 +108,7 @@ class TimeoutPoller(Generic[T, S]):
 
     async def __call__(self, ctx: ProcessContext) -> None:
         store = self._timeouts
-        while True:
+        while not ctx.draining:
             ctx.busy = True
             now = self._clock.now()
             due = await store.list_valid(self._workflow, self._status, now)
