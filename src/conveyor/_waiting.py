@@ -152,6 +152,14 @@ class Waits(Generic[T, S]):
             self._end(follow)
         await self._settle()
 
+    def watched(self) -> int:
+        """How many waits are open (on shared tails)."""
+        return sum(len(waits) for waits in self._by_run.values())
+
+    def open_tails(self) -> list[str]:
+        """The topics with an open tail."""
+        return sorted(self._follows)
+
     # ------------------------------------------------------------------ reading
 
     async def _first_read(self, foreign_id: str, run_id: str) -> Record:
