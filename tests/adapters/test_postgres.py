@@ -8,7 +8,7 @@ schema (the suites use unique topic, receiver and role names).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
 from _pg_support import FAST_ROLES, open_database, pg_url
@@ -28,6 +28,7 @@ from conveyor.adaptertest import (
     RoleSchedulerSuite,
     SchedulerFactory,
     StoreAndStreamer,
+    TailsTopicsSuite,
     TimeoutStoreSuite,
 )
 
@@ -81,6 +82,16 @@ class TestPostgresRoleScheduler(RoleSchedulerSuite):
             yield make
 
 
+@asynccontextmanager
+async def _listening_streamer(url: str) -> AsyncIterator[PostgresEventStreamer]:
+    """A streamer on a database whose LISTEN connection is up."""
+    async with open_database(url, "suite_events") as db:
+        assert await db.wait_listening(10.0), "the LISTEN connection did not come up"
+        streamer = PostgresEventStreamer(db)
+        yield streamer
+        await streamer.close()
+
+
 class TestPostgresReceiversReportPending(ReportsPendingSuite):
     """Receivers tell they are caught up only while notifications can be relied on: the
     fixture waits for the database's listener, as a running workflow has it.
@@ -88,11 +99,18 @@ class TestPostgresReceiversReportPending(ReportsPendingSuite):
 
     @pytest.fixture
     async def streamer(self, pg_url: str) -> AsyncIterator[PostgresEventStreamer]:
-        async with open_database(pg_url, "suite_events") as db:
-            assert await db.wait_listening(10.0), "the LISTEN connection did not come up"
-            streamer = PostgresEventStreamer(db)
+        async with _listening_streamer(pg_url) as streamer:
             yield streamer
-            await streamer.close()
+
+
+class TestPostgresTails(TailsTopicsSuite):
+    """Tails report a gap after the listener (re)connected: the fixture waits for it to be
+    up, as a running workflow has it, so that no case sees one."""
+
+    @pytest.fixture
+    async def streamer(self, pg_url: str) -> AsyncIterator[PostgresEventStreamer]:
+        async with _listening_streamer(pg_url) as streamer:
+            yield streamer
 
 
 class TestPostgresRecordStorePublishesEvents(PublishesEventsSuite):

@@ -30,6 +30,10 @@ and is written by a background flusher at most every ``ack_flush_interval`` (all
 cursors of the process in one statement), and by ``close``. A crash loses at most that
 interval's cursor progress, which means redelivery (at least once), never loss.
 Receivers that never ack (``Workflow.wait`` uses such) write nothing.
+
+Tails (``tail``, the ``TailsTopics`` capability) read like receivers from the topic's
+``last_id`` at their opening, with no cursor and no connection of their own; see
+``PostgresTail`` for their gaps.
 """
 
 from __future__ import annotations
@@ -38,7 +42,6 @@ import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 
-import asyncpg
 import msgspec
 
 from ..._errors import AdapterError
@@ -49,6 +52,7 @@ from ..._kit._sender import EventSenderBase
 from ..._protocols import OutgoingEvent
 from ._database import Connection, Database
 from ._sent_cache import SentCache
+from ._tail import PostgresTail, TopicReader
 
 __all__ = ["PostgresEventReceiver", "PostgresEventSender", "PostgresEventStreamer"]
 
@@ -113,6 +117,7 @@ WITH counter AS (
             f"SELECT id, foreign_id, type, headers, created_at FROM {t.events} "
             "WHERE topic = $1 AND id > $2 ORDER BY id LIMIT $3"
         )
+        self._last_sql = f"SELECT last_id FROM {t.topics} WHERE topic = $1"
         self._open_sql = (
             f"SELECT (SELECT position FROM {t.cursors} WHERE topic = $1 AND name = $2) "
             f"AS position, (SELECT last_id FROM {t.topics} WHERE topic = $1) AS last_id"
@@ -163,8 +168,29 @@ WITH counter AS (
         if start >= last:
             receiver._caught_up = (generation, sends)
         self._receivers.add(receiver)
-        receiver._cache.readers += 1
         return receiver
+
+    async def tail(self, topic: str) -> PostgresTail:
+        """A tail of ``topic`` from its ``last_id`` now (``TailsTopics``): no cursor, no
+        connection of its own; see ``PostgresTail``."""
+        db = self._db
+        # Read before the query, as for a receiver opening at the end (and the signal
+        # exists from now on, so the listener's loss and return wake the tail).
+        listener = (db.listener_connections, db.listening)
+        generation = db.signal(f"e:{topic}").generation
+        cache = self._cache(topic)
+        sends = cache.sends
+        row = await db.fetchrow("opening a tail", self._last_sql, topic)
+        last = 0 if row is None else int(row["last_id"])
+        return PostgresTail(
+            db,
+            topic,
+            self._read_sql,
+            cache,
+            last,
+            caught_up=(generation, sends),
+            listener=listener,
+        )
 
     async def close(self) -> None:
         """Write every dirty cursor (best effort) and stop the flusher. Idempotent."""
@@ -253,7 +279,7 @@ class PostgresEventSender(EventSenderBase):
         await self._streamer._send(self.topic, events)
 
 
-class PostgresEventReceiver:
+class PostgresEventReceiver(TopicReader):
     """Reads one topic of a ``PostgresEventStreamer`` from the cursor stored under a name."""
 
     def __init__(
@@ -265,49 +291,26 @@ class PostgresEventReceiver:
         saved: bool,
         poll_interval: float | None,
     ) -> None:
+        super().__init__(
+            streamer._db, topic, streamer._read_sql, streamer._cache(topic), start, poll_interval
+        )
         self._streamer = streamer
-        self._db = streamer._db
-        self.topic = topic
         self.name = name
-        self._poll_interval = poll_interval
-        self._next = start  # the last ID handed out
         self._acks = AckTracker(start)
         self._saved = saved  # whether a cursor row exists (or is on its way)
-        self._signal = streamer._db.signal(f"e:{topic}")
-        self._cache = streamer._cache(topic)
-        # When a read last found the end: the topic's signal generation and the number
-        # of sends from this process then (None: look at the table next time).
-        self._caught_up: tuple[int, int] | None = None
-        self._closed = False
 
     async def recv(self, max_events: int = 1) -> Sequence[Event]:
-        db = self._db
-        streamer = self._streamer
         limit = max(1, max_events)
-        signal, cache = self._signal, self._cache
         while True:
             if self._closed:
                 raise AdapterError(f"receiver {self.name!r} is closed")
-            generation, sends = signal.generation, cache.sends
-            cached = cache.after(self._next, limit)
-            if cached:
-                return self._take(cached)
-            if not self._up_to_date(generation, sends):
-                rows = await db.fetch(
-                    f"receiving from {self.topic!r}",
-                    streamer._read_sql,
-                    self.topic,
-                    self._next,
-                    limit,
-                )
-                if self._closed:
-                    raise AdapterError(f"receiver {self.name!r} is closed")
-                self._caught_up = (generation, sends) if len(rows) < limit else None
-                if rows:
-                    return self._take([self._event(row) for row in rows])
-            await signal.wait(db.wait_timeout(self._poll_interval), generation)
-            if signal.generation == generation:
-                self._caught_up = None  # a timeout: look anyway (a last-resort check)
+            generation, events = await self._look(limit)
+            if self._closed:
+                raise AdapterError(f"receiver {self.name!r} is closed")
+            if events:
+                self._acks.hand_out(event.id for event in events)
+                return events
+            await self._wait(generation)
 
     def pending(self) -> int:
         """``1`` while this process knows (or cannot rule out) events this receiver has not
@@ -321,37 +324,6 @@ class PostgresEventReceiver:
         if self._cache.last > self._next:
             return 1
         return 0 if self._up_to_date(self._signal.generation, self._cache.sends) else 1
-
-    def _up_to_date(self, generation: int, sends: int) -> bool:
-        """Whether the table can hold nothing new for us: every send notifies the topic,
-        so after a read that reached the end only notifications can announce events; if
-        each since then was one of our own sends and we have taken everything they sent,
-        there is nothing to read (while the listener is up: else notifications are lost).
-        """
-        caught = self._caught_up
-        cache = self._cache
-        return (
-            caught is not None
-            and self._db.listening
-            and generation - caught[0] == sends - caught[1]
-            and caught[1] >= cache.gap_at
-            and self._next >= cache.last
-        )
-
-    @staticmethod
-    def _event(row: asyncpg.Record) -> Event:
-        return Event(
-            id=row["id"],
-            foreign_id=row["foreign_id"],
-            type=row["type"],
-            headers=_decode_headers(row["headers"]),
-            created_at=row["created_at"],
-        )
-
-    def _take(self, events: list[Event]) -> list[Event]:
-        self._acks.hand_out(event.id for event in events)
-        self._next = events[-1].id
-        return events
 
     async def ack(self, event: Event) -> None:
         try:
@@ -369,11 +341,8 @@ class PostgresEventReceiver:
 
         If the cursor cannot be written now, the streamer keeps retrying in the background.
         """
-        if self._closed:
+        if not self._stop():  # a recv waiting in this receiver returns
             return
-        self._closed = True
-        self._signal.fire()  # a recv waiting in this receiver returns
         self._streamer._receivers.discard(self)
-        self._cache.readers -= 1
         with contextlib.suppress(AdapterError):
             await self._streamer._cursors.flush(only=(self.topic, self.name))
