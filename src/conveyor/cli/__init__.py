@@ -1,4 +1,4 @@
-"""The ``conveyor`` command line: ``demo``, ``runs``, ``diagram``, ``migrate``."""
+"""The ``conveyor`` command line: ``demo``, ``worker``, ``runs``, ``diagram``, ``migrate``."""
 
 from ._app import cli as cli
 from ._app import main as main

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,6 +33,7 @@ from ..diagram import Direction
 __all__ = ["cli", "main"]
 
 R = TypeVar("R")
+_LEVELS = ["debug", "info", "warning", "error"]
 console = Console()
 STORE = click.option(
     "--store",
@@ -231,6 +233,61 @@ def migrate_command(url: str) -> None:
     """Create or upgrade the schema of a SQL backend."""
     _run(migrate(url))
     console.print(f"schema is up to date: {url}")
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, required=True, metavar="MODULE:ATTR...")
+@STORE
+@click.option(
+    "--grace",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds a signal gives started attempts to finish before the worker exits 1.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics (/metrics) and readiness (/ready) on this port.",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option("--log-level", default="info", show_default=True, type=click.Choice(_LEVELS))
+def worker(
+    targets: tuple[str, ...],
+    url: str,
+    grace: float,
+    metrics_port: int | None,
+    metrics_host: str,
+    log_level: str,
+) -> None:
+    """Run the background processes of workflows until SIGTERM or SIGINT drains them.
+
+    Each MODULE:ATTR names a Builder (built on the store's adapters) or a factory
+    (backend) -> Workflow. On a signal, every process finishes the attempts it started,
+    writes and acknowledges them, and releases its role; exits 0 once drained, 1 if
+    --grace passes first; a second signal exits at once (130 / 143).
+    """
+    from ._worker import WorkerError, run_worker
+
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code = _run(
+            run_worker(
+                list(targets),
+                url,
+                grace=grace,
+                metrics_port=metrics_port,
+                metrics_host=metrics_host,
+            )
+        )
+    except WorkerError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
 
 
 @cli.command()
