@@ -1,4 +1,4 @@
-"""The PostgreSQL event log beyond the suite: gap-free reads, push wake-ups, pruning.
+"""The PostgreSQL event log beyond the suite: gap-free reads, push wake-ups, tails, pruning.
 
 "Another process" is another ``PostgresDatabase`` (its own pool and LISTEN connection).
 A receiver is known to be waiting when it reports nothing pending, or when its database
@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 from _pg_support import open_database, pg_url
 
-from conveyor.abc import Event, OutgoingEvent
+from conveyor.abc import Event, OutgoingEvent, TailBatch
 from conveyor.adapters.postgres import (
     PostgresDatabase,
     PostgresEventReceiver,
     PostgresEventStreamer,
     Pruner,
 )
+from conveyor.adapters.postgres._tail import PostgresTail
 from conveyor.adaptertest import new_name
 
 __all__ = ["pg_url"]
@@ -298,6 +299,122 @@ async def test_receivers_poll_while_the_listener_is_down(
         await receiver.close()
         await receiving.close()
         await sending.close()
+
+
+# ---------------------------------------------------------------- tails
+
+
+async def _waiting_tail(tail: PostgresTail) -> asyncio.Future[TailBatch]:
+    """Start the tail's next read and return once it waits for a wake-up (it looked and
+    found nothing): from then on only a signal (or its next look, 60 s away while the
+    listener is up) brings it a batch."""
+    pending = asyncio.ensure_future(anext(tail))
+    await _until(lambda: pending.done() or tail._waiting)
+    return pending
+
+
+async def _backends(db: PostgresDatabase) -> set[int]:
+    rows = await db.fetch(
+        "test", "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+    )
+    return {row["pid"] for row in rows}
+
+
+async def test_a_tail_reports_a_gap_when_its_listen_connection_is_lost_and_reads_on(
+    db: PostgresDatabase,
+) -> None:
+    # Given a tail that handed out an event and waits for the next one
+    streamer = PostgresEventStreamer(db)
+    topic = new_name("tail-gap")
+    tail = await streamer.tail(topic)
+    sender = await streamer.new_sender(topic)
+    try:
+        await sender.send("before", 1, {"topic": topic})
+        batch = await asyncio.wait_for(anext(tail), 5.0)
+        assert ([e.foreign_id for e in batch.events], batch.gap) == (["before"], False)
+        pending = await _waiting_tail(tail)
+        connections = db.listener_connections
+
+        # When the LISTEN connection is terminated (and nothing is sent)
+        async with db.connection("test") as conn:
+            assert await conn.fetchval("SELECT pg_terminate_backend($1)", db.listener_pid)
+
+        # Then the waiting read returns a gap at once, with no events
+        batch = await asyncio.wait_for(pending, 5.0)
+        assert (list(batch.events), batch.gap) == ([], True)
+
+        # And once the listener is back, the next batch reports that gap too (it came up
+        # after the tail's last look), without waiting for an event
+        assert await db.wait_listening(10.0)
+        assert db.listener_connections > connections
+        batch = await asyncio.wait_for(anext(tail), 5.0)
+        assert (list(batch.events), batch.gap) == ([], True)
+
+        # And later events come out as before, without a gap, woken by the send
+        pending = await _waiting_tail(tail)
+        await sender.send("after", 1, {"topic": topic})
+        batch = await asyncio.wait_for(pending, 5.0)
+        assert ([e.foreign_id for e in batch.events], batch.gap) == (["after"], False)
+    finally:
+        await tail.close()
+        await streamer.close()
+
+
+async def test_a_tail_is_woken_by_another_process_sends_through_notify(
+    db: PostgresDatabase, other_db: PostgresDatabase
+) -> None:
+    # Given a tail in another process (it would look again on its own only after 60 s)
+    topic = new_name("tail-wake")
+    sending = PostgresEventStreamer(db)
+    tailing = PostgresEventStreamer(other_db)
+    tail = await tailing.tail(topic)
+    sender = await sending.new_sender(topic)
+    notified = other_db.notifications
+    try:
+        for i in range(10):
+            # ... waiting, having looked
+            pending = await _waiting_tail(tail)
+            # When this process sends
+            await sender.send(str(i), 1, {"topic": topic})
+            # Then the tail there gets it at once: the NOTIFY woke it
+            batch = await asyncio.wait_for(pending, 5.0)
+            assert ([e.foreign_id for e in batch.events], batch.gap) == ([str(i)], False)
+    finally:
+        await tail.close()
+        await tailing.close()
+        await sending.close()
+    assert other_db.notifications >= notified + 10
+
+
+async def test_a_hundred_tails_open_no_connection_and_take_their_own_sends_from_the_cache(
+    db: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a streamer that has sent (its pool holds what sending and reading need)
+    streamer = PostgresEventStreamer(db)
+    topic = new_name("tails")
+    sender = await streamer.new_sender(topic)
+    await sender.send("warm-up", 1, {"topic": topic})
+    backends, pool_size, listener = await _backends(db), db._pool.size, db.listener_pid
+
+    # When a hundred tails of the topic open, wait, and get one event sent here
+    tails = [await streamer.tail(topic) for _ in range(100)]
+    pending = [await _waiting_tail(tail) for tail in tails]
+    looks = _Looks(db, topic, monkeypatch)
+    await sender.send("one", 1, {"topic": topic})
+    batches = await asyncio.wait_for(asyncio.gather(*pending), 5.0)
+
+    # Then each has it, taken from this process's sends without a query, and no
+    # connection was opened: the tails share the pool and the one LISTEN connection
+    assert all([e.foreign_id for e in batch.events] == ["one"] for batch in batches)
+    assert looks.count == 0
+    assert await _backends(db) - backends == set()
+    assert db._pool.size == pool_size
+    assert db.listener_pid == listener
+    # ... and closed, they no longer keep the topic's sends in the cache
+    for tail in tails:
+        await tail.close()
+    assert streamer._cache(topic).readers == 0
+    await streamer.close()
 
 
 # ---------------------------------------------------------------- cursors and pruning
