@@ -481,6 +481,7 @@ async def test_a_tail_is_woken_by_another_connections_send(
         # Given a tail that would look again on its own only after an hour, waiting
         monkeypatch.setattr(sqlite_streamer, "_FALLBACK_POLL", 3600.0)
         tail = await here.tail("t")
+        assert tail._poll == 3600.0
         pending = asyncio.ensure_future(anext(tail))
         await asyncio.sleep(0)
         assert not pending.done()

@@ -9,7 +9,9 @@ sends a later marker event and checks that the marker comes next.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import pytest_asyncio
 
@@ -21,13 +23,15 @@ from ._fixtures import foreign_ids, new_name, within
 
 __all__ = ["TailsTopicsSuite"]
 
+T = TypeVar("T")
+
 
 class Tails:
     """Opens tails for one case and closes them all when it ends."""
 
     def __init__(self, streamer: EventStreamer) -> None:
         self.streamer = streamer
-        self._opened: list[Tail] = []
+        self._closes = contextlib.AsyncExitStack()
 
     async def open(self, topic: str) -> Tail:
         streamer = self.streamer
@@ -35,19 +39,13 @@ class Tails:
             f"{type(streamer).__name__} has no tail(): it does not tail topics"
         )
         tail = await streamer.tail(topic)
-        self._opened.append(tail)
+        self._closes.push_async_callback(tail.close)
         return tail
 
     async def aclose(self) -> None:
-        """Close every tail opened (again, if a case closed it: ``close`` is idempotent)."""
-        errors: list[Exception] = []
-        while self._opened:
-            try:
-                await self._opened.pop().close()
-            except Exception as exc:  # close the rest, then report the first failure
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        """Close every tail opened (again, if a case closed it: ``close`` is idempotent);
+        all of them, even if one fails."""
+        await self._closes.aclose()
 
 
 class TailsTopicsSuite(StreamerCases):
@@ -90,6 +88,20 @@ class TailsTopicsSuite(StreamerCases):
         while len(events) < count:
             events.extend((await self._batch(tail)).events)
         return events
+
+    async def _while_waiting(
+        self, read: Awaitable[T], then: Callable[[], Awaitable[object]], what: str
+    ) -> T:
+        """Start ``read``, check that it waits, do ``then``, and return what ``read``
+        returns (within ``recv_timeout``)."""
+        pending = asyncio.ensure_future(read)
+        try:
+            await _yield_to_others()
+            assert not pending.done(), f"{what} returned before anything happened"
+            await then()
+            return await within(pending, self.recv_timeout, what)
+        finally:
+            pending.cancel()
 
     async def _ended(self, tail: Tail) -> bool:
         """Whether the tail's next read ends the iteration (instead of a batch)."""
@@ -170,16 +182,11 @@ class TailsTopicsSuite(StreamerCases):
         topic = new_name("test")
         tail = await tails.open(topic)
         sender = await endpoints.sender(topic)
-        pending = asyncio.ensure_future(self._batch(tail))
-        try:
-            await _yield_to_others()
-            assert not pending.done(), "the tail handed out a batch before anything was sent"
 
-            # When an event is sent, then the waiting read returns it
-            await sender.send("wake", 1, _headers(topic))
-            batch = await within(pending, self.recv_timeout, "the tail to wake up")
-        finally:
-            pending.cancel()
+        # When an event is sent, then the waiting read returns it
+        batch = await self._while_waiting(
+            self._batch(tail), lambda: sender.send("wake", 1, _headers(topic)), "the tail's read"
+        )
 
         assert foreign_ids(batch.events) == ["wake"]
 
@@ -281,16 +288,9 @@ class TailsTopicsSuite(StreamerCases):
     async def test_close_ends_a_pending_read(self, tails: Tails) -> None:
         # Given a tail waiting for its next batch
         tail = await tails.open(new_name("test"))
-        ended = asyncio.ensure_future(self._ended(tail))
-        try:
-            await _yield_to_others()
-            assert not ended.done(), "the tail's read returned before anything was sent"
 
-            # When it is closed, then the waiting read ends the iteration
-            await tail.close()
-            assert await within(ended, self.recv_timeout, "the pending read to end")
-        finally:
-            ended.cancel()
+        # When it is closed, then the waiting read ends the iteration
+        assert await self._while_waiting(self._ended(tail), tail.close, "the tail's read")
 
     async def test_a_closed_tail_ends_every_later_iteration_and_close_is_idempotent(
         self, endpoints: Endpoints, tails: Tails
@@ -322,18 +322,17 @@ class TailsTopicsSuite(StreamerCases):
         # Given two tails of a topic, one waiting to read
         topic = new_name("test")
         closing, staying = await tails.open(topic), await tails.open(topic)
-        waiting = asyncio.ensure_future(self._batch(staying))
-        try:
-            await _yield_to_others()
+        sender = await endpoints.sender(topic)
 
-            # When the other one closes and an event is sent
+        # When the other one closes and an event is sent
+        async def close_and_send() -> None:
             await closing.close()
-            await (await endpoints.sender(topic)).send("still", 1, _headers(topic))
+            await sender.send("still", 1, _headers(topic))
 
-            # Then the waiting read hands it out
-            batch = await within(waiting, self.recv_timeout, "the remaining tail's batch")
-        finally:
-            waiting.cancel()
+        # Then the waiting read hands it out
+        batch = await self._while_waiting(
+            self._batch(staying), close_and_send, "the remaining tail's read"
+        )
         assert foreign_ids(batch.events) == ["still"]
 
     async def test_many_tails_opened_and_closed_leave_the_streamer_working(
