@@ -14,6 +14,12 @@ status.
 ``--workers N`` runs the workflow in N processes on the same backend: this process plus
 N-1 worker processes (so the roles, and the work, spread across N processes). Metrics are
 on (the default registry).
+
+``--wait`` runs the peers' workload instead: N runs triggered at once in this process,
+each awaited with ``wait`` (every returned run is checked at its final version), for
+each N of ``--sizes`` in turn, ``--rounds`` times (sizes interleaved); it prints the
+median runs/s per N, the ratio of the largest N to the smallest, and how many waits
+returned from an event and how many from their first store read.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ import sys
 import time
 import uuid
 from typing import Any
+
+from prometheus_client import REGISTRY
 
 import conveyor
 from conveyor import AdapterError, Backend, Builder, Run, RunState, Workflow, WorkflowInProgress
@@ -173,6 +181,60 @@ async def measure(url: str, runs: int, clients: int, latency_runs: int) -> dict[
     return {**tp, **lat}
 
 
+def _waits_found(by: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "workflow_waits_total", {"workflow_name": "bench", "found_by": by}
+    )
+    return value or 0.0
+
+
+async def waits(wf: Workflow[Obj, Status], n: int, tag: str) -> dict[str, float]:
+    """N runs triggered at once, each awaited with ``wait``."""
+
+    async def one(i: int) -> Run[Obj, Status]:
+        fid = f"{tag}-w-{i}"
+        run_id = await wf.trigger(fid, initial={"n": i})
+        return await wf.wait(fid, run_id, Status.DONE)
+
+    events, store = _waits_found("event"), _waits_found("store")
+    start = time.perf_counter()
+    done = await asyncio.gather(*(one(i) for i in range(n)))
+    elapsed = time.perf_counter() - start
+    bad = [r for r in done if r.run_state is not RunState.COMPLETED or r.meta.version != 4]
+    if bad:
+        raise SystemExit(f"{len(bad)} waits returned a run not at its final version: {bad[0]}")
+    return {
+        "runs_per_s": n / elapsed,
+        "from_events": _waits_found("event") - events,
+        "from_store": _waits_found("store") - store,
+    }
+
+
+async def measure_waits(url: str, sizes: list[int], rounds: int) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:8]
+    per_size: dict[int, list[dict[str, float]]] = {n: [] for n in sizes}
+    async with conveyor.connect(url) as backend:
+        wf = build(backend)
+        gc.freeze()
+        async with wf:
+            await waits(wf, 200, f"{tag}-warm")
+            for r in range(rounds):
+                for n in sizes:
+                    per_size[n].append(await waits(wf, n, f"{tag}-{r}-{n}"))
+    medians = {n: statistics.median(x["runs_per_s"] for x in per_size[n]) for n in sizes}
+    return {
+        "rounds": rounds,
+        **{f"runs_per_s_n{n}": round(medians[n], 1) for n in sizes},
+        f"ratio_n{sizes[-1]}_to_n{sizes[0]}": round(medians[sizes[-1]] / medians[sizes[0]], 3),
+        **{
+            f"waits_from_events_n{n}": int(sum(x["from_events"] for x in per_size[n]))
+            for n in sizes
+        },
+        **{f"waits_from_store_n{n}": int(sum(x["from_store"] for x in per_size[n])) for n in sizes},
+        "all_runs_per_s": {n: [round(x["runs_per_s"]) for x in per_size[n]] for n in sizes},
+    }
+
+
 def start_workers(url: str, n: int) -> list[subprocess.Popen[str]]:
     workers = [
         subprocess.Popen(
@@ -197,11 +259,29 @@ def main() -> None:
     parser.add_argument("--store", default="memory")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument("--wait", action="store_true", help="the wait workload (see above)")
+    parser.add_argument("--sizes", default="1000,10000", help="--wait: the Ns, comma-separated")
+    parser.add_argument("--rounds", type=int, default=5, help="--wait: measurements per N")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     url = "memory://" if args.store == "memory" else args.store
     if args.worker:
         asyncio.run(worker(url))
+        return
+    if args.wait:
+        sizes = sorted(int(n) for n in args.sizes.split(","))
+        figures = asyncio.run(measure_waits(url, sizes, args.rounds))
+        print(
+            json.dumps(
+                {
+                    "benchmark": "waits",
+                    "store": url.split("://")[0],
+                    **figures,
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                }
+            )
+        )
         return
     if args.workers > 1 and url.startswith("memory"):
         raise SystemExit("--workers > 1 needs a shared backend (sqlite:// or postgresql://)")

@@ -86,6 +86,7 @@ class Waits(Generic[T, S]):
         self._runs = runs
         self._store = runs.writer.store
         self._streamer = streamer
+        self._tails: TailsTopics | None = streamer if isinstance(streamer, TailsTopics) else None
         self._logger = logger
         self._metrics = metrics
         self._definition = runs.definition
@@ -107,12 +108,13 @@ class Waits(Generic[T, S]):
         topics = [self._run_state_topic]
         if not terminal:
             topics.append(topic(self._definition.name, target))
-        if not isinstance(self._streamer, TailsTopics):
+        tails = self._tails
+        if tails is None:
             return await self._wait_with_receivers(
                 self._streamer, foreign_id, run_id, target, terminal, topics, poll_interval
             )
         w = _Wait(run_id, target, terminal, topics)
-        await self._follow(self._streamer, topics, target)
+        await self._follow(tails, topics, target)
         waits = self._by_run.setdefault(run_id, [])
         waits.append(w)
         try:
