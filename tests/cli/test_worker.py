@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import conveyor
+from conveyor.adapters.sqlite import SQLiteRoleScheduler
 
 from ._worker_app import Order, Status, builder
 
@@ -255,3 +256,32 @@ async def test_the_store_password_is_masked_in_the_log(tmp_path: Path) -> None:
         _, err = await process.communicate()
     assert process.returncode == 1
     assert "hunter2" not in err.decode()
+
+
+async def test_an_api_process_holds_no_role_and_runs_no_step_while_a_worker_does(
+    tmp_path: Path, url: str
+) -> None:
+    (tmp_path / "gate").touch()  # the charge step does not block here
+    async with conveyor.connect(url) as backend:
+        wf = builder.build(backend.streamer, backend.record_store, backend.role_scheduler)
+        async with wf.client() as client:
+            worker = await Worker.start(tmp_path, url)
+            try:
+                rids = [await client.trigger(f"order-{i}") for i in range(10)]
+                async with asyncio.timeout(BOUND):
+                    done = [
+                        await client.wait(f"order-{i}", r, Status.SHIPPED)
+                        for i, r in enumerate(rids)
+                    ]
+                # The API process holds no role, and its processes never ran
+                roles = backend.role_scheduler
+                assert isinstance(roles, SQLiteRoleScheduler)
+                assert roles.held_roles() == []
+                assert set(wf.states().values()) == {conveyor.State.UNKNOWN}
+                worker.signal(signal.SIGTERM)
+                assert await worker.exit_code() == 0
+            finally:
+                await worker.kill()
+    # Every step ran in the worker
+    assert [run.object.charged_by for run in done] == [worker.process.pid] * 10
+    assert {line.split()[1] for line in journal(tmp_path)} == {str(worker.process.pid)}
