@@ -73,7 +73,7 @@ class Waits(Generic[T, S]):
 
     Tails open with the first wait that needs them. While a holder (``run()`` or
     ``client()``) keeps the waits ``hold``-ing, idle tails stay open for the next wait;
-    otherwise each closes with its last wait. ``close()`` ends every tail.
+    otherwise each closes with its last wait.
     """
 
     def __init__(
@@ -146,12 +146,6 @@ class Waits(Generic[T, S]):
             for follow in list(self._follows.values()):
                 if follow.users == 0:
                     self._end(follow)
-        await self._settle()
-
-    async def close(self) -> None:
-        """End every tail (waits still open fail over to nothing: call at the very end)."""
-        for follow in list(self._follows.values()):
-            self._end(follow)
         await self._settle()
 
     def watched(self) -> int:
