@@ -20,9 +20,9 @@ from conveyor.adapters.postgres import (
     PostgresDatabase,
     PostgresEventReceiver,
     PostgresEventStreamer,
+    PostgresTail,
     Pruner,
 )
-from conveyor.adapters.postgres._tail import PostgresTail
 from conveyor.adaptertest import new_name
 
 __all__ = ["pg_url"]

@@ -15,8 +15,8 @@ from conveyor.adapters.memory import (
     MemoryEventStreamer,
     MemoryRecordStore,
     MemoryRoleScheduler,
+    MemoryTail,
 )
-from conveyor.adapters.memory._streamer import MemoryTail
 
 from ._support import WAIT, Doc, Env, Status, new_env, parked, settle
 

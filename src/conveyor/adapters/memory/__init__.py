@@ -9,6 +9,7 @@ from ._role_scheduler import MemoryRoleScheduler as MemoryRoleScheduler
 from ._streamer import MemoryEventReceiver as MemoryEventReceiver
 from ._streamer import MemoryEventSender as MemoryEventSender
 from ._streamer import MemoryEventStreamer as MemoryEventStreamer
+from ._streamer import MemoryTail as MemoryTail
 from ._timeout_store import MemoryTimeoutStore as MemoryTimeoutStore
 
 __all__ = (
@@ -20,6 +21,7 @@ __all__ = (
     "MemoryLease",
     "MemoryRecordStore",
     "MemoryRoleScheduler",
+    "MemoryTail",
     "MemoryTimeoutStore",
     "open_backend",
 )

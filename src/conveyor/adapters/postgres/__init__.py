@@ -59,6 +59,7 @@ from ._schema import migrate as migrate
 from ._streamer import PostgresEventReceiver as PostgresEventReceiver
 from ._streamer import PostgresEventSender as PostgresEventSender
 from ._streamer import PostgresEventStreamer as PostgresEventStreamer
+from ._tail import PostgresTail as PostgresTail
 from ._timeout_store import PostgresTimeoutStore as PostgresTimeoutStore
 
 __all__ = (
@@ -72,6 +73,7 @@ __all__ = (
     "PostgresOptions",
     "PostgresRecordStore",
     "PostgresRoleScheduler",
+    "PostgresTail",
     "PostgresTimeoutStore",
     "Pruner",
     "assign_roles",

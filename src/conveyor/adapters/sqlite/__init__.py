@@ -15,6 +15,7 @@ from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
 from ._streamer import SQLiteEventReceiver as SQLiteEventReceiver
 from ._streamer import SQLiteEventSender as SQLiteEventSender
 from ._streamer import SQLiteEventStreamer as SQLiteEventStreamer
+from ._streamer import SQLiteTail as SQLiteTail
 from ._timeout_store import SQLiteTimeoutStore as SQLiteTimeoutStore
 
 __all__ = (
@@ -25,6 +26,7 @@ __all__ = (
     "SQLiteLease",
     "SQLiteRecordStore",
     "SQLiteRoleScheduler",
+    "SQLiteTail",
     "SQLiteTimeoutStore",
     "migrate",
     "open_backend",
