@@ -27,10 +27,10 @@ class SentCache:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
-        self.first = 0  # ID of events[0]
-        self.sends = 0
-        self.gap_at = 0  # the last send whose events were not kept
-        self.readers = 0  # open receivers of the topic in this process
+        self.first: int = 0  # ID of events[0]
+        self.sends: int = 0
+        self.gap_at: int = 0  # the last send whose events were not kept
+        self.readers: int = 0  # open receivers and tails of the topic in this process
 
     @property
     def last(self) -> int:
