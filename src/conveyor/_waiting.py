@@ -114,10 +114,11 @@ class Waits(Generic[T, S]):
                 self._streamer, foreign_id, run_id, target, terminal, topics, poll_interval
             )
         w = _Wait(run_id, target, terminal, topics)
-        await self._follow(tails, topics, target)
+        followed: list[str] = []
         waits = self._by_run.setdefault(run_id, [])
         waits.append(w)
         try:
+            await self._follow(tails, topics, target, followed)
             record = await self._first_read(foreign_id, run_id)
             if not w.future.done():
                 found = _outcome(self._definition.status_name, record, w, False)
@@ -133,7 +134,7 @@ class Waits(Generic[T, S]):
                 del self._by_run[run_id]
             if w.future.done() and not w.future.cancelled():
                 w.future.exception()  # retrieved, whatever the caller did
-            self._unfollow(topics)
+            self._unfollow(followed)
 
     def hold(self) -> None:
         """Keep idle tails open (a workflow's ``run()`` or ``client()`` began)."""
@@ -232,7 +233,10 @@ class Waits(Generic[T, S]):
 
     # ------------------------------------------------------------------ tails
 
-    async def _follow(self, streamer: TailsTopics, topics: Sequence[str], target: int) -> None:
+    async def _follow(
+        self, streamer: TailsTopics, topics: Sequence[str], target: int, followed: list[str]
+    ) -> None:
+        """Open (or share) a tail of each topic; ``followed`` gets each one as it is used."""
         for name in topics:
             follow = self._follows.get(name)
             if follow is None:
@@ -246,6 +250,7 @@ class Waits(Generic[T, S]):
                         )
                         self._follows[name] = follow
             follow.users += 1
+            followed.append(name)
 
     def _unfollow(self, topics: Sequence[str]) -> None:
         for name in topics:
