@@ -108,10 +108,11 @@ class Process:
 class Supervisor:
     """Starts processes as tasks it keeps; a crash in one never cancels the others.
 
-    Role loss cancels the process's task (and waits for it: a step in a thread keeps
-    the role until the thread ends). ``stop()`` drains: each process finishes the work it
-    has started (its results written, its events acknowledged), starts nothing new and
-    releases its role; what is still running at the grace period's end is cancelled.
+    ``stop()`` drains: each process finishes the work it has started (its results
+    written, its events acknowledged), starts nothing new and releases its role; what is
+    still running at the grace period's end is cancelled. A lost role drains its process
+    the same way (a role handed over to another member stays held until then), and the
+    process then waits to hold the role again.
     """
 
     def __init__(
@@ -190,8 +191,12 @@ class Supervisor:
                 child = loop.create_task(process.body(ctx), name=f"conveyor:{process.name}")
                 try:
                     await asyncio.wait({child, lost, drain}, return_when=asyncio.FIRST_COMPLETED)
-                    if drain.done():
-                        await self._finish_work(ctx, child, lost)
+                    if not child.done():
+                        # Stopping, or the role was lost (handed over to another member,
+                        # or the lease lapsed): finish the work in hand, so a step that
+                        # started has its result written (compare-and-set decides whether
+                        # it still applies) instead of running again elsewhere.
+                        await self._finish_work(ctx, child)
                 finally:
                     if not child.done():
                         child.cancel()
@@ -222,18 +227,15 @@ class Supervisor:
                 self._logger.debug("role lost", role=process.role)
 
     @staticmethod
-    async def _finish_work(
-        ctx: ProcessContext, child: asyncio.Task[None], lost: asyncio.Task[None]
-    ) -> None:
-        """Draining: let ``child`` finish what it started, then end it (see ``stop``)."""
+    async def _finish_work(ctx: ProcessContext, child: asyncio.Task[None]) -> None:
+        """Let ``child`` finish the work it has started, then end it: a busy body returns
+        once its batch is written (it checks ``draining``); an idle one is cancelled."""
         ctx.draining = True
-        while not child.done() and not lost.done():
+        while not child.done():
             if not ctx.busy:
                 child.cancel()  # between pieces of work: nothing started is lost
                 return
-            await asyncio.wait(
-                {child, lost, ctx.done_with_work()}, return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait({child, ctx.done_with_work()}, return_when=asyncio.FIRST_COMPLETED)
 
     async def stop(self, grace: float | None = None) -> bool:
         """Drain every process and wait until each has ended; returns whether all drained.

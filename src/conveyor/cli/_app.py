@@ -26,6 +26,7 @@ from .._errors import InvalidTransition, RecordNotFound, VersionConflict, Workfl
 from .._protocols import Order, RecordFilter
 from .._record import Record
 from .._runstate import RunState
+from .._urls import redact
 from .._workflow import Workflow
 from .._writer import RecordWriter
 from ..diagram import Direction
@@ -232,7 +233,7 @@ def diagram(target: str, direction: Direction) -> None:
 def migrate_command(url: str) -> None:
     """Create or upgrade the schema of a SQL backend."""
     _run(migrate(url))
-    console.print(f"schema is up to date: {url}")
+    console.print(f"schema is up to date: {redact(url)}")
 
 
 @cli.command()
