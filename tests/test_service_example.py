@@ -182,9 +182,7 @@ async def test_the_order_service_survives_a_worker_drain_without_running_a_step_
         ]
         pids = {worker.pid: worker for worker in workers}
         # And the roles have settled: the worker that started second has taken its share
-        # over from the first. (A role handed over while its step runs has that step run
-        # again by the new holder; this test is about SIGTERM, so it starts the orders
-        # once the spread is stable, which it stays while the same workers are up.)
+        # over from the first, so both have steps to run when the orders come in.
         await until(lambda: settled(metrics), "the roles are spread over both workers")
 
         async with httpx.AsyncClient(
