@@ -7,55 +7,22 @@ up the other one for two minutes; the test bounds everything at 30 s.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 from _pg_support import migrated, pg_url
 
 import conveyor
+from cli._worker_app import Status, builder
+from cli._workers import Worker
 
 __all__ = ["pg_url"]
 
 pytestmark = [pytest.mark.postgres, pytest.mark.processes]
 
-APP = Path(__file__).parents[1] / "cli"
 SCHEMA = "worker_drain"
 BOUND = 30.0
-
-
-async def start_worker(url: str, tmp: Path) -> asyncio.subprocess.Process:
-    env = {
-        **os.environ,
-        "CONVEYOR_TEST_JOURNAL": str(tmp / "journal"),
-        "CONVEYOR_TEST_GATE": str(tmp / "gate"),
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "conveyor",
-        "worker",
-        "_worker_app:builder",
-        "--store",
-        url,
-        cwd=APP,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stderr = process.stderr
-    assert stderr is not None
-    async with asyncio.timeout(BOUND):
-        async for raw in stderr:
-            if b"worker started" in raw:
-                break
-    _keep_reading.add(asyncio.ensure_future(stderr.read()))  # a full pipe would block it
-    return process
-
-
-_keep_reading: set[asyncio.Future[bytes]] = set()
 
 
 async def test_a_drained_worker_hands_its_roles_over_before_any_lease_expires(
@@ -64,12 +31,10 @@ async def test_a_drained_worker_hands_its_roles_over_before_any_lease_expires(
     await migrated(pg_url, SCHEMA)
     url = f"{pg_url}?schema={SCHEMA}&role_ttl=120&role_renew=0.2&role_grace=0.5"
     (tmp_path / "gate").touch()  # the charge step does not block here
-    first = await start_worker(url, tmp_path)
-    second = await start_worker(url, tmp_path)
+    first = await Worker.start(tmp_path, url)
+    second = await Worker.start(tmp_path, url)
     try:
         async with conveyor.connect(url) as backend:
-            from cli._worker_app import Status, builder
-
             wf = builder.build(backend.streamer, backend.record_store, backend.role_scheduler)
             async with wf.client() as client:
                 # Given both workers are up and share the work
@@ -77,9 +42,8 @@ async def test_a_drained_worker_hands_its_roles_over_before_any_lease_expires(
                 async with asyncio.timeout(BOUND):
                     await client.wait("before", rid, Status.SHIPPED)
                 # When the first one is drained by SIGTERM
-                first.send_signal(signal.SIGTERM)
-                async with asyncio.timeout(BOUND):
-                    assert await first.wait() == 0
+                first.signal(signal.SIGTERM)
+                assert await first.exit_code() == 0
                 # Then the second takes every role over at once: new runs complete well
                 # before the first worker's leases (120 s) could have expired
                 rids = [await client.trigger(f"after-{i}") for i in range(20)]
@@ -87,12 +51,8 @@ async def test_a_drained_worker_hands_its_roles_over_before_any_lease_expires(
                     for i, r in enumerate(rids):
                         await client.wait(f"after-{i}", r, Status.SHIPPED)
     finally:
-        for process in (first, second):
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-        await asyncio.gather(*_keep_reading)
-        _keep_reading.clear()
+        await first.kill()
+        await second.kill()
     lines = (tmp_path / "journal").read_text().splitlines()
     assert len(lines) == 21  # each run charged exactly once
-    assert {line.split()[1] for line in lines[1:]} == {str(second.pid)}
+    assert {line.split()[1] for line in lines[1:]} == {str(second.process.pid)}
