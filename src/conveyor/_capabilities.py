@@ -17,22 +17,32 @@ a claim that does not hold fails there rather than in a user's test.
 - ``ReportsOutbox`` (a ``RecordStore``): how many outbox events wait to be relayed.
 - ``TailsTopics`` (an ``EventStreamer``): a cursorless read of a topic from its current end
   (``Tail``), which one process's waits share instead of opening receivers each.
+- ``RecordsFailures`` (a ``RecordStore``): failed attempts kept beside the run without
+  writing it (``Failure``), so retries are per run and persisted, and operators see them.
+- ``KeepsHistory`` (a ``RecordStore``): every version's status, run state and reason, and
+  the failures between versions (``HistoryEntry``), without copies of the object.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from ._event import Event
 from ._protocols import EventStreamer
 from ._record import Record
+from ._runstate import RunState
 
 __all__ = [
+    "Failure",
+    "HistoryEntry",
+    "KeepsHistory",
     "KeepsSnapshots",
     "NotifiesChanges",
     "PublishesEvents",
+    "RecordsFailures",
     "ReportsOutbox",
     "ReportsPending",
     "Tail",
@@ -147,4 +157,82 @@ class TailsTopics(Protocol):
     async def tail(self, topic: str) -> Tail:
         """A tail of ``topic`` positioned at its current end: every event committed after
         this call returns comes out of it (events committed before it do not)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One failed attempt of a step, timeout or hook on one version of a run.
+
+    ``(run_id, version, attempt)`` is its key: ``attempt`` counts the failures at that
+    version (1 for the first). ``process`` is the background process that made the
+    attempt (its retries belong to whoever holds that process's role). Times are UTC;
+    ``next_attempt_at`` is when the next attempt is due, ``None`` when there is none (the
+    run was paused, or the attempt was the caller's).
+    """
+
+    workflow_name: str
+    run_id: str
+    version: int
+    attempt: int
+    process: str
+    error_type: str
+    message: str
+    failed_at: datetime
+    next_attempt_at: datetime | None = None
+
+
+@runtime_checkable
+class RecordsFailures(Protocol):
+    """A record store that keeps failed attempts beside its runs."""
+
+    async def record_failure(self, failure: Failure) -> bool:
+        """Keep ``failure`` if the run's stored version is still ``failure.version``, in one
+        atomic step (a compare and an insert); return whether it was kept.
+
+        The record itself is not written: no event, the same version and ``updated_at``,
+        so the version rule still holds. An unknown run or one that moved on keeps
+        nothing (``False``). Recording the same key again replaces the earlier one.
+        """
+        ...
+
+    async def failures(self, run_id: str, version: int | None = None) -> Sequence[Failure]:
+        """The run's recorded failures, oldest first (only ``version``'s if given); empty
+        for an unknown run."""
+        ...
+
+    async def retries_due(
+        self, workflow_name: str, process: str, limit: int = 1000
+    ) -> Sequence[Failure]:
+        """For the runs whose latest failure was made by ``process`` and has a
+        ``next_attempt_at``, and whose stored version is still that failure's version
+        while they are Initiated or Running: that latest failure, earliest due first, at
+        most ``limit``. (What a process that takes the role over must retry.)"""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One version of a run as it was written, and the attempts that failed on it."""
+
+    version: int
+    status: int
+    run_state: RunState
+    reason: str
+    at: datetime
+    failures: tuple[Failure, ...] = ()
+
+
+@runtime_checkable
+class KeepsHistory(Protocol):
+    """A record store that keeps every version's status, run state and reason."""
+
+    async def history(self, run_id: str) -> Sequence[HistoryEntry]:
+        """Every version of the run, oldest first, each with the failures recorded on it
+        (empty for an unknown run).
+
+        Written in the same transaction as each record write; holds no copy of the
+        object; lives as long as its run. A write that moves a run to DataDeleted also
+        empties the messages of its recorded failures (they may quote the object).
+        """
         ...

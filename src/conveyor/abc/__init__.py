@@ -11,9 +11,13 @@ conformance suites in ``conveyor.adaptertest`` check them against a real backend
 Workflow authors need none of this: they use ``conveyor``.
 """
 
+from .._capabilities import Failure as Failure
+from .._capabilities import HistoryEntry as HistoryEntry
+from .._capabilities import KeepsHistory as KeepsHistory
 from .._capabilities import KeepsSnapshots as KeepsSnapshots
 from .._capabilities import NotifiesChanges as NotifiesChanges
 from .._capabilities import PublishesEvents as PublishesEvents
+from .._capabilities import RecordsFailures as RecordsFailures
 from .._capabilities import ReportsOutbox as ReportsOutbox
 from .._capabilities import ReportsPending as ReportsPending
 from .._capabilities import Tail as Tail
@@ -66,7 +70,10 @@ __all__ = (
     "EventReceiver",
     "EventSender",
     "EventStreamer",
+    "Failure",
     "Header",
+    "HistoryEntry",
+    "KeepsHistory",
     "KeepsSnapshots",
     "Lease",
     "Meta",
@@ -80,6 +87,7 @@ __all__ = (
     "RecordNotFound",
     "RecordStore",
     "RecordWrite",
+    "RecordsFailures",
     "ReportsOutbox",
     "ReportsPending",
     "RoleScheduler",
