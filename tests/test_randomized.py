@@ -148,7 +148,9 @@ class Logger:
 
     def error(self, msg: str, exc: BaseException | None = None, **meta: object) -> None:
         self.errors += 1
-        if not isinstance(exc, Boom):
+        # A run's repeated failure is logged in one line after its first traceback.
+        repeated = exc is None and str(meta.get("error", "")).startswith("Boom")
+        if not isinstance(exc, Boom) and not repeated:
             self.unexpected.append(f"logged {msg}: {exc!r} {meta}")
 
 
@@ -361,6 +363,8 @@ def check_write(
     if (a.run_state, b.run_state) not in TABLE:
         bad.append(f"{at}: run-state move {a.run_state}->{b.run_state} outside the table")
     reason = b.meta.run_state_reason
+    if reason.startswith(ERROR_PAUSE):
+        reason = ERROR_PAUSE  # followed by the count and the last error
     if reason not in OTHER_REASONS.get(b.run_state, {""}):
         bad.append(f"{at}: {b.run_state} with reason {reason!r}")
     return bad

@@ -53,6 +53,7 @@ class StepBuilder(Generic[T, S]):
         lag_alert: Duration | None = None,
         consume_lag: Duration | None = None,
         pause_after_err_count: int | None = None,
+        attempt_timeout: Duration | None = None,
     ) -> StepBuilder[T, S]:
         """Override defaults field by field; later calls override earlier ones the same way."""
         given = Options(
@@ -62,6 +63,7 @@ class StepBuilder(Generic[T, S]):
             lag_alert=lag_alert,
             consume_lag=consume_lag,
             pause_after_err_count=pause_after_err_count,
+            attempt_timeout=attempt_timeout,
         )
         spec = self._steps[self._status]
         self._steps[self._status] = dataclasses.replace(spec, options=given.over(spec.options))
@@ -86,6 +88,7 @@ class TimeoutBuilder:
         pause_after_err_count: int | None = None,
         parallel_count: int | None = None,
         consume_lag: Duration | None = None,
+        attempt_timeout: Duration | None = None,
     ) -> TimeoutBuilder:
         """Override defaults field by field for this status's timeout processes.
 
@@ -100,6 +103,7 @@ class TimeoutBuilder:
             err_backoff=err_backoff,
             lag_alert=lag_alert,
             pause_after_err_count=pause_after_err_count,
+            attempt_timeout=attempt_timeout,
         )
         self._options[self._status] = given.over(self._options.get(self._status, Options()))
         return self

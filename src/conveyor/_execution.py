@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+from functools import partial
 from typing import Generic, TypeVar
 
+from ._attempts import Attempts, Policy
 from ._codec import Codec, DecodeError
 from ._definition import Definition
 from ._markers import SKIP, Cancel, Pause, SaveAndRepeat, Skip
@@ -12,7 +14,7 @@ from ._protocols import RecordWrite
 from ._record import Record, Run, TypedRecord
 from ._runstate import RunState
 from ._types import AsyncStep, StepResult
-from ._writer import PAUSE_REASON_ERRORS, ErrorCounter, RecordWriter
+from ._writer import ErrorCounter, RecordWriter
 
 __all__ = ["Executor", "PoisonRun"]
 
@@ -34,7 +36,8 @@ class Executor(Generic[T, S]):
         self.definition = definition
         self.writer = writer
         self.codec: Codec[T] = Codec(definition.object_type)
-        self.errors = ErrorCounter()
+        self.attempts = Attempts(writer, writer.logger)
+        self.errors: ErrorCounter = self.attempts.errors
         self._status_type = definition.status_type
         self._graph = definition.graph
 
@@ -106,26 +109,32 @@ class Executor(Generic[T, S]):
     # ------------------------------------------------------------------ results
 
     async def call(
-        self, record: Record, fn: AsyncStep[T, S], *, process: str, pause_after: int
+        self,
+        record: Record,
+        fn: AsyncStep[T, S],
+        *,
+        process: str,
+        policy: Policy,
+        what: str = "step",
     ) -> RecordWrite | Skip:
         """Call a step-like function on ``record`` and return the write for its result
         (``SKIP`` when it chose to write nothing).
 
         A poison run (undecodable object, unknown status, invalid result) is paused with
-        the reason. An error is counted; at ``pause_after`` identical errors the run is
-        paused, otherwise the error propagates (the caller retries with backoff).
+        the reason. A failed attempt (an error, or past ``policy.timeout``) goes to
+        ``Attempts.failed``: the pause write at ``policy.pause_after`` failures, else
+        ``AttemptFailed`` (retry this run alone) or the error itself.
         """
         try:
             run = self.to_run(record)
         except PoisonRun as exc:
             return self.writer.pause_write(record, str(exc))
         try:
-            result = await fn(run)
+            result = await self.attempts.run(record.run_id, partial(fn, run), policy.timeout)
         except Exception as exc:
-            if pause_after > 0 and self.errors.add(exc, process, record.run_id) >= pause_after:
-                self.errors.clear(exc, process, record.run_id)
-                return self.writer.pause_write(record, PAUSE_REASON_ERRORS)
-            raise
+            return await self.attempts.failed(
+                record, exc, process=process, what=what, policy=policy
+            )
         try:
             return self.result_write(record, run, result)
         except PoisonRun as exc:

@@ -22,7 +22,7 @@ def seconds(value: Duration | None) -> float | None:
     return float(value)
 
 
-_DURATIONS = ("polling_frequency", "err_backoff", "lag_alert", "consume_lag")
+_DURATIONS = ("polling_frequency", "err_backoff", "lag_alert", "consume_lag", "attempt_timeout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,10 @@ class Options:
     consume_lag: Duration | None = None
     """Hold each event until it is this old (by the workflow's clock)."""
     pause_after_err_count: int | None = None
-    """Pause a run after this many identical errors of its step (0 disables)."""
+    """Pause a run after this many failed attempts at one version (0 disables)."""
+    attempt_timeout: Duration | None = None
+    """Longest an attempt of a step, timeout or hook may take; a longer one fails (an async
+    one is cancelled; a sync one is abandoned in its thread). 0, the default, is no limit."""
 
     def __post_init__(self) -> None:
         for name in _DURATIONS:
@@ -78,6 +81,7 @@ class Options:
             lag_alert=float(lag_alert),  # type: ignore[arg-type]
             consume_lag=consume_lag,
             pause_after_err_count=self.pause_after_err_count or 0,
+            attempt_timeout=float(self.attempt_timeout or 0.0),  # type: ignore[arg-type]
         )
 
 
@@ -91,6 +95,7 @@ class ResolvedOptions:
     lag_alert: float
     consume_lag: float
     pause_after_err_count: int
+    attempt_timeout: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,13 @@ import enum
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Generic, TypeVar
 
+from ._attempts import Policy
 from ._capabilities import PublishesEvents
 from ._connector import ConnectorEvent, ConnectorReceiver
-from ._consumers._consume import Batch, OpenReceiver, consume, sequential
+from ._consumers._consume import Batch, OpenReceiver, Pending, consume, sequential
 from ._consumers._lifecycle import DeleteHandler, HookHandler, PauseRetryHandler, run_state_is
 from ._consumers._outbox import relay_outbox
+from ._consumers._retry import retry_event
 from ._consumers._step import StepHandler
 from ._consumers._timeout import AsyncTimeout, AsyncTimer, TimeoutInserter, TimeoutPoller
 from ._definition import ConnectorSpec
@@ -87,10 +89,12 @@ class _Planner(Generic[T, S]):
         accept: Callable[[Event], bool] | None = None,
         consume_lag: float | None = None,
         lag_alert: float | None = None,
+        retries_of: int | None = None,
     ) -> None:
         clock = self.engine.clock
         lag = opts.consume_lag if consume_lag is None else consume_lag
         alert = opts.lag_alert if lag_alert is None else lag_alert
+        pending = None if retries_of is None else self.pending(retries_of)
 
         async def body(ctx: ProcessContext) -> None:
             await consume(
@@ -103,9 +107,22 @@ class _Planner(Generic[T, S]):
                 consume_lag=lag,
                 accept=accept,
                 lag_alert=alert,
+                pending=pending,
             )
 
         self.add(name, role, body, opts.err_backoff)
+
+    def pending(self, status: int) -> Pending | None:
+        """What a consumer of ``status`` left to retry (when the store records failures)."""
+        failures = self.engine.runs.attempts.failures
+        if failures is None:
+            return None
+        workflow = self.engine.name
+
+        async def due(process: str) -> list[tuple[Event, float]]:
+            return [retry_event(f, status) for f in await failures.retries_due(workflow, process)]
+
+        return due
 
     def skip_counter(self, name: str) -> Callable[[str], None]:
         return self.engine.telemetry.metrics.process(name).skipped
@@ -145,7 +162,7 @@ class _Planner(Generic[T, S]):
                     process=name,
                     status=status,
                     fn=fn,
-                    pause_after=opts.pause_after_err_count,
+                    policy=Policy.of(opts),
                     on_skip=self.skip_counter(name),
                 )
                 self.consumer(
@@ -156,6 +173,7 @@ class _Planner(Generic[T, S]):
                     opts,
                     shard=i,
                     shards=n,
+                    retries_of=status,
                 )
 
     def hooks(self) -> None:
@@ -164,11 +182,14 @@ class _Planner(Generic[T, S]):
         for state, hook in self.definition.hooks.items():
             name = make_role(str(state), "run-state-change-hook-consumer")
             call: Callable[[TypedRecord[T, S]], Awaitable[None]] = engine.threads.wrap(hook)
+            handler = HookHandler(
+                engine.runs, call, process=name, policy=Policy.of(self.defaults, can_pause=False)
+            )
             self.consumer(
                 name,
                 make_role(wf, str(state), "run-state-change-hook-consumer"),
                 self.opener(run_state_change_topic(wf), self.defaults),
-                sequential(HookHandler(engine.runs, call), self.skip_counter(name)),
+                sequential(handler, self.skip_counter(name)),
                 self.defaults,
                 accept=run_state_is(state),
             )
@@ -196,7 +217,7 @@ class _Planner(Generic[T, S]):
                 process=name,
                 status=status,
                 timers=timers,
-                pause_after=opts.pause_after_err_count,
+                policy=Policy.of(opts),
             )
             self.consumer(
                 name,
@@ -212,7 +233,7 @@ class _Planner(Generic[T, S]):
                 engine.telemetry,
                 status=status,
                 fns=fns,
-                pause_after=opts.pause_after_err_count,
+                policy=Policy.of(opts),
                 polling_frequency=opts.polling_frequency,
             )
             self.add(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,8 @@ class ProcessContext:
     failures: int = 0
     draining: bool = False
     """Set by a graceful stop: finish what was started, start nothing new, return."""
+    retries: Sized = ()
+    """Runs the process will attempt again (not idle while there are any)."""
     _done_with_work: asyncio.Future[None] | None = None
 
     @property
@@ -84,7 +86,7 @@ class ProcessContext:
 
         A receiver that cannot tell (it lacks ``ReportsPending``) is never idle.
         """
-        if self.busy:
+        if self.busy or len(self.retries):
             return False
         if self.clock_wait:
             return True

@@ -8,12 +8,28 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
-__all__ = ["ThreadRunner", "is_async_callable"]
+__all__ = ["AbandonSlot", "ThreadRunner", "abandon_threads", "is_async_callable"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class AbandonSlot:
+    """Where ``ThreadRunner.call`` leaves the thread it abandoned (see ``abandon_threads``)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[Any] | None = None
+
+
+abandon_threads: contextvars.ContextVar[AbandonSlot | None] = contextvars.ContextVar(
+    "conveyor_abandon_threads", default=None
+)
+"""Set by an attempt with a time limit: a call cancelled meanwhile does not wait for its
+thread, but leaves it in the slot and returns (the thread runs on, abandoned)."""
 
 
 def is_async_callable(fn: object) -> bool:
@@ -31,13 +47,17 @@ class ThreadRunner:
 
     A thread cannot be cancelled: if the awaiting task is cancelled, the task still waits
     for the thread to finish before the cancellation propagates, so whoever holds a role
-    for the work keeps it until the work has really stopped.
+    for the work keeps it until the work has really stopped. Inside an attempt with a
+    time limit (``abandon_threads`` set) it does not wait: the thread is abandoned, and
+    counted in ``abandoned`` until it ends.
     """
 
     def __init__(self, max_workers: int = 16, name: str = "conveyor") -> None:
         self._max_workers = max_workers
         self._name = name
         self._executor: ThreadPoolExecutor | None = None
+        self.abandoned: int = 0
+        """Threads still running whose callers stopped waiting (past a time limit)."""
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -51,10 +71,22 @@ class ThreadRunner:
         try:
             return await asyncio.shield(fut)
         except asyncio.CancelledError:
+            slot = abandon_threads.get()
+            if slot is not None and not fut.done():
+                self.abandoned += 1
+                slot.future = fut
+                fut.add_done_callback(self._reclaim)
+                raise
             await asyncio.wait({fut})
             if not fut.cancelled():
                 fut.exception()  # retrieved: the caller is gone, so asyncio must not log it
             raise
+
+    def _reclaim(self, fut: asyncio.Future[Any]) -> None:
+        """An abandoned thread ended: its result goes nowhere."""
+        self.abandoned -= 1
+        if not fut.cancelled():
+            fut.exception()
 
     def wrap(self, fn: Callable[P, Awaitable[R] | R]) -> Callable[P, Awaitable[R]]:
         """An async callable for ``fn``: itself if it is async, else a call in a thread.

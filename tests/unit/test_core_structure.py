@@ -19,6 +19,7 @@ CORE = [
     "_execution.py",
     "_waiting.py",
     "_client.py",
+    "_attempts.py",
     "_scheduling.py",
     "_types.py",
     "_markers.py",
@@ -89,7 +90,7 @@ def test_the_any_counter_sees_an_any() -> None:
 LAYERS: list[set[str]] = [
     {"_markers", "_graph", "_types"},
     {"_definition"},
-    {"_writer", "_execution"},
+    {"_writer", "_execution", "_attempts"},
     {"_engine"},
     {"_consumers"},
     {"_plan"},

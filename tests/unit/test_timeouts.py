@@ -286,4 +286,7 @@ async def test_timeout_function_errors_pause_the_run_after_the_threshold() -> No
             await wf.record_store.wait_for_change(0.1)  # type: ignore[attr-defined]
     run = await wf.lookup(run_id)
     assert attempts == 3
-    assert run.meta.run_state_reason == "max error retry threshold hit - automatically paused"
+    assert run.meta.run_state_reason == (
+        "max error retry threshold hit - automatically paused after 3 failed attempts; "
+        "last error: RuntimeError: payment provider down"
+    )

@@ -5,8 +5,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 from typing import Generic, TypeVar
 
+from .._attempts import Policy
 from .._clock import Clock
 from .._codec import Codec
 from .._event import Event, Header
@@ -35,14 +37,25 @@ def run_state_is(state: RunState) -> Callable[[Event], bool]:
 
 
 class HookHandler(Generic[T, S]):
-    """Calls the user's hook with the run's current record (at least once per event)."""
+    """Calls the user's hook with the run's current record (at least once per event).
+
+    A failed attempt is recorded and retried for that run alone (``Attempts``); a hook
+    never pauses its run.
+    """
 
     def __init__(
-        self, runs: Executor[T, S], hook: Callable[[TypedRecord[T, S]], Awaitable[None]]
+        self,
+        runs: Executor[T, S],
+        hook: Callable[[TypedRecord[T, S]], Awaitable[None]],
+        *,
+        process: str,
+        policy: Policy,
     ) -> None:
         self._runs = runs
         self._store = runs.writer.store
         self._hook = hook
+        self._process = process
+        self._policy = policy
 
     async def __call__(self, event: Event) -> None:
         record = await load_record(self._store, event)
@@ -50,7 +63,13 @@ class HookHandler(Generic[T, S]):
             typed = self._runs.typed_record(record)
         except PoisonRun:
             raise Ignore("unable to unmarshal object") from None
-        await self._hook(typed)
+        attempts = self._runs.attempts
+        try:
+            await attempts.run(record.run_id, partial(self._hook, typed), self._policy.timeout)
+        except Exception as exc:
+            await attempts.failed(
+                record, exc, process=self._process, what="hook", policy=self._policy
+            )
 
 
 class PauseRetryHandler:

@@ -7,6 +7,7 @@ import enum
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from .._attempts import AttemptFailed, Policy
 from .._engine import Telemetry
 from .._errors import VersionConflict
 from .._event import Event
@@ -41,7 +42,7 @@ class StepHandler(Generic[T, S]):
         process: str,
         status: int,
         fn: AsyncStep[T, S],
-        pause_after: int,
+        policy: Policy,
         on_skip: Callable[[str], None],
     ) -> None:
         self._runs = runs
@@ -52,7 +53,7 @@ class StepHandler(Generic[T, S]):
         self._process = process
         self._status = status
         self._fn = fn
-        self._pause_after = pause_after
+        self._policy = policy
         self._on_skip = on_skip
 
     async def __call__(self, events: Sequence[Event]) -> Outcome:
@@ -61,6 +62,7 @@ class StepHandler(Generic[T, S]):
         else:
             results = list(await asyncio.gather(*(self._guarded(e) for e in events)))
         acks: list[Event] = []
+        retries: list[tuple[Event, float]] = []
         error: BaseException | None = None
         writes: list[RecordWrite] = []
         written: list[Event] = []
@@ -68,6 +70,8 @@ class StepHandler(Generic[T, S]):
             if isinstance(result, RecordWrite):
                 writes.append(result)
                 written.append(event)
+            elif isinstance(result, AttemptFailed):
+                retries.append((event, result.delay))
             elif isinstance(result, BaseException):
                 error = error or result
             else:
@@ -81,7 +85,7 @@ class StepHandler(Generic[T, S]):
                     error = error or outcome
                     continue
                 acks.append(event)
-        return Outcome(acks, error)
+        return Outcome(acks, error, retries)
 
     async def _guarded(self, event: Event) -> _Prepared:
         tracing = self._telemetry.tracing
@@ -110,9 +114,7 @@ class StepHandler(Generic[T, S]):
 
     async def _prepare(self, event: Event) -> RecordWrite:
         record = await load_current(self._store, event, self._status)
-        result = await self._runs.call(
-            record, self._fn, process=self._process, pause_after=self._pause_after
-        )
+        result = await self._runs.call(record, self._fn, process=self._process, policy=self._policy)
         if isinstance(result, Skip):
             raise Ignore(SKIP_REASON)
         return result

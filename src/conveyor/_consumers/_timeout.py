@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from .._attempts import AttemptFailed, Policy
 from .._clock import Clock
 from .._engine import Telemetry
 from .._errors import RecordNotFound, TimeoutNotFound, VersionConflict
@@ -43,7 +45,7 @@ class TimeoutInserter(Generic[T, S]):
         process: str,
         status: int,
         timers: Sequence[tuple[int, AsyncTimer[T, S]]],
-        pause_after: int,
+        policy: Policy,
     ) -> None:
         self._runs = runs
         self._timeouts = timeouts
@@ -51,13 +53,13 @@ class TimeoutInserter(Generic[T, S]):
         self._process = process
         self._status = status
         self._timers = timers
-        self._pause_after = pause_after
+        self._policy = policy
 
     async def __call__(self, event: Event) -> None:
         runs = self._runs
         record = await load_current(runs.writer.store, event, self._status)
         write = await runs.call(
-            record, self._insert, process=self._process, pause_after=self._pause_after
+            record, self._insert, process=self._process, policy=self._policy, what="timer"
         )
         if not isinstance(write, Skip):  # a poison run or repeated timer errors: pause it
             await runs.writer.write(write)
@@ -93,7 +95,7 @@ class TimeoutPoller(Generic[T, S]):
         *,
         status: int,
         fns: Mapping[int, AsyncTimeout[T, S]],
-        pause_after: int,
+        policy: Policy,
         polling_frequency: float,
     ) -> None:
         self._runs = runs
@@ -103,20 +105,29 @@ class TimeoutPoller(Generic[T, S]):
         self._workflow = runs.definition.name
         self._status = status
         self._fns = fns
-        self._pause_after = pause_after
+        self._policy = policy
         self._poll = polling_frequency
 
     async def __call__(self, ctx: ProcessContext) -> None:
         store = self._timeouts
+        parked: dict[int, float] = {}  # timeout ID -> when (monotonic) to attempt it again
         while not ctx.draining:
             ctx.busy = True
             now = self._clock.now()
             due = await store.list_valid(self._workflow, self._status, now)
             progressed = False
             error: BaseException | None = None
+            moment = time.monotonic()
+            for stale in parked.keys() - {t.id for t in due}:
+                del parked[stale]
             for timeout in due:
+                if parked.get(timeout.id, 0.0) > moment:
+                    continue  # its run's last attempt failed: it waits for its retry
                 try:
                     progressed = await self._fire(ctx, timeout, now) or progressed
+                    parked.pop(timeout.id, None)
+                except AttemptFailed as failed:
+                    parked[timeout.id] = time.monotonic() + failed.delay
                 except Exception as exc:
                     error = error or exc
             if error is not None:
@@ -126,12 +137,18 @@ class TimeoutPoller(Generic[T, S]):
                 continue
             nxt = await store.next_expiry(self._workflow, self._status)
             ctx.busy = False
-            await self._sleep(nxt if nxt is not None and nxt > now else None)
+            retry = min(parked.values(), default=None)
+            await self._sleep(
+                nxt if nxt is not None and nxt > now else None,
+                None if retry is None else retry - time.monotonic(),
+            )
 
-    async def _sleep(self, deadline: datetime | None) -> None:
+    async def _sleep(self, deadline: datetime | None, retry_in: float | None) -> None:
         waits = [asyncio.ensure_future(self._timeouts.wait_for_insert(self._workflow, self._poll))]
         if deadline is not None:
             waits.append(asyncio.ensure_future(self._clock.sleep_until(deadline)))
+        if retry_in is not None:
+            waits.append(asyncio.ensure_future(asyncio.sleep(max(0.0, retry_in))))
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -162,7 +179,7 @@ class TimeoutPoller(Generic[T, S]):
             f"conveyor timeout {ctx.name}", run_id=record.run_id, workflow=self._workflow
         ):
             write = await runs.call(
-                record, on_timeout, process=ctx.name, pause_after=self._pause_after
+                record, on_timeout, process=ctx.name, policy=self._policy, what="timeout"
             )
         if not isinstance(write, Skip):
             try:
