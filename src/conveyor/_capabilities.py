@@ -32,7 +32,7 @@ from typing import Protocol, runtime_checkable
 
 from ._event import Event
 from ._protocols import EventStreamer
-from ._record import Record
+from ._record import Failure, Record
 from ._runstate import RunState
 
 __all__ = [
@@ -158,28 +158,6 @@ class TailsTopics(Protocol):
         """A tail of ``topic`` positioned at its current end: every event committed after
         this call returns comes out of it (events committed before it do not)."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """One failed attempt of a step, timeout or hook on one version of a run.
-
-    ``(run_id, version, attempt)`` is its key: ``attempt`` counts the failures at that
-    version (1 for the first). ``process`` is the background process that made the
-    attempt (its retries belong to whoever holds that process's role). Times are UTC;
-    ``next_attempt_at`` is when the next attempt is due, ``None`` when there is none (the
-    run was paused, or the attempt was the caller's).
-    """
-
-    workflow_name: str
-    run_id: str
-    version: int
-    attempt: int
-    process: str
-    error_type: str
-    message: str
-    failed_at: datetime
-    next_attempt_at: datetime | None = None
 
 
 @runtime_checkable

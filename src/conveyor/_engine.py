@@ -74,3 +74,5 @@ class Engine(Generic[T, S]):
         )
         self.runs: Executor[T, S] = Executor(d, self.writer)
         self.threads = ThreadRunner(d.max_threads, name=f"conveyor-{d.name}")
+        threads = self.threads
+        self.telemetry.metrics.count_abandoned(lambda: threads.abandoned)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -24,6 +25,7 @@ class _Collectors:
     skipped: Counter
     run_state_changes: Counter
     waits: Counter
+    abandoned_threads: Gauge
 
 
 _BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, _Collectors] = (
@@ -80,6 +82,12 @@ def _collectors(registry: CollectorRegistry) -> _Collectors:
                     ("workflow_name", "previous_run_state", "current_run_state"),
                     registry=registry,
                 ),
+                abandoned_threads=Gauge(
+                    "workflow_abandoned_threads",
+                    "Threads of sync attempts that passed their attempt_timeout and still run",
+                    ("workflow_name",),
+                    registry=registry,
+                ),
                 waits=Counter(
                     "workflow_waits",
                     "Waits that returned a run, by what found it: the first store read "
@@ -106,6 +114,10 @@ class Metrics:
         """Waits that returned from their first store read (the run was there already)."""
         self.waits_found_by_event: Counter = self._c.waits.labels(workflow_name, "event")
         """Waits that returned after an event of their run."""
+
+    def count_abandoned(self, count: Callable[[], int]) -> None:
+        """Report ``count()`` as the workflow's abandoned threads when scraped."""
+        self._c.abandoned_threads.labels(self.workflow_name).set_function(count)
 
     def process(self, process_name: str) -> ProcessMetrics:
         return ProcessMetrics(self._c, self.workflow_name, process_name)

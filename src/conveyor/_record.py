@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 from ._markers import SAVE_AND_REPEAT, SKIP, Cancel, Pause, SaveAndRepeat, Skip
 from ._runstate import RunState
 
-__all__ = ["Meta", "Record", "Run", "TypedRecord"]
+__all__ = ["Failure", "Meta", "Record", "Run", "TypedRecord"]
 
 T = TypeVar("T")
 S = TypeVar("S", bound=enum.IntEnum)
@@ -58,6 +58,28 @@ class Record:
         return dataclasses.replace(self, **changes)
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One failed attempt of a step, timeout or hook on one version of a run.
+
+    ``(run_id, version, attempt)`` is its key: ``attempt`` counts the failures at that
+    version (1 for the first). ``process`` is the background process that made the
+    attempt (its retries belong to whoever holds that process's role). Times are UTC;
+    ``next_attempt_at`` is when the next attempt is due, ``None`` when there is none (the
+    run was paused, or the attempt was the caller's).
+    """
+
+    workflow_name: str
+    run_id: str
+    version: int
+    attempt: int
+    process: str
+    error_type: str
+    message: str
+    failed_at: datetime
+    next_attempt_at: datetime | None = None
+
+
 @dataclass(slots=True)
 class TypedRecord(Generic[T, S]):
     """A record whose object is decoded into the user's type and whose status is the user's enum."""
@@ -71,6 +93,9 @@ class TypedRecord(Generic[T, S]):
     created_at: datetime
     updated_at: datetime
     meta: Meta
+    failure: Failure | None = None
+    """The latest failed attempt at this version (``Workflow.lookup`` fills it in when the
+    store records failures); ``None`` otherwise."""
 
     @property
     def version(self) -> int:

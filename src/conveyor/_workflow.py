@@ -294,9 +294,17 @@ class Workflow(Generic[T, S]):
         return write.record.run_id
 
     async def lookup(self, run_id: str) -> Run[T, S]:
-        """The current state of a run. Raises ``RecordNotFound``, or ``DecodeError`` if its
-        object no longer decodes."""
-        return self._engine.runs.view(await self._engine.store.lookup(run_id))
+        """The current state of a run, with its latest failed attempt at this version as
+        ``failure`` (when the store records failures). Raises ``RecordNotFound``, or
+        ``DecodeError`` if its object no longer decodes."""
+        runs = self._engine.runs
+        record = await self._engine.store.lookup(run_id)
+        run = runs.view(record)
+        failures = runs.attempts.failures
+        if failures is not None:
+            found = await failures.failures(run_id, record.meta.version)
+            run.failure = found[-1] if found else None
+        return run
 
     async def wait(
         self,

@@ -19,8 +19,10 @@ from conveyor.adaptertest import (
     ConnectorMaker,
     ConnectorSuite,
     EventStreamerSuite,
+    KeepsHistorySuite,
     KeepsSnapshotsSuite,
     NotifiesChangesSuite,
+    RecordsFailuresSuite,
     RecordStoreSuite,
     ReportsOutboxSuite,
     ReportsPendingSuite,
@@ -97,6 +99,18 @@ class TestMemoryRecordStoreNotifiesChanges(NotifiesChangesSuite):
 
 
 class TestMemoryRecordStoreReportsOutbox(ReportsOutboxSuite):
+    @pytest.fixture
+    async def store(self) -> MemoryRecordStore:
+        return MemoryRecordStore()
+
+
+class TestMemoryRecordStoreRecordsFailures(RecordsFailuresSuite):
+    @pytest.fixture
+    async def store(self) -> MemoryRecordStore:
+        return MemoryRecordStore()
+
+
+class TestMemoryRecordStoreKeepsHistory(KeepsHistorySuite):
     @pytest.fixture
     async def store(self) -> MemoryRecordStore:
         return MemoryRecordStore()

@@ -22,6 +22,8 @@ from conveyor import AdapterError, ConnectorEvent, WorkflowError
 from conveyor.abc import (
     ConnectorConstructor,
     Event,
+    Failure,
+    HistoryEntry,
     OutgoingEvent,
     Record,
     RecordWrite,
@@ -666,6 +668,51 @@ class StoreWhoseOutboxSizeCountsOneWorkflow(MemoryRecordStore):
         return next((len(events) for events in self._outbox.values()), 0)
 
 
+class StoreKeepingStaleFailures(MemoryRecordStore):
+    """``record_failure`` keeps a failure of any stored run, whatever version it names."""
+
+    async def record_failure(self, failure: Failure) -> bool:
+        if failure.run_id not in self._records:
+            return False
+        self._failures.setdefault(failure.run_id, {})[(failure.version, failure.attempt)] = failure
+        return True
+
+
+class StoreBumpingTheVersionOnFailure(MemoryRecordStore):
+    """``record_failure`` writes the run: its version goes up by one, as a write's would."""
+
+    async def record_failure(self, failure: Failure) -> bool:
+        kept = await super().record_failure(failure)
+        if kept:
+            stored = self._records[failure.run_id]
+            meta = dataclasses.replace(stored.meta, version=stored.version + 1)
+            self._records[failure.run_id] = stored.replace(meta=meta)
+        return kept
+
+
+class StoreListingEveryFailureAsDue(MemoryRecordStore):
+    """``retries_due`` lists every failure it keeps (of any run, version and process)."""
+
+    async def retries_due(
+        self, workflow_name: str, process: str, limit: int = 1000
+    ) -> Sequence[Failure]:
+        return [f for kept in self._failures.values() for f in kept.values()][:limit]
+
+
+class StoreWritingHistoryForLostWrites(MemoryRecordStore):
+    """Adds a history entry for every write, also for those the compare-and-set refuses."""
+
+    def _apply(self, write: RecordWrite) -> WorkflowError | None:
+        err = super()._apply(write)
+        if err is not None:
+            r = write.record
+            entry = HistoryEntry(
+                r.version, r.status, r.run_state, r.meta.run_state_reason, r.updated_at
+            )
+            self._history.setdefault(r.run_id, []).append(entry)
+        return err
+
+
 # --------------------------------------------------------------------------- the harness
 
 
@@ -717,6 +764,12 @@ VARIANTS: dict[str, Variant] = {
     ),
     "memory-store-reports-outbox": Variant(
         "ReportsOutboxSuite", "store", MemoryRecordStore, _CAPABILITY
+    ),
+    "memory-store-records-failures": Variant(
+        "RecordsFailuresSuite", "store", MemoryRecordStore, _CAPABILITY
+    ),
+    "memory-store-keeps-history": Variant(
+        "KeepsHistorySuite", "store", MemoryRecordStore, _CAPABILITY
     ),
     "memory-tails": Variant("TailsTopicsSuite", "streamer", MemoryEventStreamer, _TAILS),
     # Broken adapters: the suite must fail them.
@@ -849,6 +902,18 @@ VARIANTS: dict[str, Variant] = {
     "outbox-size-of-one-workflow": Variant(
         "ReportsOutboxSuite", "store", StoreWhoseOutboxSizeCountsOneWorkflow, _CAPABILITY
     ),
+    "failures-of-stale-versions-kept": Variant(
+        "RecordsFailuresSuite", "store", StoreKeepingStaleFailures, _CAPABILITY
+    ),
+    "failures-bumping-the-version": Variant(
+        "RecordsFailuresSuite", "store", StoreBumpingTheVersionOnFailure, _CAPABILITY
+    ),
+    "retries-due-listing-every-failure": Variant(
+        "RecordsFailuresSuite", "store", StoreListingEveryFailureAsDue, _CAPABILITY
+    ),
+    "history-of-lost-writes": Variant(
+        "KeepsHistorySuite", "store", StoreWritingHistoryForLostWrites, _CAPABILITY
+    ),
     "tail-from-the-start": Variant(
         "TailsTopicsSuite", "streamer", StreamerTailingFromTheStart, _TAILS
     ),
@@ -959,6 +1024,8 @@ def test_harness_passes_the_correct_memory_adapter(
         "memory-store-keeps-snapshots",
         "memory-store-notifies-changes",
         "memory-store-reports-outbox",
+        "memory-store-records-failures",
+        "memory-store-keeps-history",
         "memory-tails",
     ],
 )
@@ -1258,6 +1325,36 @@ def test_harness_passes_every_case_of_a_capability_suite_on_a_correct_adapter(
                 "test_deleted_outbox_events_no_longer_count",
             },
             id="outbox-size-of-one-workflow",
+        ),
+        pytest.param(
+            "failures-of-stale-versions-kept",
+            {"test_a_failure_of_a_version_the_run_moved_on_from_is_not_kept"},
+            id="failures-of-stale-versions-kept",
+        ),
+        pytest.param(
+            "failures-bumping-the-version",
+            {
+                "test_recording_a_failure_leaves_the_record_and_its_outbox_untouched",
+                "test_failures_are_listed_oldest_first_and_filtered_by_version",
+                "test_retries_due_lists_the_latest_failure_of_each_run_of_that_process",
+                "test_retries_due_lists_a_run_only_while_it_is_at_that_version_and_retrying",
+                "test_retries_due_lists_the_earliest_due_first_up_to_the_limit",
+            },
+            id="failures-bumping-the-version",
+        ),
+        pytest.param(
+            "retries-due-listing-every-failure",
+            {
+                "test_retries_due_lists_the_latest_failure_of_each_run_of_that_process",
+                "test_retries_due_lists_a_run_only_while_it_is_at_that_version_and_retrying",
+                "test_retries_due_lists_the_earliest_due_first_up_to_the_limit",
+            },
+            id="retries-due-listing-every-failure",
+        ),
+        pytest.param(
+            "history-of-lost-writes",
+            {"test_a_write_that_lost_its_compare_and_set_adds_no_entry"},
+            id="history-of-lost-writes",
         ),
         pytest.param(
             "tail-from-the-start",

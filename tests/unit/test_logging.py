@@ -71,13 +71,54 @@ async def test_debug_lines_only_in_debug_mode() -> None:
     assert any(msg == "role acquired" for _, msg, _ in chatty.lines)
 
 
-async def test_process_errors_are_logged_with_their_exception() -> None:
+async def test_a_failed_attempt_is_logged_with_the_run_and_its_exception() -> None:
     logger = ListLogger()
     await run_once(logger, debug=False, fail=True)
-    errors = [meta for level, _, meta in logger.lines if level == "error"]
+    errors = [(msg, meta) for level, msg, meta in logger.lines if level == "error"]
     assert len(errors) == 1
-    assert str(errors[0]["exc"]) == "boom"
-    assert errors[0]["process"] == "start-consumer-1-of-1"
+    msg, meta = errors[0]
+    assert msg.startswith("step failed (next attempt in ")
+    assert str(meta["exc"]) == "boom"
+    assert meta["process"] == "start-consumer-1-of-1"
+    assert (meta["workflow"], meta["foreign_id"], meta["status"], meta["attempt"]) == (
+        "logged",
+        "fid",
+        "START",
+        1,
+    )
+    assert meta["error"] == "RuntimeError: boom"
+
+
+async def test_repeated_failures_log_the_traceback_once_then_one_line_each() -> None:
+    logger = ListLogger()
+    calls = 0
+
+    async def step(run: Run[Obj, Status]) -> Status:
+        nonlocal calls
+        calls += 1
+        if calls < 4:
+            raise RuntimeError(f"boom {calls}")
+        return Status.END
+
+    b = Builder("logged", Obj, Status)
+    b.add_step(Status.START, step, Status.END).with_options(err_backoff=0.001)
+    wf = b.build(
+        MemoryEventStreamer(),
+        MemoryRecordStore(),
+        MemoryRoleScheduler(),
+        logger=logger,
+    )
+    async with wf, asyncio.timeout(10):
+        run_id = await wf.trigger("fid")
+        await wf.wait("fid", run_id, Status.END)
+    errors = [meta for level, _, meta in logger.lines if level == "error"]
+    assert [(m["attempt"], m["error"]) for m in errors] == [
+        (1, "RuntimeError: boom 1"),
+        (2, "RuntimeError: boom 2"),
+        (3, "RuntimeError: boom 3"),
+    ]
+    assert [m["exc"] is not None for m in errors] == [True, False, False]
+    assert {m["run_id"] for m in errors} == {run_id}
 
 
 async def test_default_logger_is_the_standard_logging_module(
@@ -86,8 +127,11 @@ async def test_default_logger_is_the_standard_logging_module(
     with caplog.at_level(logging.DEBUG, logger="conveyor"):
         await run_once(None, debug=True, fail=True)
     messages = [r.getMessage() for r in caplog.records if r.name == "conveyor"]
-    assert any(m.startswith("process error") for m in messages)
+    assert any(m.startswith("step failed (next attempt in") for m in messages)
     assert any(m.startswith("record written") for m in messages)
+    failed = next(r for r in caplog.records if r.getMessage().startswith("step failed"))
+    fields = failed.conveyor  # type: ignore[attr-defined]
+    assert {"workflow", "foreign_id", "run_id", "status", "attempt"} <= set(fields)
 
 
 def test_the_default_logger_reports_an_unreachable_backend_in_one_line(

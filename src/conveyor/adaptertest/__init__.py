@@ -14,15 +14,15 @@ extra: pytest and pytest-asyncio). An adapter's test module subclasses it as
 
 An adapter that claims a capability (``conveyor.abc.ReportsPending`` and the others) runs
 its suite too, with the fixture of the contract it extends: ``ReportsPendingSuite`` and
-``TailsTopicsSuite`` (``streamer``), ``KeepsSnapshotsSuite``, ``NotifiesChangesSuite`` and
-``ReportsOutboxSuite`` (``store``), and ``PublishesEventsSuite``, whose
-``store_and_streamer`` fixture yields a ``StoreAndStreamer``: the store and the streamer
-it publishes to.
+``TailsTopicsSuite`` (``streamer``), ``KeepsSnapshotsSuite``, ``NotifiesChangesSuite``,
+``ReportsOutboxSuite``, ``RecordsFailuresSuite`` and ``KeepsHistorySuite`` (``store``),
+and ``PublishesEventsSuite``, whose ``store_and_streamer`` fixture yields a
+``StoreAndStreamer``: the store and the streamer it publishes to.
 
 The helpers the suites use to build writes are public too, for an adapter's own tests:
 ``dummy_record`` (a record of the suites' dummy workflow), ``insert`` and ``update`` (the
-``RecordWrite`` that creates or replaces it, with its outbox event) and ``new_name`` (a
-unique topic, receiver or role name).
+``RecordWrite`` that creates or replaces it, with its outbox event), ``failure`` (a failed
+attempt on a record's version) and ``new_name`` (a unique topic, receiver or role name).
 
 The cases carry ``pytest.mark.asyncio``, so they run under pytest-asyncio's strict mode
 as well as ``asyncio_mode = "auto"``; in strict mode the overriding fixture must be
@@ -39,7 +39,9 @@ pytest.register_assert_rewrite(
     "conveyor.adaptertest._tails",
     "conveyor.adaptertest._connector",
     "conveyor.adaptertest._event_streamer",
+    "conveyor.adaptertest._failures",
     "conveyor.adaptertest._fixtures",
+    "conveyor.adaptertest._history",
     "conveyor.adaptertest._record_store",
     "conveyor.adaptertest._role_scheduler",
     "conveyor.adaptertest._timeout_store",
@@ -48,10 +50,13 @@ pytest.register_assert_rewrite(
 from ._connector import ConnectorMaker as ConnectorMaker  # noqa: E402
 from ._connector import ConnectorSuite as ConnectorSuite  # noqa: E402
 from ._event_streamer import EventStreamerSuite as EventStreamerSuite  # noqa: E402
+from ._failures import RecordsFailuresSuite as RecordsFailuresSuite  # noqa: E402
+from ._failures import failure as failure  # noqa: E402
 from ._fixtures import dummy_record as dummy_record  # noqa: E402
 from ._fixtures import insert as insert  # noqa: E402
 from ._fixtures import new_name as new_name  # noqa: E402
 from ._fixtures import update as update  # noqa: E402
+from ._history import KeepsHistorySuite as KeepsHistorySuite  # noqa: E402
 from ._pending import ReportsPendingSuite as ReportsPendingSuite  # noqa: E402
 from ._publishing import PublishesEventsSuite as PublishesEventsSuite  # noqa: E402
 from ._publishing import StoreAndStreamer as StoreAndStreamer  # noqa: E402
@@ -68,10 +73,12 @@ __all__ = (
     "ConnectorMaker",
     "ConnectorSuite",
     "EventStreamerSuite",
+    "KeepsHistorySuite",
     "KeepsSnapshotsSuite",
     "NotifiesChangesSuite",
     "PublishesEventsSuite",
     "RecordStoreSuite",
+    "RecordsFailuresSuite",
     "ReportsOutboxSuite",
     "ReportsPendingSuite",
     "RoleSchedulerSuite",
@@ -80,6 +87,7 @@ __all__ = (
     "TailsTopicsSuite",
     "TimeoutStoreSuite",
     "dummy_record",
+    "failure",
     "insert",
     "new_name",
     "update",

@@ -1,11 +1,13 @@
-"""Records, outbox and snapshots in memory: the reference ``RecordStore``."""
+"""Records, outbox, snapshots, failures and history in memory: the reference ``RecordStore``."""
 
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import itertools
 from collections.abc import Sequence
 
+from ..._capabilities import Failure, HistoryEntry
 from ..._errors import RecordNotFound, VersionConflict, WorkflowError, WorkflowInProgress
 from ..._event import OutboxEvent
 from ..._kit._signal import Signal
@@ -16,13 +18,16 @@ from ..._runstate import RunState
 __all__ = ["MemoryRecordStore"]
 
 _ACTIVE = frozenset({RunState.INITIATED, RunState.RUNNING, RunState.PAUSED})
+_RETRYING = frozenset({RunState.INITIATED, RunState.RUNNING})
 
 
 class MemoryRecordStore:
     """``RecordStore`` in memory, with every stored version kept for tests (``snapshots``).
 
     Writes are compare-and-set on the version; at most one active run per workflow and
-    foreign ID. Records are immutable, so nothing is copied.
+    foreign ID. Records are immutable, so nothing is copied. Failed attempts are kept
+    beside the runs (``RecordsFailures``) and every applied write adds a history entry
+    (``KeepsHistory``).
     """
 
     def __init__(self) -> None:
@@ -33,6 +38,10 @@ class MemoryRecordStore:
         self._outbox: dict[str, dict[str, OutboxEvent]] = {}
         self._outbox_signals: dict[str, Signal] = {}
         self._snapshots: dict[str, list[Record]] = {}
+        # run ID -> (version, attempt) -> failure; run ID -> one entry per applied write
+        # (without failures: they are attached when read).
+        self._failures: dict[str, dict[tuple[int, int], Failure]] = {}
+        self._history: dict[str, list[HistoryEntry]] = {}
         self._seq = itertools.count()
         self._changed = Signal()
 
@@ -74,11 +83,29 @@ class MemoryRecordStore:
             self._by_foreign_id.setdefault(key, []).append(run_id)
         self._records[run_id] = record
         self._snapshots.setdefault(run_id, []).append(record)
+        self._history.setdefault(run_id, []).append(
+            HistoryEntry(
+                record.meta.version,
+                record.status,
+                record.run_state,
+                record.meta.run_state_reason,
+                record.updated_at,
+            )
+        )
+        if record.run_state is RunState.DATA_DELETED:
+            self._scrub(run_id)
         outbox = self._outbox.get(record.workflow_name)
         if outbox is None:
             outbox = self._outbox[record.workflow_name] = {}
         outbox[write.outbox.id] = write.outbox
         return None
+
+    def _scrub(self, run_id: str) -> None:
+        """Empty the messages of the run's failures (they may quote the deleted object)."""
+        failures = self._failures.get(run_id)
+        if failures:
+            for key, failure in failures.items():
+                failures[key] = dataclasses.replace(failure, message="")
 
     def _notify(self, workflow_name: str) -> None:
         signal = self._outbox_signals.get(workflow_name)
@@ -145,6 +172,59 @@ class MemoryRecordStore:
         if signal is None:
             signal = self._outbox_signals[workflow_name] = Signal()
         await signal.wait(timeout)
+
+    # ------------------------------------------------------------------ failures, history
+
+    async def record_failure(self, failure: Failure) -> bool:
+        """Keep ``failure`` if the run is still at its version (``RecordsFailures``)."""
+        stored = self._records.get(failure.run_id)
+        if stored is None or stored.meta.version != failure.version:
+            return False
+        self._failures.setdefault(failure.run_id, {})[(failure.version, failure.attempt)] = failure
+        return True
+
+    async def failures(self, run_id: str, version: int | None = None) -> Sequence[Failure]:
+        """The run's failures by version and attempt (only ``version``'s if given)."""
+        kept = self._failures.get(run_id)
+        if not kept:
+            return []
+        return [kept[k] for k in sorted(kept) if version is None or k[0] == version]
+
+    async def retries_due(
+        self, workflow_name: str, process: str, limit: int = 1000
+    ) -> Sequence[Failure]:
+        """The latest failure of each retrying run ``process`` must retry, earliest due first."""
+        due: builtins.list[Failure] = []
+        for run_id, kept in self._failures.items():
+            record = self._records[run_id]
+            if record.run_state not in _RETRYING:
+                continue
+            latest = kept[max(kept)]
+            if (
+                latest.version == record.meta.version
+                and latest.workflow_name == workflow_name
+                and latest.process == process
+                and latest.next_attempt_at is not None
+            ):
+                due.append(latest)
+        due.sort(key=lambda f: (f.next_attempt_at, f.run_id))
+        return due[: max(0, limit)]
+
+    async def history(self, run_id: str) -> Sequence[HistoryEntry]:
+        """Every applied write of the run, oldest first, with its version's failures."""
+        entries = self._history.get(run_id)
+        if not entries:
+            return []
+        kept = self._failures.get(run_id, {})
+        by_version: dict[int, builtins.list[Failure]] = {}
+        for key in sorted(kept):
+            by_version.setdefault(key[0], []).append(kept[key])
+        return [
+            dataclasses.replace(e, failures=tuple(by_version[e.version]))
+            if e.version in by_version
+            else e
+            for e in entries
+        ]
 
     # ------------------------------------------------------------------ testing
 
