@@ -26,6 +26,7 @@ from ._errors import BuildError as BuildError
 from ._errors import CallbackRejected as CallbackRejected
 from ._errors import CallbackRejection as CallbackRejection
 from ._errors import DecodeError as DecodeError
+from ._errors import InvalidForeignID as InvalidForeignID
 from ._errors import InvalidSchedule as InvalidSchedule
 from ._errors import InvalidTransition as InvalidTransition
 from ._errors import NotRunning as NotRunning
@@ -78,6 +79,7 @@ __all__ = (
     "Definition",
     "DeleteFn",
     "HookFn",
+    "InvalidForeignID",
     "InvalidSchedule",
     "InvalidTransition",
     "Logger",

@@ -6,6 +6,7 @@ The tree::
     ├── BuildError                 a graph or option mistake found by Builder.build()
     ├── NotRunning                 trigger/schedule outside run() (and client())
     ├── InvalidSchedule            a cron spec that does not parse (also a ValueError)
+    ├── InvalidForeignID           a foreign ID no backend can store (also a ValueError)
     ├── RecordNotFound             (also a LookupError)
     ├── TimeoutNotFound            (also a LookupError)
     ├── OutboxRecordNotFound       (also a LookupError)
@@ -33,6 +34,7 @@ __all__ = [
     "CallbackRejected",
     "CallbackRejection",
     "DecodeError",
+    "InvalidForeignID",
     "InvalidSchedule",
     "InvalidTransition",
     "NotRunning",
@@ -60,6 +62,22 @@ class NotRunning(WorkflowError):
 
 class InvalidSchedule(WorkflowError, ValueError):
     """A schedule spec that is not valid cron, a descriptor, or ``@every <duration>``."""
+
+
+class InvalidForeignID(WorkflowError, ValueError):
+    """A foreign ID outside the limits every backend keeps (see ``conveyor._ids``): not a
+    ``str``, longer than 1,024 UTF-8 bytes, or holding a NUL or a lone surrogate.
+
+    ``foreign_id`` is the refused value, ``problem`` what is wrong with it.
+    """
+
+    def __init__(self, foreign_id: object, problem: str) -> None:
+        shown = repr(foreign_id)
+        if len(shown) > 60:
+            shown = shown[:40] + "..." + shown[-12:]
+        super().__init__(f"invalid foreign ID {shown}: {problem}")
+        self.foreign_id = foreign_id
+        self.problem = problem
 
 
 class RecordNotFound(WorkflowError, LookupError):

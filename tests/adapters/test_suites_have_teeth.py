@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from unittest import mock
 
 import pytest
 
@@ -24,8 +25,10 @@ from conveyor.abc import (
     Event,
     Failure,
     HistoryEntry,
+    Order,
     OutgoingEvent,
     Record,
+    RecordFilter,
     RecordWrite,
     RoleScheduler,
     TailBatch,
@@ -56,6 +59,41 @@ class StoreWithoutCompareAndSet(MemoryRecordStore):
         stored = self._records.get(write.record.run_id)
         expected = 0 if stored is None else stored.version
         return super()._apply(dataclasses.replace(write, expected_version=expected))
+
+
+class StoreWithoutForeignIdChecks(MemoryRecordStore):
+    """Keeps and finds any string as a foreign ID (a lone surrogate, NUL, any length), as
+    a dict does: the limits other backends have are not checked."""
+
+    def _apply(self, write: RecordWrite) -> WorkflowError | None:
+        with _foreign_ids_unchecked():
+            return super()._apply(write)
+
+    async def latest(self, workflow_name: str, foreign_id: str) -> Record:
+        with _foreign_ids_unchecked():  # the memory store's latest never yields
+            return await super().latest(workflow_name, foreign_id)
+
+    async def list(
+        self,
+        workflow_name: str = "",
+        *,
+        offset: int = 0,
+        limit: int = 25,
+        order: Order = Order.ASC,
+        filter: RecordFilter | None = None,
+    ) -> Sequence[Record]:
+        with _foreign_ids_unchecked():
+            return await super().list(
+                workflow_name, offset=offset, limit=limit, order=order, filter=filter
+            )
+
+
+def _foreign_ids_unchecked() -> AbstractContextManager[object]:
+    return mock.patch.multiple(
+        "conveyor.adapters.memory._record_store",
+        check_foreign_id=lambda foreign_id: foreign_id,
+        invalid_foreign_id=lambda foreign_id: None,
+    )
 
 
 # --------------------------------------------------------------------------- broken streamers
@@ -776,6 +814,9 @@ VARIANTS: dict[str, Variant] = {
     "store-without-compare-and-set": Variant(
         "RecordStoreSuite", "store", StoreWithoutCompareAndSet, _STORE
     ),
+    "store-without-foreign-id-checks": Variant(
+        "RecordStoreSuite", "store", StoreWithoutForeignIdChecks, _STORE
+    ),
     "streamer-ignoring-acks": Variant(
         "EventStreamerSuite", "streamer", StreamerIgnoringAcks, _STREAM
     ),
@@ -1053,6 +1094,20 @@ def test_harness_passes_every_case_of_a_capability_suite_on_a_correct_adapter(
                 "test_store_many_returns_an_outcome_per_write_and_applies_the_others",
             },
             id="store-without-compare-and-set",
+        ),
+        pytest.param(
+            "store-without-foreign-id-checks",
+            {
+                f"test_foreign_ids_no_backend_can_store_are_refused[{case}]"
+                for case in (
+                    "NUL",
+                    "lone high surrogate",
+                    "lone low surrogate in text",
+                    "one byte too long",
+                    "too long in UTF-8",
+                )
+            },
+            id="store-without-foreign-id-checks",
         ),
         pytest.param(
             "streamer-ignoring-acks",

@@ -128,6 +128,7 @@ WORKFLOW_AUTHORS = (
     "Definition",
     "DeleteFn",
     "HookFn",
+    "InvalidForeignID",
     "InvalidSchedule",
     "InvalidTransition",
     "Logger",

@@ -7,6 +7,7 @@ contract's cases together is what lets a reader check the suite against the cont
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
@@ -14,8 +15,9 @@ from typing import ClassVar
 import pytest
 import pytest_asyncio
 
-from .._errors import RecordNotFound, VersionConflict, WorkflowInProgress
+from .._errors import InvalidForeignID, RecordNotFound, VersionConflict, WorkflowInProgress
 from .._event import Header
+from .._ids import MAX_FOREIGN_ID_BYTES
 from .._protocols import Order, RecordFilter, RecordStore, RecordWrite
 from .._record import Meta, Record
 from .._runstate import RunState
@@ -53,6 +55,25 @@ async def _seed(store: RecordStore, records: Iterable[Record]) -> list[Record]:
 
 def _run_ids(records: Sequence[Record]) -> list[str]:
     return [r.run_id for r in records]
+
+
+def _longest_foreign_id() -> str:
+    """A foreign ID of exactly ``MAX_FOREIGN_ID_BYTES`` UTF-8 bytes: random (so no index
+    compresses it), with 2-, 3- and 4-byte characters."""
+    head = "Ünï€😀-"  # 2 + 1 + 2 + 3 + 4 + 1 bytes
+    body = "".join(uuid.uuid4().hex for _ in range(MAX_FOREIGN_ID_BYTES // 32 + 1))
+    fid = head + body[: MAX_FOREIGN_ID_BYTES - len(head.encode())]
+    assert len(fid.encode()) == MAX_FOREIGN_ID_BYTES
+    return fid
+
+
+_REFUSED_FOREIGN_IDS = {
+    "one byte too long": "x" * (MAX_FOREIGN_ID_BYTES + 1),
+    "too long in UTF-8": "x" * (MAX_FOREIGN_ID_BYTES - 1) + "é",
+    "NUL": "order\x007",
+    "lone high surrogate": "\ud800",
+    "lone low surrogate in text": "order-\udfff-7",
+}
 
 
 class StoreCases:
@@ -293,6 +314,45 @@ class RecordStoreSuite(StoreCases):
 
         assert_record_equal(await store.latest(WORKFLOW, FOREIGN_ID), first)
         assert_record_equal(await store.latest(SECOND_WORKFLOW, FOREIGN_ID), second)
+
+    # ------------------------------------------------------------ foreign IDs
+
+    async def test_a_foreign_id_at_the_length_limit_round_trips(self, store: RecordStore) -> None:
+        record = dummy_record(foreign_id=_longest_foreign_id())
+        await store.store(insert(record))
+        await store.store(update(record, status=Status.MIDDLE))
+
+        latest = await store.latest(WORKFLOW, record.foreign_id)
+        assert latest.foreign_id == record.foreign_id
+        assert latest.version == 2
+        listed = await store.list(WORKFLOW, filter=RecordFilter(foreign_ids=(record.foreign_id,)))
+        assert _run_ids(listed) == [record.run_id]
+        with pytest.raises(WorkflowInProgress):
+            await store.store(insert(dummy_record(foreign_id=record.foreign_id)))
+
+    @pytest.mark.parametrize("case", sorted(_REFUSED_FOREIGN_IDS))
+    async def test_foreign_ids_no_backend_can_store_are_refused(
+        self, store: RecordStore, case: str
+    ) -> None:
+        bad = dummy_record(foreign_id=_REFUSED_FOREIGN_IDS[case])
+        good = dummy_record(foreign_id="fine")
+
+        with pytest.raises(InvalidForeignID) as raised:
+            await store.store(insert(bad))
+        assert isinstance(raised.value, ValueError)
+        outcomes = await store.store_many([insert(bad), insert(good)])
+        with pytest.raises(InvalidForeignID):
+            await store.latest(WORKFLOW, bad.foreign_id)
+        with pytest.raises(InvalidForeignID):
+            await store.list(WORKFLOW, filter=RecordFilter(foreign_ids=(bad.foreign_id,)))
+
+        assert isinstance(outcomes[0], InvalidForeignID)
+        assert outcomes[1] is None
+        with pytest.raises(RecordNotFound):
+            await store.lookup(bad.run_id)
+        assert _run_ids(await store.list(WORKFLOW)) == [good.run_id]
+        outbox = await store.list_outbox_events(WORKFLOW, 1000)
+        assert [e.run_id for e in outbox] == [good.run_id]
 
     # ------------------------------------------------------------ store_many
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from ..._capabilities import Failure, HistoryEntry
 from ..._errors import RecordNotFound, VersionConflict, WorkflowError, WorkflowInProgress
 from ..._event import OutboxEvent
+from ..._ids import check_foreign_id, invalid_foreign_id
 from ..._kit._signal import Signal
 from ..._protocols import Order, RecordFilter, RecordWrite
 from ..._record import Record
@@ -64,6 +65,9 @@ class MemoryRecordStore:
         run_id = record.run_id
         stored = self._records.get(run_id)
         if write.expected_version == 0:
+            refused = invalid_foreign_id(record.foreign_id)
+            if refused is not None:
+                return refused
             if stored is not None:
                 return VersionConflict(run_id, 0, stored.meta.version)
         elif stored is None or stored.meta.version != write.expected_version:
@@ -122,6 +126,7 @@ class MemoryRecordStore:
             raise RecordNotFound(f"record not found: run_id={run_id}") from None
 
     async def latest(self, workflow_name: str, foreign_id: str) -> Record:
+        check_foreign_id(foreign_id)
         run_ids = self._by_foreign_id.get((workflow_name, foreign_id))
         if not run_ids:
             raise RecordNotFound(
@@ -143,6 +148,9 @@ class MemoryRecordStore:
     ) -> Sequence[Record]:
         if limit <= 0:
             limit = 25
+        if filter is not None:
+            for foreign_id in filter.foreign_ids:
+                check_foreign_id(foreign_id)
         matches = [
             r
             for r in self._records.values()

@@ -11,6 +11,7 @@ import builtins
 from collections.abc import Sequence
 
 from ..._errors import RecordNotFound
+from ..._ids import check_foreign_id
 from ..._protocols import Order, RecordFilter
 from ..._record import Record
 from ._coalesce import Coalescer
@@ -48,6 +49,7 @@ class RecordReads:
 
     async def latest(self, workflow_name: str, foreign_id: str) -> Record:
         """The newest run of ``foreign_id``. Raises ``RecordNotFound``."""
+        check_foreign_id(foreign_id)
         row = await self._db.fetchrow(
             "reading the latest record", self._latest_sql, workflow_name, foreign_id
         )
@@ -91,7 +93,7 @@ class RecordReads:
             where.append(f"workflow_name = {arg(workflow_name)}")
         if filter is not None:
             if filter.foreign_ids:
-                fids = builtins.list(filter.foreign_ids)
+                fids = [check_foreign_id(f) for f in filter.foreign_ids]
                 where.append(f"foreign_id = ANY({arg(fids)}::text[])")
             if filter.statuses:
                 where.append(f"status = ANY({arg([int(s) for s in filter.statuses])}::bigint[])")

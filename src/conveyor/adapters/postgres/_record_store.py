@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from ..._errors import WorkflowError
 from ..._event import OutboxEvent
+from ..._ids import check_foreign_id, invalid_foreign_id
 from ..._protocols import Order, RecordFilter, RecordWrite
 from ..._record import Record
 from ._batch_writes import OutboxWrites
@@ -67,6 +68,8 @@ class PostgresRecordStore:
         """Store one write. A lone write goes at once; writes that arrive while one is in
         flight (concurrent triggers) share the next statement and commit, each with its own
         compare-and-set outcome."""
+        if write.expected_version == 0:
+            check_foreign_id(write.record.foreign_id)
         outcome = await self._writes.submit(write)
         if outcome is not None:
             raise outcome
@@ -74,6 +77,17 @@ class PostgresRecordStore:
     async def store_many(self, writes: Sequence[RecordWrite]) -> Sequence[WorkflowError | None]:
         if not writes:
             return []
+        refused = [
+            invalid_foreign_id(w.record.foreign_id) if w.expected_version == 0 else None
+            for w in writes
+        ]
+        if all(r is None for r in refused):
+            return await self._write(writes)
+        valid = [w for w, r in zip(writes, refused, strict=True) if r is None]
+        outcomes = iter(await self._write(valid) if valid else ())
+        return [r if r is not None else next(outcomes) for r in refused]
+
+    async def _write(self, writes: Sequence[RecordWrite]) -> Sequence[WorkflowError | None]:
         if self._direct is not None:
             return await self._direct.store(writes)
         return await self._outbox.store(writes)

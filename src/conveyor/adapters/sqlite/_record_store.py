@@ -13,6 +13,7 @@ import msgspec
 
 from ..._errors import RecordNotFound, VersionConflict, WorkflowError, WorkflowInProgress
 from ..._event import OutboxEvent
+from ..._ids import check_foreign_id, invalid_foreign_id
 from ..._protocols import Order, RecordFilter, RecordWrite
 from ..._record import Meta, Record
 from ..._runstate import RunState
@@ -166,6 +167,8 @@ class SQLiteRecordStore:
         return _record(row)
 
     async def latest(self, workflow_name: str, foreign_id: str) -> Record:
+        check_foreign_id(foreign_id)
+
         def find(conn: sqlite3.Connection) -> sqlite3.Row | None:
             row: sqlite3.Row | None = conn.execute(
                 f"{_SELECT} WHERE workflow_name = ? AND foreign_id = ? "
@@ -284,6 +287,8 @@ class SQLiteRecordStore:
 
 
 def _filter_sql(f: RecordFilter, where: builtins.list[str], params: builtins.list[Any]) -> None:
+    for foreign_id in f.foreign_ids:
+        check_foreign_id(foreign_id)
     for column, values in (
         ("foreign_id", f.foreign_ids),
         ("status", tuple(int(s) for s in f.statuses)),
@@ -307,6 +312,10 @@ def _apply(conn: sqlite3.Connection, write: RecordWrite) -> tuple[WorkflowError 
     """
     r = write.record
     m = r.meta
+    if write.expected_version == 0:
+        refused = invalid_foreign_id(r.foreign_id)
+        if refused is not None:
+            return refused, 0
     try:
         if write.expected_version == 0:
             cur = conn.execute(
