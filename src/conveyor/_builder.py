@@ -279,6 +279,7 @@ class Builder(Generic[T, S]):
         metrics_registry: CollectorRegistry | None = None,
         tracing: bool = False,
         tracer_provider: object | None = None,
+        stall_threshold: Duration = 1.0,
     ) -> Workflow[T, S]:
         """Check the graph and return a ``Workflow`` (not yet running: call ``run()``).
 
@@ -286,7 +287,9 @@ class Builder(Generic[T, S]):
         ``max_threads`` bounds the pool that runs plain ``def`` user functions.
         Prometheus metrics go to ``metrics_registry`` (default: the global registry).
         ``tracing=True`` adds OpenTelemetry spans (``pip install 'conveyor[otel]'``), from
-        ``tracer_provider`` or the global one. Raises ``BuildError``.
+        ``tracer_provider`` or the global one. While it runs, a blocked event loop (a
+        blocking call in an ``async def``) is reported once it has not turned for
+        ``stall_threshold`` seconds (0 disables the watchdog). Raises ``BuildError``.
         """
         definition = self.definition(
             has_timeout_store=timeout_store is not None,
@@ -299,6 +302,7 @@ class Builder(Generic[T, S]):
             metrics_registry=metrics_registry,
             tracing=tracing,
             tracer_provider=tracer_provider,
+            stall_threshold=stall_threshold,
         )
         return Workflow(
             definition,
@@ -323,6 +327,7 @@ class Builder(Generic[T, S]):
         metrics_registry: CollectorRegistry | None = None,
         tracing: bool = False,
         tracer_provider: object | None = None,
+        stall_threshold: Duration = 1.0,
     ) -> Definition[T, S]:
         """The frozen definition ``build`` would use (tools read it without adapters)."""
         graph = self._graph.freeze()
@@ -340,6 +345,9 @@ class Builder(Generic[T, S]):
             raise BuildError("pause_retry must be positive seconds, or None to disable")
         if max_threads < 1:
             raise BuildError("max_threads must be at least 1")
+        stall = seconds(stall_threshold)
+        if stall is None or stall < 0:
+            raise BuildError("stall_threshold must be seconds >= 0 (0 disables the watchdog)")
         return Definition(
             name=self.name,
             object_type=self.object_type,
@@ -360,4 +368,5 @@ class Builder(Generic[T, S]):
             metrics_registry=metrics_registry,
             tracing=tracing,
             tracer_provider=tracer_provider,
+            stall_threshold=stall,
         )

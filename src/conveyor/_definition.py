@@ -103,6 +103,8 @@ class Definition(Generic[T, S]):
     metrics_registry: CollectorRegistry | None = None
     tracing: bool = False
     tracer_provider: object | None = None
+    stall_threshold: float = 1.0
+    """Seconds without an event-loop turn after which the watchdog reports (0: off)."""
     _names: Mapping[int, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -26,6 +26,7 @@ class _Collectors:
     run_state_changes: Counter
     waits: Counter
     abandoned_threads: Gauge
+    stalls: Counter
 
 
 _BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, _Collectors] = (
@@ -88,6 +89,12 @@ def _collectors(registry: CollectorRegistry) -> _Collectors:
                     ("workflow_name",),
                     registry=registry,
                 ),
+                stalls=Counter(
+                    "workflow_event_loop_stalls",
+                    "Times the event loop did not turn for the workflow's stall_threshold",
+                    ("workflow_name",),
+                    registry=registry,
+                ),
                 waits=Counter(
                     "workflow_waits",
                     "Waits that returned a run, by what found it: the first store read "
@@ -114,6 +121,10 @@ class Metrics:
         """Waits that returned from their first store read (the run was there already)."""
         self.waits_found_by_event: Counter = self._c.waits.labels(workflow_name, "event")
         """Waits that returned after an event of their run."""
+
+    def stalled(self) -> None:
+        """The event loop stalled once more (counted by the watchdog's thread)."""
+        self._c.stalls.labels(self.workflow_name).inc()
 
     def count_abandoned(self, count: Callable[[], int]) -> None:
         """Report ``count()`` as the workflow's abandoned threads when scraped."""

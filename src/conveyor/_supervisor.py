@@ -132,6 +132,11 @@ class Supervisor:
         self.contexts: dict[str, ProcessContext] = {}
         self._draining = asyncio.Event()
 
+    def busy(self) -> bool:
+        """Whether some process holds work in hand (safe to call from another thread: it
+        may raise ``RuntimeError`` if the loop changes the processes meanwhile)."""
+        return any(ctx.busy for ctx in list(self.contexts.values()))
+
     def start(self, process: Process) -> asyncio.Task[None]:
         if process.name in self._tasks:
             raise RuntimeError(f"process {process.name!r} already started")

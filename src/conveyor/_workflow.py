@@ -49,6 +49,7 @@ from ._scheduling import run_schedule
 from ._supervisor import ProcessContext, Supervisor
 from ._types import ScheduleFilter, StepResult
 from ._waiting import Waits
+from ._watchdog import LoopWatchdog
 
 __all__ = ["Workflow"]
 
@@ -111,6 +112,7 @@ class Workflow(Generic[T, S]):
             engine.runs, streamer, engine.telemetry.logger, engine.telemetry.metrics
         )
         self._supervisor: Supervisor | None = None
+        self._watchdog: LoopWatchdog | None = None
         self._running = False
         self._clients = 0
         self._lock = asyncio.Lock()
@@ -176,6 +178,11 @@ class Workflow(Generic[T, S]):
                 supervisor.start(process)
             self._running = True
             self._waits.hold()
+            if self._definition.stall_threshold > 0:
+                self._watchdog = LoopWatchdog(
+                    self._definition.stall_threshold, self._stalled, supervisor.busy
+                )
+                self._watchdog.start()
 
     async def stop(self, *, grace: float | None = 30.0) -> bool:
         """Stop every process gracefully and wait until each has ended; returns whether
@@ -199,7 +206,30 @@ class Workflow(Generic[T, S]):
             drained = await supervisor.stop(grace)
             self._engine.threads.shutdown()
             await self._waits.release()
+            watchdog, self._watchdog = self._watchdog, None
+            if watchdog is not None:
+                await watchdog.stop()
             return drained
+
+    def _stalled(self, seconds: float, where: str, over: bool) -> None:
+        """The watchdog's report (from its thread): log it, count it."""
+        logger = self._engine.telemetry.logger
+        if over:
+            logger.error(
+                f"the event loop was blocked for {seconds:.2f}s; a blocking call in an "
+                "async function stops every process of this worker",
+                None,
+                workflow=self.name,
+                blocked_in=where,
+            )
+            return
+        self._engine.telemetry.metrics.stalled()
+        logger.error(
+            f"the event loop has not turned for {seconds:.2f}s: blocked in {where}",
+            None,
+            workflow=self.name,
+            blocked_in=where,
+        )
 
     async def __aenter__(self) -> Workflow[T, S]:
         await self.run()
