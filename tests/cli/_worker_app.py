@@ -60,3 +60,12 @@ not_a_workflow: Any = 42
 
 def wrong_factory(backend: Backend) -> object:
     return "not a workflow"
+
+
+def declined(run: Run[Order, Status]) -> Status:
+    raise RuntimeError(f"card declined for {run.foreign_id}")
+
+
+failing = Builder("worker-failing", Order, Status)
+failing.add_step(Status.NEW, declined, Status.CHARGED).with_options(err_backoff=60.0)
+failing.add_step(Status.CHARGED, ship, Status.SHIPPED)

@@ -9,6 +9,7 @@ blocks on a gate file the test creates.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import sys
@@ -22,7 +23,7 @@ import pytest
 import conveyor
 from conveyor.adapters.sqlite import SQLiteRoleScheduler
 
-from ._worker_app import Order, Status, builder
+from ._worker_app import Order, Status, builder, failing
 from ._workers import BOUND, HERE, Worker, journal, until
 
 pytestmark = pytest.mark.processes
@@ -203,3 +204,50 @@ async def test_an_api_process_holds_no_role_and_runs_no_step_while_a_worker_does
     # Every step ran in the worker
     assert [run.object.charged_by for run in done] == [worker.process.pid] * 10
     assert {line.split()[1] for line in journal(tmp_path)} == {str(worker.process.pid)}
+
+
+async def test_a_failure_is_visible_from_another_process_while_the_run_keeps_its_version(
+    tmp_path: Path, url: str
+) -> None:
+    # Given a worker whose step always fails (the next attempt a minute away)
+    worker = await Worker.start(tmp_path, url, "_worker_app:failing")
+    try:
+        async with conveyor.connect(url) as backend:
+            wf = failing.build(backend.streamer, backend.record_store, backend.role_scheduler)
+            async with wf.client() as client:
+                rid = await client.trigger("order-1")
+
+                # When it has failed once, this process sees the failure
+                async def failed() -> bool:
+                    return (await client.lookup(rid)).failure is not None
+
+                await until(failed, "the first failure is recorded")
+                run = await client.lookup(rid)
+        worker.signal(signal.SIGTERM)
+        assert await worker.exit_code() == 0
+    finally:
+        await worker.kill()
+    failure = run.failure
+    assert failure is not None
+    assert (failure.attempt, failure.error_type) == (1, "RuntimeError")
+    assert failure.message == "RuntimeError: card declined for order-1"
+    assert run.meta.version == 1  # the record was not written
+    # And the CLI shows it too
+    shown = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "conveyor",
+        "runs",
+        "show",
+        "--store",
+        url,
+        rid,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    out, _ = await shown.communicate()
+    text = out.decode()
+    assert shown.returncode == 0
+    assert "last failure" in text
+    assert "card declined for order-1" in text
+    assert "next attempt" in text

@@ -19,12 +19,13 @@ from rich.console import Console
 from rich.table import Table
 
 from .._builder import Builder
+from .._capabilities import RecordsFailures
 from .._clock import SystemClock
 from .._connect import Backend, connect, migrate
 from .._control import move_latest
 from .._errors import InvalidTransition, RecordNotFound, VersionConflict, WorkflowError
 from .._protocols import Order, RecordFilter
-from .._record import Record
+from .._record import Failure, Record
 from .._runstate import RunState
 from .._urls import redact
 from .._workflow import Workflow
@@ -147,11 +148,17 @@ def list_runs(
 def show_run(url: str, run_id: str) -> None:
     """Show one run's record and object."""
 
-    async def go() -> Record:
+    async def go() -> tuple[Record, Failure | None]:
         async with _existing(url) as backend:
-            return await backend.record_store.lookup(run_id)
+            store = backend.record_store
+            record = await store.lookup(run_id)
+            failure = None
+            if isinstance(store, RecordsFailures):
+                found = await store.failures(run_id, record.meta.version)
+                failure = found[-1] if found else None
+            return record, failure
 
-    r = _run(go())
+    r, failure = _run(go())
     table = Table(show_header=False)
     for key, value in (
         ("run id", r.run_id),
@@ -166,6 +173,16 @@ def show_run(url: str, run_id: str) -> None:
         ("trace origin", r.meta.trace_origin),
     ):
         table.add_row(key, value)
+    if failure is not None:
+        due = failure.next_attempt_at
+        table.add_row(
+            "last failure",
+            f"attempt {failure.attempt} by {failure.process} at "
+            f"{failure.failed_at.isoformat()}: {failure.message}",
+        )
+        table.add_row(
+            "next attempt", "none (paused)" if due is None else f"{due.isoformat()} (UTC)"
+        )
     console.print(table)
     try:
         console.print_json(r.object.decode())
