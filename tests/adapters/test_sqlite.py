@@ -21,14 +21,18 @@ from conveyor.adapters.sqlite import (
     SQLiteEventReceiver,
     SQLiteEventStreamer,
     SQLiteRecordStore,
+    SQLiteRecordStoreWithoutHistory,
     SQLiteRoleScheduler,
     SQLiteTimeoutStore,
     migrate,
 )
+from conveyor.adapters.sqlite import _failures as _failures_sql
 from conveyor.adapters.sqlite import _streamer as sqlite_streamer
-from conveyor.adapters.sqlite._schema import path_from_url
+from conveyor.adapters.sqlite._schema import path_from_url, statements
 from conveyor.adaptertest import (
     EventStreamerSuite,
+    KeepsHistorySuite,
+    RecordsFailuresSuite,
     RecordStoreSuite,
     ReportsPendingSuite,
     RoleSchedulerSuite,
@@ -36,7 +40,9 @@ from conveyor.adaptertest import (
     TailsTopicsSuite,
     TimeoutStoreSuite,
     dummy_record,
+    failure,
     insert,
+    update,
 )
 from conveyor.testing import FakeClock, await_timeout_insert, run_until_idle
 
@@ -47,6 +53,40 @@ class TestSQLiteRecordStore(RecordStoreSuite):
     @pytest.fixture
     async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteRecordStore]:
         store = await SQLiteRecordStore.open(str(tmp_path / "records.db"))
+        yield store
+        await store.close()
+
+
+class TestSQLiteRecordStoreRecordsFailures(RecordsFailuresSuite):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteRecordStore]:
+        store = await SQLiteRecordStore.open(str(tmp_path / "records.db"))
+        yield store
+        await store.close()
+
+
+class TestSQLiteRecordStoreWithoutHistoryRecordsFailures(RecordsFailuresSuite):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteRecordStoreWithoutHistory]:
+        store = await SQLiteRecordStoreWithoutHistory.open(str(tmp_path / "records.db"))
+        yield store
+        await store.close()
+
+
+class TestSQLiteRecordStoreKeepsHistory(KeepsHistorySuite):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteRecordStore]:
+        store = await SQLiteRecordStore.open(str(tmp_path / "records.db"))
+        yield store
+        await store.close()
+
+
+class TestSQLiteRecordStoreKeepsHistoryOnItsThread(KeepsHistorySuite):
+    """Every statement through the connection's thread (``inline=False``)."""
+
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteRecordStore]:
+        store = await SQLiteRecordStore.open(str(tmp_path / "records.db"), inline=False)
         yield store
         await store.close()
 
@@ -220,6 +260,85 @@ async def test_migrate_creates_the_schema_once_and_open_can_require_it(tmp_path:
         await backend.record_store.store(insert(record))
     assert _count(path, "PRAGMA user_version") == SCHEMA_VERSION
     assert _count(path, "SELECT COUNT(*) FROM records") == 1
+
+
+def _version_1_file(path: Path) -> None:
+    """A file as conveyor with schema version 1 made it."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for statement in statements(1):
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+    finally:
+        conn.close()
+
+
+async def test_migrate_upgrades_a_version_1_file_to_failures_and_history(tmp_path: Path) -> None:
+    # Given a file at schema version 1 holding a run
+    path = tmp_path / "v1.db"
+    _version_1_file(path)
+    record = dummy_record()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(
+        "INSERT INTO records (run_id, workflow_name, foreign_id, run_state, status, object, "
+        "created_at, updated_at, version) VALUES (?, ?, ?, 1, 1, X'7B7D', 0, 0, 1)",
+        (record.run_id, record.workflow_name, record.foreign_id),
+    )
+    conn.close()
+
+    # Then code that needs version 2 refuses it until it is migrated
+    with pytest.raises(AdapterError, match="conveyor migrate"):
+        async with conveyor.connect(f"sqlite:///{path}", create_schema=False):
+            pass  # pragma: no cover
+    assert await migrate(f"sqlite:///{path}") == SCHEMA_VERSION == 2
+    assert _count(path, "PRAGMA user_version") == 2
+
+    # ... after which the run is there, its failures are kept and its writes leave history
+    async with conveyor.connect(f"sqlite:///{path}", create_schema=False) as backend:
+        store = backend.record_store
+        assert isinstance(store, SQLiteRecordStore)
+        stored = await store.lookup(record.run_id)
+        assert await store.record_failure(failure(stored))
+        await store.store(update(stored, status=2))
+        assert [e.version for e in await store.history(record.run_id)] == [2]
+        assert [f.version for f in await store.failures(record.run_id)] == [1]
+
+
+async def test_a_file_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    # Given a file migrated by a conveyor newer than this one
+    path = tmp_path / "newer.db"
+    await migrate(str(path))
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+
+    # Then neither migrate nor open touches it
+    with pytest.raises(AdapterError, match="upgrade conveyor"):
+        await migrate(str(path))
+    for create_schema in (True, False):
+        with pytest.raises(AdapterError, match=f"schema version {SCHEMA_VERSION + 1}"):
+            async with conveyor.connect(f"sqlite:///{path}", create_schema=create_schema):
+                pass  # pragma: no cover
+
+
+async def test_retries_due_failures_and_history_are_served_by_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "plans.db"
+    await migrate(str(path))
+    conn = sqlite3.connect(path)
+    try:
+        for sql, args in (
+            (_failures_sql.SELECT_DUE, ("wf", "p", 10)),
+            (_failures_sql.SELECT_FAILURES, ("r",)),
+            (_failures_sql.SELECT_HISTORY, ("r",)),
+        ):
+            steps = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
+            # every table is searched by a key, and nothing is sorted after reading
+            assert not [s for s in steps if s.startswith("SCAN") or "TEMP B-TREE" in s], steps
+        sql = f"EXPLAIN QUERY PLAN {_failures_sql.SELECT_DUE}"
+        due = [row[3] for row in conn.execute(sql, ("wf", "p", 10))]
+        assert any("failures_due" in step for step in due), due
+    finally:
+        conn.close()
 
 
 def test_urls_name_relative_and_absolute_files() -> None:

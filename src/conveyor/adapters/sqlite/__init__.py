@@ -9,6 +9,7 @@ or one by one with each class's ``open(path)``. ``migrate(url)`` creates the sch
 from ._backend import migrate as migrate
 from ._backend import open_backend as open_backend
 from ._record_store import SQLiteRecordStore as SQLiteRecordStore
+from ._record_store import SQLiteRecordStoreWithoutHistory as SQLiteRecordStoreWithoutHistory
 from ._role_scheduler import SQLiteLease as SQLiteLease
 from ._role_scheduler import SQLiteRoleScheduler as SQLiteRoleScheduler
 from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
@@ -25,6 +26,7 @@ __all__ = (
     "SQLiteEventStreamer",
     "SQLiteLease",
     "SQLiteRecordStore",
+    "SQLiteRecordStoreWithoutHistory",
     "SQLiteRoleScheduler",
     "SQLiteTail",
     "SQLiteTimeoutStore",

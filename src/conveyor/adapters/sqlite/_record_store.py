@@ -1,4 +1,4 @@
-"""Records and their transactional outbox in SQLite."""
+"""Records, their transactional outbox, failed attempts and history in SQLite."""
 
 from __future__ import annotations
 
@@ -7,19 +7,21 @@ import builtins
 import sqlite3
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import msgspec
 
+from ..._capabilities import Failure, HistoryEntry
 from ..._errors import RecordNotFound, VersionConflict, WorkflowError, WorkflowInProgress
 from ..._event import OutboxEvent
 from ..._ids import check_foreign_id, invalid_foreign_id
 from ..._protocols import Order, RecordFilter, RecordWrite
 from ..._record import Meta, Record
 from ..._runstate import RunState
+from . import _failures
 from ._db import Database, from_us, to_us
 
-__all__ = ["SQLiteRecordStore"]
+__all__ = ["SQLiteRecordStore", "SQLiteRecordStoreWithoutHistory"]
 
 _COLUMNS = (
     "workflow_name, foreign_id, run_id, run_state, status, object, created_at, updated_at, "
@@ -77,19 +79,26 @@ def _outbox_event(row: sqlite3.Row) -> OutboxEvent:
     )
 
 
-class SQLiteRecordStore:
+class _SQLiteRecordStoreBase:
     """``RecordStore`` on a SQLite file (shared by every process on the machine).
 
     A write is one transaction: the record (inserted only if its run ID is absent, or
-    updated only if the stored version still matches) and its outbox event, or neither.
+    updated only if the stored version still matches), its outbox event and, unless the
+    store keeps no history, its history row; or none of them.
     The schema's partial unique index keeps at most one Initiated/Running/Paused run per
     workflow and foreign ID, also against writers in other processes. ``store_many`` is
     one transaction with an outcome per write. ``wait_for_outbox`` is woken at once by
     this process's writes and within a few milliseconds by other processes' writes.
 
+    Failed attempts are kept beside the runs (``RecordsFailures``): ``record_failure`` is
+    one transaction that inserts only while the run is at the failure's version; a write
+    to DataDeleted empties the run's failure messages in its transaction.
+
     Build it on an open ``Database`` (as ``open_backend`` does) or with ``open(path)``,
     which owns its connection and closes it in ``close()``.
     """
+
+    _keep_history: ClassVar[bool] = True
 
     def __init__(self, db: Database, *, owns_db: bool = False) -> None:
         self._db = db
@@ -105,9 +114,7 @@ class SQLiteRecordStore:
         self._emptied: dict[str, int] = {}
 
     @classmethod
-    async def open(
-        cls, path: str, *, create_schema: bool = True, **options: Any
-    ) -> SQLiteRecordStore:
+    async def open(cls, path: str, *, create_schema: bool = True, **options: Any) -> Self:
         """A store on ``path`` with its own connection (``options`` go to ``Database``)."""
         db = Database(path, **options)
         await db.open(create_schema=create_schema)
@@ -132,12 +139,13 @@ class SQLiteRecordStore:
 
     async def _store(self, writes: Sequence[RecordWrite]) -> list[WorkflowError | None]:
         db = self._db
+        keep_history = self._keep_history
 
         def apply(conn: sqlite3.Connection) -> tuple[list[WorkflowError | None], int]:
             outcomes: list[WorkflowError | None] = []
             last = 0
             for write in writes:
-                outcome, seq = _apply(conn, write)
+                outcome, seq = _apply(conn, write, keep_history)
                 outcomes.append(outcome)
                 last = max(last, seq)
             db.note_own("outbox", sum(o is None for o in outcomes))
@@ -269,6 +277,36 @@ class SQLiteRecordStore:
         since = listed.get(workflow_name) if listed is not None else None
         await hub.wait(key, hub.version(key) if since is None else since, timeout)
 
+    # ------------------------------------------------------------------ failures
+
+    async def record_failure(self, failure: Failure) -> bool:
+        """Keep ``failure`` if the run is still at its version (``RecordsFailures``): one
+        ``BEGIN IMMEDIATE`` transaction, the record untouched."""
+
+        def record(conn: sqlite3.Connection) -> bool:
+            return _failures.record_failure(conn, failure)
+
+        return await self._db.fast_write(record)
+
+    async def failures(self, run_id: str, version: int | None = None) -> Sequence[Failure]:
+        """The run's failures by version and attempt (only ``version``'s if given)."""
+
+        def find(conn: sqlite3.Connection) -> builtins.list[Failure]:
+            return _failures.failures(conn, run_id, version)
+
+        return await self._db.fast_read(find)
+
+    async def retries_due(
+        self, workflow_name: str, process: str, limit: int = 1000
+    ) -> Sequence[Failure]:
+        """The latest failure of each retrying run ``process`` must retry, earliest due
+        first (by the ``failures_due`` index)."""
+
+        def find(conn: sqlite3.Connection) -> builtins.list[Failure]:
+            return _failures.retries_due(conn, workflow_name, process, limit)
+
+        return await self._db.read(find)
+
     # ------------------------------------------------------------------ inspection
 
     async def outbox_count(self, workflow_name: str = "") -> int:
@@ -305,8 +343,11 @@ def _filter_sql(f: RecordFilter, where: builtins.list[str], params: builtins.lis
         params.append(to_us(f.created_before))
 
 
-def _apply(conn: sqlite3.Connection, write: RecordWrite) -> tuple[WorkflowError | None, int]:
-    """One compare-and-set write and its outbox event (on the database thread).
+def _apply(
+    conn: sqlite3.Connection, write: RecordWrite, keep_history: bool
+) -> tuple[WorkflowError | None, int]:
+    """One compare-and-set write, its outbox event and history row (on either connection,
+    inside the caller's transaction).
 
     Returns the outcome and the outbox event's ``seq`` (0 when the write failed).
     """
@@ -363,6 +404,7 @@ def _apply(conn: sqlite3.Connection, write: RecordWrite) -> tuple[WorkflowError 
     if cur.rowcount == 0:
         actual = _version_of(conn, r.run_id)
         return VersionConflict(r.run_id, write.expected_version, actual), 0
+    _failures.written(conn, r, keep_history=keep_history)
     e = write.outbox
     cur = conn.execute(
         _INSERT_OUTBOX,
@@ -385,3 +427,26 @@ def _reached(statuses: tuple[int, ...]) -> str:
 def _version_of(conn: sqlite3.Connection, run_id: str) -> int | None:
     row = conn.execute("SELECT version FROM records WHERE run_id = ?", (run_id,)).fetchone()
     return None if row is None else int(row["version"])
+
+
+class SQLiteRecordStore(_SQLiteRecordStoreBase):
+    """The SQLite record store (see ``_SQLiteRecordStoreBase``' docstring, shown by
+    ``help``) that also keeps every version's status, run state and reason
+    (``KeepsHistory``): each write adds its history row in its own transaction."""
+
+    _keep_history: ClassVar[bool] = True
+
+    async def history(self, run_id: str) -> Sequence[HistoryEntry]:
+        """Every applied write of the run, oldest first, with its version's failures."""
+
+        def find(conn: sqlite3.Connection) -> builtins.list[HistoryEntry]:
+            return _failures.history(conn, run_id)
+
+        return await self._db.read(find)
+
+
+class SQLiteRecordStoreWithoutHistory(_SQLiteRecordStoreBase):
+    """``SQLiteRecordStore`` without history (``history=false``): writes add no history
+    row, and the store does not claim ``KeepsHistory``. Failures are still recorded."""
+
+    _keep_history: ClassVar[bool] = False

@@ -1,4 +1,5 @@
-"""The schema (``schema.sql`` beside this module), its version, and where a URL points."""
+"""The schema (``schema.sql`` and ``schema_<version>.sql`` beside this module), its
+version, and where a URL points."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from ..._errors import AdapterError
 
 __all__ = ["SCHEMA_VERSION", "apply_schema", "check_schema", "path_from_url", "statements"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The version ``apply_schema`` brings a file to (kept in ``PRAGMA user_version``)."""
 
-# version -> the resource that upgrades the previous version to it.
-_SCRIPTS = {1: "schema.sql"}
+# version -> the resource that upgrades the previous version to it (2: failures, history).
+_SCRIPTS = {1: "schema.sql", 2: "schema_2.sql"}
 
 
 @cache
