@@ -5,25 +5,36 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 from ._errors import AdapterError
 from ._protocols import EventStreamer, RecordStore, RoleScheduler, TimeoutStore
+from ._urls import redact
 
 __all__ = ["Backend", "connect", "migrate", "register_backend"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Backend:
-    """The four adapters a workflow is built on, opened together from one URL."""
+    """The four adapters a workflow is built on, opened together from one URL.
 
-    url: str
+    ``url`` is the URL as given (password included); ``repr`` shows it with the password
+    masked. A subclass should be declared with ``@dataclass(repr=False)`` to keep this
+    ``repr`` (a generated one leaves ``url`` out).
+    """
+
+    url: str = field(repr=False)
     streamer: EventStreamer
     record_store: RecordStore
     role_scheduler: RoleScheduler
     timeout_store: TimeoutStore
+
+    def __repr__(self) -> str:
+        shown = [f"url={redact(self.url)!r}"]
+        shown += [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "url"]
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
 Opener = Callable[..., AbstractAsyncContextManager[Backend]]
@@ -59,9 +70,17 @@ def register_backend(scheme: str, opener: str, migrator: str | None = None) -> N
     _OPENERS[scheme] = _Entry(opener, migrator)
 
 
+def _scheme(url: str) -> str:
+    """``url``'s scheme; ``AdapterError`` (without the URL) if it does not parse."""
+    try:
+        return urlsplit(url).scheme
+    except (ValueError, TypeError, AttributeError):
+        raise AdapterError(f"not a valid backend URL: {redact(str(url))}") from None
+
+
 def _load(url: str, which: str) -> object:
     """The function ``which`` (``"module:function"``) for ``url``'s scheme."""
-    scheme = urlsplit(url).scheme
+    scheme = _scheme(url)
     module_name, _, attr = which.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -76,7 +95,7 @@ def _load(url: str, which: str) -> object:
 
 
 def _entry(url: str) -> _Entry:
-    scheme = urlsplit(url).scheme
+    scheme = _scheme(url)
     if not scheme:
         raise AdapterError(
             "not a backend URL (expected e.g. memory://, sqlite:///path/to/file.db, "

@@ -167,6 +167,27 @@ async def test_opening_an_unmigrated_schema_says_how_to_migrate(pg_url: str) -> 
             pass  # pragma: no cover
 
 
+async def test_a_schema_newer_than_the_code_is_refused_by_open_and_migrate(pg_url: str) -> None:
+    # Given a schema a newer conveyor migrated (one version past this code's)
+    schema = f"newer_{uuid.uuid4().hex[:8]}"
+    await migrate(pg_url, schema=schema)
+    async with open_database(pg_url, schema) as db, db.connection("test") as conn:
+        await conn.execute(
+            f"INSERT INTO {db.tables.schema_migrations} (version, name) VALUES ($1, 'future')",
+            LATEST_VERSION + 1,
+        )
+    newer = f"at version {LATEST_VERSION + 1}, newer than this conveyor knows ({LATEST_VERSION})"
+    # When this code opens it (with or without migrate=True) or migrates it, then it refuses
+    for options in ({}, {"migrate": True}):
+        with pytest.raises(AdapterError, match="upgrade conveyor") as raised:
+            async with open_backend(pg_url, schema=schema, **options):
+                pass  # pragma: no cover
+        assert newer in str(raised.value)
+    with pytest.raises(AdapterError, match="upgrade conveyor") as raised:
+        await migrate(pg_url, schema=schema)
+    assert newer in str(raised.value)
+
+
 async def test_table_prefixes_keep_two_installations_apart_in_one_schema(pg_url: str) -> None:
     schema = f"prefixed_{uuid.uuid4().hex[:8]}"
     url = f"{pg_url}?schema={schema}&migrate=true"

@@ -20,6 +20,7 @@ from conveyor.adapters.postgres import (
     PostgresDatabase,
     PostgresEventReceiver,
     PostgresEventStreamer,
+    PostgresOptions,
     PostgresTail,
     Pruner,
 )
@@ -500,4 +501,32 @@ async def test_pruning_deletes_consumed_events_dead_cursors_and_finished_timeout
         slow = await streamer.new_receiver(consumed, "slow")
         assert [e.id for e in await _collect(slow, 6)] == list(range(5, 11))
         await slow.close()
+        await streamer.close()
+
+
+async def test_by_default_a_topic_nobody_reads_is_pruned_after_event_retention(
+    pg_url: str,
+) -> None:
+    # Given the default unread retention (None: the event retention) and a topic without
+    # cursors, such as a workflow's run-state-change topic when no hook consumes it
+    assert PostgresOptions().unread_event_retention is None
+    assert PostgresOptions(event_retention=42.0).unread_retention == 42.0
+    async with open_database(pg_url, "prune_default_tests", fresh=True, event_retention=0.0) as db:
+        streamer = PostgresEventStreamer(db)
+        unread, read = new_name("my_workflow-run-state-change"), new_name("read")
+        await (await streamer.new_sender(unread)).send_many(
+            [_event(str(i), unread) for i in range(5)]
+        )
+        await (await streamer.new_sender(read)).send_many([_event(str(i), read) for i in range(3)])
+        receiver = await streamer.new_receiver(read, "reader")
+        await receiver.ack((await _collect(receiver, 1))[0])  # its cursor: at the first
+        await receiver.close()
+
+        deleted = await Pruner(db).prune()
+
+        assert deleted is not None
+        assert deleted["unread_events"] == 5
+        assert deleted["events"] == 1  # the one the cursor passed; the others wait for it
+        rows = await db.fetch("test", f"SELECT topic, id FROM {db.tables.events} ORDER BY id")
+        assert [(r["topic"], r["id"]) for r in rows] == [(read, 2), (read, 3)]
         await streamer.close()

@@ -27,7 +27,7 @@ from .._errors import InvalidTransition, RecordNotFound, VersionConflict, Workfl
 from .._protocols import Order, RecordFilter
 from .._record import Failure, Record
 from .._runstate import RunState
-from .._urls import redact
+from .._urls import redact, scrub
 from .._workflow import Workflow
 from .._writer import RecordWriter
 from ..diagram import Direction
@@ -46,15 +46,16 @@ STORE = click.option(
 )
 
 
-def _run(coro: Awaitable[R]) -> R:
+def _run(coro: Awaitable[R], url: str = "") -> R:
+    """Run ``coro``; a conveyor error becomes one line (``url``'s password masked in it)."""
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
     except RecordNotFound as exc:
-        raise click.ClickException(f"run not found: {exc}") from None
+        raise click.ClickException(scrub(f"run not found: {exc}", url)) from None
     except (InvalidTransition, VersionConflict) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(scrub(str(exc), url)) from None
     except WorkflowError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(scrub(str(exc), url)) from None
 
 
 @asynccontextmanager
@@ -64,7 +65,7 @@ async def _existing(url: str) -> AsyncIterator[Backend]:
     if parts.scheme == "sqlite":
         path = Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
         if path is None or not path.exists():
-            raise click.ClickException(f"no such database file: {path or url}")
+            raise click.ClickException(f"no such database file: {path or redact(url)}")
     async with connect(url) as backend:
         yield backend
 
@@ -123,7 +124,7 @@ def list_runs(
                 )
             )
 
-    records = _run(go())
+    records = _run(go(), url)
     table = Table(show_lines=False)
     for column in ("run id", "workflow", "foreign id", "status", "state", "version", "updated"):
         table.add_column(column)
@@ -158,7 +159,7 @@ def show_run(url: str, run_id: str) -> None:
                 failure = found[-1] if found else None
             return record, failure
 
-    r, failure = _run(go())
+    r, failure = _run(go(), url)
     table = Table(show_header=False)
     for key, value in (
         ("run id", r.run_id),
@@ -197,7 +198,7 @@ def _control(to: RunState, needs_reason: bool) -> Callable[..., None]:
             return await move_latest(writer, run_id, to, reason)
 
     def command(url: str, run_id: str, reason: str = "") -> None:
-        record = _run(go(url, run_id, reason))
+        record = _run(go(url, run_id, reason), url)
         console.print(f"{record.run_id}: {record.run_state} (version {record.meta.version})")
 
     return command
@@ -249,7 +250,7 @@ def diagram(target: str, direction: Direction) -> None:
 @STORE
 def migrate_command(url: str) -> None:
     """Create or upgrade the schema of a SQL backend."""
-    _run(migrate(url))
+    _run(migrate(url), url)
     console.print(f"schema is up to date: {redact(url)}")
 
 
@@ -301,7 +302,8 @@ def worker(
                 grace=grace,
                 metrics_port=metrics_port,
                 metrics_host=metrics_host,
-            )
+            ),
+            url,
         )
     except WorkerError as exc:
         raise click.ClickException(str(exc)) from None
@@ -330,7 +332,7 @@ def demo(db: Path | None, workers: int, orders: int, payment_timeout: float) -> 
 def demo_worker(url: str, payment_timeout: float) -> None:
     from ._demo import run_demo_worker
 
-    _run(run_demo_worker(url, payment_timeout))
+    _run(run_demo_worker(url, payment_timeout), url)
 
 
 def main() -> None:

@@ -7,8 +7,20 @@ and events share the database, so the transactional outbox and its relay have no
 to bridge); a ``PostgresRecordStore`` built without ``events=`` keeps the outbox for any
 other event streamer; create the schema
 first with ``conveyor migrate --store postgresql://...`` (or pass ``migrate=True``, or
-``?migrate=true`` in the URL). Options (``PostgresOptions``: schema, table prefix, pool
-size, role timings, retention) are keyword arguments or URL query parameters.
+``?migrate=true`` in the URL). A schema migrated by a newer conveyor is refused (upgrade
+conveyor) rather than run by code that does not know it. Options (``PostgresOptions``:
+schema, table prefix, pool size, role timings, retention) are keyword arguments or URL
+query parameters, each checked for type and range (``AdapterError``: ``option
+role_ttl='abc' is not a number``); the table prefix is at most 46 bytes, so every table
+and index name fits PostgreSQL's 63-byte identifiers.
+
+Retention (``Pruner``, every ``prune_interval``, 60 s): an event is deleted once every
+cursor of its topic has passed it and it is ``event_retention`` old (10 minutes); events
+of a topic with no cursor at all, which nobody consumes (a workflow's run-state-change
+topic when no hook or pause retry reads it: one event per finished run), go after
+``unread_event_retention``, by default the same 10 minutes, as on SQLite. A consumer
+added later starts from what is left. Dead cursors go after ``cursor_retention`` (7 days),
+completed timeouts after ``timeout_retention`` (1 day).
 How each adapter works, and what it guarantees, is in its module's docstring:
 ``PostgresRecordStore`` (compare-and-set batches), ``PostgresEventStreamer`` (gap-free
 reads, LISTEN/NOTIFY), ``PostgresRoleScheduler`` (leases, takeover time, spreading),
@@ -52,6 +64,9 @@ from ._database import Database as PostgresDatabase
 from ._options import PostgresOptions as PostgresOptions
 from ._pruner import Pruner as Pruner
 from ._record_store import PostgresRecordStore as PostgresRecordStore
+from ._record_store import (
+    PostgresRecordStoreWithoutHistory as PostgresRecordStoreWithoutHistory,
+)
 from ._role_scheduler import PostgresLease as PostgresLease
 from ._role_scheduler import PostgresRoleScheduler as PostgresRoleScheduler
 from ._schema import LATEST_VERSION as LATEST_VERSION
@@ -72,6 +87,7 @@ __all__ = (
     "PostgresLease",
     "PostgresOptions",
     "PostgresRecordStore",
+    "PostgresRecordStoreWithoutHistory",
     "PostgresRoleScheduler",
     "PostgresTail",
     "PostgresTimeoutStore",

@@ -21,9 +21,10 @@ from ._timeout_store import PostgresTimeoutStore
 __all__ = ["PostgresBackend", "open_backend"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class PostgresBackend(Backend):
-    """A ``Backend`` whose adapters share one ``Database`` (pool and LISTEN connection)."""
+    """A ``Backend`` whose adapters share one ``Database`` (pool and LISTEN connection);
+    its ``repr`` masks the URL's password, as ``Backend``'s does."""
 
     database: Database
     pruner: Pruner

@@ -40,7 +40,7 @@ import asyncpg
 
 from ..._errors import AdapterError
 from ..._kit._signal import Signal
-from ._errors import is_connection_error, translate
+from ._errors import is_connection_error, translate, translate_connecting
 from ._options import PostgresOptions, Tables
 from ._pool import Pool
 
@@ -127,6 +127,8 @@ class Database:
         db = cls(dsn, options)
         try:
             await db._pool.fill(max(1, min(options.pool_min, options.pool_max)))
+        except AdapterError:
+            raise  # from connect(): translated (and scrubbed) already
         except Exception as exc:
             raise translate(exc, "connecting") from exc
         db._listener = asyncio.get_running_loop().create_task(
@@ -179,7 +181,8 @@ class Database:
                 },
             )
         except Exception as exc:
-            raise translate(exc, "connecting") from exc
+            error, cause = translate_connecting(exc, self.dsn)
+            raise error from cause
 
     # ------------------------------------------------------------------ statements
 

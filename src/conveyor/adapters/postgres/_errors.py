@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncpg
 
 from ..._errors import AdapterError, AdapterUnavailable
+from ..._urls import scrub
 
-__all__ = ["is_connection_error", "translate"]
+__all__ = ["is_connection_error", "translate", "translate_connecting"]
 
 # SQLSTATE classes that mean "this connection (or the server) is gone", not "this query is bad".
 _UNAVAILABLE_STATES = (
@@ -50,3 +51,19 @@ def translate(exc: BaseException, what: str) -> AdapterError:
     if is_connection_error(exc):
         return AdapterUnavailable(f"PostgreSQL unavailable while {what}: {exc!r}")
     return AdapterError(f"PostgreSQL failed while {what}: {exc!r}")
+
+
+def translate_connecting(exc: BaseException, dsn: str) -> tuple[AdapterError, BaseException | None]:
+    """The conveyor error for a failed connection to ``dsn``, and the cause to chain.
+
+    The server's and asyncpg's messages do not quote the password, but a malformed URL
+    can put it where the driver quotes it (``postgresql://app:s3cret/db``, the ``@host``
+    forgotten, has the "port" ``s3cret``): then the message is scrubbed and the driver's
+    exception is not chained, so no traceback shows it either.
+    """
+    error = translate(exc, "connecting")
+    message = str(error)
+    shown = scrub(message, dsn)
+    if shown == message and scrub(repr(exc), dsn) == repr(exc):
+        return error, exc
+    return type(error)(shown), None

@@ -1,16 +1,33 @@
-"""Settings of the PostgreSQL backend, from keyword arguments or the URL's query string."""
+"""Settings of the PostgreSQL backend, from keyword arguments or the URL's query string.
+
+Every option is checked (type and range) when ``PostgresOptions`` is made, with the
+message format of ``conveyor.adapters._values``; the table prefix is limited so that every
+table and index name fits PostgreSQL's 63-byte identifiers (``MAX_TABLE_PREFIX_BYTES``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..._errors import AdapterError
 from ..._kit._hash import fnv1a64
+from ..._urls import redact
+from .._values import Kind, boolean, integer, number, parse, show, text
 
-__all__ = ["PostgresOptions", "Tables", "quote_ident", "split_url"]
+__all__ = ["MAX_TABLE_PREFIX_BYTES", "PostgresOptions", "Tables", "quote_ident", "split_url"]
+
+_IDENTIFIER_BYTES: Final = 63
+"""PostgreSQL's longest identifier (``NAMEDATALEN - 1``): longer ones are cut silently."""
+
+_LONGEST_TABLE: Final = "schema_migrations"
+
+MAX_TABLE_PREFIX_BYTES: Final = _IDENTIFIER_BYTES - len(_LONGEST_TABLE)
+"""The longest ``table_prefix`` (46 bytes in UTF-8): every table name then fits in 63
+bytes, and every index name is made to fit (see ``Tables.index``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,36 +65,81 @@ class PostgresOptions:
     """How often one process of the installation prunes the tables (0 disables pruning)."""
     event_retention: float = 600.0
     """Events are kept at least this long, and then until every cursor of the topic passed them."""
-    unread_event_retention: float = 86_400.0
-    """Events of a topic with no cursor at all are deleted after this long."""
+    unread_event_retention: float | None = None
+    """Events of a topic with no cursor at all (nobody consumes it, such as a workflow's
+    run-state-change topic without hooks) are deleted after this long; ``None`` (the
+    default): after ``event_retention``, as SQLite does."""
     cursor_retention: float = 7 * 86_400.0
     """Cursors not written for this long are dead (open receivers refresh theirs)."""
     timeout_retention: float = 86_400.0
     """Completed timeouts are kept this long (so repeated creates stay idempotent)."""
 
+    def __post_init__(self) -> None:
+        _check(self)
+
     def replace(self, **changes: Any) -> PostgresOptions:
         """A copy with some fields changed (unknown names raise ``TypeError``)."""
         return dataclasses.replace(self, **changes)
 
+    @property
+    def unread_retention(self) -> float:
+        """Seconds events of a topic without cursors are kept (``unread_event_retention``,
+        else ``event_retention``)."""
+        unread = self.unread_event_retention
+        return self.event_retention if unread is None else unread
+
 
 _FIELDS = {f.name: f for f in dataclasses.fields(PostgresOptions)}
 
+# Options that are not numbers (every other one is), and the numbers' lower bounds.
+_KINDS: dict[str, Kind] = {
+    "schema": "text",
+    "table_prefix": "text",
+    "migrate": "boolean",
+    "pool_min": "integer",
+    "pool_max": "integer",
+}
+_AT_LEAST = {
+    "ack_flush_interval": 0.0,
+    "role_grace": 0.0,
+    "prune_interval": 0.0,
+    "event_retention": 0.0,
+    "unread_event_retention": 0.0,
+    "timeout_retention": 0.0,
+}
+_ABOVE = {
+    "connect_timeout": 0.0,
+    "poll_interval": 0.0,
+    "listen_check_interval": 0.0,
+    "role_ttl": 0.0,
+    "role_renew": 0.0,
+    "cursor_retention": 0.0,
+}
+
+
+def _check(options: PostgresOptions) -> None:
+    """Raise ``AdapterError`` for the first option of the wrong type or out of range."""
+    text("schema", options.schema, max_bytes=_IDENTIFIER_BYTES, empty=False)
+    text("table_prefix", options.table_prefix, max_bytes=MAX_TABLE_PREFIX_BYTES)
+    boolean("migrate", options.migrate)
+    integer("pool_min", options.pool_min, at_least=0)
+    integer("pool_max", options.pool_max, at_least=1)
+    for name in _FIELDS:
+        value = getattr(options, name)
+        if name in _KINDS or (name == "unread_event_retention" and value is None):
+            continue
+        number(name, value, at_least=_AT_LEAST.get(name), above=_ABOVE.get(name))
+    if options.role_renew > options.role_ttl / 3:
+        raise AdapterError(
+            f"option role_renew={show(options.role_renew)} must be at most role_ttl / 3 "
+            f"(role_ttl={show(options.role_ttl)})"
+        )
+
 
 def _convert(name: str, raw: str) -> object:
-    kind = type(getattr(PostgresOptions(), name))
-    if kind is bool:
-        lowered = raw.lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise AdapterError(f"option {name}={raw!r} is not a boolean")
-    if kind is str:
-        return raw
-    try:
-        return kind(raw)
-    except ValueError:
-        raise AdapterError(f"option {name}={raw!r} is not a {kind.__name__}") from None
+    if name == "unread_event_retention" and raw.strip().lower() in ("", "none"):
+        return None
+    return parse(name, raw, _KINDS.get(name, "number"))
 
 
 def split_url(url: str, options: dict[str, Any]) -> tuple[str, PostgresOptions]:
@@ -86,9 +148,12 @@ def split_url(url: str, options: dict[str, Any]) -> tuple[str, PostgresOptions]:
     Raises ``AdapterError`` for a URL that is not ``postgresql://``/``postgres://`` and
     ``TypeError`` for an unknown keyword option.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise AdapterError(f"not a valid PostgreSQL URL: {redact(url)}") from None
     if parts.scheme not in ("postgresql", "postgres"):
-        raise AdapterError(f"not a PostgreSQL URL: {url!r}")
+        raise AdapterError(f"not a PostgreSQL URL: {redact(url)}")
     unknown = set(options) - set(_FIELDS)
     if unknown:
         raise TypeError(f"unknown postgresql:// options: {', '.join(sorted(unknown))}")
@@ -100,8 +165,6 @@ def split_url(url: str, options: dict[str, Any]) -> tuple[str, PostgresOptions]:
         else:
             kept.append((key, value))  # for the driver (sslmode, ...)
     settings = PostgresOptions(**{**from_url, **options})
-    if not settings.schema:
-        raise AdapterError("the schema option must not be empty")
     dsn = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(kept), parts.fragment))
     return dsn, settings
 
@@ -126,10 +189,13 @@ class Tables:
         "roles",
         "members",
         "listeners",
+        "failures",
+        "history",
         "schema_migrations",
     )
 
     def __init__(self, schema: str, prefix: str = "") -> None:
+        text("table_prefix", prefix, max_bytes=MAX_TABLE_PREFIX_BYTES)
         self.schema: str = quote_ident(schema)
         self.prefix: str = prefix
         self.names: dict[str, str] = {
@@ -144,15 +210,34 @@ class Tables:
         except KeyError:
             raise AttributeError(name) from None
 
+    def index(self, name: str) -> str:
+        """The name of index (or constraint) ``name`` of this installation: the prefix and
+        ``name``, cut to PostgreSQL's 63 bytes (at a character boundary) where longer.
+
+        PostgreSQL itself would cut such a name the same way (with a notice), so existing
+        schemas keep their names; with the prefix at most ``MAX_TABLE_PREFIX_BYTES`` long,
+        at least 17 bytes of ``name`` remain, which keeps conveyor's index names distinct
+        (``test_postgres_names`` checks every prefix length).
+        """
+        full = self.prefix + name
+        encoded = full.encode("utf-8")
+        if len(encoded) <= _IDENTIFIER_BYTES:
+            return full
+        return encoded[:_IDENTIFIER_BYTES].decode("utf-8", errors="ignore")
+
     def substitute(self, sql: str) -> str:
-        """Replace ``{{table}}``, ``{{schema}}`` and ``{{prefix}}`` (inside a quoted index
-        name) placeholders in migration SQL."""
-        out = sql.replace("{{schema}}", self.schema).replace(
+        """Replace ``{{table}}``, ``{{schema}}`` and ``"{{prefix}}name"`` (a quoted index
+        or constraint name, see ``index``) placeholders in migration SQL."""
+        out = _INDEX_NAME.sub(lambda m: quote_ident(self.index(m[1])), sql)
+        out = out.replace("{{schema}}", self.schema).replace(
             "{{prefix}}", self.prefix.replace('"', '""')
         )
         for table, qualified in self.names.items():
             out = out.replace("{{" + table + "}}", qualified)
         return out
+
+
+_INDEX_NAME = re.compile(r'"\{\{prefix\}\}(\w+)"')
 
 
 def _short_hash(text: str) -> str:

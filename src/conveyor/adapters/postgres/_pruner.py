@@ -2,7 +2,11 @@
 
 One process of an installation prunes at a time (a session advisory lock); every
 statement deletes a bounded chunk in its own transaction, so pruning never holds long
-locks. What counts as consumed, dead or finished is set by the ``*_retention`` options.
+locks. What counts as consumed, dead or finished is set by the ``*_retention`` options:
+events every cursor of their topic passed, after ``event_retention``; events of a topic
+without any cursor, after ``unread_event_retention`` (by default ``event_retention`` too,
+so a run-state-change topic nobody reads does not keep an event per finished run for
+long).
 
 Where the server runs without autovacuum, the pruner also vacuums and analyses conveyor's
 tables after pruning: the outbox and the counters are rewritten thousands of times a
@@ -62,7 +66,7 @@ LIMIT {_CHUNK}"""
             ),
             "unread_events": (
                 f"DELETE FROM {t.events} WHERE ctid = ANY(ARRAY({unread}))",
-                "unread_event_retention",
+                "unread_retention",
             ),
             "timeouts": (
                 f"DELETE FROM {t.timeouts} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t.timeouts} "

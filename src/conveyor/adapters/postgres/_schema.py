@@ -2,7 +2,10 @@
 
 ``migrate`` runs every pending migration in one transaction under an advisory lock, so
 several processes starting with ``migrate=True`` at once apply each migration exactly once;
-the applied versions are kept in the ``schema_migrations`` table of the schema.
+the applied versions are kept in the ``schema_migrations`` table of the schema. A schema
+at a newer version than this code knows (migrated by a newer conveyor, then rolled back)
+is refused by ``migrate`` and by opening the backend, as SQLite refuses such a file: old
+code must not run on a schema it does not know.
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ async def apply(conn: Connection, tables: Tables) -> list[int]:
         )
         rows = await conn.fetch(f"SELECT version FROM {tables.schema_migrations}")
         done = {row["version"] for row in rows}
+        if done and max(done) > LATEST_VERSION:
+            raise _newer(tables, max(done))
         for migration in migrations():
             if migration.version in done:
                 continue
@@ -113,6 +118,8 @@ async def check_schema(db: Database, options: PostgresOptions) -> None:
         return int(value) if value is not None else None
 
     found = await db.run("checking the schema version", version, retry=True)
+    if found is not None and found > LATEST_VERSION:
+        raise _newer(tables, found)
     if found is None or found < LATEST_VERSION:
         state = "missing" if found is None else f"at version {found}"
         raise AdapterError(
@@ -120,3 +127,12 @@ async def check_schema(db: Database, options: PostgresOptions) -> None:
             f"{LATEST_VERSION}: run `conveyor migrate --store <url>` or open the backend "
             "with migrate=True"
         )
+
+
+def _newer(tables: Tables, found: int) -> AdapterError:
+    prefix = f" (table prefix {tables.prefix!r})" if tables.prefix else ""
+    return AdapterError(
+        f"conveyor's schema {tables.schema}{prefix} is at version {found}, newer than "
+        f"this conveyor knows ({LATEST_VERSION}): it was migrated by a newer conveyor; "
+        "upgrade conveyor to open it"
+    )

@@ -10,6 +10,8 @@ from urllib.parse import parse_qsl, urlsplit
 from ..._clock import Clock
 from ..._connect import Backend
 from ..._errors import AdapterError
+from ..._urls import redact
+from .._values import boolean, number, parse, show
 from ._db import Database
 from ._record_store import SQLiteRecordStore
 from ._role_scheduler import SQLiteRoleScheduler
@@ -19,33 +21,59 @@ from ._timeout_store import SQLiteTimeoutStore
 
 __all__ = ["migrate", "open_backend"]
 
-_FLOATS = (
-    "busy_timeout",
-    "lock_timeout",
-    "max_poll",
-    "lease_ttl",
-    "lease_poll",
-    "grace",
-    "retention",
-    "prune_interval",
-)
+# option -> (lower bound, whether the bound itself is allowed)
+_NUMBERS: dict[str, tuple[float, bool]] = {
+    "busy_timeout": (0.0, True),
+    "lock_timeout": (0.0, True),
+    "max_poll": (0.0, False),
+    "lease_ttl": (0.0, False),
+    "lease_poll": (0.0, False),
+    "grace": (0.0, True),
+    "retention": (0.0, True),
+    "prune_interval": (0.0, True),
+}
+_BOOLEANS = ("create_schema", "inline")
+_DEFAULT_LEASE_TTL = 5.0
+_DEFAULT_LEASE_POLL = 0.2
 
 
 def _options(url: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Keyword options, with ``?name=value`` pairs from the URL as defaults."""
+    """Keyword options, with ``?name=value`` pairs from the URL as defaults, checked
+    (``AdapterError`` for a value of the wrong type or out of range)."""
     merged: dict[str, Any] = {}
     if url.startswith("sqlite:"):
-        for name, value in parse_qsl(urlsplit(url).query):
-            if name in _FLOATS:
-                merged[name] = float(value)
-            elif name in ("create_schema", "inline"):
-                merged[name] = value.lower() not in ("0", "false", "no", "off")
+        try:
+            query = urlsplit(url).query
+        except ValueError:
+            raise AdapterError(f"not a valid SQLite URL: {redact(url)}") from None
+        for name, raw in parse_qsl(query, keep_blank_values=True):
+            if name in _NUMBERS:
+                merged[name] = parse(name, raw, "number")
+            elif name in _BOOLEANS:
+                merged[name] = parse(name, raw, "boolean")
             else:
-                raise AdapterError(f"unknown sqlite:// option {name!r} in {url!r}")
+                raise AdapterError(f"unknown sqlite:// option {name!r} in {redact(url)}")
     merged.update(options)
-    unknown = set(merged) - {*_FLOATS, "create_schema", "inline", "clock"}
+    unknown = set(merged) - {*_NUMBERS, *_BOOLEANS, "clock"}
     if unknown:
         raise TypeError(f"unknown sqlite:// options: {', '.join(sorted(unknown))}")
+    for name, (bound, inclusive) in _NUMBERS.items():
+        if name in merged and not (name == "grace" and merged[name] is None):
+            merged[name] = (
+                number(name, merged[name], at_least=bound)
+                if inclusive
+                else number(name, merged[name], above=bound)
+            )
+    for name in _BOOLEANS:
+        if name in merged:
+            boolean(name, merged[name])
+    ttl = merged.get("lease_ttl", _DEFAULT_LEASE_TTL)
+    poll = merged.get("lease_poll", _DEFAULT_LEASE_POLL)
+    if poll >= ttl / 3:
+        raise AdapterError(
+            f"option lease_poll={show(poll)} must be less than lease_ttl / 3 "
+            f"(lease_ttl={show(ttl)})"
+        )
     return merged
 
 
@@ -90,8 +118,8 @@ async def open_backend(url: str, **options: Any) -> AsyncIterator[Backend]:
         )
         scheduler = await SQLiteRoleScheduler.open(
             path,
-            lease_ttl=opts.get("lease_ttl", 5.0),
-            poll_interval=opts.get("lease_poll", 0.2),
+            lease_ttl=opts.get("lease_ttl", _DEFAULT_LEASE_TTL),
+            poll_interval=opts.get("lease_poll", _DEFAULT_LEASE_POLL),
             grace=opts.get("grace"),
             create_schema=False,
         )

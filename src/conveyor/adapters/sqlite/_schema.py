@@ -9,6 +9,7 @@ from importlib import resources
 from urllib.parse import unquote, urlsplit
 
 from ..._errors import AdapterError
+from ..._urls import redact
 
 __all__ = ["SCHEMA_VERSION", "apply_schema", "check_schema", "path_from_url", "statements"]
 
@@ -81,17 +82,20 @@ def path_from_url(url_or_path: str) -> str:
     if not url_or_path.startswith("sqlite:"):
         path = url_or_path
     else:
-        parts = urlsplit(url_or_path)
+        try:
+            parts = urlsplit(url_or_path)
+        except ValueError:
+            raise AdapterError(f"not a valid SQLite URL: {redact(url_or_path)}") from None
         if parts.netloc not in ("", "localhost"):
             raise AdapterError(
-                f"not a local SQLite URL: {url_or_path!r} (expected sqlite:///relative.db "
-                "or sqlite:////absolute/path.db)"
+                f"not a local SQLite URL: {redact(url_or_path)} (expected "
+                "sqlite:///relative.db or sqlite:////absolute/path.db)"
             )
         path = unquote(parts.path)
         if path.startswith("/"):
             path = path[1:]
     if not path or path == ":memory:" or path.startswith("file::memory:"):
         raise AdapterError(
-            f"SQLite backends need a file, not {url_or_path!r} (e.g. sqlite:///conveyor.db)"
+            f"SQLite backends need a file, not {redact(url_or_path)!r} (e.g. sqlite:///conveyor.db)"
         )
     return path

@@ -1,0 +1,110 @@
+"""The built-in backends' options, from a URL's query string or keyword arguments, checked
+with one message format: ``option lease_ttl='abc' is not a number``, ``option
+busy_timeout=-5 must be >= 0``. Every failure is an ``AdapterError``.
+
+URL values are strings (``parse`` converts them); keyword values must already have the
+option's type (a ``str`` for a number is refused, as is a ``bool``). Numbers are finite.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from .._errors import AdapterError
+
+__all__ = ["Kind", "boolean", "integer", "number", "parse", "show", "text"]
+
+Kind = Literal["number", "integer", "boolean", "text"]
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def parse(name: str, raw: str, kind: Kind) -> float | int | bool | str:
+    """The URL query value ``raw`` of option ``name`` as a ``kind`` (range unchecked)."""
+    if kind == "text":
+        return raw
+    if kind == "boolean":
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise AdapterError(f"option {name}={raw!r} is not a boolean (true or false)")
+    if kind == "integer":
+        try:
+            return int(raw)
+        except ValueError:
+            raise AdapterError(f"option {name}={raw!r} is not an integer") from None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise AdapterError(f"option {name}={raw!r} is not a number") from None
+    if math.isnan(value):
+        raise AdapterError(f"option {name}={raw!r} is not a number")
+    if math.isinf(value):
+        raise AdapterError(f"option {name}={raw!r} is not a finite number")
+    return value
+
+
+def number(
+    name: str, value: object, *, at_least: float | None = None, above: float | None = None
+) -> float:
+    """``value`` as a finite ``float``, ``>= at_least`` and ``> above`` when given."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AdapterError(f"option {name}={value!r} is not a number")
+    if math.isnan(value):
+        raise AdapterError(f"option {name}={show(value)} is not a number")
+    if math.isinf(value):
+        raise AdapterError(f"option {name}={show(value)} is not a finite number")
+    if at_least is not None and value < at_least:
+        raise AdapterError(f"option {name}={show(value)} must be >= {show(at_least)}")
+    if above is not None and value <= above:
+        raise AdapterError(f"option {name}={show(value)} must be > {show(above)}")
+    return float(value)
+
+
+def integer(name: str, value: object, *, at_least: int | None = None) -> int:
+    """``value`` as an ``int``, ``>= at_least`` when given."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise AdapterError(f"option {name}={value!r} is not an integer")
+    if at_least is not None and value < at_least:
+        raise AdapterError(f"option {name}={value} must be >= {at_least}")
+    return value
+
+
+def boolean(name: str, value: object) -> bool:
+    """``value`` itself if it is a ``bool``."""
+    if not isinstance(value, bool):
+        raise AdapterError(f"option {name}={value!r} is not a boolean (true or false)")
+    return value
+
+
+def text(name: str, value: object, *, max_bytes: int | None = None, empty: bool = True) -> str:
+    """``value`` itself if it is a ``str`` without NUL (non-empty unless ``empty``), of at
+    most ``max_bytes`` bytes in UTF-8 when given."""
+    if not isinstance(value, str):
+        raise AdapterError(f"option {name}={value!r} is not a string")
+    if not value and not empty:
+        raise AdapterError(f"option {name} must not be empty")
+    if "\x00" in value:
+        raise AdapterError(f"option {name}={value!r} must not hold a NUL")
+    if max_bytes is not None:
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise AdapterError(f"option {name}={value!r} is not valid Unicode") from None
+        if size > max_bytes:
+            raise AdapterError(
+                f"option {name}={value!r} is {size} bytes long in UTF-8; at most "
+                f"{max_bytes} are allowed"
+            )
+    return value
+
+
+def show(value: float) -> str:
+    """A number as a user wrote it: ``-5`` for ``-5.0``, ``0.05``, ``nan``, ``inf``."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
