@@ -148,12 +148,17 @@ class DecodeError(WorkflowError, ValueError):
     """Stored bytes no longer decode into the workflow's object type (or status enum).
 
     ``record`` is the stored record when there is one: a control action (``pause`` and
-    the others) that raises it has made its move, and this is the record it wrote.
+    the others) that raises it has made its move, and this is the record it wrote. A store
+    that cannot decode a row at all gives a stand-in (the row's identity and version, run
+    state ``UNKNOWN``, the problem as ``meta.run_state_reason``). ``run_id`` names the run.
     """
 
-    def __init__(self, message: str, record: Record | None = None) -> None:
+    def __init__(
+        self, message: str, record: Record | None = None, *, run_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.record = record
+        self.run_id: str | None = record.run_id if record is not None else run_id
 
 
 class AdapterError(WorkflowError):

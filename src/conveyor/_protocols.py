@@ -72,7 +72,9 @@ class EventReceiver(Protocol):
     Delivery is at least once. Events come in increasing ``id`` order. The stored cursor
     advances only over an unbroken run of acknowledged events: a receiver opened later
     under the same name starts after the last such run, so unacknowledged events (and
-    the acknowledged ones after them) are delivered again.
+    the acknowledged ones after them) are delivered again. An event whose stored headers
+    no longer decode is handed out with empty ``headers`` (consumers skip it), never
+    raised: one bad row must not stop its topic.
     """
 
     async def recv(self, max_events: int = 1) -> Sequence[Event]:
@@ -180,6 +182,16 @@ class RecordStore(Protocol):
     """Keeps records and their transactional outbox.
 
     Timestamps are the record's own (the engine's clock), never the database's.
+
+    Poison rows never block: a stored row that no longer decodes (a run state outside
+    ``RunState``, unreadable metadata) makes ``lookup`` and ``latest`` raise
+    ``DecodeError`` for that record alone (a batched lookup fails only that item), with
+    ``run_id`` set and ``record`` a stand-in: the row's identity, status, object bytes (or
+    ``b""``) and version as stored, run state ``UNKNOWN``, and what is wrong as
+    ``meta.run_state_reason`` (the engine pauses such a run with a compare-and-set on
+    that version). ``list`` returns such stand-ins among the healthy records. An outbox
+    row whose headers do not decode is listed with empty ``headers`` (the relay rebuilds
+    its event from the record).
     """
 
     async def store(self, write: RecordWrite) -> None:
