@@ -46,6 +46,8 @@ _TABLES = (
     "roles",
     "members",
     "listeners",
+    "failures",
+    "history",
 )
 
 _state: dict[str, Any] = {"users": 0, "url": None, "admin": None}

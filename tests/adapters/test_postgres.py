@@ -17,12 +17,15 @@ from conveyor.abc import RoleScheduler
 from conveyor.adapters.postgres import (
     PostgresEventStreamer,
     PostgresRecordStore,
+    PostgresRecordStoreWithoutHistory,
     PostgresRoleScheduler,
     PostgresTimeoutStore,
 )
 from conveyor.adaptertest import (
     EventStreamerSuite,
+    KeepsHistorySuite,
     PublishesEventsSuite,
+    RecordsFailuresSuite,
     RecordStoreSuite,
     ReportsPendingSuite,
     RoleSchedulerSuite,
@@ -44,6 +47,58 @@ class TestPostgresRecordStore(RecordStoreSuite):
             store = PostgresRecordStore(db)
             yield store
             await store.close()
+
+
+class TestPostgresRecordStoreRecordsFailures(RecordsFailuresSuite):
+    @pytest.fixture
+    async def store(self, pg_url: str) -> AsyncIterator[PostgresRecordStore]:
+        async with open_database(pg_url, "suite_records", fresh=True) as db:
+            store = PostgresRecordStore(db)
+            yield store
+            await store.close()
+
+
+class TestPostgresRecordStoreKeepsHistory(KeepsHistorySuite):
+    @pytest.fixture
+    async def store(self, pg_url: str) -> AsyncIterator[PostgresRecordStore]:
+        async with open_database(pg_url, "suite_records", fresh=True) as db:
+            store = PostgresRecordStore(db)
+            yield store
+            await store.close()
+
+
+class TestPostgresPublishingStoreKeepsHistory(KeepsHistorySuite):
+    """The store ``conveyor.connect`` builds (its writes append their events to the log):
+    the same history, from the direct-event statements."""
+
+    @pytest.fixture
+    async def store(self, pg_url: str) -> AsyncIterator[PostgresRecordStore]:
+        async with open_database(pg_url, "suite_published", fresh=True) as db:
+            streamer = PostgresEventStreamer(db)
+            store = PostgresRecordStore(db, events=streamer)
+            yield store
+            await store.close()
+            await streamer.close()
+
+
+class TestPostgresRecordStoreWithoutHistory(RecordStoreSuite):
+    @pytest.fixture
+    async def store(self, pg_url: str) -> AsyncIterator[PostgresRecordStoreWithoutHistory]:
+        async with open_database(pg_url, "suite_records", fresh=True) as db:
+            store = PostgresRecordStoreWithoutHistory(db)
+            yield store
+            await store.close()
+
+
+class TestPostgresRecordStoreWithoutHistoryRecordsFailures(RecordsFailuresSuite):
+    @pytest.fixture
+    async def store(self, pg_url: str) -> AsyncIterator[PostgresRecordStoreWithoutHistory]:
+        async with open_database(pg_url, "suite_published", fresh=True) as db:
+            streamer = PostgresEventStreamer(db)
+            store = PostgresRecordStoreWithoutHistory(db, events=streamer)
+            yield store
+            await store.close()
+            await streamer.close()
 
 
 class TestPostgresTimeoutStore(TimeoutStoreSuite):

@@ -39,15 +39,19 @@ def in_order(rows: Sequence[asyncpg.Record], count: int) -> list[asyncpg.Record 
 class OutboxWrites:
     """Stores writes with their outbox rows (see the module docstring)."""
 
-    def __init__(self, db: Database, cache: OutboxCache) -> None:
+    def __init__(self, db: Database, cache: OutboxCache, *, history: bool = True) -> None:
         self._db = db
         self._cache = cache
         t = db.tables
         others = db.others_listen_sql
-        self._batch = batch(t.records, t.channel, others, outbox=t.outbox)
+        tables = {
+            "outbox": t.outbox,
+            "failures": t.failures,
+            "history": t.history if history else "",
+        }
+        self._batch = batch(t.records, t.channel, others, **tables)
         self._single = {
-            new: single(t.records, t.channel, others, new=new, outbox=t.outbox)
-            for new in (True, False)
+            new: single(t.records, t.channel, others, new=new, **tables) for new in (True, False)
         }
 
     async def store(self, writes: Sequence[RecordWrite]) -> list[WorkflowError | None]:

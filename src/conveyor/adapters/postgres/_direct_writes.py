@@ -31,12 +31,19 @@ __all__ = ["DirectWrites"]
 class DirectWrites:
     """Stores writes and appends their events to ``streamer``'s log (module docstring)."""
 
-    def __init__(self, db: Database, streamer: PostgresEventStreamer) -> None:
+    def __init__(
+        self, db: Database, streamer: PostgresEventStreamer, *, history: bool = True
+    ) -> None:
         self._db = db
         self.streamer = streamer
         t = db.tables
         others = db.others_listen_sql
-        log = {"topics": t.topics, "events": t.events}
+        log = {
+            "topics": t.topics,
+            "events": t.events,
+            "failures": t.failures,
+            "history": t.history if history else "",
+        }
         self._batch = batch(t.records, t.channel, others, **log)
         self._single = {
             new: single(t.records, t.channel, others, new=new, **log) for new in (True, False)

@@ -12,6 +12,12 @@ batch of any of them as one statement over ``unnest``-ed arrays (``batch``). Eac
 the outbox rows (or events) of the writes that applied and may NOTIFY; each returns per
 write ``ord``, ``applied`` and (only if not applied) ``stored_version``; direct
 statements also return ``event_id`` and ``event_created_at``.
+
+With ``history``, each statement also inserts the history row of every write that
+applied (``HISTORY``: its version, status, run state, reason and time, no object), and
+with ``failures`` it empties the failure messages of every run it moved to DataDeleted:
+both are data-modifying CTEs of the same statement, so they cost no round trip and commit
+or roll back with the record.
 """
 
 from __future__ import annotations
@@ -89,6 +95,19 @@ EVENT = (
 )
 """A direct event's columns (its ID comes from the topic's counter, its foreign ID is the
 run ID)."""
+
+HISTORY = (
+    ("run_id", "run_id"),
+    ("version", "version"),
+    ("status", "status"),
+    ("run_state", "run_state"),
+    ("reason", "run_state_reason"),
+    ("at", "updated_at"),
+)
+"""The ``history`` columns, each with the ``records`` column whose written value it takes."""
+
+_DATA_DELETED = int(RunState.DATA_DELETED)
+_APPLIED_W = "w JOIN applied USING (ord)"
 
 COLUMNS = ", ".join(c.name for c in RECORD)
 _BY_NAME = {c.name: c for c in RECORD}
@@ -191,6 +210,51 @@ applied AS (
 """
 
 
+def _history_sql(history: str, values: Sequence[str], source: str) -> str:
+    """The CTE inserting the history rows of ``values`` (one per ``HISTORY`` column) from
+    ``source`` (the applied writes)."""
+    names = ", ".join(name for name, _ in HISTORY)
+    sets = ", ".join(f"{name} = excluded.{name}" for name, _ in HISTORY[2:])
+    return f"""historied AS (
+    INSERT INTO {history} ({names})
+    SELECT {", ".join(values)} FROM {source}
+    ON CONFLICT (run_id, version) DO UPDATE SET {sets}
+),
+"""
+
+
+def _batch_extras(history: str, failures: str) -> str:
+    """The CTEs a batch adds after ``applied``: history rows, and scrubbed failures."""
+    sql = ""
+    if history:
+        sql += _history_sql(history, [f"w.{column}" for _, column in HISTORY], _APPLIED_W)
+    if failures:
+        sql += f"""scrubbed AS (
+    UPDATE {failures} f SET message = ''
+    FROM {_APPLIED_W}
+    WHERE w.run_state = {_DATA_DELETED} AND f.run_id = w.run_id AND f.message <> ''
+),
+"""
+    return sql
+
+
+def _single_extras(history: str, failures: str, placeholders: dict[str, str]) -> str:
+    """The CTEs a single write adds after ``written`` (see ``_batch_extras``)."""
+    run_id, run_state = placeholders["run_id"], placeholders["run_state"]
+    sql = ""
+    if history:
+        values = [f"{placeholders[column]}::{_BY_NAME[column].type}" for _, column in HISTORY]
+        sql += _history_sql(history, values, "written")
+    if failures:
+        sql += f"""scrubbed AS (
+    UPDATE {failures} SET message = ''
+    WHERE run_id = {run_id} AND {run_state}::smallint = {_DATA_DELETED} AND message <> ''
+        AND EXISTS (SELECT 1 FROM written)
+),
+"""
+    return sql
+
+
 def _unnest(extra: Sequence[tuple[str, Column]]) -> tuple[str, _Params]:
     """``w``: the writes of a batch as rows, from one array per column (``$1`` is ``ord``,
     ``$2`` the expected version, then the records' columns, then ``extra``)."""
@@ -209,17 +273,27 @@ def _unnest(extra: Sequence[tuple[str, Column]]) -> tuple[str, _Params]:
 
 
 def batch(
-    records: str, channel: str, others: str, *, outbox: str = "", topics: str = "", events: str = ""
+    records: str,
+    channel: str,
+    others: str,
+    *,
+    outbox: str = "",
+    topics: str = "",
+    events: str = "",
+    history: str = "",
+    failures: str = "",
 ) -> Statement:
     """A batch of writes as one statement; with ``outbox``, each applied write adds its
     outbox row (extras: the workflows to NOTIFY, the member ID); with ``topics`` and
-    ``events``, it appends its event to the log (extra: the member ID).
+    ``events``, it appends its event to the log (extra: the member ID). With ``history``
+    and ``failures``, see the module docstring.
 
     Direct events take their IDs from the topics' counter rows as any send does (gap
     free, visible in order); counters are taken after the records, in topic order, so two
     writers never wait for each other in a cycle. Each appended topic is NOTIFYed if
     another process listens.
     """
+    extras = _batch_extras(history, failures)
     if outbox:
         w, params = _unnest([(f"outbox_{c.name}", c) for c in OUTBOX])
         notify, member = params.next(), f"${len(params.gets) + 3}"
@@ -227,7 +301,7 @@ def batch(
         outbox_values = ", ".join(f"w.outbox_{c.name}" for c in OUTBOX)
         sql = f"""
 WITH {w},
-{_records_ctes(records)}relayed AS (
+{_records_ctes(records)}{extras}relayed AS (
     INSERT INTO {outbox} (workflow_name, run_id, {outbox_names})
     SELECT w.workflow_name, w.run_id, {outbox_values}
     FROM w JOIN applied USING (ord) ORDER BY w.ord
@@ -247,7 +321,7 @@ FROM w LEFT JOIN applied a USING (ord)
     member = params.next()
     sql = f"""
 WITH {w},
-{_records_ctes(records)}counts AS (
+{_records_ctes(records)}{extras}counts AS (
     SELECT w.event_topic AS topic, count(*) AS n FROM w JOIN applied USING (ord)
     GROUP BY w.event_topic
 ),
@@ -309,13 +383,17 @@ def single(
     outbox: str = "",
     topics: str = "",
     events: str = "",
+    history: str = "",
+    failures: str = "",
 ) -> Statement:
     """One write (a trigger, or a step alone in its batch): plain parameters, no arrays to
     unnest. ``new``: an insert, else a compare-and-set update. With ``outbox`` the extras
     are whether to NOTIFY and the member ID; with ``topics`` and ``events``, the member ID.
+    With ``history`` and ``failures``, see the module docstring.
     """
     params = _Params()
     write, placeholders = _single_write(records, params, new=new)
+    extras = _single_extras(history, failures, placeholders)
     run_id = placeholders["run_id"]
     stored = (
         "CASE WHEN NOT EXISTS (SELECT 1 FROM written) "
@@ -329,7 +407,7 @@ def single(
         sql = f"""
 WITH written AS ({write}
 ),
-relayed AS (
+{extras}relayed AS (
     INSERT INTO {outbox} (workflow_name, run_id, {", ".join(values)})
     SELECT {workflow}, {run_id}, {", ".join(values.values())} FROM written
 )
@@ -343,7 +421,7 @@ SELECT 0 AS ord, EXISTS (SELECT 1 FROM written) AS applied, {stored},
     sql = f"""
 WITH written AS ({write}
 ),
-counter AS (
+{extras}counter AS (
     INSERT INTO {topics} AS t (topic, last_id) SELECT {topic}, 1 FROM written
     ON CONFLICT (topic) DO UPDATE SET last_id = t.last_id + 1
     RETURNING t.last_id

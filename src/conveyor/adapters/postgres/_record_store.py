@@ -1,4 +1,5 @@
-"""``PostgresRecordStore``: records and their events in one transaction, compare-and-set.
+"""``PostgresRecordStore``: records and their events in one transaction, compare-and-set;
+failed attempts beside them, and each run's history.
 
 A thin class over its parts, one module each:
 
@@ -10,7 +11,9 @@ A thin class over its parts, one module each:
 - ``_record_reads``: lookups (concurrent ones merged into one query), ``latest``, ``list``;
 - ``_outbox_cache``: what this process knows of each outbox, so the relay running here
   lists it without a query and writes skip the NOTIFY;
-- ``_outbox_deletes``: relayed events deleted from the table in batches, shortly after.
+- ``_outbox_deletes``: relayed events deleted from the table in batches, shortly after;
+- ``_failures``: failed attempts kept only while the run is at their version, and
+  history reads (every write statement inserts its history row, see ``_record_sql``).
 
 Single ``store`` calls that arrive while one is being written (concurrent triggers) are
 written together next, as one batch (group commit, ``Coalescer``).
@@ -20,7 +23,9 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from typing import ClassVar
 
+from ..._capabilities import Failure, HistoryEntry
 from ..._errors import WorkflowError
 from ..._event import OutboxEvent
 from ..._ids import check_foreign_id, invalid_foreign_id
@@ -30,28 +35,35 @@ from ._batch_writes import OutboxWrites
 from ._coalesce import Coalescer
 from ._database import Database
 from ._direct_writes import DirectWrites
+from ._failures import Failures
 from ._outbox_cache import OutboxCache
 from ._outbox_deletes import DelayedDeletes
 from ._record_reads import RecordReads
 from ._streamer import PostgresEventStreamer
 
-__all__ = ["PostgresRecordStore"]
+__all__ = ["PostgresRecordStore", "PostgresRecordStoreWithoutHistory"]
 
 
-class PostgresRecordStore:
+class _PostgresRecordStoreBase:
     """``RecordStore`` on PostgreSQL (see the module docstring for how writes work).
 
     Build it on an open ``Database`` (``open_backend`` does). Timestamps are the records'
-    own, stored as ``timestamptz`` (exact to the microsecond).
+    own, stored as ``timestamptz`` (exact to the microsecond). Failed attempts are kept
+    beside the runs (``RecordsFailures``); a write to DataDeleted empties the run's
+    failure messages in its own statement.
     """
+
+    _keep_history: ClassVar[bool] = True
 
     def __init__(self, db: Database, *, events: PostgresEventStreamer | None = None) -> None:
         self._events = events
         self._cache = OutboxCache(db)
         self._deletes = DelayedDeletes(db)
         self._reads = RecordReads(db)
-        self._direct = DirectWrites(db, events) if events is not None else None
-        self._outbox = OutboxWrites(db, self._cache)
+        self._failures = Failures(db)
+        history = self._keep_history
+        self._direct = DirectWrites(db, events, history=history) if events is not None else None
+        self._outbox = OutboxWrites(db, self._cache, history=history)
         self._writes = Coalescer(self.store_many, "conveyor-postgres-writes", in_flight=1)
         self._closed = False
 
@@ -124,6 +136,24 @@ class PostgresRecordStore:
         """The statement ``list`` runs, with its arguments (every shape has an index)."""
         return self._reads.list_query(workflow_name, offset, limit, order, filter)
 
+    # ------------------------------------------------------------------ failures
+
+    async def record_failure(self, failure: Failure) -> bool:
+        """Keep ``failure`` if the run is still at its version (``RecordsFailures``): one
+        statement, the record untouched."""
+        return await self._failures.record(failure)
+
+    async def failures(self, run_id: str, version: int | None = None) -> Sequence[Failure]:
+        """The run's failures by version and attempt (only ``version``'s if given)."""
+        return await self._failures.failures(run_id, version)
+
+    async def retries_due(
+        self, workflow_name: str, process: str, limit: int = 1000
+    ) -> Sequence[Failure]:
+        """The latest failure of each retrying run ``process`` must retry, earliest due
+        first (by the ``failures_due`` index)."""
+        return await self._failures.retries_due(workflow_name, process, limit)
+
     # ------------------------------------------------------------------ outbox
 
     async def list_outbox_events(self, workflow_name: str, limit: int) -> Sequence[OutboxEvent]:
@@ -155,3 +185,24 @@ class PostgresRecordStore:
         await self._writes.close()
         await self._reads.close()
         await self._deletes.close()
+
+
+class PostgresRecordStore(_PostgresRecordStoreBase):
+    """The PostgreSQL record store (see ``_PostgresRecordStoreBase``' docstring, shown by
+    ``help``) that also keeps every version's status, run state and reason
+    (``KeepsHistory``): each write statement inserts its history rows."""
+
+    _keep_history: ClassVar[bool] = True
+
+    async def history(self, run_id: str) -> Sequence[HistoryEntry]:
+        """Every applied write of the run, oldest first, with its version's failures (one
+        query)."""
+        return await self._failures.history(run_id)
+
+
+class PostgresRecordStoreWithoutHistory(_PostgresRecordStoreBase):
+    """``PostgresRecordStore`` without history (``history=false``): write statements
+    insert no history rows, and the store does not claim ``KeepsHistory``. Failures are
+    still recorded."""
+
+    _keep_history: ClassVar[bool] = False
