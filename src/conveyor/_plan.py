@@ -141,6 +141,8 @@ class _Planner(Generic[T, S]):
                 clock=engine.clock,
                 workflow_name=engine.name,
                 options=options,
+                rebuild=engine.writer.outbox_event,
+                logger=engine.telemetry.logger,
             )
 
         role = make_role(engine.name, "outbox-consumer")

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from ._capabilities import Tail, TailsTopics
-from ._errors import RecordNotFound, RunEnded
+from ._errors import DecodeError, RecordNotFound, RunEnded
 from ._event import Event, Header, make_role, run_state_change_topic, topic
 from ._execution import Executor
 from ._metrics import Metrics
@@ -183,7 +183,7 @@ class Waits(Generic[T, S]):
         if len(ids) == 1:
             try:
                 results: list[Record | BaseException] = [await self._store.lookup(ids[0])]
-            except RecordNotFound as exc:
+            except (RecordNotFound, DecodeError) as exc:
                 results = [exc]
         else:
             results = await asyncio.gather(
@@ -192,6 +192,11 @@ class Waits(Generic[T, S]):
         status_name = self._definition.status_name
         for run_id, result in zip(ids, results, strict=True):
             if isinstance(result, RecordNotFound):
+                continue
+            if isinstance(result, DecodeError):  # that run's record alone: tell its waits
+                for w in self._by_run.get(run_id, ()):
+                    if not w.future.done():
+                        w.future.set_exception(result)
                 continue
             if isinstance(result, BaseException):
                 raise result

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from .._errors import RecordNotFound, WorkflowError
+from .._errors import DecodeError, RecordNotFound, WorkflowError
 from .._event import Event, Header
 from .._protocols import RecordStore
 from .._record import Record
 
-__all__ = ["Ignore", "StaleRecord", "load_current", "load_record"]
+__all__ = [
+    "Ignore",
+    "StaleRecord",
+    "Undecodable",
+    "event_version",
+    "load_current",
+    "load_record",
+]
+
+
+def event_version(event: Event) -> int:
+    """The record version an engine event announces (0 if it has none)."""
+    raw = event.headers.get(Header.RECORD_VERSION, "")
+    return int(raw) if raw.isdigit() else 0
 
 
 class Ignore(Exception):
@@ -18,16 +31,29 @@ class Ignore(Exception):
         self.reason = reason
 
 
+class Undecodable(Ignore):
+    """The store cannot decode the run's record: ``error.record`` is its stand-in (when the
+    store has one), which a consumer may pause with a compare-and-set on its version."""
+
+    def __init__(self, error: DecodeError) -> None:
+        super().__init__("undecodable record")
+        self.error = error
+
+
 class StaleRecord(WorkflowError):
     """The store returned an older version than the event announced (replica lag): retry."""
 
 
 async def load_record(store: RecordStore, event: Event) -> Record:
     """The run the event is about (its ``foreign_id`` is the run ID); ``Ignore`` if gone."""
+    if not event.headers:
+        raise Ignore("undecodable event headers")
     try:
         return await store.lookup(event.foreign_id)
     except RecordNotFound:
         raise Ignore("record not found") from None
+    except DecodeError as exc:
+        raise Undecodable(exc) from exc
 
 
 async def load_current(store: RecordStore, event: Event, status: int) -> Record:
@@ -37,13 +63,13 @@ async def load_current(store: RecordStore, event: Event, status: int) -> Record:
     (``Ignore``); an older one means the store lags the stream (``StaleRecord``: retry).
     """
     record = await load_record(store, event)
-    event_version = int(event.headers.get(Header.RECORD_VERSION, 0) or 0)
-    if record.meta.version > event_version:
+    announced = event_version(event)
+    if record.meta.version > announced:
         raise Ignore("event record version lower than latest record version")
-    if record.meta.version < event_version:
+    if record.meta.version < announced:
         raise StaleRecord(
             "stale record lookup: record version is lower than event record version "
-            f"(run_id={record.run_id}, record={record.meta.version}, event={event_version})"
+            f"(run_id={record.run_id}, record={record.meta.version}, event={announced})"
         )
     if record.run_state.stopped():
         raise Ignore("record stopped")

@@ -17,7 +17,7 @@ from .._protocols import RecordWrite
 from .._types import AsyncStep
 from .._writer import RecordWriter
 from ._consume import Outcome
-from ._load import Ignore, load_current
+from ._load import Ignore, Undecodable, event_version, load_current
 
 __all__ = ["SKIP_REASON", "StepHandler"]
 
@@ -99,6 +99,24 @@ class StepHandler(Generic[T, S]):
                 ):
                     return await self._prepare(event)
             return await self._prepare(event)
+        except Undecodable as bad:
+            stand_in = bad.error.record
+            if stand_in is not None and stand_in.meta.version != event_version(event):
+                stand_in = None  # the event is not about the stored version: skip it
+            self._telemetry.logger.error(
+                "a run's stored record does not decode: pausing it"
+                if stand_in is not None
+                else "a run's stored record does not decode: skipping its event",
+                None,
+                workflow=self._workflow,
+                run_id=bad.error.run_id or event.foreign_id,
+                process=self._process,
+                error=str(bad.error),
+            )
+            if stand_in is not None:
+                return self._writer.pause_write(stand_in, f"quarantined: {bad.error}")
+            self._on_skip(bad.reason)
+            return None
         except Ignore as skip:
             self._on_skip(skip.reason)
             if self._telemetry.debug:

@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 from .._attempts import AttemptFailed, Policy
 from .._clock import Clock
 from .._engine import Telemetry
-from .._errors import RecordNotFound, TimeoutNotFound, VersionConflict
+from .._errors import DecodeError, RecordNotFound, TimeoutNotFound, VersionConflict
 from .._event import Event
 from .._execution import Executor
 from .._markers import SKIP, Skip
@@ -164,6 +164,8 @@ class TimeoutPoller(Generic[T, S]):
             record = await writer.store.lookup(timeout.run_id)
         except RecordNotFound:
             return await self._drop(timeout)
+        except DecodeError as exc:
+            return await self._quarantine(ctx, timeout, exc)
         if record.status != timeout.status or record.run_state.finished():
             return await self._drop(timeout)
         fn = self._fns.get(timeout.index)
@@ -190,6 +192,25 @@ class TimeoutPoller(Generic[T, S]):
                 return True  # keeps its timeout until resumed
         with contextlib.suppress(TimeoutNotFound):
             await self._timeouts.complete(timeout.id)
+        return True
+
+    async def _quarantine(
+        self, ctx: ProcessContext, timeout: TimeoutRecord, exc: DecodeError
+    ) -> bool:
+        """The run's record does not decode: pause it (by its stand-in) or leave it be."""
+        self._telemetry.logger.error(
+            "a run's stored record does not decode: its timeout waits",
+            None,
+            workflow=self._workflow,
+            run_id=timeout.run_id,
+            process=ctx.name,
+            error=str(exc),
+        )
+        if exc.record is None:
+            raise AttemptFailed(exc, 60.0, 1) from exc  # look again in a minute
+        writer = self._runs.writer
+        with contextlib.suppress(VersionConflict):
+            await writer.write(writer.pause_write(exc.record, f"quarantined: {exc}"))
         return True
 
     async def _drop(self, timeout: TimeoutRecord) -> bool:
