@@ -27,6 +27,7 @@ from ._errors import CallbackRejected as CallbackRejected
 from ._errors import CallbackRejection as CallbackRejection
 from ._errors import DecodeError as DecodeError
 from ._errors import InvalidForeignID as InvalidForeignID
+from ._errors import InvalidObject as InvalidObject
 from ._errors import InvalidSchedule as InvalidSchedule
 from ._errors import InvalidTransition as InvalidTransition
 from ._errors import NotRunning as NotRunning
@@ -80,6 +81,7 @@ __all__ = (
     "DeleteFn",
     "HookFn",
     "InvalidForeignID",
+    "InvalidObject",
     "InvalidSchedule",
     "InvalidTransition",
     "Logger",

@@ -7,6 +7,7 @@ The tree::
     ├── NotRunning                 trigger/schedule outside run() (and client())
     ├── InvalidSchedule            a cron spec that does not parse (also a ValueError)
     ├── InvalidForeignID           a foreign ID no backend can store (also a ValueError)
+    ├── InvalidObject              trigger(initial=...) of another type (also a TypeError)
     ├── RecordNotFound             (also a LookupError)
     ├── TimeoutNotFound            (also a LookupError)
     ├── OutboxRecordNotFound       (also a LookupError)
@@ -35,6 +36,7 @@ __all__ = [
     "CallbackRejection",
     "DecodeError",
     "InvalidForeignID",
+    "InvalidObject",
     "InvalidSchedule",
     "InvalidTransition",
     "NotRunning",
@@ -62,6 +64,10 @@ class NotRunning(WorkflowError):
 
 class InvalidSchedule(WorkflowError, ValueError):
     """A schedule spec that is not valid cron, a descriptor, or ``@every <duration>``."""
+
+
+class InvalidObject(WorkflowError, TypeError):
+    """An object given to the workflow (``trigger(initial=...)``) is not of its type."""
 
 
 class InvalidForeignID(WorkflowError, ValueError):

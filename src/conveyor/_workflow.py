@@ -24,6 +24,7 @@ from ._errors import (
     CallbackRejected,
     CallbackRejection,
     DecodeError,
+    InvalidObject,
     InvalidSchedule,
     InvalidTransition,
     NotRunning,
@@ -318,6 +319,12 @@ class Workflow(Generic[T, S]):
         else:
             status = self._status_in_graph(start_at, "trigger")
         codec = engine.runs.codec
+        kind = self._definition.object_type
+        if initial is not None and isinstance(kind, type) and not isinstance(initial, kind):
+            raise InvalidObject(
+                f"cannot trigger: initial must be a {kind.__name__} (the type of workflow "
+                f"{self.name!r}), not {type(initial).__name__}"
+            )
         obj = codec.zero() if initial is None else initial
         write = engine.writer.new_run(self.name, str(foreign_id), status, codec.encode(obj))
         await engine.writer.write(write)

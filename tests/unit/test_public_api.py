@@ -129,6 +129,7 @@ WORKFLOW_AUTHORS = (
     "DeleteFn",
     "HookFn",
     "InvalidForeignID",
+    "InvalidObject",
     "InvalidSchedule",
     "InvalidTransition",
     "Logger",

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from conveyor import InvalidTransition, NotRunning, RunState, WorkflowInProgress
+from conveyor import InvalidObject, InvalidTransition, NotRunning, RunState, WorkflowInProgress
 
 from ._support import WAIT, Doc, Env, Status, linear, parked
 
@@ -141,3 +141,12 @@ async def test_concurrent_triggers_for_one_foreign_id_have_exactly_one_winner(en
     assert len(losers) == 9
     assert all(isinstance(e, WorkflowInProgress) for e in losers)
     assert [r.run_id for r in env.store.all_records()] == winners
+
+
+async def test_an_initial_object_of_another_type_is_refused_at_once(env: Env) -> None:
+    wf = env.build(linear("typed"))
+    async with wf:
+        with pytest.raises(InvalidObject, match=r"initial must be a Doc .* not dict"):
+            await wf.trigger("fid", initial={"name": "ada"})  # type: ignore[arg-type]
+        assert await wf.list_runs("fid") == []
+    assert issubclass(InvalidObject, TypeError)
