@@ -147,6 +147,6 @@ async def test_an_initial_object_of_another_type_is_refused_at_once(env: Env) ->
     wf = env.build(linear("typed"))
     async with wf:
         with pytest.raises(InvalidObject, match=r"initial must be a Doc .* not dict"):
-            await wf.trigger("fid", initial={"name": "ada"})  # type: ignore[arg-type]
+            await wf.trigger("fid", initial={"name": "ada"})
         assert await wf.list_runs("fid") == []
     assert issubclass(InvalidObject, TypeError)
