@@ -64,9 +64,10 @@ class Failure:
 
     ``(run_id, version, attempt)`` is its key: ``attempt`` counts the failures at that
     version (1 for the first). ``process`` is the background process that made the
-    attempt (its retries belong to whoever holds that process's role). Times are UTC;
-    ``next_attempt_at`` is when the next attempt is due, ``None`` when there is none (the
-    run was paused, or the attempt was the caller's).
+    attempt (its retries belong to whoever holds that process's role). ``failed_at`` is
+    business time (the workflow's clock, like ``updated_at``); ``next_attempt_at`` is when
+    the next attempt is due by the wall clock in UTC (retries wait real time), ``None``
+    when there is none (the run was paused).
     """
 
     workflow_name: str
