@@ -148,6 +148,23 @@ async def test_without_history_writes_leave_no_history_rows(db: PostgresDatabase
     assert [f.version for f in await store.failures(record.run_id)] == [2]
 
 
+async def test_the_history_option_picks_the_store(pg_url: str) -> None:
+    schema = "failure_tests"
+    async with open_database(pg_url, schema):
+        pass  # migrated
+    async with conveyor.connect(f"{pg_url}?schema={schema}") as on:
+        assert isinstance(on.record_store, PostgresRecordStore)
+        assert isinstance(on.record_store, KeepsHistory)
+    async with conveyor.connect(f"{pg_url}?schema={schema}&history=false") as off:
+        assert isinstance(off.record_store, PostgresRecordStoreWithoutHistory)
+        assert not isinstance(off.record_store, KeepsHistory)
+    async with conveyor.connect(f"{pg_url}?schema={schema}", history=False) as off:
+        assert not isinstance(off.record_store, KeepsHistory)
+    with pytest.raises(conveyor.AdapterError, match="history='maybe' is not a boolean"):
+        async with conveyor.connect(f"{pg_url}?schema={schema}&history=maybe"):
+            pass  # pragma: no cover
+
+
 async def test_migrate_upgrades_a_version_1_schema(db: PostgresDatabase, pg_url: str) -> None:
     # Given a schema at version 1 (as conveyor 0001_initial.sql left it)
     schema = f"v1_{uuid.uuid4().hex[:8]}"

@@ -15,7 +15,7 @@ import pytest
 
 import conveyor
 from conveyor import AdapterError, AdapterUnavailable, Builder, RecordNotFound, Run
-from conveyor.abc import Event, OutgoingEvent, RoleScheduler
+from conveyor.abc import Event, KeepsHistory, OutgoingEvent, RecordsFailures, RoleScheduler
 from conveyor.adapters.sqlite import (
     SCHEMA_VERSION,
     SQLiteEventReceiver,
@@ -339,6 +339,27 @@ async def test_retries_due_failures_and_history_are_served_by_indexes(tmp_path: 
         assert any("failures_due" in step for step in due), due
     finally:
         conn.close()
+
+
+async def test_the_history_option_picks_the_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    async with conveyor.connect(url) as on:
+        assert isinstance(on.record_store, SQLiteRecordStore)
+        assert isinstance(on.record_store, KeepsHistory)
+    for off_url, options in ((f"{url}?history=false", {}), (url, {"history": False})):
+        async with conveyor.connect(off_url, **options) as off:
+            store = off.record_store
+            assert isinstance(store, SQLiteRecordStoreWithoutHistory)
+            assert not isinstance(store, KeepsHistory)
+            assert isinstance(store, RecordsFailures)
+            record = dummy_record(foreign_id=f"off-{len(options)}")
+            await store.store(insert(record))
+            assert await store.record_failure(failure(record))
+    assert _count(tmp_path / "history.db", "SELECT COUNT(*) FROM history") == 0
+    assert _count(tmp_path / "history.db", "SELECT COUNT(*) FROM failures") == 2
+    with pytest.raises(AdapterError, match="history='maybe' is not a boolean"):
+        async with conveyor.connect(f"{url}?history=maybe"):
+            pass  # pragma: no cover
 
 
 def test_urls_name_relative_and_absolute_files() -> None:

@@ -12,7 +12,7 @@ from ..._connect import Backend
 from ._database import Database
 from ._options import split_url
 from ._pruner import Pruner
-from ._record_store import PostgresRecordStore
+from ._record_store import PostgresRecordStore, PostgresRecordStoreWithoutHistory
 from ._role_scheduler import PostgresRoleScheduler
 from ._schema import check_schema, migrate
 from ._streamer import PostgresEventStreamer
@@ -36,7 +36,9 @@ async def open_backend(url: str, **options: Any) -> AsyncIterator[PostgresBacken
 
     ``options`` are ``PostgresOptions`` fields (also accepted as URL query parameters):
     ``migrate=True`` applies pending migrations first, else a missing or older schema
-    raises ``AdapterError`` naming ``conveyor migrate``. Pruning runs in the background
+    raises ``AdapterError`` naming ``conveyor migrate``; ``history=False`` builds the
+    record store without history (``PostgresRecordStoreWithoutHistory``, for measuring
+    what history costs). Pruning runs in the background
     every ``prune_interval`` seconds. Closing releases the roles and closes every
     connection. Raises ``AdapterError`` (``AdapterUnavailable`` if the server does not
     answer).
@@ -48,12 +50,13 @@ async def open_backend(url: str, **options: Any) -> AsyncIterator[PostgresBacken
     pruning: asyncio.Task[None] | None = None
     roles: PostgresRoleScheduler | None = None
     streamer: PostgresEventStreamer | None = None
-    store: PostgresRecordStore | None = None
+    store: PostgresRecordStore | PostgresRecordStoreWithoutHistory | None = None
     try:
         if not settings.migrate:
             await check_schema(db, settings)
         streamer = PostgresEventStreamer(db)
-        store = PostgresRecordStore(db, events=streamer)
+        store_type = PostgresRecordStore if settings.history else PostgresRecordStoreWithoutHistory
+        store = store_type(db, events=streamer)
         roles = PostgresRoleScheduler(db)
         pruner = Pruner(db)
         pruning = asyncio.get_running_loop().create_task(

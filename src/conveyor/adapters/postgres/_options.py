@@ -44,6 +44,10 @@ class PostgresOptions:
     """Prefix of every table name, for several conveyor installations in one schema."""
     migrate: bool = False
     """Apply pending migrations when the backend opens (else a missing schema is an error)."""
+    history: bool = True
+    """Keep every run's history (each write adds a row: its version's status, run state and
+    reason; ``KeepsHistory``). False: ``open_backend`` builds
+    ``PostgresRecordStoreWithoutHistory``, whose writes add none (failures are kept)."""
     pool_min: int = 2
     pool_max: int = 10
     """Connections kept by the pool; the role scheduler and the listener have one more each."""
@@ -96,6 +100,7 @@ _KINDS: dict[str, Kind] = {
     "schema": "text",
     "table_prefix": "text",
     "migrate": "boolean",
+    "history": "boolean",
     "pool_min": "integer",
     "pool_max": "integer",
 }
@@ -122,6 +127,7 @@ def _check(options: PostgresOptions) -> None:
     text("schema", options.schema, max_bytes=_IDENTIFIER_BYTES, empty=False)
     text("table_prefix", options.table_prefix, max_bytes=MAX_TABLE_PREFIX_BYTES)
     boolean("migrate", options.migrate)
+    boolean("history", options.history)
     integer("pool_min", options.pool_min, at_least=0)
     integer("pool_max", options.pool_max, at_least=1)
     for name in _FIELDS:

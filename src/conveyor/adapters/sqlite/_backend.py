@@ -13,7 +13,7 @@ from ..._errors import AdapterError
 from ..._urls import redact
 from .._values import boolean, number, parse, show
 from ._db import Database
-from ._record_store import SQLiteRecordStore
+from ._record_store import SQLiteRecordStore, SQLiteRecordStoreWithoutHistory
 from ._role_scheduler import SQLiteRoleScheduler
 from ._schema import SCHEMA_VERSION, path_from_url
 from ._streamer import SQLiteEventStreamer
@@ -32,7 +32,7 @@ _NUMBERS: dict[str, tuple[float, bool]] = {
     "retention": (0.0, True),
     "prune_interval": (0.0, True),
 }
-_BOOLEANS = ("create_schema", "inline")
+_BOOLEANS = ("create_schema", "inline", "history")
 _DEFAULT_LEASE_TTL = 5.0
 _DEFAULT_LEASE_POLL = 0.2
 
@@ -93,7 +93,9 @@ async def open_backend(url: str, **options: Any) -> AsyncIterator[Backend]:
     ``lease_poll`` and ``grace`` (the role scheduler's), ``retention`` and
     ``prune_interval`` (how long consumed events are kept, and how often pruned),
     ``inline`` (default true: short transactions that need not wait run on the event
-    loop's thread; false: every statement goes through the connection's thread).
+    loop's thread; false: every statement goes through the connection's thread),
+    ``history`` (default true: every write adds a history row, ``KeepsHistory``; false:
+    the record store is ``SQLiteRecordStoreWithoutHistory``, whose writes add none).
 
     The record store, timeout store and streamer share one ``Database`` (a connection
     on its own thread, and the inline one); the role scheduler has its own connection
@@ -123,10 +125,13 @@ async def open_backend(url: str, **options: Any) -> AsyncIterator[Backend]:
             grace=opts.get("grace"),
             create_schema=False,
         )
+        store_type = (
+            SQLiteRecordStore if opts.get("history", True) else SQLiteRecordStoreWithoutHistory
+        )
         yield Backend(
             url,
             streamer,
-            SQLiteRecordStore(db),
+            store_type(db),
             scheduler,
             SQLiteTimeoutStore(db),
         )
