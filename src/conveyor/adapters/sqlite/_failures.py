@@ -49,8 +49,12 @@ SELECT_DUE = (
     "ORDER BY f.next_attempt_at, f.run_id LIMIT ?"
 )
 SELECT_FAILURES = f"{_SELECT} WHERE f.run_id = ? ORDER BY f.version, f.attempt"
+# History rows joined to their failures (one statement: one snapshot of both tables).
 SELECT_HISTORY = (
-    "SELECT version, status, run_state, reason, at FROM history WHERE run_id = ? ORDER BY version"
+    "SELECT h.version, h.status, h.run_state, h.reason, h.at, f.workflow_name, f.attempt, "
+    "f.process, f.error_type, f.message, f.failed_at, f.next_attempt_at "
+    "FROM history h LEFT JOIN failures f ON f.run_id = h.run_id AND f.version = h.version "
+    "WHERE h.run_id = ? ORDER BY h.version, f.attempt"
 )
 _HISTORY = (
     "INSERT OR REPLACE INTO history (run_id, version, status, run_state, reason, at) "
@@ -120,22 +124,37 @@ def retries_due(
 def history(conn: sqlite3.Connection, run_id: str) -> list[HistoryEntry]:
     """The run's history rows, oldest first, each with its version's failures."""
     rows = conn.execute(SELECT_HISTORY, (run_id,)).fetchall()
-    if not rows:
-        return []
-    by_version: dict[int, list[Failure]] = {}
-    for f in failures(conn, run_id, None):
-        by_version.setdefault(f.version, []).append(f)
-    return [
-        HistoryEntry(
-            version=row["version"],
-            status=row["status"],
-            run_state=_STATES[row["run_state"]],
-            reason=row["reason"],
-            at=from_us(row["at"]),
-            failures=tuple(by_version.get(row["version"], ())),
-        )
-        for row in rows
-    ]
+    entries: list[HistoryEntry] = []
+    failures: list[Failure] = []
+    for i, row in enumerate(rows):
+        if row["attempt"] is not None:
+            due = row["next_attempt_at"]
+            failures.append(
+                Failure(
+                    workflow_name=row["workflow_name"],
+                    run_id=run_id,
+                    version=row["version"],
+                    attempt=row["attempt"],
+                    process=row["process"],
+                    error_type=row["error_type"],
+                    message=row["message"],
+                    failed_at=from_us(row["failed_at"]),
+                    next_attempt_at=None if due is None else from_us(due),
+                )
+            )
+        if i + 1 == len(rows) or rows[i + 1]["version"] != row["version"]:
+            entries.append(
+                HistoryEntry(
+                    version=row["version"],
+                    status=row["status"],
+                    run_state=_STATES[row["run_state"]],
+                    reason=row["reason"],
+                    at=from_us(row["at"]),
+                    failures=tuple(failures),
+                )
+            )
+            failures = []
+    return entries
 
 
 def written(conn: sqlite3.Connection, record: Record, *, keep_history: bool) -> None:
