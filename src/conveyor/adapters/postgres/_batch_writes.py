@@ -3,13 +3,14 @@
 A batch of writes is one statement (so one round trip and one commit): a data-modifying
 CTE inserts the new runs with ``ON CONFLICT DO NOTHING`` (the primary key and the partial
 unique index of active runs both count as conflicts), updates the others with
-``WHERE run_id = ... AND version = <expected>``, inserts the outbox rows of exactly the
-writes that applied, and reports which those were. No failed write raises inside the
-transaction, so none aborts the others; the outcome of a write that did not apply is
-told apart afterwards (an existing run ID is a ``VersionConflict``, else the foreign ID
-has an active run: ``WorkflowInProgress``). A single write (a trigger, or a step alone in
-its batch) uses a plain statement without arrays. Batches that touch one run twice, or an
-update that would make a second run active, go write by write (``_savepoints``).
+``WHERE run_id = ... AND version = <expected>``, inserts the outbox rows (and history
+rows, see ``_record_sql``) of exactly the writes that applied, and reports which those
+were. No failed write raises inside the transaction, so none aborts the others; the
+outcome of a write that did not apply is told apart afterwards (an existing run ID is a
+``VersionConflict``, else the foreign ID has an active run: ``WorkflowInProgress``). A
+single write (a trigger, or a step alone in its batch) uses a plain statement without
+arrays. Batches that touch one run twice, or an update that would make a second run
+active, go write by write (``_savepoints``).
 """
 
 from __future__ import annotations
