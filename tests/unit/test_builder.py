@@ -155,8 +155,8 @@ async def test_step_options_override_defaults_field_by_field(env: Env) -> None:
         assert "started-consumer-2-of-2" in wf.process_names()
         run = await wait_for(wf, "fid", lambda r: r.run_state is RunState.PAUSED, timeout=WAIT)
         assert run.meta.run_state_reason.startswith(
-        "max error retry threshold hit - automatically paused after 2 failed attempts"
-    )
+            "max error retry threshold hit - automatically paused after 2 failed attempts"
+        )
 
 
 def test_options_over_takes_unset_fields_from_the_base() -> None:
