@@ -10,15 +10,18 @@ once for a write since the relay's last list.
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Collection, Sequence
 
 from ..._event import OutboxEvent
 from ..._protocols import RecordWrite
+from .._rows import HeaderDecoder
 from ._database import Database
-from ._record_sql import decode_headers
 
 __all__ = ["OutboxCache"]
+
+_headers = HeaderDecoder(logging.getLogger("conveyor.adapters.postgres"))
 
 _RELAY_ACTIVE = 0.2
 """Seconds after its last list that a relay counts as running in this process."""
@@ -143,7 +146,8 @@ class OutboxCache:
 
         Needs no query when this process knows the outbox's content: never while the
         LISTEN connection is down, when another process wrote since the last complete
-        list, or when rows it returned were not deleted.
+        list, or when rows it returned were not deleted. A row whose headers do not decode
+        is listed with empty headers (logged once): the relay rebuilds its event.
         """
         state = self._state(workflow_name)
         generation = self._db.signal(f"o:{workflow_name}").generation
@@ -166,7 +170,13 @@ class OutboxCache:
                 workflow_name=row["workflow_name"],
                 run_id=row["run_id"],
                 type=row["type"],
-                headers=decode_headers(row["headers"]),
+                headers=_headers.decode(
+                    row["headers"],
+                    ("outbox", row["id"]),
+                    f"outbox event {row['id']!r}",
+                    workflow=row["workflow_name"],
+                    run_id=row["run_id"],
+                ),
                 created_at=row["created_at"],
             )
             for row in rows

@@ -3,6 +3,10 @@
 Lookups made in one event-loop turn (a step consumer looks up a whole batch of runs at
 once) are one ``run_id = ANY($1)`` query (``Coalescer``). ``list`` has an index for every
 shape of filter it builds (``list_query``).
+
+A row that does not decode fails its own lookup alone: the batch answers each caller
+with its own row (``DecodedRow``), and ``get`` raises ``DecodeError`` with the stand-in
+for that caller only. ``list`` returns stand-ins among the healthy records.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from ..._errors import RecordNotFound
 from ..._ids import check_foreign_id
 from ..._protocols import Order, RecordFilter
 from ..._record import Record
+from .._rows import DecodedRow
 from ._coalesce import Coalescer
 from ._database import Database
 from ._record_sql import COLUMNS, record
@@ -36,19 +41,20 @@ class RecordReads:
 
     async def lookup(self, run_id: str) -> Record:
         """The record of ``run_id`` (lookups of one turn share a query). Raises
-        ``RecordNotFound``."""
+        ``RecordNotFound``, or ``DecodeError`` if its row does not decode."""
         found = await self._lookups.submit(run_id)
         if found is None:
             raise RecordNotFound(f"record not found: run_id={run_id}")
-        return found
+        return found.get()
 
-    async def _lookup_batch(self, run_ids: builtins.list[str]) -> builtins.list[Record | None]:
+    async def _lookup_batch(self, run_ids: builtins.list[str]) -> builtins.list[DecodedRow | None]:
         rows = await self._db.fetch("looking up records", self._lookup_sql, run_ids)
         found = {row["run_id"]: record(row) for row in rows}
         return [found.get(run_id) for run_id in run_ids]
 
     async def latest(self, workflow_name: str, foreign_id: str) -> Record:
-        """The newest run of ``foreign_id``. Raises ``RecordNotFound``."""
+        """The newest run of ``foreign_id``. Raises ``RecordNotFound``, or ``DecodeError``
+        if its row does not decode."""
         check_foreign_id(foreign_id)
         row = await self._db.fetchrow(
             "reading the latest record", self._latest_sql, workflow_name, foreign_id
@@ -57,7 +63,7 @@ class RecordReads:
             raise RecordNotFound(
                 f"record not found: workflow={workflow_name!r} foreign_id={foreign_id!r}"
             )
-        return record(row)
+        return record(row).get()
 
     async def list(
         self,
@@ -69,7 +75,7 @@ class RecordReads:
     ) -> Sequence[Record]:
         sql, args = self.list_query(workflow_name, offset, limit, order, filter)
         rows = await self._db.fetch("listing records", sql, *args)
-        return [record(row) for row in rows]
+        return [record(row).record for row in rows]
 
     def list_query(
         self,

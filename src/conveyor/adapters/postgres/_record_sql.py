@@ -25,14 +25,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 import msgspec
 
 from ..._errors import VersionConflict, WorkflowError, WorkflowInProgress
 from ..._protocols import RecordWrite
-from ..._record import Meta, Record
 from ..._runstate import RunState
+from .._rows import DecodedRow, decode_record
 
 __all__ = [
     "COLUMNS",
@@ -114,25 +115,22 @@ _BY_NAME = {c.name: c for c in RECORD}
 _UPDATED = [c for c in RECORD if c.cas]
 
 
-def record(row: asyncpg.Record) -> Record:
-    """A row of ``COLUMNS`` as a ``Record``."""
-    return Record(
-        workflow_name=row["workflow_name"],
-        foreign_id=row["foreign_id"],
-        run_id=row["run_id"],
-        run_state=RunState(row["run_state"]),
-        status=row["status"],
-        object=row["object"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        meta=Meta(
-            version=row["version"],
-            run_state_reason=row["run_state_reason"],
-            status_description=row["status_description"],
-            trace_origin=row["trace_origin"],
-            reached=tuple(row["reached"]),
-        ),
-    )
+def record(row: asyncpg.Record) -> DecodedRow:
+    """A row of ``COLUMNS`` as a ``Record``, or as a stand-in if it does not decode (a
+    run state outside ``RunState``, a NULL in ``reached``): never raises."""
+    return decode_record(row, timestamp=_timestamp, statuses=_statuses)
+
+
+def _timestamp(raw: object) -> datetime:
+    if not isinstance(raw, datetime):
+        raise TypeError(raw)
+    return raw
+
+
+def _statuses(raw: object) -> tuple[int, ...]:
+    if not isinstance(raw, list | tuple) or any(type(s) is not int for s in raw):
+        raise TypeError(raw)
+    return tuple(raw)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,29 +11,40 @@ the wait is bounded by the poll interval (see ``PostgresEventStreamer`` for why 
 
 from __future__ import annotations
 
+import logging
+
 import asyncpg
-import msgspec
 
 from ..._capabilities import TailBatch
 from ..._event import Event
+from .._rows import HeaderDecoder
 from ._database import Database
 from ._sent_cache import SentCache
 
 __all__ = ["PostgresTail", "TopicReader", "event_of"]
 
-_decode_headers = msgspec.json.Decoder(dict[str, str]).decode
+_headers = HeaderDecoder(logging.getLogger("conveyor.adapters.postgres"))
 
 _TAIL_BATCH = SentCache.LIMIT
 """The most events a tail reads (and hands out) at once."""
 
 
-def event_of(row: asyncpg.Record) -> Event:
-    """An event read from the events table."""
+def event_of(row: asyncpg.Record, topic: str) -> Event:
+    """An event of ``topic`` read from the events table; headers that do not decode are
+    handed out empty (consumers skip the event) rather than raised: one row must not stop
+    its topic."""
+    event_id, foreign_id = row["id"], row["foreign_id"]
     return Event(
-        id=row["id"],
-        foreign_id=row["foreign_id"],
+        id=event_id,
+        foreign_id=foreign_id,
         type=row["type"],
-        headers=_decode_headers(row["headers"]),
+        headers=_headers.decode(
+            row["headers"],
+            ("event", topic, event_id),
+            f"event {event_id} of topic {topic!r}",
+            topic=topic,
+            foreign_id=foreign_id,
+        ),
         created_at=row["created_at"],
     )
 
@@ -80,7 +91,7 @@ class TopicReader:
                 f"receiving from {self.topic!r}", self._read_sql, self.topic, self._next, limit
             )
             self._caught_up = (generation, sends) if len(rows) < limit else None
-            events = [event_of(row) for row in rows]
+            events = [event_of(row, self.topic) for row in rows]
         if events:
             self._next = events[-1].id
         return generation, events

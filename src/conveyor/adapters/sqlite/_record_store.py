@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
 import sqlite3
 import weakref
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, ClassVar, Self
 
 import msgspec
@@ -16,8 +18,8 @@ from ..._errors import RecordNotFound, VersionConflict, WorkflowError, WorkflowI
 from ..._event import OutboxEvent
 from ..._ids import check_foreign_id, invalid_foreign_id
 from ..._protocols import Order, RecordFilter, RecordWrite
-from ..._record import Meta, Record
-from ..._runstate import RunState
+from ..._record import Record
+from .._rows import DecodedRow, HeaderDecoder, decode_record
 from . import _failures
 from ._db import Database, from_us, to_us
 
@@ -42,39 +44,41 @@ _INSERT_OUTBOX = (
     "INSERT INTO outbox (id, workflow_name, run_id, type, headers, created_at) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
-_STATES = {int(s): s for s in RunState}
 _encode = msgspec.json.encode
-_decode_headers = msgspec.json.Decoder(dict[str, str]).decode
+_headers = HeaderDecoder(logging.getLogger("conveyor.adapters.sqlite"))
 
 
-def _record(row: sqlite3.Row) -> Record:
-    reached = row["reached"]
-    return Record(
-        workflow_name=row["workflow_name"],
-        foreign_id=row["foreign_id"],
-        run_id=row["run_id"],
-        run_state=_STATES[row["run_state"]],
-        status=row["status"],
-        object=row["object"],
-        created_at=from_us(row["created_at"]),
-        updated_at=from_us(row["updated_at"]),
-        meta=Meta(
-            run_state_reason=row["run_state_reason"],
-            status_description=row["status_description"],
-            version=row["version"],
-            trace_origin=row["trace_origin"],
-            reached=tuple(int(s) for s in reached.split(",")) if reached else (),
-        ),
-    )
+def _record(row: sqlite3.Row) -> DecodedRow:
+    """The row as a record, or as a stand-in if it does not decode (never raises)."""
+    return decode_record(row, timestamp=_timestamp, statuses=_statuses)
+
+
+def _timestamp(raw: object) -> datetime:
+    if type(raw) is not int:
+        raise TypeError(raw)
+    return from_us(raw)
+
+
+def _statuses(raw: object) -> tuple[int, ...]:
+    if type(raw) is not str:
+        raise TypeError(raw)
+    return tuple(int(s) for s in raw.split(",")) if raw else ()
 
 
 def _outbox_event(row: sqlite3.Row) -> OutboxEvent:
+    run_id = row["run_id"]
     return OutboxEvent(
         id=row["id"],
         workflow_name=row["workflow_name"],
-        run_id=row["run_id"],
+        run_id=run_id,
         type=row["type"],
-        headers=_decode_headers(row["headers"]),
+        headers=_headers.decode(
+            row["headers"],
+            ("outbox", row["id"]),
+            f"outbox event {row['id']!r}",
+            workflow=row["workflow_name"],
+            run_id=run_id,
+        ),
         created_at=from_us(row["created_at"]),
     )
 
@@ -93,6 +97,11 @@ class _SQLiteRecordStoreBase:
     Failed attempts are kept beside the runs (``RecordsFailures``): ``record_failure`` is
     one transaction that inserts only while the run is at the failure's version; a write
     to DataDeleted empties the run's failure messages in its transaction.
+
+    A row that does not decode (a run state outside ``RunState``, a column of the wrong
+    type: SQLite checks no types) makes ``lookup`` and ``latest`` raise ``DecodeError``
+    with a stand-in and is listed as one; an outbox row whose headers do not decode is
+    listed with empty headers (logged once).
 
     Build it on an open ``Database`` (as ``open_backend`` does) or with ``open(path)``,
     which owns its connection and closes it in ``close()``.
@@ -172,7 +181,7 @@ class _SQLiteRecordStoreBase:
         row = await self._db.fast_read(find)
         if row is None:
             raise RecordNotFound(f"record not found: run_id={run_id}")
-        return _record(row)
+        return _record(row).get()
 
     async def latest(self, workflow_name: str, foreign_id: str) -> Record:
         check_foreign_id(foreign_id)
@@ -190,7 +199,7 @@ class _SQLiteRecordStoreBase:
             raise RecordNotFound(
                 f"record not found: workflow={workflow_name!r} foreign_id={foreign_id!r}"
             )
-        return _record(row)
+        return _record(row).get()
 
     async def list(
         self,
@@ -220,7 +229,7 @@ class _SQLiteRecordStoreBase:
         def find(conn: sqlite3.Connection) -> builtins.list[sqlite3.Row]:
             return conn.execute(sql, params).fetchall()
 
-        return [_record(row) for row in await self._db.read(find)]
+        return [_record(row).record for row in await self._db.read(find)]
 
     # ------------------------------------------------------------------ outbox
 

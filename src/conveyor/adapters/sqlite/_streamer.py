@@ -52,6 +52,7 @@ from ..._kit._acks import AckTracker, NotHandedOut
 from ..._kit._flusher import CursorFlusher, CursorKey
 from ..._kit._sender import EventSenderBase
 from ..._protocols import OutgoingEvent
+from .._rows import HeaderDecoder
 from ._db import Database, from_us, to_us
 from ._pruning import EventPruner, last_event_id
 
@@ -59,7 +60,7 @@ __all__ = ["SQLiteEventReceiver", "SQLiteEventSender", "SQLiteEventStreamer", "S
 
 _log = logging.getLogger("conveyor.adapters.sqlite")
 _encode = msgspec.json.encode
-_decode_headers = msgspec.json.Decoder(dict[str, str]).decode
+_headers = HeaderDecoder(_log)
 
 _FALLBACK_POLL = 1.0
 """Seconds a receiver waits between looks if no wake-up comes (a safety net only)."""
@@ -67,12 +68,21 @@ _TAIL_BATCH = 512
 """The most events a tail reads (and hands out) at once."""
 
 
-def _event(row: sqlite3.Row) -> Event:
+def _event(row: sqlite3.Row, topic: str) -> Event:
+    """An event of ``topic`` as read; headers that do not decode are handed out empty
+    (consumers skip the event) rather than raised: one row must not stop its topic."""
+    event_id, foreign_id = row["id"], row["foreign_id"]
     return Event(
-        row["id"],
-        row["foreign_id"],
+        event_id,
+        foreign_id,
         row["type"],
-        _decode_headers(row["headers"]),
+        _headers.decode(
+            row["headers"],
+            ("event", topic, event_id),
+            f"event {event_id} of topic {topic!r}",
+            topic=topic,
+            foreign_id=foreign_id,
+        ),
         from_us(row["created_at"]),
     )
 
@@ -342,7 +352,7 @@ class _TopicReader:
             return None
         if len(rows) < limit:
             self._caught_up = seen
-        events = [_event(row) for row in rows]
+        events = [_event(row, self._topic) for row in rows]
         if events:
             self._last = events[-1].id
             hub.saw(self._key, self._last)
