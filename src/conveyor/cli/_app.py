@@ -134,13 +134,20 @@ def list_runs(
             r.workflow_name,
             r.foreign_id,
             r.meta.status_description or str(r.status),
-            str(r.run_state),
+            _state(r),
             str(r.meta.version),
             r.updated_at.isoformat(timespec="seconds"),
         )
     console.print(table)
     if not records:
         console.print("no runs match")
+
+
+def _state(record: Record) -> str:
+    """A run's state for tables; a row the store could not decode says so, and why."""
+    if record.run_state is RunState.UNKNOWN:
+        return f"UNDECODABLE ({record.meta.run_state_reason})"
+    return str(record.run_state)
 
 
 @runs.command("show")
