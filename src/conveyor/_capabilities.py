@@ -184,8 +184,9 @@ class RecordsFailures(Protocol):
     ) -> Sequence[Failure]:
         """For the runs whose latest failure was made by ``process`` and has a
         ``next_attempt_at``, and whose stored version is still that failure's version
-        while they are Initiated or Running: that latest failure, earliest due first, at
-        most ``limit``. (What a process that takes the role over must retry.)"""
+        (whatever its run state: a hook's failure is on a stopped or finished run): that
+        latest failure, earliest due first, at most ``limit``. (What a process that takes
+        the role over must retry.)"""
         ...
 
 

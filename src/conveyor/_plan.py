@@ -194,6 +194,7 @@ class _Planner(Generic[T, S]):
                 sequential(handler, self.skip_counter(name)),
                 self.defaults,
                 accept=run_state_is(state),
+                retries_of=0,  # a hook reads the run as it is, whatever its status
             )
 
     def timeouts(self, store: TimeoutStore) -> None:

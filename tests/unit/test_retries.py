@@ -17,7 +17,7 @@ from conveyor import Builder, Options, Run, RunState, Workflow
 from conveyor.abc import RecordsFailures
 from conveyor.testing import run_until_idle, wait_for
 
-from ._support import WAIT, Doc, Env, Status
+from ._support import WAIT, Doc, Env, Status, to_done
 
 
 def shard_with_trouble(
@@ -229,3 +229,32 @@ async def test_a_failing_hook_is_retried_alone(env: Env) -> None:
             await wf.trigger(fid)
         await run_until_idle(wf, timeout=WAIT)
     assert calls == {"bad": 3, "a": 1, "b": 1}
+
+
+async def test_a_hook_retry_left_by_a_stopped_instance_is_made_by_the_next_one(
+    env: Env,
+) -> None:
+    # Given a hook whose first attempt failed, its retry a while away, and its instance
+    # stopped (the event was acknowledged when the attempt failed)
+    calls: list[int] = []
+
+    async def on_complete(record: object) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("mailer down")
+
+    b = Builder("hook-handover", Doc, Status)
+    b.add_step(Status.STARTED, to_done, Status.DONE)
+    b.on_complete(on_complete)
+    first = env.build(b, default_options=Options(err_backoff=0.05))
+    async with first:
+        rid = await first.trigger("fid")
+        async with asyncio.timeout(WAIT):
+            while not await env.store.failures(rid):
+                await env.store.wait_for_change(0.01)
+    assert calls == [1]
+    # When another instance takes over, it makes the retry
+    second = env.build(b, default_options=Options(err_backoff=0.05))
+    async with second:
+        await run_until_idle(second, timeout=WAIT)
+    assert calls == [1, 1]

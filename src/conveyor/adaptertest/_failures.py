@@ -220,29 +220,30 @@ class RecordsFailuresSuite(StoreCases):
         assert due == failure(runs[0], 2, due_in=5)
         assert list(await f.retries_due(SECOND_WORKFLOW, PROCESS)) == []
 
-    async def test_retries_due_lists_a_run_only_while_it_is_at_that_version_and_retrying(
+    async def test_retries_due_lists_a_run_only_while_it_is_at_that_version(
         self, store: RecordStore
     ) -> None:
         f = _failures(store)
-        # Given failed runs that are Initiated and Running at the failure's version
+        # Given failed runs at the failure's version, in every run state a retrying
+        # process can meet (a hook's failure is on a stopped or finished run) ...
         initiated = dummy_record(foreign_id="initiated")
         running = dummy_record(foreign_id="running", run_state=RunState.RUNNING)
-        # ... one that moved on to a new version (still running), and ones stopped or
-        # finished at the failure's version
-        moved = dummy_record(foreign_id="moved", run_state=RunState.RUNNING)
         paused = dummy_record(foreign_id="paused", run_state=RunState.PAUSED)
         done = dummy_record(foreign_id="done", run_state=RunState.COMPLETED)
-        cancelled = dummy_record(foreign_id="cancelled", run_state=RunState.CANCELLED)
-        runs = [initiated, running, moved, paused, done, cancelled]
+        # ... and one that moved on to a new version
+        moved = dummy_record(foreign_id="moved", run_state=RunState.RUNNING)
+        runs = [initiated, running, paused, done, moved]
         for i, run in enumerate(runs):
             await store.store(insert(run))
             assert await f.record_failure(failure(run, due_in=i + 1))
         await store.store(update(moved, status=Status.MIDDLE))
 
-        # Then only the Initiated and the Running run at their failure's version are due
+        # Then every run still at its failure's version is due, the moved one is not
         assert _keys(await f.retries_due(initiated.workflow_name, PROCESS)) == [
             (initiated.run_id, 1, 1),
             (running.run_id, 1, 1),
+            (paused.run_id, 1, 1),
+            (done.run_id, 1, 1),
         ]
 
     async def test_retries_due_lists_the_earliest_due_first_up_to_the_limit(

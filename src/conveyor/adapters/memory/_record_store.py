@@ -19,7 +19,6 @@ from ..._runstate import RunState
 __all__ = ["MemoryRecordStore"]
 
 _ACTIVE = frozenset({RunState.INITIATED, RunState.RUNNING, RunState.PAUSED})
-_RETRYING = frozenset({RunState.INITIATED, RunState.RUNNING})
 
 
 class MemoryRecordStore:
@@ -201,12 +200,10 @@ class MemoryRecordStore:
     async def retries_due(
         self, workflow_name: str, process: str, limit: int = 1000
     ) -> Sequence[Failure]:
-        """The latest failure of each retrying run ``process`` must retry, earliest due first."""
+        """The latest failure of each run ``process`` must retry, earliest due first."""
         due: builtins.list[Failure] = []
         for run_id, kept in self._failures.items():
             record = self._records[run_id]
-            if record.run_state not in _RETRYING:
-                continue
             latest = kept[max(kept)]
             if (
                 latest.version == record.meta.version

@@ -34,7 +34,6 @@ _COLUMNS = (
     ("next_attempt_at", "timestamptz"),
 )
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
-_RETRYING = f"({int(RunState.INITIATED)}, {int(RunState.RUNNING)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +74,6 @@ RETURNING 1""",
             retries_due=f"""SELECT {due_columns}
 FROM {t.failures} f JOIN {t.records} r ON r.run_id = f.run_id AND r.version = f.version
 WHERE f.workflow_name = $1 AND f.process = $2 AND f.next_attempt_at IS NOT NULL
-    AND r.run_state IN {_RETRYING}
     AND NOT EXISTS (
         SELECT 1 FROM {t.failures} g
         WHERE g.run_id = f.run_id AND g.version = f.version AND g.attempt > f.attempt

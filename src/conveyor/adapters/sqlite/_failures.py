@@ -38,12 +38,12 @@ _RECORD = (
     "WHERE EXISTS (SELECT 1 FROM records WHERE run_id = ? AND version = ?)"
 )
 _SELECT = "SELECT " + ", ".join(f"f.{c.strip()}" for c in _COLUMNS.split(",")) + " FROM failures f"
-# The latest failure of each run still at its version and Initiated (1) or Running (2),
-# made by the process and due: walks the process's due failures in the order wanted.
+# The latest failure of each run still at its version, made by the process and due: walks
+# the process's due failures in the order wanted.
 SELECT_DUE = (
     f"{_SELECT} JOIN records r ON r.run_id = f.run_id AND r.version = f.version "
     "WHERE f.workflow_name = ? AND f.process = ? AND f.next_attempt_at IS NOT NULL "
-    "AND r.run_state IN (1, 2) AND NOT EXISTS ("
+    "AND NOT EXISTS ("
     "SELECT 1 FROM failures g "
     "WHERE g.run_id = f.run_id AND g.version = f.version AND g.attempt > f.attempt) "
     "ORDER BY f.next_attempt_at, f.run_id LIMIT ?"
