@@ -130,6 +130,9 @@ async def test_a_run_whose_status_left_the_enum_does_not_block_the_shard(env: En
         async with asyncio.timeout(WAIT):
             await wf.wait("good", good, Status.DONE)
         await run_until_idle(wf, timeout=WAIT)
-    # Then the step never saw the unknown status, and the good run went through
+    # Then the step never saw the unknown status, the good run went through, and the bad
+    # one is paused saying why (not left stuck without a word)
     assert calls == ["good"]
-    assert (await env.store.lookup(rid)).version == 1
+    bad = await env.store.lookup(rid)
+    assert (bad.version, bad.run_state) == (2, RunState.PAUSED)
+    assert bad.meta.run_state_reason == "quarantined: status 42 is not one of the workflow's"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .._errors import DecodeError, RecordNotFound, WorkflowError
 from .._event import Event, Header
 from .._protocols import RecordStore
@@ -9,6 +11,7 @@ from .._record import Record
 
 __all__ = [
     "Ignore",
+    "Quarantine",
     "StaleRecord",
     "Undecodable",
     "event_version",
@@ -40,6 +43,16 @@ class Undecodable(Ignore):
         self.error = error
 
 
+class Quarantine(Ignore):
+    """The run's record cannot be what its workflow expects (a status its enum lacks): a
+    consumer pauses it with ``reason`` (a compare-and-set on its version)."""
+
+    def __init__(self, record: Record, reason: str) -> None:
+        super().__init__("record quarantined")
+        self.record = record
+        self.problem = reason
+
+
 class StaleRecord(WorkflowError):
     """The store returned an older version than the event announced (replica lag): retry."""
 
@@ -56,7 +69,9 @@ async def load_record(store: RecordStore, event: Event) -> Record:
         raise Undecodable(exc) from exc
 
 
-async def load_current(store: RecordStore, event: Event, status: int) -> Record:
+async def load_current(
+    store: RecordStore, event: Event, status: int, known: Callable[[int], bool] | None = None
+) -> Record:
     """The run, if the event is about its current version at ``status`` and it is not stopped.
 
     The version rule (luno-behaviour.md §1.6): a newer record means the event is stale
@@ -74,5 +89,9 @@ async def load_current(store: RecordStore, event: Event, status: int) -> Record:
     if record.run_state.stopped():
         raise Ignore("record stopped")
     if record.status != status:
+        if known is not None and not known(record.status):
+            raise Quarantine(
+                record, f"quarantined: status {record.status} is not one of the workflow's"
+            )
         raise Ignore("record status not in expected state")
     return record

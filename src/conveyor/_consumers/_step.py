@@ -14,10 +14,11 @@ from .._event import Event
 from .._execution import Executor
 from .._markers import Skip
 from .._protocols import RecordWrite
+from .._record import Record
 from .._types import AsyncStep
 from .._writer import RecordWriter
 from ._consume import Outcome
-from ._load import Ignore, Undecodable, event_version, load_current
+from ._load import Ignore, Quarantine, Undecodable, event_version, load_current
 
 __all__ = ["SKIP_REASON", "StepHandler"]
 
@@ -54,6 +55,8 @@ class StepHandler(Generic[T, S]):
         self._status = status
         self._fn = fn
         self._policy = policy
+        statuses = frozenset(int(s) for s in runs.definition.status_type)
+        self._known = statuses.__contains__
         self._on_skip = on_skip
 
     async def __call__(self, events: Sequence[Event]) -> Outcome:
@@ -99,22 +102,25 @@ class StepHandler(Generic[T, S]):
                 ):
                     return await self._prepare(event)
             return await self._prepare(event)
+        except Quarantine as bad:
+            self._log_quarantine(bad.record, bad.problem, event)
+            return self._writer.pause_write(bad.record, bad.problem)
         except Undecodable as bad:
             stand_in = bad.error.record
             if stand_in is not None and stand_in.meta.version != event_version(event):
                 stand_in = None  # the event is not about the stored version: skip it
+            if stand_in is not None:
+                problem = f"quarantined: {bad.error}"
+                self._log_quarantine(stand_in, problem, event)
+                return self._writer.pause_write(stand_in, problem)
             self._telemetry.logger.error(
-                "a run's stored record does not decode: pausing it"
-                if stand_in is not None
-                else "a run's stored record does not decode: skipping its event",
+                "a run's stored record does not decode: skipping its event",
                 None,
                 workflow=self._workflow,
                 run_id=bad.error.run_id or event.foreign_id,
                 process=self._process,
                 error=str(bad.error),
             )
-            if stand_in is not None:
-                return self._writer.pause_write(stand_in, f"quarantined: {bad.error}")
             self._on_skip(bad.reason)
             return None
         except Ignore as skip:
@@ -130,8 +136,21 @@ class StepHandler(Generic[T, S]):
         except Exception as exc:
             return exc
 
+    def _log_quarantine(self, record: Record, problem: str, event: Event) -> None:
+        self._telemetry.logger.error(
+            "a run's record is not what the workflow expects: pausing it",
+            None,
+            workflow=self._workflow,
+            foreign_id=record.foreign_id,
+            run_id=record.run_id,
+            status=record.meta.status_description or str(record.status),
+            version=record.meta.version,
+            process=self._process,
+            error=problem,
+        )
+
     async def _prepare(self, event: Event) -> RecordWrite:
-        record = await load_current(self._store, event, self._status)
+        record = await load_current(self._store, event, self._status, self._known)
         result = await self._runs.call(record, self._fn, process=self._process, policy=self._policy)
         if isinstance(result, Skip):
             raise Ignore(SKIP_REASON)
