@@ -21,6 +21,10 @@ a claim that does not hold fails there rather than in a user's test.
   writing it (``Failure``), so retries are per run and persisted, and operators see them.
 - ``KeepsHistory`` (a ``RecordStore``): every version's status, run state and reason, and
   the failures between versions (``HistoryEntry``), without copies of the object.
+- ``ListsRuns`` (a ``RecordStore``): runs by a filter (``RunQuery``), a page at a time with
+  an opaque cursor (``RunPage``), every query shape served by an index.
+- ``KeepsDefinitions`` (a ``RecordStore``): the definitions running workflows registered
+  (``DefinitionRecord``), so tools with only a store URL know names and graphs.
 """
 
 from __future__ import annotations
@@ -36,15 +40,20 @@ from ._record import Failure, Record
 from ._runstate import RunState
 
 __all__ = [
+    "DefinitionRecord",
     "Failure",
     "HistoryEntry",
+    "KeepsDefinitions",
     "KeepsHistory",
+    "ListsRuns",
     "KeepsSnapshots",
     "NotifiesChanges",
     "PublishesEvents",
     "RecordsFailures",
     "ReportsOutbox",
     "ReportsPending",
+    "RunPage",
+    "RunQuery",
     "Tail",
     "TailBatch",
     "TailsTopics",
@@ -214,4 +223,98 @@ class KeepsHistory(Protocol):
         object; lives as long as its run. A write that moves a run to DataDeleted also
         empties the messages of its recorded failures (they may quote the object).
         """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    """Which runs to list. Every field narrows; the default lists every run, newest first.
+
+    ``foreign_id`` matches exactly, ``foreign_id_prefix`` by prefix (both may be given);
+    ``created_after`` is inclusive and ``created_before`` exclusive (the record's own
+    ``created_at``, the engine's clock).
+    """
+
+    workflow_name: str = ""
+    foreign_id: str | None = None
+    foreign_id_prefix: str | None = None
+    statuses: tuple[int, ...] = ()
+    run_states: tuple[RunState, ...] = ()
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    newest_first: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    """One page of runs, and the cursor of the next page (``None``: this was the last)."""
+
+    records: Sequence[Record]
+    cursor: str | None = None
+
+
+@runtime_checkable
+class ListsRuns(Protocol):
+    """A record store that lists runs by a filter, a page at a time, with a cursor."""
+
+    async def list_runs(
+        self, query: RunQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        """Up to ``limit`` runs matching ``query`` in creation order (newest first unless
+        ``query.newest_first`` is false), starting after ``cursor`` (an opaque string a
+        previous page of the same query returned).
+
+        Paging is by keyset, not offset: a page costs the same however deep it is, and
+        runs created or moved meanwhile neither shift nor repeat the pages that follow
+        (a run that changed status may leave or enter a status filter). Runs created in
+        the same instant are ordered by run ID. A cursor this store did not make raises
+        ``ValueError``-like ``AdapterError``.
+        """
+        ...
+
+    async def count_runs(self, query: RunQuery, *, cap: int = 10_000) -> int:
+        """How many runs match ``query``, counting at most ``cap`` (a page that shows
+        "10,000+" stays fast with a million runs)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DefinitionRecord:
+    """A workflow definition as a running workflow registered it.
+
+    ``document`` is canonical JSON (sorted keys, no spaces) of what tools need without
+    the code: the status names and numbers, the graph's edges, which statuses have steps,
+    callbacks and timeouts. ``hash`` is its SHA-256 in hex; ``version`` counts the
+    different documents registered for the workflow (1 for the first).
+    """
+
+    workflow_name: str
+    version: int
+    hash: str
+    document: str
+    registered_at: datetime
+
+
+@runtime_checkable
+class KeepsDefinitions(Protocol):
+    """A record store that keeps the definitions of the workflows that ran on it."""
+
+    async def register_definition(
+        self, workflow_name: str, hash: str, document: str, at: datetime
+    ) -> DefinitionRecord:
+        """Record ``document`` as the workflow's definition and return what is kept.
+
+        If the workflow's latest registered definition has the same ``hash``, nothing is
+        written and that one is returned (every process registers at start); otherwise
+        the document becomes a new version. Concurrent registrations of one document
+        keep one version.
+        """
+        ...
+
+    async def definitions(self) -> Sequence[DefinitionRecord]:
+        """The latest definition of every workflow, by workflow name."""
+        ...
+
+    async def definition_versions(self, workflow_name: str) -> Sequence[DefinitionRecord]:
+        """Every registered version of one workflow's definition, oldest first."""
         ...

@@ -11,15 +11,20 @@ conformance suites in ``conveyor.adaptertest`` check them against a real backend
 Workflow authors need none of this: they use ``conveyor``.
 """
 
+from .._capabilities import DefinitionRecord as DefinitionRecord
 from .._capabilities import Failure as Failure
 from .._capabilities import HistoryEntry as HistoryEntry
+from .._capabilities import KeepsDefinitions as KeepsDefinitions
 from .._capabilities import KeepsHistory as KeepsHistory
 from .._capabilities import KeepsSnapshots as KeepsSnapshots
+from .._capabilities import ListsRuns as ListsRuns
 from .._capabilities import NotifiesChanges as NotifiesChanges
 from .._capabilities import PublishesEvents as PublishesEvents
 from .._capabilities import RecordsFailures as RecordsFailures
 from .._capabilities import ReportsOutbox as ReportsOutbox
 from .._capabilities import ReportsPending as ReportsPending
+from .._capabilities import RunPage as RunPage
+from .._capabilities import RunQuery as RunQuery
 from .._capabilities import Tail as Tail
 from .._capabilities import TailBatch as TailBatch
 from .._capabilities import TailsTopics as TailsTopics
@@ -66,6 +71,7 @@ __all__ = (
     "ConnectorConstructor",
     "ConnectorConsumer",
     "ConnectorEvent",
+    "DefinitionRecord",
     "Event",
     "EventReceiver",
     "EventSender",
@@ -73,9 +79,11 @@ __all__ = (
     "Failure",
     "Header",
     "HistoryEntry",
+    "KeepsDefinitions",
     "KeepsHistory",
     "KeepsSnapshots",
     "Lease",
+    "ListsRuns",
     "Meta",
     "NotifiesChanges",
     "Order",
@@ -91,6 +99,8 @@ __all__ = (
     "ReportsOutbox",
     "ReportsPending",
     "RoleScheduler",
+    "RunPage",
+    "RunQuery",
     "RunState",
     "Tail",
     "TailBatch",
