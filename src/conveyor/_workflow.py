@@ -30,6 +30,7 @@ from ._errors import (
     NotRunning,
     RecordNotFound,
     VersionConflict,
+    WorkflowError,
 )
 from ._execution import PoisonRun
 from ._logging import StdLogger
@@ -44,6 +45,7 @@ from ._protocols import (
     TimeoutStore,
 )
 from ._record import Record, Run
+from ._registry import register
 from ._runstate import RunState, State
 from ._schedule import Schedule
 from ._scheduling import run_schedule
@@ -173,6 +175,7 @@ class Workflow(Generic[T, S]):
             if self._running:
                 return
             engine = self._engine
+            await self._register()
             supervisor = Supervisor(engine.roles, engine.telemetry.logger, on_state=self._on_state)
             self._supervisor = supervisor
             for process in self._processes:
@@ -211,6 +214,17 @@ class Workflow(Generic[T, S]):
             if watchdog is not None:
                 await watchdog.stop()
             return drained
+
+    async def _register(self) -> None:
+        """Tell the store this workflow's definition (when it keeps them), so tools with
+        only the store's URL can show it; a store that cannot take it now is logged."""
+        engine = self._engine
+        try:
+            await register(self._definition, engine.store, engine.clock)
+        except WorkflowError as exc:
+            engine.telemetry.logger.error(
+                "could not register the workflow's definition", exc, workflow=self.name
+            )
 
     def _stalled(self, seconds: float, where: str, over: bool) -> None:
         """The watchdog's report (from its thread): log it, count it."""
@@ -268,6 +282,8 @@ class Workflow(Generic[T, S]):
         in a client. Clients may nest and overlap ``run()``.
         """
         async with self._lock:
+            if self._clients == 0 and not self._running:
+                await self._register()
             self._clients += 1
             self._waits.hold()
         try:
