@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -159,3 +160,65 @@ def test_demo_runs_orders_to_the_end_across_processes(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "8 orders finished" in proc.stdout
     assert "across 2 processes" in proc.stdout
+
+
+def test_runs_list_is_newest_first_and_prints_json(db: tuple[str, list[str]]) -> None:
+    url, ids = db
+    code, out = invoke("runs", "list", "--store", url, "--json")
+    assert code == 0, out
+    listed = json.loads(out)
+    assert [r["run_id"] for r in listed] == list(reversed(ids))
+    assert listed[0]["status_name"] == "CLOSED"
+    code, out = invoke("runs", "list", "--store", url, "--json", "--oldest-first")
+    assert [r["run_id"] for r in json.loads(out)] == ids
+
+
+def test_run_ids_are_never_cut_in_a_narrow_table(db: tuple[str, list[str]]) -> None:
+    url, ids = db
+    result = CliRunner().invoke(
+        cli, ["runs", "list", "--store", url], env={"COLUMNS": "80"}, catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    for run_id in ids:
+        assert run_id in result.output
+
+
+def test_runs_show_and_history_print_json(db: tuple[str, list[str]]) -> None:
+    url, ids = db
+    code, out = invoke("runs", "show", "--store", url, "--json", ids[2])
+    assert code == 0, out
+    shown = json.loads(out)
+    assert (shown["run_state"], shown["object"], shown["failure"]) == (
+        "Completed",
+        {"title": "#2"},
+        None,
+    )
+    code, out = invoke("runs", "history", "--store", url, "--json", ids[2])
+    assert code == 0, out
+    history = json.loads(out)
+    assert [(e["version"], e["run_state"]) for e in history] == [
+        (1, "Initiated"),
+        (2, "Running"),
+        (3, "Completed"),
+    ]
+    code, out = invoke("runs", "history", "--store", url, ids[2])
+    assert code == 0, out
+    assert "Completed" in out
+
+
+def test_history_of_an_unknown_run_fails_in_one_line(db: tuple[str, list[str]]) -> None:
+    url, _ = db
+    code, out = invoke("runs", "history", "--store", url, "nope")
+    assert code == 1
+    assert "not found" in out
+
+
+def needs_an_argument(name: str) -> Builder[Ticket, Status]:
+    return builder
+
+
+def test_diagram_of_a_factory_that_needs_arguments_fails_in_one_line() -> None:
+    code, out = invoke("diagram", "tests.cli.test_cli:needs_an_argument")
+    assert code == 1
+    assert "cannot be called without arguments" in out
+    assert "Traceback" not in out

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .._builder import Builder
-from .._capabilities import RecordsFailures
+from .._capabilities import HistoryEntry, KeepsHistory, RecordsFailures
 from .._clock import SystemClock
 from .._connect import Backend, connect, migrate
 from .._control import move_latest
@@ -87,6 +87,40 @@ def runs() -> None:
 _STATES = {s.name.lower(): s for s in RunState if s is not RunState.UNKNOWN}
 
 
+JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def _record_json(r: Record) -> dict[str, object]:
+    return {
+        "run_id": r.run_id,
+        "workflow": r.workflow_name,
+        "foreign_id": r.foreign_id,
+        "status": r.status,
+        "status_name": r.meta.status_description,
+        "run_state": str(r.run_state),
+        "reason": r.meta.run_state_reason,
+        "version": r.meta.version,
+        "created_at": r.created_at.isoformat(),
+        "updated_at": r.updated_at.isoformat(),
+    }
+
+
+def _failure_json(f: Failure) -> dict[str, object]:
+    return {
+        "version": f.version,
+        "attempt": f.attempt,
+        "process": f.process,
+        "error_type": f.error_type,
+        "message": f.message,
+        "failed_at": f.failed_at.isoformat(),
+        "next_attempt_at": None if f.next_attempt_at is None else f.next_attempt_at.isoformat(),
+    }
+
+
+def _print_json(value: object) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
 @runs.command("list")
 @STORE
 @click.option("--workflow", default="", help="Only this workflow.")
@@ -95,7 +129,9 @@ _STATES = {s.name.lower(): s for s in RunState if s is not RunState.UNKNOWN}
 @click.option("--status", "statuses", multiple=True, type=int, help="Only these statuses.")
 @click.option("--limit", default=25, show_default=True)
 @click.option("--offset", default=0, show_default=True)
-@click.option("--newest-first", is_flag=True)
+@click.option("--oldest-first", is_flag=True, help="Oldest runs first (default: newest).")
+@click.option("--newest-first", is_flag=True, hidden=True)  # the default now; still accepted
+@JSON
 def list_runs(
     url: str,
     workflow: str,
@@ -104,9 +140,11 @@ def list_runs(
     statuses: tuple[int, ...],
     limit: int,
     offset: int,
+    oldest_first: bool,
     newest_first: bool,
+    as_json: bool,
 ) -> None:
-    """List runs, oldest first."""
+    """List runs, newest first."""
 
     async def go() -> list[Record]:
         async with _existing(url) as backend:
@@ -115,7 +153,7 @@ def list_runs(
                     workflow,
                     offset=offset,
                     limit=limit,
-                    order=Order.DESC if newest_first else Order.ASC,
+                    order=Order.ASC if oldest_first else Order.DESC,
                     filter=RecordFilter(
                         foreign_ids=foreign_ids,
                         statuses=statuses,
@@ -125,8 +163,13 @@ def list_runs(
             )
 
     records = _run(go(), url)
+    if as_json:
+        _print_json([_record_json(r) for r in records])
+        return
     table = Table(show_lines=False)
-    for column in ("run id", "workflow", "foreign id", "status", "state", "version", "updated"):
+    # A run ID is never cut: other columns give way (so it can be copied into `runs show`).
+    table.add_column("run id", no_wrap=True, min_width=36)
+    for column in ("workflow", "foreign id", "status", "state", "version", "updated"):
         table.add_column(column)
     for r in records:
         table.add_row(
@@ -143,6 +186,47 @@ def list_runs(
         console.print("no runs match")
 
 
+@runs.command("history")
+@STORE
+@click.argument("run_id")
+@JSON
+def run_history(url: str, run_id: str, as_json: bool) -> None:
+    """Show every version of a run, with the attempts that failed on each."""
+
+    async def go() -> list[HistoryEntry]:
+        async with _existing(url) as backend:
+            store = backend.record_store
+            if not isinstance(store, KeepsHistory):
+                raise click.ClickException("this store keeps no run history")
+            await store.lookup(run_id)  # an unknown run is an error, not an empty history
+            return list(await store.history(run_id))
+
+    entries = _run(go(), url)
+    if as_json:
+        _print_json(
+            [
+                {
+                    "version": e.version,
+                    "status": e.status,
+                    "run_state": str(e.run_state),
+                    "reason": e.reason,
+                    "at": e.at.isoformat(),
+                    "failures": [_failure_json(f) for f in e.failures],
+                }
+                for e in entries
+            ]
+        )
+        return
+    table = Table()
+    for column in ("version", "status", "state", "reason", "at"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(str(e.version), str(e.status), str(e.run_state), e.reason, e.at.isoformat())
+        for f in e.failures:
+            table.add_row("", "", f"attempt {f.attempt} failed", f.message, f.failed_at.isoformat())
+    console.print(table)
+
+
 def _state(record: Record) -> str:
     """A run's state for tables; a row the store could not decode says so, and why."""
     if record.run_state is RunState.UNKNOWN:
@@ -153,7 +237,8 @@ def _state(record: Record) -> str:
 @runs.command("show")
 @STORE
 @click.argument("run_id")
-def show_run(url: str, run_id: str) -> None:
+@JSON
+def show_run(url: str, run_id: str, as_json: bool) -> None:
     """Show one run's record and object."""
 
     async def go() -> tuple[Record, Failure | None]:
@@ -167,6 +252,19 @@ def show_run(url: str, run_id: str) -> None:
             return record, failure
 
     r, failure = _run(go(), url)
+    if as_json:
+        try:
+            obj: object = json.loads(r.object)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            obj = r.object.decode("utf-8", "replace")
+        _print_json(
+            {
+                **_record_json(r),
+                "object": obj,
+                "failure": None if failure is None else _failure_json(failure),
+            }
+        )
+        return
     table = Table(show_header=False)
     for key, value in (
         ("run id", r.run_id),
@@ -246,7 +344,13 @@ def diagram(target: str, direction: Direction) -> None:
     if obj is None:
         raise click.ClickException(f"{module_name!r} has no attribute {attr!r}")
     if callable(obj) and not isinstance(obj, Builder | Workflow):
-        obj = obj()  # a factory that returns a Builder or Workflow
+        try:
+            obj = obj()  # a factory that returns a Builder or Workflow
+        except TypeError as exc:
+            raise click.ClickException(
+                f"{target} is a function that cannot be called without arguments ({exc}): "
+                "name a Builder, a Workflow, or a factory that takes none"
+            ) from None
     try:
         click.echo(mermaid(obj, direction), nl=False)
     except TypeError as exc:
