@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import msgspec
 
+from .._capabilities import HistoryEntry
 from .._errors import DecodeError
-from .._record import Meta, Record
+from .._record import Failure, Meta, Record
 from .._runstate import RunState
 
 __all__ = ["DecodedRow", "HeaderDecoder", "RowLike", "decode_record"]
@@ -283,3 +284,45 @@ class HeaderDecoder:
                 extra={"conveyor": dict(fields)},
             )
         return {}
+
+
+def history_entries(
+    rows: Sequence[RowLike], run_id: str, timestamp: Callable[[object], datetime]
+) -> list[HistoryEntry]:
+    """History rows joined to their failures (ordered by version, then attempt; failure
+    columns NULL where a version has none) as entries, each with its version's failures.
+
+    ``timestamp`` turns a stored time into a ``datetime``. A run state outside the enum
+    reads as ``UNKNOWN``: a bad history row must not hide the run's history.
+    """
+    entries: list[HistoryEntry] = []
+    failures: list[Failure] = []
+    for i, row in enumerate(rows):
+        if row["attempt"] is not None:
+            due = row["next_attempt_at"]
+            failures.append(
+                Failure(
+                    workflow_name=row["workflow_name"],
+                    run_id=run_id,
+                    version=row["version"],
+                    attempt=row["attempt"],
+                    process=row["process"],
+                    error_type=row["error_type"],
+                    message=row["message"],
+                    failed_at=timestamp(row["failed_at"]),
+                    next_attempt_at=None if due is None else timestamp(due),
+                )
+            )
+        if i + 1 == len(rows) or rows[i + 1]["version"] != row["version"]:
+            entries.append(
+                HistoryEntry(
+                    version=row["version"],
+                    status=row["status"],
+                    run_state=_STATES.get(row["run_state"], RunState.UNKNOWN),
+                    reason=row["reason"],
+                    at=timestamp(row["at"]),
+                    failures=tuple(failures),
+                )
+            )
+            failures = []
+    return entries

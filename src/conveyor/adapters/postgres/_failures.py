@@ -12,11 +12,12 @@ each with its version's failures, in one query.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
 from ..._capabilities import Failure, HistoryEntry
-from ..._runstate import RunState
+from .._rows import history_entries
 from ._database import Database
 from ._options import Tables
 
@@ -149,33 +150,10 @@ class Failures:
     async def history(self, run_id: str) -> list[HistoryEntry]:
         """The run's history, oldest first, each entry with its version's failures."""
         rows = await self._db.fetch("reading a run's history", self.sql.history, run_id)
-        entries: list[HistoryEntry] = []
-        failures: list[Failure] = []
-        for i, row in enumerate(rows):
-            if row["attempt"] is not None:
-                failures.append(
-                    Failure(
-                        workflow_name=row["workflow_name"],
-                        run_id=run_id,
-                        version=row["version"],
-                        attempt=row["attempt"],
-                        process=row["process"],
-                        error_type=row["error_type"],
-                        message=row["message"],
-                        failed_at=row["failed_at"],
-                        next_attempt_at=row["next_attempt_at"],
-                    )
-                )
-            if i + 1 == len(rows) or rows[i + 1]["version"] != row["version"]:
-                entries.append(
-                    HistoryEntry(
-                        version=row["version"],
-                        status=row["status"],
-                        run_state=RunState(row["run_state"]),
-                        reason=row["reason"],
-                        at=row["at"],
-                        failures=tuple(failures),
-                    )
-                )
-                failures = []
-        return entries
+        return history_entries(rows, run_id, _as_datetime)
+
+
+def _as_datetime(value: object) -> datetime:
+    """asyncpg returns ``timestamptz`` columns as aware datetimes already."""
+    assert isinstance(value, datetime)
+    return value

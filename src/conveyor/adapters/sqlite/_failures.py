@@ -11,10 +11,12 @@ keeps none) and, for a write to DataDeleted, empties the run's failure messages.
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 
 from ..._capabilities import Failure, HistoryEntry
 from ..._record import Record
 from ..._runstate import RunState
+from .._rows import history_entries
 from ._db import from_us, to_us
 
 __all__ = [
@@ -124,37 +126,7 @@ def retries_due(
 def history(conn: sqlite3.Connection, run_id: str) -> list[HistoryEntry]:
     """The run's history rows, oldest first, each with its version's failures."""
     rows = conn.execute(SELECT_HISTORY, (run_id,)).fetchall()
-    entries: list[HistoryEntry] = []
-    failures: list[Failure] = []
-    for i, row in enumerate(rows):
-        if row["attempt"] is not None:
-            due = row["next_attempt_at"]
-            failures.append(
-                Failure(
-                    workflow_name=row["workflow_name"],
-                    run_id=run_id,
-                    version=row["version"],
-                    attempt=row["attempt"],
-                    process=row["process"],
-                    error_type=row["error_type"],
-                    message=row["message"],
-                    failed_at=from_us(row["failed_at"]),
-                    next_attempt_at=None if due is None else from_us(due),
-                )
-            )
-        if i + 1 == len(rows) or rows[i + 1]["version"] != row["version"]:
-            entries.append(
-                HistoryEntry(
-                    version=row["version"],
-                    status=row["status"],
-                    run_state=_STATES[row["run_state"]],
-                    reason=row["reason"],
-                    at=from_us(row["at"]),
-                    failures=tuple(failures),
-                )
-            )
-            failures = []
-    return entries
+    return history_entries(rows, run_id, _from_us)
 
 
 def written(conn: sqlite3.Connection, record: Record, *, keep_history: bool) -> None:
@@ -173,3 +145,8 @@ def written(conn: sqlite3.Connection, record: Record, *, keep_history: bool) -> 
         )
     if record.run_state == RunState.DATA_DELETED:
         conn.execute(_SCRUB, (record.run_id,))
+
+
+def _from_us(value: object) -> datetime:
+    assert isinstance(value, int)
+    return from_us(value)
