@@ -21,6 +21,7 @@ from conveyor.adaptertest import (
     EventStreamerSuite,
     KeepsHistorySuite,
     KeepsSnapshotsSuite,
+    ListsRunsSuite,
     NotifiesChangesSuite,
     RecordsFailuresSuite,
     RecordStoreSuite,
@@ -111,6 +112,12 @@ class TestMemoryRecordStoreRecordsFailures(RecordsFailuresSuite):
 
 
 class TestMemoryRecordStoreKeepsHistory(KeepsHistorySuite):
+    @pytest.fixture
+    async def store(self) -> MemoryRecordStore:
+        return MemoryRecordStore()
+
+
+class TestMemoryRecordStoreListsRuns(ListsRunsSuite):
     @pytest.fixture
     async def store(self) -> MemoryRecordStore:
         return MemoryRecordStore()

@@ -24,6 +24,7 @@ from conveyor.adapters.postgres import (
 from conveyor.adaptertest import (
     EventStreamerSuite,
     KeepsHistorySuite,
+    ListsRunsSuite,
     PublishesEventsSuite,
     RecordsFailuresSuite,
     RecordStoreSuite,
@@ -59,6 +60,15 @@ class TestPostgresRecordStoreRecordsFailures(RecordsFailuresSuite):
 
 
 class TestPostgresRecordStoreKeepsHistory(KeepsHistorySuite):
+    @pytest.fixture
+    async def store(self, pg_url: str) -> AsyncIterator[PostgresRecordStore]:
+        async with open_database(pg_url, "suite_records", fresh=True) as db:
+            store = PostgresRecordStore(db)
+            yield store
+            await store.close()
+
+
+class TestPostgresRecordStoreListsRuns(ListsRunsSuite):
     @pytest.fixture
     async def store(self, pg_url: str) -> AsyncIterator[PostgresRecordStore]:
         async with open_database(pg_url, "suite_records", fresh=True) as db:

@@ -32,6 +32,7 @@ from conveyor.adapters.sqlite._schema import path_from_url, statements
 from conveyor.adaptertest import (
     EventStreamerSuite,
     KeepsHistorySuite,
+    ListsRunsSuite,
     RecordsFailuresSuite,
     RecordStoreSuite,
     ReportsPendingSuite,
@@ -87,6 +88,14 @@ class TestSQLiteRecordStoreKeepsHistoryOnItsThread(KeepsHistorySuite):
     @pytest.fixture
     async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteRecordStore]:
         store = await SQLiteRecordStore.open(str(tmp_path / "records.db"), inline=False)
+        yield store
+        await store.close()
+
+
+class TestSQLiteRecordStoreListsRuns(ListsRunsSuite):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteRecordStore]:
+        store = await SQLiteRecordStore.open(str(tmp_path / "records.db"))
         yield store
         await store.close()
 
@@ -286,12 +295,14 @@ async def test_migrate_upgrades_a_version_1_file_to_failures_and_history(tmp_pat
     )
     conn.close()
 
-    # Then code that needs version 2 refuses it until it is migrated
+    # Then code that needs the current version refuses it until it is migrated
     with pytest.raises(AdapterError, match="conveyor migrate"):
         async with conveyor.connect(f"sqlite:///{path}", create_schema=False):
             pass  # pragma: no cover
-    assert await migrate(f"sqlite:///{path}") == SCHEMA_VERSION == 2
-    assert _count(path, "PRAGMA user_version") == 2
+    assert await migrate(f"sqlite:///{path}") == SCHEMA_VERSION == 3
+    assert _count(path, "PRAGMA user_version") == 3
+    indexes = "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'records_list_%'"
+    assert _count(path, indexes) == 6
 
     # ... after which the run is there, its failures are kept and its writes leave history
     async with conveyor.connect(f"sqlite:///{path}", create_schema=False) as backend:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from unittest import mock
 
 import pytest
 
+import conveyor.adapters._listing
 import conveyor.adaptertest
 from conveyor import AdapterError, ConnectorEvent, WorkflowError
 from conveyor.abc import (
@@ -31,6 +33,8 @@ from conveyor.abc import (
     RecordFilter,
     RecordWrite,
     RoleScheduler,
+    RunPage,
+    RunQuery,
     TailBatch,
     TimeoutRecord,
 )
@@ -751,6 +755,86 @@ class StoreWritingHistoryForLostWrites(MemoryRecordStore):
         return err
 
 
+class StoreListingByOffset(MemoryRecordStore):
+    """Pages by offset: its cursor counts the runs already listed, so a run created
+    meanwhile (newest first) shifts the pages after it."""
+
+    async def list_runs(
+        self, query: RunQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        if cursor is not None and not cursor.isdigit():
+            raise AdapterError("bad cursor")
+        start = int(cursor or 0)
+        every = await super().list_runs(query, limit=1_000_000)
+        page = list(every.records[start : start + limit])
+        more = start + limit < len(every.records)
+        return RunPage(page, str(start + limit) if more else None)
+
+
+class StoreIgnoringThePrefix(MemoryRecordStore):
+    """Lists and counts as if no foreign ID prefix were asked for."""
+
+    async def list_runs(
+        self, query: RunQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        query = dataclasses.replace(query, foreign_id_prefix=None)
+        return await super().list_runs(query, limit=limit, cursor=cursor)
+
+    async def count_runs(self, query: RunQuery, *, cap: int = 10_000) -> int:
+        return await super().count_runs(dataclasses.replace(query, foreign_id_prefix=None), cap=cap)
+
+
+class StoreMatchingThePrefixAsALikePattern(MemoryRecordStore):
+    """Matches a foreign ID prefix as an unescaped SQL ``LIKE 'prefix%'``."""
+
+    async def list_runs(
+        self, query: RunQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        prefix = query.foreign_id_prefix
+        page = await super().list_runs(
+            dataclasses.replace(query, foreign_id_prefix=None), limit=1_000_000
+        )
+        if prefix:
+            pattern = re.compile(
+                "".join("." if c == "_" else ".*" if c == "%" else re.escape(c) for c in prefix),
+                re.DOTALL,
+            )
+            page = RunPage([r for r in page.records if pattern.match(r.foreign_id)])
+        return RunPage(page.records[:limit])
+
+
+class StoreOrderingTiesByInsertion(MemoryRecordStore):
+    """Orders runs created in one instant by insertion, not by run ID (and pages by it)."""
+
+    async def list_runs(
+        self, query: RunQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        every = [r for r in self.all_records() if conveyor.adapters._listing.matches(query, r)]
+        if query.newest_first:
+            every.reverse()
+        return RunPage(every[:limit])
+
+
+class StoreCountingPastTheCap(MemoryRecordStore):
+    """``count_runs`` ignores its cap."""
+
+    async def count_runs(self, query: RunQuery, *, cap: int = 10_000) -> int:
+        return await super().count_runs(query, cap=1_000_000)
+
+
+class StoreWithAnExclusiveCreatedAfter(MemoryRecordStore):
+    """Leaves out runs created exactly at ``created_after``."""
+
+    async def list_runs(
+        self, query: RunQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        page = await super().list_runs(query, limit=limit, cursor=cursor)
+        after = query.created_after
+        return RunPage(
+            [r for r in page.records if after is None or r.created_at > after], page.cursor
+        )
+
+
 # --------------------------------------------------------------------------- the harness
 
 
@@ -809,6 +893,7 @@ VARIANTS: dict[str, Variant] = {
     "memory-store-keeps-history": Variant(
         "KeepsHistorySuite", "store", MemoryRecordStore, _CAPABILITY
     ),
+    "memory-store-lists-runs": Variant("ListsRunsSuite", "store", MemoryRecordStore, _CAPABILITY),
     "memory-tails": Variant("TailsTopicsSuite", "streamer", MemoryEventStreamer, _TAILS),
     # Broken adapters: the suite must fail them.
     "store-without-compare-and-set": Variant(
@@ -955,6 +1040,22 @@ VARIANTS: dict[str, Variant] = {
     "history-of-lost-writes": Variant(
         "KeepsHistorySuite", "store", StoreWritingHistoryForLostWrites, _CAPABILITY
     ),
+    "runs-listed-by-offset": Variant("ListsRunsSuite", "store", StoreListingByOffset, _CAPABILITY),
+    "runs-listed-ignoring-the-prefix": Variant(
+        "ListsRunsSuite", "store", StoreIgnoringThePrefix, _CAPABILITY
+    ),
+    "runs-listed-by-an-unescaped-like": Variant(
+        "ListsRunsSuite", "store", StoreMatchingThePrefixAsALikePattern, _CAPABILITY
+    ),
+    "runs-listed-with-ties-by-insertion": Variant(
+        "ListsRunsSuite", "store", StoreOrderingTiesByInsertion, _CAPABILITY
+    ),
+    "runs-counted-past-the-cap": Variant(
+        "ListsRunsSuite", "store", StoreCountingPastTheCap, _CAPABILITY
+    ),
+    "runs-listed-after-an-exclusive-created-after": Variant(
+        "ListsRunsSuite", "store", StoreWithAnExclusiveCreatedAfter, _CAPABILITY
+    ),
     "tail-from-the-start": Variant(
         "TailsTopicsSuite", "streamer", StreamerTailingFromTheStart, _TAILS
     ),
@@ -1067,6 +1168,7 @@ def test_harness_passes_the_correct_memory_adapter(
         "memory-store-reports-outbox",
         "memory-store-records-failures",
         "memory-store-keeps-history",
+        "memory-store-lists-runs",
         "memory-tails",
     ],
 )
@@ -1410,6 +1512,41 @@ def test_harness_passes_every_case_of_a_capability_suite_on_a_correct_adapter(
             "history-of-lost-writes",
             {"test_a_write_that_lost_its_compare_and_set_adds_no_entry"},
             id="history-of-lost-writes",
+        ),
+        pytest.param(
+            "runs-listed-by-offset",
+            {"test_a_run_created_after_the_first_page_does_not_shift_later_pages"},
+            id="runs-listed-by-offset",
+        ),
+        pytest.param(
+            "runs-listed-ignoring-the-prefix",
+            {
+                "test_the_foreign_id_prefix_filter",
+                "test_a_prefix_matches_like_wildcards_and_backslashes_as_text",
+                "test_filters_combine",
+                "test_count_counts_the_matching_runs",
+            },
+            id="runs-listed-ignoring-the-prefix",
+        ),
+        pytest.param(
+            "runs-listed-by-an-unescaped-like",
+            {"test_a_prefix_matches_like_wildcards_and_backslashes_as_text"},
+            id="runs-listed-by-an-unescaped-like",
+        ),
+        pytest.param(
+            "runs-listed-with-ties-by-insertion",
+            {"test_runs_created_at_the_same_instant_are_ordered_by_run_id"},
+            id="runs-listed-with-ties-by-insertion",
+        ),
+        pytest.param(
+            "runs-counted-past-the-cap",
+            {"test_count_stops_at_the_cap"},
+            id="runs-counted-past-the-cap",
+        ),
+        pytest.param(
+            "runs-listed-after-an-exclusive-created-after",
+            {"test_created_after_is_inclusive_and_created_before_exclusive"},
+            id="runs-listed-after-an-exclusive-created-after",
         ),
         pytest.param(
             "tail-from-the-start",

@@ -15,7 +15,8 @@ extra: pytest and pytest-asyncio). An adapter's test module subclasses it as
 An adapter that claims a capability (``conveyor.abc.ReportsPending`` and the others) runs
 its suite too, with the fixture of the contract it extends: ``ReportsPendingSuite`` and
 ``TailsTopicsSuite`` (``streamer``), ``KeepsSnapshotsSuite``, ``NotifiesChangesSuite``,
-``ReportsOutboxSuite``, ``RecordsFailuresSuite`` and ``KeepsHistorySuite`` (``store``),
+``ReportsOutboxSuite``, ``RecordsFailuresSuite``, ``KeepsHistorySuite`` and
+``ListsRunsSuite`` (``store``),
 and ``PublishesEventsSuite``, whose ``store_and_streamer`` fixture yields a
 ``StoreAndStreamer``: the store and the streamer it publishes to.
 
@@ -42,6 +43,7 @@ pytest.register_assert_rewrite(
     "conveyor.adaptertest._failures",
     "conveyor.adaptertest._fixtures",
     "conveyor.adaptertest._history",
+    "conveyor.adaptertest._listing",
     "conveyor.adaptertest._record_store",
     "conveyor.adaptertest._role_scheduler",
     "conveyor.adaptertest._timeout_store",
@@ -57,6 +59,7 @@ from ._fixtures import insert as insert  # noqa: E402
 from ._fixtures import new_name as new_name  # noqa: E402
 from ._fixtures import update as update  # noqa: E402
 from ._history import KeepsHistorySuite as KeepsHistorySuite  # noqa: E402
+from ._listing import ListsRunsSuite as ListsRunsSuite  # noqa: E402
 from ._pending import ReportsPendingSuite as ReportsPendingSuite  # noqa: E402
 from ._publishing import PublishesEventsSuite as PublishesEventsSuite  # noqa: E402
 from ._publishing import StoreAndStreamer as StoreAndStreamer  # noqa: E402
@@ -75,6 +78,7 @@ __all__ = (
     "EventStreamerSuite",
     "KeepsHistorySuite",
     "KeepsSnapshotsSuite",
+    "ListsRunsSuite",
     "NotifiesChangesSuite",
     "PublishesEventsSuite",
     "RecordStoreSuite",

@@ -7,7 +7,7 @@ import dataclasses
 import itertools
 from collections.abc import Sequence
 
-from ..._capabilities import Failure, HistoryEntry
+from ..._capabilities import Failure, HistoryEntry, RunPage, RunQuery
 from ..._errors import RecordNotFound, VersionConflict, WorkflowError, WorkflowInProgress
 from ..._event import OutboxEvent
 from ..._ids import check_foreign_id, invalid_foreign_id
@@ -15,6 +15,7 @@ from ..._kit._signal import Signal
 from ..._protocols import Order, RecordFilter, RecordWrite
 from ..._record import Record
 from ..._runstate import RunState
+from .._listing import check_query, decode_cursor, encode_cursor, key_of, matches, page_limit
 
 __all__ = ["MemoryRecordStore"]
 
@@ -27,7 +28,8 @@ class MemoryRecordStore:
     Writes are compare-and-set on the version; at most one active run per workflow and
     foreign ID. Records are immutable, so nothing is copied. Failed attempts are kept
     beside the runs (``RecordsFailures``) and every applied write adds a history entry
-    (``KeepsHistory``).
+    (``KeepsHistory``). Runs are listed by keyset (``ListsRuns``) with a scan and a sort:
+    the reference behaviour, not a fast one.
     """
 
     def __init__(self) -> None:
@@ -158,6 +160,35 @@ class MemoryRecordStore:
         ]
         matches.sort(key=self._creation_key, reverse=order is Order.DESC)
         return matches[max(0, offset) : max(0, offset) + limit]
+
+    async def list_runs(
+        self, query: RunQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        """Up to ``limit`` runs of ``query`` after ``cursor``, by (created_at, run ID)."""
+        limit = page_limit(limit)
+        check_query(query)
+        after = None if cursor is None else decode_cursor(cursor, query.newest_first)
+        found = []
+        for record in self._records.values():
+            if not matches(query, record):
+                continue
+            key = key_of(record)
+            if after is not None and (
+                (key.created_at_us, key.run_id) >= (after.created_at_us, after.run_id)
+                if query.newest_first
+                else (key.created_at_us, key.run_id) <= (after.created_at_us, after.run_id)
+            ):
+                continue
+            found.append(record)
+        found.sort(key=lambda r: (key_of(r).created_at_us, r.run_id), reverse=query.newest_first)
+        page = found[:limit]
+        more = len(found) > limit
+        return RunPage(page, encode_cursor(key_of(page[-1]), query.newest_first) if more else None)
+
+    async def count_runs(self, query: RunQuery, *, cap: int = 10_000) -> int:
+        """How many runs match ``query``, at most ``cap``."""
+        check_query(query)
+        return min(max(0, cap), sum(1 for r in self._records.values() if matches(query, r)))
 
     # ------------------------------------------------------------------ outbox
 

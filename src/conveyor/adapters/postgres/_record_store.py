@@ -9,6 +9,7 @@ A thin class over its parts, one module each:
   appends its event to the event log itself instead of adding an outbox row;
 - ``_savepoints``: the write-by-write fallback for batches one statement cannot take;
 - ``_record_reads``: lookups (concurrent ones merged into one query), ``latest``, ``list``;
+- ``_listing``: runs by a filter, a page at a time by keyset (``ListsRuns``);
 - ``_outbox_cache``: what this process knows of each outbox, so the relay running here
   lists it without a query and writes skip the NOTIFY;
 - ``_outbox_deletes``: relayed events deleted from the table in batches, shortly after;
@@ -25,7 +26,7 @@ import builtins
 from collections.abc import Sequence
 from typing import ClassVar
 
-from ..._capabilities import Failure, HistoryEntry
+from ..._capabilities import Failure, HistoryEntry, RunPage, RunQuery
 from ..._errors import WorkflowError
 from ..._event import OutboxEvent
 from ..._ids import check_foreign_id, invalid_foreign_id
@@ -36,6 +37,7 @@ from ._coalesce import Coalescer
 from ._database import Database
 from ._direct_writes import DirectWrites
 from ._failures import Failures
+from ._listing import RunListing
 from ._outbox_cache import OutboxCache
 from ._outbox_deletes import DelayedDeletes
 from ._record_reads import RecordReads
@@ -60,6 +62,7 @@ class _PostgresRecordStoreBase:
         self._cache = OutboxCache(db)
         self._deletes = DelayedDeletes(db)
         self._reads = RecordReads(db)
+        self._listing = RunListing(db)
         self._failures = Failures(db)
         history = self._keep_history
         self._direct = DirectWrites(db, events, history=history) if events is not None else None
@@ -135,6 +138,22 @@ class _PostgresRecordStoreBase:
     ) -> tuple[str, builtins.list[object]]:
         """The statement ``list`` runs, with its arguments (every shape has an index)."""
         return self._reads.list_query(workflow_name, offset, limit, order, filter)
+
+    async def list_runs(
+        self, query: RunQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        """Up to ``limit`` runs of ``query`` after ``cursor`` (``ListsRuns``), read in the
+        order of one of the ``records_list_*`` indexes."""
+        return await self._listing.list_runs(query, limit, cursor)
+
+    async def count_runs(self, query: RunQuery, *, cap: int = 10_000) -> int:
+        """How many runs match ``query``, counting at most ``cap`` index entries."""
+        return await self._listing.count_runs(query, cap)
+
+    @property
+    def listing(self) -> RunListing:
+        """The statements ``list_runs`` and ``count_runs`` run (for plan checks)."""
+        return self._listing
 
     # ------------------------------------------------------------------ failures
 

@@ -13,14 +13,15 @@ from typing import Any, ClassVar, Self
 
 import msgspec
 
-from ..._capabilities import Failure, HistoryEntry
+from ..._capabilities import Failure, HistoryEntry, RunPage, RunQuery
 from ..._errors import RecordNotFound, VersionConflict, WorkflowError, WorkflowInProgress
 from ..._event import OutboxEvent
 from ..._ids import check_foreign_id, invalid_foreign_id
 from ..._protocols import Order, RecordFilter, RecordWrite
 from ..._record import Record
+from .._listing import decode_cursor, encode_cursor, key_of, page_limit
 from .._rows import DecodedRow, HeaderDecoder, decode_record
-from . import _failures
+from . import _failures, _listing
 from ._db import Database, from_us, to_us
 
 __all__ = ["SQLiteRecordStore", "SQLiteRecordStoreWithoutHistory"]
@@ -102,6 +103,9 @@ class _SQLiteRecordStoreBase:
     type: SQLite checks no types) makes ``lookup`` and ``latest`` raise ``DecodeError``
     with a stand-in and is listed as one; an outbox row whose headers do not decode is
     listed with empty headers (logged once).
+
+    Runs are listed by keyset (``ListsRuns``), every filter served by one of the
+    ``records_list_*`` indexes of schema 3.
 
     Build it on an open ``Database`` (as ``open_backend`` does) or with ``open(path)``,
     which owns its connection and closes it in ``close()``.
@@ -230,6 +234,34 @@ class _SQLiteRecordStoreBase:
             return conn.execute(sql, params).fetchall()
 
         return [_record(row).record for row in await self._db.read(find)]
+
+    async def list_runs(
+        self, query: RunQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        """Up to ``limit`` runs of ``query`` after ``cursor`` (``ListsRuns``), read in the
+        order of one of the ``records_list_*`` indexes."""
+        limit = page_limit(limit)
+        after = None if cursor is None else decode_cursor(cursor, query.newest_first)
+        sql, params = _listing.list_sql(_SELECT, query, after, limit + 1)
+
+        def find(conn: sqlite3.Connection) -> builtins.list[sqlite3.Row]:
+            return conn.execute(sql, params).fetchall()
+
+        rows = await self._db.read(find)
+        records = [_record(row).record for row in rows[:limit]]
+        more = len(rows) > limit
+        return RunPage(
+            records, encode_cursor(key_of(records[-1]), query.newest_first) if more else None
+        )
+
+    async def count_runs(self, query: RunQuery, *, cap: int = 10_000) -> int:
+        """How many runs match ``query``, counting at most ``cap`` index entries."""
+        sql, params = _listing.count_sql(query, cap)
+
+        def count(conn: sqlite3.Connection) -> int:
+            return int(conn.execute(sql, params).fetchone()[0])
+
+        return await self._db.read(count)
 
     # ------------------------------------------------------------------ outbox
 
