@@ -166,11 +166,30 @@ def test_runs_list_is_newest_first_and_prints_json(db: tuple[str, list[str]]) ->
     url, ids = db
     code, out = invoke("runs", "list", "--store", url, "--json")
     assert code == 0, out
-    listed = json.loads(out)
+    listed = json.loads(out)["runs"]
     assert [r["run_id"] for r in listed] == list(reversed(ids))
     assert listed[0]["status_name"] == "CLOSED"
     code, out = invoke("runs", "list", "--store", url, "--json", "--oldest-first")
-    assert [r["run_id"] for r in json.loads(out)] == ids
+    assert [r["run_id"] for r in json.loads(out)["runs"]] == ids
+
+
+def test_runs_list_pages_with_a_cursor_and_filters_by_prefix(
+    db: tuple[str, list[str]],
+) -> None:
+    url, ids = db
+    code, out = invoke("runs", "list", "--store", url, "--json", "--limit", "2")
+    first = json.loads(out)
+    assert [r["run_id"] for r in first["runs"]] == [ids[2], ids[1]]
+    assert first["cursor"]
+    code, out = invoke(
+        "runs", "list", "--store", url, "--json", "--limit", "2", "--cursor", first["cursor"]
+    )
+    second = json.loads(out)
+    assert ([r["run_id"] for r in second["runs"]], second["cursor"]) == ([ids[0]], None)
+    code, out = invoke("runs", "list", "--store", url, "--foreign-id-prefix", "t-1")
+    assert code == 0, out
+    assert ids[1] in out
+    assert ids[0] not in out
 
 
 def test_run_ids_are_never_cut_in_a_narrow_table(db: tuple[str, list[str]]) -> None:

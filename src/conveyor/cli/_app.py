@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .._builder import Builder
-from .._capabilities import HistoryEntry, KeepsHistory, RecordsFailures
+from .._capabilities import HistoryEntry, KeepsHistory, ListsRuns, RecordsFailures, RunQuery
 from .._clock import SystemClock
 from .._connect import Backend, connect, migrate
 from .._control import move_latest
@@ -127,8 +127,10 @@ def _print_json(value: object) -> None:
 @click.option("--foreign-id", "foreign_ids", multiple=True, help="Only these foreign IDs.")
 @click.option("--state", "states", multiple=True, type=click.Choice(sorted(_STATES)))
 @click.option("--status", "statuses", multiple=True, type=int, help="Only these statuses.")
+@click.option("--foreign-id-prefix", default=None, help="Only foreign IDs starting so.")
 @click.option("--limit", default=25, show_default=True)
-@click.option("--offset", default=0, show_default=True)
+@click.option("--cursor", default=None, help="Continue after the page that printed it.")
+@click.option("--offset", default=0, show_default=True, hidden=True)
 @click.option("--oldest-first", is_flag=True, help="Oldest runs first (default: newest).")
 @click.option("--newest-first", is_flag=True, hidden=True)  # the default now; still accepted
 @JSON
@@ -136,35 +138,52 @@ def list_runs(
     url: str,
     workflow: str,
     foreign_ids: tuple[str, ...],
+    foreign_id_prefix: str | None,
+    limit: int,
+    cursor: str | None,
     states: tuple[str, ...],
     statuses: tuple[int, ...],
-    limit: int,
     offset: int,
     oldest_first: bool,
     newest_first: bool,
     as_json: bool,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first, a page at a time (--cursor continues)."""
+    run_states = tuple(_STATES[s] for s in states)
 
-    async def go() -> list[Record]:
+    async def go() -> tuple[list[Record], str | None]:
         async with _existing(url) as backend:
-            return list(
-                await backend.record_store.list(
-                    workflow,
-                    offset=offset,
-                    limit=limit,
-                    order=Order.ASC if oldest_first else Order.DESC,
-                    filter=RecordFilter(
-                        foreign_ids=foreign_ids,
+            store = backend.record_store
+            if isinstance(store, ListsRuns) and offset == 0 and len(foreign_ids) <= 1:
+                page = await store.list_runs(
+                    RunQuery(
+                        workflow_name=workflow,
+                        foreign_id=foreign_ids[0] if foreign_ids else None,
+                        foreign_id_prefix=foreign_id_prefix,
                         statuses=statuses,
-                        run_states=tuple(_STATES[s] for s in states),
+                        run_states=run_states,
+                        newest_first=not oldest_first,
                     ),
+                    limit=limit,
+                    cursor=cursor,
                 )
+                return list(page.records), page.cursor
+            if cursor is not None or foreign_id_prefix is not None:
+                raise click.ClickException("this store lists runs by offset only")
+            found = await store.list(
+                workflow,
+                offset=offset,
+                limit=limit,
+                order=Order.ASC if oldest_first else Order.DESC,
+                filter=RecordFilter(
+                    foreign_ids=foreign_ids, statuses=statuses, run_states=run_states
+                ),
             )
+            return list(found), None
 
-    records = _run(go(), url)
+    records, following = _run(go(), url)
     if as_json:
-        _print_json([_record_json(r) for r in records])
+        _print_json({"runs": [_record_json(r) for r in records], "cursor": following})
         return
     table = Table(show_lines=False)
     # A run ID is never cut: other columns give way (so it can be copied into `runs show`).
@@ -184,6 +203,8 @@ def list_runs(
     console.print(table)
     if not records:
         console.print("no runs match")
+    elif following is not None:
+        click.echo(f"more: --cursor {following}")
 
 
 @runs.command("history")
