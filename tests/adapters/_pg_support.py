@@ -48,6 +48,7 @@ _TABLES = (
     "listeners",
     "failures",
     "history",
+    "definitions",
 )
 
 _state: dict[str, Any] = {"users": 0, "url": None, "admin": None}

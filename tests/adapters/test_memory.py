@@ -19,6 +19,7 @@ from conveyor.adaptertest import (
     ConnectorMaker,
     ConnectorSuite,
     EventStreamerSuite,
+    KeepsDefinitionsSuite,
     KeepsHistorySuite,
     KeepsSnapshotsSuite,
     ListsRunsSuite,
@@ -112,6 +113,12 @@ class TestMemoryRecordStoreRecordsFailures(RecordsFailuresSuite):
 
 
 class TestMemoryRecordStoreKeepsHistory(KeepsHistorySuite):
+    @pytest.fixture
+    async def store(self) -> MemoryRecordStore:
+        return MemoryRecordStore()
+
+
+class TestMemoryRecordStoreKeepsDefinitions(KeepsDefinitionsSuite):
     @pytest.fixture
     async def store(self) -> MemoryRecordStore:
         return MemoryRecordStore()

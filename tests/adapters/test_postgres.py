@@ -23,6 +23,7 @@ from conveyor.adapters.postgres import (
 )
 from conveyor.adaptertest import (
     EventStreamerSuite,
+    KeepsDefinitionsSuite,
     KeepsHistorySuite,
     ListsRunsSuite,
     PublishesEventsSuite,
@@ -60,6 +61,15 @@ class TestPostgresRecordStoreRecordsFailures(RecordsFailuresSuite):
 
 
 class TestPostgresRecordStoreKeepsHistory(KeepsHistorySuite):
+    @pytest.fixture
+    async def store(self, pg_url: str) -> AsyncIterator[PostgresRecordStore]:
+        async with open_database(pg_url, "suite_records", fresh=True) as db:
+            store = PostgresRecordStore(db)
+            yield store
+            await store.close()
+
+
+class TestPostgresRecordStoreKeepsDefinitions(KeepsDefinitionsSuite):
     @pytest.fixture
     async def store(self, pg_url: str) -> AsyncIterator[PostgresRecordStore]:
         async with open_database(pg_url, "suite_records", fresh=True) as db:

@@ -31,6 +31,7 @@ from conveyor.adapters.sqlite import _streamer as sqlite_streamer
 from conveyor.adapters.sqlite._schema import path_from_url, statements
 from conveyor.adaptertest import (
     EventStreamerSuite,
+    KeepsDefinitionsSuite,
     KeepsHistorySuite,
     ListsRunsSuite,
     RecordsFailuresSuite,
@@ -88,6 +89,14 @@ class TestSQLiteRecordStoreKeepsHistoryOnItsThread(KeepsHistorySuite):
     @pytest.fixture
     async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteRecordStore]:
         store = await SQLiteRecordStore.open(str(tmp_path / "records.db"), inline=False)
+        yield store
+        await store.close()
+
+
+class TestSQLiteRecordStoreKeepsDefinitions(KeepsDefinitionsSuite):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteRecordStore]:
+        store = await SQLiteRecordStore.open(str(tmp_path / "records.db"))
         yield store
         await store.close()
 
@@ -299,10 +308,11 @@ async def test_migrate_upgrades_a_version_1_file_to_failures_and_history(tmp_pat
     with pytest.raises(AdapterError, match="conveyor migrate"):
         async with conveyor.connect(f"sqlite:///{path}", create_schema=False):
             pass  # pragma: no cover
-    assert await migrate(f"sqlite:///{path}") == SCHEMA_VERSION == 3
-    assert _count(path, "PRAGMA user_version") == 3
+    assert await migrate(f"sqlite:///{path}") == SCHEMA_VERSION == 4
+    assert _count(path, "PRAGMA user_version") == 4
     indexes = "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'records_list_%'"
     assert _count(path, indexes) == 6
+    assert _count(path, "SELECT COUNT(*) FROM definitions") == 0
 
     # ... after which the run is there, its failures are kept and its writes leave history
     async with conveyor.connect(f"sqlite:///{path}", create_schema=False) as backend:

@@ -24,6 +24,7 @@ import conveyor.adaptertest
 from conveyor import AdapterError, ConnectorEvent, WorkflowError
 from conveyor.abc import (
     ConnectorConstructor,
+    DefinitionRecord,
     Event,
     Failure,
     HistoryEntry,
@@ -835,6 +836,50 @@ class StoreWithAnExclusiveCreatedAfter(MemoryRecordStore):
         )
 
 
+class StoreAddingAVersionPerRegistration(MemoryRecordStore):
+    """Every registration is a new version, whatever its hash."""
+
+    async def register_definition(
+        self, workflow_name: str, hash: str, document: str, at: datetime
+    ) -> DefinitionRecord:
+        return await super().register_definition(workflow_name, f"{hash}-{at}", document, at)
+
+
+class StoreReusingAnyVersionOfTheHash(MemoryRecordStore):
+    """Returns any earlier version of the same hash instead of a new one."""
+
+    async def register_definition(
+        self, workflow_name: str, hash: str, document: str, at: datetime
+    ) -> DefinitionRecord:
+        for kept in self._definitions.get(workflow_name, ()):
+            if kept.hash == hash:
+                return kept
+        return await super().register_definition(workflow_name, hash, document, at)
+
+
+class StoreRegisteringWithoutAtomicity(MemoryRecordStore):
+    """Reads the latest version, lets other tasks run, then appends (no compare)."""
+
+    async def register_definition(
+        self, workflow_name: str, hash: str, document: str, at: datetime
+    ) -> DefinitionRecord:
+        kept = self._definitions.setdefault(workflow_name, [])
+        if kept and kept[-1].hash == hash:
+            return kept[-1]
+        version = len(kept) + 1
+        await asyncio.sleep(0)  # another registration reads the same latest version here
+        record = DefinitionRecord(workflow_name, version, hash, document, at)
+        kept.append(record)
+        return record
+
+
+class StoreListingVersionsNewestFirst(MemoryRecordStore):
+    """``definition_versions`` lists the newest first."""
+
+    async def definition_versions(self, workflow_name: str) -> Sequence[DefinitionRecord]:
+        return list(await super().definition_versions(workflow_name))[::-1]
+
+
 # --------------------------------------------------------------------------- the harness
 
 
@@ -894,6 +939,9 @@ VARIANTS: dict[str, Variant] = {
         "KeepsHistorySuite", "store", MemoryRecordStore, _CAPABILITY
     ),
     "memory-store-lists-runs": Variant("ListsRunsSuite", "store", MemoryRecordStore, _CAPABILITY),
+    "memory-store-keeps-definitions": Variant(
+        "KeepsDefinitionsSuite", "store", MemoryRecordStore, _CAPABILITY
+    ),
     "memory-tails": Variant("TailsTopicsSuite", "streamer", MemoryEventStreamer, _TAILS),
     # Broken adapters: the suite must fail them.
     "store-without-compare-and-set": Variant(
@@ -1056,6 +1104,18 @@ VARIANTS: dict[str, Variant] = {
     "runs-listed-after-an-exclusive-created-after": Variant(
         "ListsRunsSuite", "store", StoreWithAnExclusiveCreatedAfter, _CAPABILITY
     ),
+    "definitions-versioned-per-registration": Variant(
+        "KeepsDefinitionsSuite", "store", StoreAddingAVersionPerRegistration, _CAPABILITY
+    ),
+    "definitions-reusing-any-version-of-the-hash": Variant(
+        "KeepsDefinitionsSuite", "store", StoreReusingAnyVersionOfTheHash, _CAPABILITY
+    ),
+    "definitions-registered-without-atomicity": Variant(
+        "KeepsDefinitionsSuite", "store", StoreRegisteringWithoutAtomicity, _CAPABILITY
+    ),
+    "definition-versions-newest-first": Variant(
+        "KeepsDefinitionsSuite", "store", StoreListingVersionsNewestFirst, _CAPABILITY
+    ),
     "tail-from-the-start": Variant(
         "TailsTopicsSuite", "streamer", StreamerTailingFromTheStart, _TAILS
     ),
@@ -1169,6 +1229,7 @@ def test_harness_passes_the_correct_memory_adapter(
         "memory-store-records-failures",
         "memory-store-keeps-history",
         "memory-store-lists-runs",
+        "memory-store-keeps-definitions",
         "memory-tails",
     ],
 )
@@ -1547,6 +1608,36 @@ def test_harness_passes_every_case_of_a_capability_suite_on_a_correct_adapter(
             "runs-listed-after-an-exclusive-created-after",
             {"test_created_after_is_inclusive_and_created_before_exclusive"},
             id="runs-listed-after-an-exclusive-created-after",
+        ),
+        pytest.param(
+            "definitions-versioned-per-registration",
+            {
+                "test_the_same_document_again_returns_it_unchanged",
+                "test_concurrent_registrations_of_one_document_keep_one_version",
+                "test_concurrent_registrations_after_a_change_keep_one_new_version",
+            },
+            id="definitions-versioned-per-registration",
+        ),
+        pytest.param(
+            "definitions-reusing-any-version-of-the-hash",
+            {"test_returning_to_an_older_document_is_a_new_version"},
+            id="definitions-reusing-any-version-of-the-hash",
+        ),
+        pytest.param(
+            "definitions-registered-without-atomicity",
+            {
+                "test_concurrent_registrations_of_one_document_keep_one_version",
+                "test_concurrent_registrations_after_a_change_keep_one_new_version",
+            },
+            id="definitions-registered-without-atomicity",
+        ),
+        pytest.param(
+            "definition-versions-newest-first",
+            {
+                "test_versions_are_listed_oldest_first",
+                "test_a_changed_document_is_the_next_version_and_the_latest",
+            },
+            id="definition-versions-newest-first",
         ),
         pytest.param(
             "tail-from-the-start",

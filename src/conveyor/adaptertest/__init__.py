@@ -15,8 +15,8 @@ extra: pytest and pytest-asyncio). An adapter's test module subclasses it as
 An adapter that claims a capability (``conveyor.abc.ReportsPending`` and the others) runs
 its suite too, with the fixture of the contract it extends: ``ReportsPendingSuite`` and
 ``TailsTopicsSuite`` (``streamer``), ``KeepsSnapshotsSuite``, ``NotifiesChangesSuite``,
-``ReportsOutboxSuite``, ``RecordsFailuresSuite``, ``KeepsHistorySuite`` and
-``ListsRunsSuite`` (``store``),
+``ReportsOutboxSuite``, ``RecordsFailuresSuite``, ``KeepsHistorySuite``,
+``ListsRunsSuite`` and ``KeepsDefinitionsSuite`` (``store``),
 and ``PublishesEventsSuite``, whose ``store_and_streamer`` fixture yields a
 ``StoreAndStreamer``: the store and the streamer it publishes to.
 
@@ -39,6 +39,7 @@ pytest.register_assert_rewrite(
     "conveyor.adaptertest._store_capabilities",
     "conveyor.adaptertest._tails",
     "conveyor.adaptertest._connector",
+    "conveyor.adaptertest._definitions",
     "conveyor.adaptertest._event_streamer",
     "conveyor.adaptertest._failures",
     "conveyor.adaptertest._fixtures",
@@ -51,6 +52,7 @@ pytest.register_assert_rewrite(
 
 from ._connector import ConnectorMaker as ConnectorMaker  # noqa: E402
 from ._connector import ConnectorSuite as ConnectorSuite  # noqa: E402
+from ._definitions import KeepsDefinitionsSuite as KeepsDefinitionsSuite  # noqa: E402
 from ._event_streamer import EventStreamerSuite as EventStreamerSuite  # noqa: E402
 from ._failures import RecordsFailuresSuite as RecordsFailuresSuite  # noqa: E402
 from ._failures import failure as failure  # noqa: E402
@@ -76,6 +78,7 @@ __all__ = (
     "ConnectorMaker",
     "ConnectorSuite",
     "EventStreamerSuite",
+    "KeepsDefinitionsSuite",
     "KeepsHistorySuite",
     "KeepsSnapshotsSuite",
     "ListsRunsSuite",

@@ -6,8 +6,9 @@ import builtins
 import dataclasses
 import itertools
 from collections.abc import Sequence
+from datetime import datetime
 
-from ..._capabilities import Failure, HistoryEntry, RunPage, RunQuery
+from ..._capabilities import DefinitionRecord, Failure, HistoryEntry, RunPage, RunQuery
 from ..._errors import RecordNotFound, VersionConflict, WorkflowError, WorkflowInProgress
 from ..._event import OutboxEvent
 from ..._ids import check_foreign_id, invalid_foreign_id
@@ -44,6 +45,7 @@ class MemoryRecordStore:
         # (without failures: they are attached when read).
         self._failures: dict[str, dict[tuple[int, int], Failure]] = {}
         self._history: dict[str, list[HistoryEntry]] = {}
+        self._definitions: dict[str, list[DefinitionRecord]] = {}
         self._seq = itertools.count()
         self._changed = Signal()
 
@@ -261,6 +263,27 @@ class MemoryRecordStore:
             else e
             for e in entries
         ]
+
+    # ------------------------------------------------------------------ definitions
+
+    async def register_definition(
+        self, workflow_name: str, hash: str, document: str, at: datetime
+    ) -> DefinitionRecord:
+        """Keep ``document`` as a new version unless the latest has ``hash``."""
+        kept = self._definitions.setdefault(workflow_name, [])
+        if kept and kept[-1].hash == hash:
+            return kept[-1]
+        record = DefinitionRecord(workflow_name, len(kept) + 1, hash, document, at)
+        kept.append(record)
+        return record
+
+    async def definitions(self) -> Sequence[DefinitionRecord]:
+        """The latest definition of every workflow, by workflow name."""
+        return [self._definitions[name][-1] for name in sorted(self._definitions)]
+
+    async def definition_versions(self, workflow_name: str) -> Sequence[DefinitionRecord]:
+        """Every version of one workflow's definition, oldest first."""
+        return list(self._definitions.get(workflow_name, ()))
 
     # ------------------------------------------------------------------ testing
 

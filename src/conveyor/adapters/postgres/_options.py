@@ -197,6 +197,7 @@ class Tables:
         "listeners",
         "failures",
         "history",
+        "definitions",
         "schema_migrations",
     )
 

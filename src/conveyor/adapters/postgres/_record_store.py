@@ -10,6 +10,7 @@ A thin class over its parts, one module each:
 - ``_savepoints``: the write-by-write fallback for batches one statement cannot take;
 - ``_record_reads``: lookups (concurrent ones merged into one query), ``latest``, ``list``;
 - ``_listing``: runs by a filter, a page at a time by keyset (``ListsRuns``);
+- ``_definitions``: the definitions running workflows registered (``KeepsDefinitions``);
 - ``_outbox_cache``: what this process knows of each outbox, so the relay running here
   lists it without a query and writes skip the NOTIFY;
 - ``_outbox_deletes``: relayed events deleted from the table in batches, shortly after;
@@ -24,9 +25,10 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from datetime import datetime
 from typing import ClassVar
 
-from ..._capabilities import Failure, HistoryEntry, RunPage, RunQuery
+from ..._capabilities import DefinitionRecord, Failure, HistoryEntry, RunPage, RunQuery
 from ..._errors import WorkflowError
 from ..._event import OutboxEvent
 from ..._ids import check_foreign_id, invalid_foreign_id
@@ -35,6 +37,7 @@ from ..._record import Record
 from ._batch_writes import OutboxWrites
 from ._coalesce import Coalescer
 from ._database import Database
+from ._definitions import Definitions
 from ._direct_writes import DirectWrites
 from ._failures import Failures
 from ._listing import RunListing
@@ -63,6 +66,7 @@ class _PostgresRecordStoreBase:
         self._deletes = DelayedDeletes(db)
         self._reads = RecordReads(db)
         self._listing = RunListing(db)
+        self._definitions = Definitions(db)
         self._failures = Failures(db)
         history = self._keep_history
         self._direct = DirectWrites(db, events, history=history) if events is not None else None
@@ -154,6 +158,23 @@ class _PostgresRecordStoreBase:
     def listing(self) -> RunListing:
         """The statements ``list_runs`` and ``count_runs`` run (for plan checks)."""
         return self._listing
+
+    # ------------------------------------------------------------------ definitions
+
+    async def register_definition(
+        self, workflow_name: str, hash: str, document: str, at: datetime
+    ) -> DefinitionRecord:
+        """Keep ``document`` as a new version unless the latest has ``hash``
+        (``KeepsDefinitions``): one statement, retried after a concurrent one."""
+        return await self._definitions.register(workflow_name, hash, document, at)
+
+    async def definitions(self) -> Sequence[DefinitionRecord]:
+        """The latest definition of every workflow, by workflow name."""
+        return await self._definitions.definitions()
+
+    async def definition_versions(self, workflow_name: str) -> Sequence[DefinitionRecord]:
+        """Every version of one workflow's definition, oldest first."""
+        return await self._definitions.versions(workflow_name)
 
     # ------------------------------------------------------------------ failures
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Self
 
 import msgspec
 
-from ..._capabilities import Failure, HistoryEntry, RunPage, RunQuery
+from ..._capabilities import DefinitionRecord, Failure, HistoryEntry, RunPage, RunQuery
 from ..._errors import RecordNotFound, VersionConflict, WorkflowError, WorkflowInProgress
 from ..._event import OutboxEvent
 from ..._ids import check_foreign_id, invalid_foreign_id
@@ -21,7 +21,7 @@ from ..._protocols import Order, RecordFilter, RecordWrite
 from ..._record import Record
 from .._listing import decode_cursor, encode_cursor, key_of, page_limit
 from .._rows import DecodedRow, HeaderDecoder, decode_record
-from . import _failures, _listing
+from . import _definitions, _failures, _listing
 from ._db import Database, from_us, to_us
 
 __all__ = ["SQLiteRecordStore", "SQLiteRecordStoreWithoutHistory"]
@@ -317,6 +317,31 @@ class _SQLiteRecordStoreBase:
         listed = self._listed.get(task) if task is not None else None
         since = listed.get(workflow_name) if listed is not None else None
         await hub.wait(key, hub.version(key) if since is None else since, timeout)
+
+    # ------------------------------------------------------------------ definitions
+
+    async def register_definition(
+        self, workflow_name: str, hash: str, document: str, at: datetime
+    ) -> DefinitionRecord:
+        """Keep ``document`` as a new version unless the latest has ``hash``
+        (``KeepsDefinitions``): one ``BEGIN IMMEDIATE`` transaction."""
+
+        def register(conn: sqlite3.Connection) -> DefinitionRecord:
+            return _definitions.register(conn, workflow_name, hash, document, at)
+
+        return await self._db.write(register)
+
+    async def definitions(self) -> Sequence[DefinitionRecord]:
+        """The latest definition of every workflow, by workflow name."""
+        return await self._db.read(_definitions.definitions)
+
+    async def definition_versions(self, workflow_name: str) -> Sequence[DefinitionRecord]:
+        """Every version of one workflow's definition, oldest first."""
+
+        def find(conn: sqlite3.Connection) -> builtins.list[DefinitionRecord]:
+            return _definitions.versions(conn, workflow_name)
+
+        return await self._db.read(find)
 
     # ------------------------------------------------------------------ failures
 

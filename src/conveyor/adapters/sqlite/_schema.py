@@ -13,12 +13,12 @@ from ..._urls import redact
 
 __all__ = ["SCHEMA_VERSION", "apply_schema", "check_schema", "path_from_url", "statements"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The version ``apply_schema`` brings a file to (kept in ``PRAGMA user_version``)."""
 
 # version -> the resource that upgrades the previous version to it (2: failures, history;
-# 3: the indexes that list runs).
-_SCRIPTS = {1: "schema.sql", 2: "schema_2.sql", 3: "schema_3.sql"}
+# 3: the indexes that list runs; 4: registered definitions).
+_SCRIPTS = {1: "schema.sql", 2: "schema_2.sql", 3: "schema_3.sql", 4: "schema_4.sql"}
 
 
 @cache
