@@ -42,7 +42,9 @@ __all__ = ["pg_url"]
 pytestmark = pytest.mark.postgres
 
 
-class TestPostgresRecordStore(RecordStoreSuite):
+class OnPostgresRecordStore:
+    """The ``store`` fixture of the record-store suites: a fresh ``PostgresRecordStore``."""
+
     @pytest.fixture
     async def store(self, pg_url: str) -> AsyncIterator[PostgresRecordStore]:
         async with open_database(pg_url, "suite_records", fresh=True) as db:
@@ -51,40 +53,24 @@ class TestPostgresRecordStore(RecordStoreSuite):
             await store.close()
 
 
-class TestPostgresRecordStoreRecordsFailures(RecordsFailuresSuite):
-    @pytest.fixture
-    async def store(self, pg_url: str) -> AsyncIterator[PostgresRecordStore]:
-        async with open_database(pg_url, "suite_records", fresh=True) as db:
-            store = PostgresRecordStore(db)
-            yield store
-            await store.close()
+class TestPostgresRecordStore(OnPostgresRecordStore, RecordStoreSuite):
+    pass
 
 
-class TestPostgresRecordStoreKeepsHistory(KeepsHistorySuite):
-    @pytest.fixture
-    async def store(self, pg_url: str) -> AsyncIterator[PostgresRecordStore]:
-        async with open_database(pg_url, "suite_records", fresh=True) as db:
-            store = PostgresRecordStore(db)
-            yield store
-            await store.close()
+class TestPostgresRecordStoreRecordsFailures(OnPostgresRecordStore, RecordsFailuresSuite):
+    pass
 
 
-class TestPostgresRecordStoreKeepsDefinitions(KeepsDefinitionsSuite):
-    @pytest.fixture
-    async def store(self, pg_url: str) -> AsyncIterator[PostgresRecordStore]:
-        async with open_database(pg_url, "suite_records", fresh=True) as db:
-            store = PostgresRecordStore(db)
-            yield store
-            await store.close()
+class TestPostgresRecordStoreKeepsHistory(OnPostgresRecordStore, KeepsHistorySuite):
+    pass
 
 
-class TestPostgresRecordStoreListsRuns(ListsRunsSuite):
-    @pytest.fixture
-    async def store(self, pg_url: str) -> AsyncIterator[PostgresRecordStore]:
-        async with open_database(pg_url, "suite_records", fresh=True) as db:
-            store = PostgresRecordStore(db)
-            yield store
-            await store.close()
+class TestPostgresRecordStoreKeepsDefinitions(OnPostgresRecordStore, KeepsDefinitionsSuite):
+    pass
+
+
+class TestPostgresRecordStoreListsRuns(OnPostgresRecordStore, ListsRunsSuite):
+    pass
 
 
 class TestPostgresPublishingStoreKeepsHistory(KeepsHistorySuite):
