@@ -16,7 +16,6 @@ run is not attempted again in this process while the thread lives.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -155,21 +154,16 @@ class Attempts:
         """Handle a failed attempt on ``record``: the pause write when the run has failed
         ``pause_after`` times at this version; otherwise raise ``AttemptFailed`` (the
         failure recorded, a retry due) or, without ``RecordsFailures``, ``exc`` itself."""
-        pause_after, err_backoff, can_pause = (
-            policy.pause_after,
-            policy.err_backoff,
-            policy.can_pause,
-        )
+        pause_after = policy.pause_after if policy.can_pause else 0
         failures = self.failures
         if failures is None:
-            counted = can_pause and pause_after > 0
-            if counted and self.errors.add(exc, process, record.run_id) >= pause_after:
+            if pause_after > 0 and self.errors.add(exc, process, record.run_id) >= pause_after:
                 self.errors.clear(exc, process, record.run_id)
                 return self._writer.pause_write(record, pause_reason(pause_after, exc))
             raise exc
         attempt = len(await failures.failures(record.run_id, record.meta.version)) + 1
-        pausing = can_pause and 0 < pause_after <= attempt
-        delay = 0.0 if pausing else backoff_delay(err_backoff, attempt)
+        pausing = 0 < pause_after <= attempt
+        delay = 0.0 if pausing else backoff_delay(policy.err_backoff, attempt)
         wall = datetime.now(UTC)
         await failures.record_failure(
             Failure(
@@ -216,11 +210,3 @@ class Attempts:
             process=process,
             error=describe(exc),
         )
-
-    def forget(self, run_id: str) -> None:
-        """A run was resumed: forget its in-process error counts."""
-        self.errors.clear_run(run_id)
-        with contextlib.suppress(KeyError):
-            thread = self._threads[run_id]
-            if thread.done():
-                del self._threads[run_id]

@@ -286,6 +286,25 @@ class HeaderDecoder:
         return {}
 
 
+def failure_of(
+    row: RowLike, timestamp: Callable[[object], datetime], run_id: str | None = None
+) -> Failure:
+    """A ``failures`` row (or the failure columns of a joined row) as a ``Failure``;
+    ``timestamp`` turns a stored time into a ``datetime``."""
+    due = row["next_attempt_at"]
+    return Failure(
+        workflow_name=row["workflow_name"],
+        run_id=row["run_id"] if run_id is None else run_id,
+        version=row["version"],
+        attempt=row["attempt"],
+        process=row["process"],
+        error_type=row["error_type"],
+        message=row["message"],
+        failed_at=timestamp(row["failed_at"]),
+        next_attempt_at=None if due is None else timestamp(due),
+    )
+
+
 def history_entries(
     rows: Sequence[RowLike], run_id: str, timestamp: Callable[[object], datetime]
 ) -> list[HistoryEntry]:
@@ -299,20 +318,7 @@ def history_entries(
     failures: list[Failure] = []
     for i, row in enumerate(rows):
         if row["attempt"] is not None:
-            due = row["next_attempt_at"]
-            failures.append(
-                Failure(
-                    workflow_name=row["workflow_name"],
-                    run_id=run_id,
-                    version=row["version"],
-                    attempt=row["attempt"],
-                    process=row["process"],
-                    error_type=row["error_type"],
-                    message=row["message"],
-                    failed_at=timestamp(row["failed_at"]),
-                    next_attempt_at=None if due is None else timestamp(due),
-                )
-            )
+            failures.append(failure_of(row, timestamp, run_id))
         if i + 1 == len(rows) or rows[i + 1]["version"] != row["version"]:
             entries.append(
                 HistoryEntry(

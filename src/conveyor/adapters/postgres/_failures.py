@@ -17,7 +17,7 @@ from datetime import datetime
 import asyncpg
 
 from ..._capabilities import Failure, HistoryEntry
-from .._rows import history_entries
+from .._rows import failure_of, history_entries
 from ._database import Database
 from ._options import Tables
 
@@ -92,17 +92,7 @@ ORDER BY h.version, f.attempt""",
 
 
 def _failure(row: asyncpg.Record) -> Failure:
-    return Failure(
-        workflow_name=row["workflow_name"],
-        run_id=row["run_id"],
-        version=row["version"],
-        attempt=row["attempt"],
-        process=row["process"],
-        error_type=row["error_type"],
-        message=row["message"],
-        failed_at=row["failed_at"],
-        next_attempt_at=row["next_attempt_at"],
-    )
+    return failure_of(row, _as_datetime)
 
 
 class Failures:

@@ -16,7 +16,7 @@ from datetime import datetime
 from ..._capabilities import Failure, HistoryEntry
 from ..._record import Record
 from ..._runstate import RunState
-from .._rows import history_entries
+from .._rows import failure_of, history_entries
 from ._db import from_us, to_us
 
 __all__ = [
@@ -67,18 +67,7 @@ _STATES = {int(s): s for s in RunState}
 
 
 def _failure(row: sqlite3.Row) -> Failure:
-    due = row["next_attempt_at"]
-    return Failure(
-        workflow_name=row["workflow_name"],
-        run_id=row["run_id"],
-        version=row["version"],
-        attempt=row["attempt"],
-        process=row["process"],
-        error_type=row["error_type"],
-        message=row["message"],
-        failed_at=from_us(row["failed_at"]),
-        next_attempt_at=None if due is None else from_us(due),
-    )
+    return failure_of(row, _from_us)
 
 
 def record_failure(conn: sqlite3.Connection, f: Failure) -> bool:
