@@ -27,7 +27,6 @@ from conveyor.abc import (
     DefinitionRecord,
     Event,
     Failure,
-    HistoryEntry,
     Order,
     OutgoingEvent,
     Record,
@@ -743,16 +742,13 @@ class StoreListingEveryFailureAsDue(MemoryRecordStore):
 
 
 class StoreWritingHistoryForLostWrites(MemoryRecordStore):
-    """Adds a history entry for every write, also for those the compare-and-set refuses."""
+    """Keeps a snapshot (so a history entry) of every write, also of those the
+    compare-and-set refuses."""
 
     def _apply(self, write: RecordWrite) -> WorkflowError | None:
         err = super()._apply(write)
         if err is not None:
-            r = write.record
-            entry = HistoryEntry(
-                r.version, r.status, r.run_state, r.meta.run_state_reason, r.updated_at
-            )
-            self._history.setdefault(r.run_id, []).append(entry)
+            self._snapshots.setdefault(write.record.run_id, []).append(write.record)
         return err
 
 

@@ -41,10 +41,9 @@ class MemoryRecordStore:
         self._outbox: dict[str, dict[str, OutboxEvent]] = {}
         self._outbox_signals: dict[str, Signal] = {}
         self._snapshots: dict[str, list[Record]] = {}
-        # run ID -> (version, attempt) -> failure; run ID -> one entry per applied write
-        # (without failures: they are attached when read).
+        # run ID -> (version, attempt) -> failure. The history is read off the snapshots
+        # (every applied write), with the failures attached.
         self._failures: dict[str, dict[tuple[int, int], Failure]] = {}
-        self._history: dict[str, list[HistoryEntry]] = {}
         self._definitions: dict[str, list[DefinitionRecord]] = {}
         self._seq = itertools.count()
         self._changed = Signal()
@@ -90,15 +89,6 @@ class MemoryRecordStore:
             self._by_foreign_id.setdefault(key, []).append(run_id)
         self._records[run_id] = record
         self._snapshots.setdefault(run_id, []).append(record)
-        self._history.setdefault(run_id, []).append(
-            HistoryEntry(
-                record.meta.version,
-                record.status,
-                record.run_state,
-                record.meta.run_state_reason,
-                record.updated_at,
-            )
-        )
         if record.run_state is RunState.DATA_DELETED:
             self._scrub(run_id)
         outbox = self._outbox.get(record.workflow_name)
@@ -250,18 +240,20 @@ class MemoryRecordStore:
 
     async def history(self, run_id: str) -> Sequence[HistoryEntry]:
         """Every applied write of the run, oldest first, with its version's failures."""
-        entries = self._history.get(run_id)
-        if not entries:
-            return []
         kept = self._failures.get(run_id, {})
         by_version: dict[int, builtins.list[Failure]] = {}
         for key in sorted(kept):
             by_version.setdefault(key[0], []).append(kept[key])
         return [
-            dataclasses.replace(e, failures=tuple(by_version[e.version]))
-            if e.version in by_version
-            else e
-            for e in entries
+            HistoryEntry(
+                r.meta.version,
+                r.status,
+                r.run_state,
+                r.meta.run_state_reason,
+                r.updated_at,
+                tuple(by_version.get(r.meta.version, ())),
+            )
+            for r in self._snapshots.get(run_id, ())
         ]
 
     # ------------------------------------------------------------------ definitions
