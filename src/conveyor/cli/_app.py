@@ -378,6 +378,34 @@ def diagram(target: str, direction: Direction) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+@cli.command()
+@STORE
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--token",
+    envvar="CONVEYOR_UI_TOKEN",
+    default=None,
+    help="Token for actions (or $CONVEYOR_UI_TOKEN); without one a token is made and printed.",
+)
+@click.option(
+    "--allow-host",
+    "allowed_hosts",
+    multiple=True,
+    help="A Host header to serve besides the local names (repeat; for a proxy's name).",
+)
+def ui(url: str, host: str, port: int, token: str | None, allowed_hosts: tuple[str, ...]) -> None:
+    """Serve the web UI and its JSON API (/api) over a store.
+
+    Anyone who can reach it may read; actions need the token. Bound to anything but
+    loopback (--host 0.0.0.0), reading needs the token too. Stop with Ctrl-C.
+    """
+    from ._ui import run_ui
+
+    code = _run(run_ui(url, host, port, token, allowed_hosts, console, _existing), url)
+    sys.exit(code)
+
+
 @cli.command("migrate")
 @STORE
 def migrate_command(url: str) -> None:
