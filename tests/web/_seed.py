@@ -65,7 +65,11 @@ class Seeded:
 
     def all(self) -> list[str]:
         return [
-            *self.waiting, *self.completed, *self.paused, *self.cancelled, *self.failing,
+            *self.waiting,
+            *self.completed,
+            *self.paused,
+            *self.cancelled,
+            *self.failing,
             self.injected,
         ]
 

@@ -11,7 +11,7 @@ from .._capabilities import KeepsHistory, ListsRuns, RunPage
 from .._operator import BULK_LIMIT, Action, BulkOutcome, Operator
 from .._record import Record
 from ._context import Context, Refusal, context
-from ._filters import FilterText
+from ._filters import FilterText, RunStateName
 from ._models import (
     ActionBody,
     BulkBody,
@@ -97,7 +97,7 @@ async def runs(
     foreign_id: Annotated[str | None, Query(max_length=2000)] = None,
     foreign_id_prefix: Annotated[str | None, Query(max_length=2000)] = None,
     status: Annotated[list[str], Query(description="Numbers or names; repeat or comma.")] = [],  # noqa: B006
-    run_state: Annotated[list[str], Query(description="running, paused, ...")] = [],  # noqa: B006
+    run_state: Annotated[list[RunStateName], Query()] = [],  # noqa: B006
     created_after: Annotated[datetime | None, Query(description="Inclusive.")] = None,
     created_before: Annotated[datetime | None, Query(description="Exclusive.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,

@@ -5,18 +5,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal, get_args
 
 from .._capabilities import RunQuery
 from .._errors import WorkflowError
 from .._operator import Operator
 from .._runstate import RunState
 
-__all__ = ["BadFilter", "FilterText", "RUN_STATES", "parse_time", "run_state"]
+__all__ = ["BadFilter", "FilterText", "RUN_STATES", "RunStateName", "parse_time", "run_state"]
+
+RunStateName = Literal[
+    "initiated",
+    "running",
+    "paused",
+    "cancelled",
+    "completed",
+    "data_deleted",
+    "requested_data_deleted",
+]
+"""A run state as the API names it (its OpenAPI enum)."""
 
 RUN_STATES: dict[str, RunState] = {
     str(s).lower().replace(" ", "_"): s for s in RunState if s is not RunState.UNKNOWN
 }
 """Run states by the names the API takes: ``running``, ``data_deleted``, ..."""
+assert tuple(RUN_STATES) == get_args(RunStateName)
 
 
 class BadFilter(WorkflowError, ValueError):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
 from .._capabilities import HistoryEntry
 from .._operator import Action, BulkOutcome, RunDetail, WorkflowInfo
 from .._record import Failure, Record
+from ._filters import RunStateName
 
 __all__ = [
     "ActionBody",
@@ -185,8 +186,11 @@ class ActionBody(BaseModel):
     )
 
 
+RunIDText = Annotated[str, Field(min_length=1, max_length=200)]
+
+
 class RunRef(BaseModel):
-    run_id: str = Field(min_length=1, max_length=200)
+    run_id: RunIDText
     version: int | None = None
 
 
@@ -195,7 +199,7 @@ class Filter(BaseModel):
     foreign_id: str | None = None
     foreign_id_prefix: str | None = None
     status: list[str] = Field(default_factory=list, description="Numbers or names.")
-    run_state: list[str] = Field(default_factory=list, description="Run state names.")
+    run_state: list[RunStateName] = Field(default_factory=list)
     created_after: datetime | None = None
     created_before: datetime | None = None
 
@@ -204,7 +208,7 @@ class BulkBody(BaseModel):
     """Either ``run_ids`` or ``filter`` (with its ``cursor`` to continue)."""
 
     reason: str = Field(default="", max_length=4096)
-    run_ids: list[str | RunRef] | None = Field(default=None, max_length=1000)
+    run_ids: list[RunIDText | RunRef] | None = Field(default=None, max_length=1000)
     filter: Filter | None = None
     cursor: str | None = None
     limit: int = Field(default=1000, ge=1, le=1000)
