@@ -176,7 +176,9 @@ class Executor(Generic[T, S]):
                 f"(allowed: {allowed or 'none'})"
             )
         run_state = RunState.COMPLETED if graph.is_terminal(nxt) else RunState.RUNNING
-        return update(record, status=nxt, run_state=run_state, obj=self._encode(run))
+        # A move to a new status leaves no reason behind (an operator's "retry requested"
+        # explains the version it wrote, not the ones after it; the history keeps it).
+        return update(record, status=nxt, run_state=run_state, obj=self._encode(run), reason="")
 
     def _encode(self, run: Run[T, S]) -> bytes:
         try:
