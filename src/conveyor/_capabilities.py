@@ -231,13 +231,19 @@ class RunQuery:
     """Which runs to list. Every field narrows; the default lists every run, newest first.
 
     ``foreign_id`` matches exactly, ``foreign_id_prefix`` by prefix (both may be given);
-    ``created_after`` is inclusive and ``created_before`` exclusive (the record's own
-    ``created_at``, the engine's clock).
+    ``run_id_prefix`` keeps the runs whose run ID starts with it (what resolves a short
+    run ID such as ``312a28fe``: ``RunQuery(run_id_prefix=...)`` with ``limit=2`` finds
+    the one run, or tells that there are several). Prefixes compare code points: no
+    wildcards (``%``, ``_`` and ``\\`` are text), no case folding, and the empty prefix
+    filters nothing; a run ID prefix no store can hold (a NUL, a lone surrogate) matches
+    no run. ``created_after`` is inclusive and ``created_before`` exclusive (the record's
+    own ``created_at``, the engine's clock).
     """
 
     workflow_name: str = ""
     foreign_id: str | None = None
     foreign_id_prefix: str | None = None
+    run_id_prefix: str | None = None
     statuses: tuple[int, ...] = ()
     run_states: tuple[RunState, ...] = ()
     created_after: datetime | None = None

@@ -9,7 +9,7 @@ from conveyor.abc import Record, RunQuery, RunState
 from conveyor.adapters._listing import Key, to_us
 from conveyor.adaptertest import dummy_record
 
-__all__ = ["AFTER", "PREFIX_SHAPES", "SHAPES", "rows"]
+__all__ = ["AFTER", "PREFIX_SHAPES", "RESOLVE_LIMIT", "SHAPES", "rows"]
 
 _T0 = datetime(2024, 1, 1, tzinfo=UTC)
 _STATES = [RunState.RUNNING, RunState.COMPLETED, RunState.PAUSED, RunState.CANCELLED]
@@ -28,10 +28,15 @@ SHAPES: dict[str, RunQuery] = {
     ),
     "status-and-range": RunQuery(statuses=(3,), created_after=_T0 + timedelta(hours=1)),
     "run-state-oldest-first": RunQuery(run_states=(RunState.PAUSED,), newest_first=False),
+    "run-id-prefix": RunQuery(run_id_prefix="run-00012"),
 }
-PREFIX_SHAPES = frozenset({"foreign-id-prefix"})
-"""Shapes whose index is a range of foreign IDs: its matches are read by the index and
-then put in creation order (a sort of the prefix's matches, not of the table)."""
+PREFIX_SHAPES = {"foreign-id-prefix": "foreign_id", "run-id-prefix": "run_id"}
+"""Shapes whose index is a range of a column's prefix (by shape): its matches are read by
+the index and then put in creation order (a sort of the prefix's matches, not of the
+table). ``run-id-prefix`` resolves a short run ID (a page of two, see ``RESOLVE_LIMIT``)."""
+
+RESOLVE_LIMIT = 2
+"""The page size that resolves a run ID prefix: one run, or two that make it ambiguous."""
 
 AFTER = Key(to_us(_T0 + timedelta(minutes=90)), "run-000300")
 """A cursor's key in the middle of ``rows()``."""

@@ -1,7 +1,7 @@
 """Every run list shape the web UI and the CLI use is served by an index on PostgreSQL
 (``EXPLAIN`` of the generic plan, with rows loaded and analysed, in a session with
 ``enable_seqscan`` off like the backend's): an index scan of ``records`` and, but for a
-foreign ID prefix (a range of the foreign ID index, then its matches sorted), no sort
+prefix (a range of the foreign ID or run ID index, then its matches sorted), no sort
 beyond the ties of one instant."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import dataclasses
 import itertools
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import pytest
-from _listing_shapes import AFTER, PREFIX_SHAPES, SHAPES, rows
+from _listing_shapes import AFTER, PREFIX_SHAPES, RESOLVE_LIMIT, SHAPES, rows
 from _pg_support import open_database, pg_url
 
 from conveyor.adapters.postgres import PostgresDatabase, PostgresRecordStore
@@ -56,10 +57,32 @@ async def _load(store: PostgresRecordStore, db: PostgresDatabase) -> None:
 
 
 async def _plan(db: PostgresDatabase, sql: str, args: list[object]) -> str:
-    async with db.connection("test") as conn, conn.transaction():
-        await conn.execute("SET LOCAL enable_seqscan = off")  # only possible without an index
-        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        return "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}", *args))
+    # ``EXPLAIN <sql>`` with the arguments bound plans for their values (a custom plan);
+    # the backend's prepared statements run generic plans, which know none. PostgreSQL 15
+    # has no EXPLAIN (GENERIC_PLAN): prepare the statement (each $n takes its cast's type)
+    # and explain executing it, with the arguments as untyped literals.
+    async with db.connection("test") as conn:
+        await conn.execute(f"PREPARE listing_plan AS {sql}")
+        try:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL enable_seqscan = off")  # only without an index
+                await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                literals = ", ".join(_literal(a) for a in args)
+                rows = await conn.fetch(f"EXPLAIN EXECUTE listing_plan({literals})")
+        finally:
+            await conn.execute("DEALLOCATE listing_plan")
+        return "\n".join(r[0] for r in rows)
+
+
+def _literal(value: object) -> str:
+    """``value`` as a quoted literal of unknown type (the parameter's type applies)."""
+    if isinstance(value, list):
+        text = "{" + ",".join(str(v) for v in value) + "}"
+    elif isinstance(value, datetime):
+        text = value.isoformat()
+    else:
+        text = str(value)
+    return "'" + text.replace("'", "''") + "'"
 
 
 @pytest.mark.parametrize(
@@ -84,6 +107,52 @@ async def test_every_list_shape_is_served_by_an_index(
         # (created_at, seq) indexes of list() also serve a bounded time range so)
         assert not _FULL_SORT.search(plan), plan
         assert "records_list_" in plan or "Presorted Key: created_at" in plan, plan
+    if name == "run-id-prefix":
+        assert _RUN_ID_RANGE.search(plan), plan
+
+
+_RUN_ID_RANGE = re.compile(
+    r"Index Scan (?:using|on) records_list_run_id\s.*\n"
+    r"\s*Index Cond: \(\(\(run_id\)::text >= \$\d+\) AND \(\(run_id\)::text < \$\d+\)\)"
+)
+"""Migration 5's index of run IDs (in "C") read as the prefix's range (a bitmap or not)."""
+
+
+@pytest.mark.parametrize(
+    ("workflow", "paged"),
+    [
+        pytest.param(w, p, id=f"{w or 'all'}-{'after-cursor' if p else 'first-page'}")
+        for w, p in itertools.product(["", "wf"], [False, True])
+    ],
+)
+async def test_a_run_id_prefix_is_resolved_from_a_range_of_the_run_id_index(
+    store: PostgresRecordStore, workflow: str, paged: bool
+) -> None:
+    # Given the query that resolves a short run ID (with or without a workflow name;
+    # as one SELECT its generic plan would read an index in list order, checking the
+    # range on every entry)
+    query = dataclasses.replace(SHAPES["run-id-prefix"], workflow_name=workflow)
+    sql, args = store.listing.list_query(query, RESOLVE_LIMIT + 1, AFTER if paged else None)
+
+    # When it is planned
+    plan = await _plan(store.listing.db, sql, args)
+
+    # Then the prefix's runs come from the range of the run ID index, and only they are
+    # sorted
+    assert "Seq Scan" not in plan, plan
+    assert _RUN_ID_RANGE.search(plan), plan
+    scans = re.findall(r"Index (?:Only )?Scan(?: Backward)? (?:using|on) (\w+)", plan)
+    assert scans, plan
+    assert set(scans) <= {"records_list_run_id", "records_by_workflow"}, plan
+
+
+async def test_the_migrated_schema_has_the_run_id_index(store: PostgresRecordStore) -> None:
+    tables = store.listing.db.tables
+    index = f'{tables.schema}."{tables.prefix}records_list_run_id"'
+    async with store.listing.db.connection("test") as conn:
+        definition = await conn.fetchval("SELECT pg_get_indexdef(to_regclass($1))", index)
+    assert definition is not None, index
+    assert definition.endswith('(run_id COLLATE "C")'), definition
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Every run list shape the web UI and the CLI use is served by an index on SQLite
-(``EXPLAIN QUERY PLAN`` with rows loaded): no table scan, and no sort of the page."""
+(``EXPLAIN QUERY PLAN`` with rows loaded): no table scan, and no sort of the page (but
+the matches of a prefix, read as a range of its column's index)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import itertools
 import sqlite3
 
 import pytest
-from _listing_shapes import AFTER, PREFIX_SHAPES, SHAPES, rows
+from _listing_shapes import AFTER, PREFIX_SHAPES, RESOLVE_LIMIT, SHAPES, rows
 
 from conveyor.adapters.sqlite import SQLiteRecordStore
 from conveyor.adapters.sqlite._listing import count_sql, list_sql
@@ -51,13 +52,43 @@ def test_every_list_shape_is_served_by_an_index(
 
     steps = _plan(loaded, sql, params)
 
-    assert [s for s in steps if "records" in s], steps
-    assert all("USING INDEX records_list_" in s for s in steps if "records" in s), steps
+    table = [s for s in steps if "records" in s]
+    assert table, steps
+    if name == "run-id-prefix":
+        assert all(_RUN_ID_RANGE in s for s in table), steps
+    else:
+        assert all("USING INDEX records_list_" in s for s in table), steps
     if name not in PREFIX_SHAPES:
         assert not [s for s in steps if "TEMP B-TREE" in s], steps
     elif any("TEMP B-TREE" in s for s in steps):
-        # the index's range of the prefix's foreign IDs, then those matches sorted
-        assert all("foreign_id>?" in s for s in steps if "records" in s), steps
+        # the index's range of the prefix's foreign IDs or run IDs, then those matches sorted
+        assert all(f"{PREFIX_SHAPES[name]}>?" in s for s in table), steps
+
+
+_RUN_ID_RANGE = "USING INDEX sqlite_autoindex_records_1 (run_id>? AND run_id<?)"
+"""The run ID column's ``UNIQUE`` index (``BINARY``, code point order) read as a range."""
+
+
+@pytest.mark.parametrize(
+    ("workflow", "paged"),
+    [
+        pytest.param(w, p, id=f"{w or 'all'}-{'after-cursor' if p else 'first-page'}")
+        for w, p in itertools.product(["", "wf"], [False, True])
+    ],
+)
+def test_a_run_id_prefix_is_resolved_from_a_range_of_the_run_id_index(
+    loaded: sqlite3.Connection, workflow: str, paged: bool
+) -> None:
+    # Given the query that resolves a short run ID (with or without a workflow name,
+    # which the workflow's own index would otherwise serve by reading all its runs)
+    query = dataclasses.replace(SHAPES["run-id-prefix"], workflow_name=workflow)
+    sql, params = list_sql(_SELECT, query, AFTER if paged else None, RESOLVE_LIMIT + 1)
+
+    # When it is planned
+    steps = _plan(loaded, sql, params)
+
+    # Then the only read of records is the prefix's range of the run ID index
+    assert [s for s in steps if "records" in s] == [f"SEARCH records {_RUN_ID_RANGE}"], steps
 
 
 @pytest.mark.parametrize(

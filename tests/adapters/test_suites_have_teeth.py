@@ -782,22 +782,86 @@ class StoreIgnoringThePrefix(MemoryRecordStore):
 
 
 class StoreMatchingThePrefixAsALikePattern(MemoryRecordStore):
-    """Matches a foreign ID prefix as an unescaped SQL ``LIKE 'prefix%'``."""
+    """Matches a foreign ID prefix and a run ID prefix each as an unescaped SQL
+    ``LIKE 'prefix%'``."""
 
     async def list_runs(
         self, query: RunQuery, *, limit: int = 50, cursor: str | None = None
     ) -> RunPage:
-        prefix = query.foreign_id_prefix
         page = await super().list_runs(
-            dataclasses.replace(query, foreign_id_prefix=None), limit=1_000_000
+            dataclasses.replace(query, foreign_id_prefix=None, run_id_prefix=None),
+            limit=1_000_000,
         )
-        if prefix:
-            pattern = re.compile(
-                "".join("." if c == "_" else ".*" if c == "%" else re.escape(c) for c in prefix),
-                re.DOTALL,
-            )
-            page = RunPage([r for r in page.records if pattern.match(r.foreign_id)])
-        return RunPage(page.records[:limit])
+        records = [
+            r
+            for r in page.records
+            if _like(query.foreign_id_prefix, r.foreign_id) and _like(query.run_id_prefix, r.run_id)
+        ]
+        return RunPage(records[:limit])
+
+
+def _like(prefix: str | None, text: str) -> bool:
+    """Whether ``text`` matches ``LIKE 'prefix%'`` (no escapes); any text for no prefix."""
+    if not prefix:
+        return True
+    pattern = "".join("." if c == "_" else ".*" if c == "%" else re.escape(c) for c in prefix)
+    return re.match(pattern, text, re.DOTALL) is not None
+
+
+class StoreIgnoringTheRunIdPrefix(MemoryRecordStore):
+    """Lists and counts as if no run ID prefix were asked for."""
+
+    async def list_runs(
+        self, query: RunQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        query = dataclasses.replace(query, run_id_prefix=None)
+        return await super().list_runs(query, limit=limit, cursor=cursor)
+
+    async def count_runs(self, query: RunQuery, *, cap: int = 10_000) -> int:
+        return await super().count_runs(dataclasses.replace(query, run_id_prefix=None), cap=cap)
+
+
+class StoreMatchingTheRunIdPrefixOnTheForeignId(MemoryRecordStore):
+    """Takes a run ID prefix for a foreign ID prefix (the other column's range)."""
+
+    async def list_runs(
+        self, query: RunQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        return await super().list_runs(_on_the_foreign_id(query), limit=limit, cursor=cursor)
+
+    async def count_runs(self, query: RunQuery, *, cap: int = 10_000) -> int:
+        return await super().count_runs(_on_the_foreign_id(query), cap=cap)
+
+
+def _on_the_foreign_id(query: RunQuery) -> RunQuery:
+    if query.run_id_prefix is None:
+        return query
+    return dataclasses.replace(query, run_id_prefix=None, foreign_id_prefix=query.run_id_prefix)
+
+
+class StoreFailingOnARunIdPrefixNoStoreHolds(MemoryRecordStore):
+    """Sends a run ID prefix with a NUL or a lone surrogate to the database as it is,
+    which refuses it (as PostgreSQL's driver does)."""
+
+    async def list_runs(
+        self, query: RunQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        _refuse_unstorable(query)
+        return await super().list_runs(query, limit=limit, cursor=cursor)
+
+    async def count_runs(self, query: RunQuery, *, cap: int = 10_000) -> int:
+        _refuse_unstorable(query)
+        return await super().count_runs(query, cap=cap)
+
+
+def _refuse_unstorable(query: RunQuery) -> None:
+    prefix = query.run_id_prefix or ""
+    try:
+        prefix.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AdapterError(f"cannot encode {prefix!r} in UTF-8") from None
+    if "\x00" in prefix:
+        raise AdapterError(f"invalid byte sequence for encoding UTF8: 0x00 in {prefix!r}")
 
 
 class StoreOrderingTiesByInsertion(MemoryRecordStore):
@@ -1096,6 +1160,15 @@ VARIANTS: dict[str, Variant] = {
     ),
     "runs-counted-past-the-cap": Variant(
         "ListsRunsSuite", "store", StoreCountingPastTheCap, _CAPABILITY
+    ),
+    "runs-listed-ignoring-the-run-id-prefix": Variant(
+        "ListsRunsSuite", "store", StoreIgnoringTheRunIdPrefix, _CAPABILITY
+    ),
+    "runs-listed-by-the-run-id-prefix-on-the-foreign-id": Variant(
+        "ListsRunsSuite", "store", StoreMatchingTheRunIdPrefixOnTheForeignId, _CAPABILITY
+    ),
+    "runs-listed-failing-on-a-run-id-prefix-no-store-holds": Variant(
+        "ListsRunsSuite", "store", StoreFailingOnARunIdPrefixNoStoreHolds, _CAPABILITY
     ),
     "runs-listed-after-an-exclusive-created-after": Variant(
         "ListsRunsSuite", "store", StoreWithAnExclusiveCreatedAfter, _CAPABILITY
@@ -1587,8 +1660,39 @@ def test_harness_passes_every_case_of_a_capability_suite_on_a_correct_adapter(
         ),
         pytest.param(
             "runs-listed-by-an-unescaped-like",
-            {"test_a_prefix_matches_like_wildcards_and_backslashes_as_text"},
+            {
+                "test_a_prefix_matches_like_wildcards_and_backslashes_as_text",
+                "test_a_run_id_prefix_matches_like_wildcards_and_backslashes_as_text",
+            },
             id="runs-listed-by-an-unescaped-like",
+        ),
+        pytest.param(
+            "runs-listed-ignoring-the-run-id-prefix",
+            {
+                "test_the_run_id_prefix_filter",
+                "test_a_run_id_prefix_resolves_a_short_run_id_with_a_page_of_two",
+                "test_the_runs_of_a_run_id_prefix_page_with_a_cursor",
+                "test_a_run_id_prefix_matches_like_wildcards_and_backslashes_as_text",
+                "test_a_run_id_prefix_no_store_can_hold_matches_no_run",
+                "test_filters_combine",
+            },
+            id="runs-listed-ignoring-the-run-id-prefix",
+        ),
+        pytest.param(
+            "runs-listed-by-the-run-id-prefix-on-the-foreign-id",
+            {
+                "test_the_run_id_prefix_filter",
+                "test_a_run_id_prefix_resolves_a_short_run_id_with_a_page_of_two",
+                "test_the_runs_of_a_run_id_prefix_page_with_a_cursor",
+                "test_a_run_id_prefix_matches_like_wildcards_and_backslashes_as_text",
+                "test_filters_combine",
+            },
+            id="runs-listed-by-the-run-id-prefix-on-the-foreign-id",
+        ),
+        pytest.param(
+            "runs-listed-failing-on-a-run-id-prefix-no-store-holds",
+            {"test_a_run_id_prefix_no_store_can_hold_matches_no_run"},
+            id="runs-listed-failing-on-a-run-id-prefix-no-store-holds",
         ),
         pytest.param(
             "runs-listed-with-ties-by-insertion",

@@ -9,8 +9,10 @@ Anything else, or a cursor of the other direction, is refused with ``AdapterErro
 
 Run IDs and foreign IDs are compared by code point (Python's ``str`` order, SQLite's
 ``BINARY`` collation, PostgreSQL's ``"C"`` collation of UTF-8): the three stores order
-ties and match prefixes the same way. A prefix matches as the range ``>= prefix`` and
-``< prefix_successor(prefix)`` (no ``LIKE``, so ``%``, ``_`` and ``\\`` are plain text).
+ties and match prefixes the same way. A prefix (of a foreign ID or of a run ID) matches
+as the range ``>= prefix`` and ``< prefix_successor(prefix)`` (no ``LIKE``, so ``%``,
+``_`` and ``\\`` are plain text). A run ID prefix no database can hold (``matches_nothing``)
+matches no run (the SQL stores filter with a constant false instead of sending it).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "from_us",
     "key_of",
     "matches",
+    "matches_nothing",
     "page_limit",
     "prefix_successor",
     "to_us",
@@ -140,8 +143,28 @@ def check_query(query: RunQuery) -> None:
             check_foreign_id(text)
 
 
+def matches_nothing(query: RunQuery) -> bool:
+    """Whether ``query``'s run ID prefix holds a NUL or a lone surrogate: no stored run ID
+    starts with it (PostgreSQL's ``text`` cannot hold U+0000, and a lone surrogate has no
+    UTF-8), so every store lists no run for it instead of failing in the driver."""
+    prefix = query.run_id_prefix
+    if not prefix:
+        return False
+    if "\x00" in prefix:
+        return True
+    try:
+        prefix.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def matches(query: RunQuery, record: Record) -> bool:
     """Whether ``record`` passes every filter of ``query`` (the memory store's scan)."""
+    if query.run_id_prefix and (
+        matches_nothing(query) or not record.run_id.startswith(query.run_id_prefix)
+    ):
+        return False
     if query.workflow_name and record.workflow_name != query.workflow_name:
         return False
     if query.foreign_id is not None and record.foreign_id != query.foreign_id:

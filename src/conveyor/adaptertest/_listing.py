@@ -8,6 +8,7 @@ the claim (``isinstance``); the others the promises on ``ListsRuns``.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -316,6 +317,170 @@ class ListsRunsSuite(StoreCases):
             assert await _listed(store, RunQuery(foreign_id_prefix=prefix)) == want, prefix
             assert want, prefix
 
+    async def test_the_run_id_prefix_filter(self, store: RecordStore) -> None:
+        # Given run IDs that share prefixes of several lengths, differ in case, or only
+        # start with one another, in two workflows
+        run_ids = [
+            "312a28fe-6d1c-4c0e-9a51-0b7a1f0e4e01",
+            "312a28fe-9b2d-41f4-8c33-6a0d2e9f7c02",
+            "312a28ff-1111-4222-8333-444455556603",
+            "312A28FE-aaaa-4bbb-8ccc-dddd00000004",
+            "312a2",
+            "412a28fe-0000-4000-8000-000000000005",
+        ]
+        runs = [
+            dummy_record(foreign_id=f"order-{i}", run_id=run_id, created_at=_at(i))
+            for i, run_id in enumerate(run_ids)
+        ]
+        other = dummy_record(
+            SECOND_WORKFLOW,
+            foreign_id="order-9",
+            run_id="312a28fe-ffff-4fff-8fff-ffffffffff09",
+            created_at=_at(20),
+        )
+        await _seed(store, [*runs, other])
+        everything = [*runs, other]
+
+        def want(prefix: str) -> list[str]:
+            return _newest_first(r for r in everything if r.run_id.startswith(prefix))
+
+        # When each prefix is listed (and counted)
+        for prefix in ["312a28fe", "312a28f", "312a2", "312A", "3", "412a28fe-0", run_ids[0]]:
+            query = RunQuery(run_id_prefix=prefix)
+            # Then exactly the runs whose ID starts with it, newest first
+            assert await _listed(store, query) == want(prefix), prefix
+            assert await _lister(store).count_runs(query) == len(want(prefix)), prefix
+            assert want(prefix), prefix
+        # a prefix no run ID starts with, and one longer than the ID it begins with
+        for prefix in ["312a28fg", "512", "312a28fe-6d1c-4c0e-9a51-0b7a1f0e4e01-x", "-", " 312"]:
+            assert await _listed(store, RunQuery(run_id_prefix=prefix)) == [], prefix
+            assert await _lister(store).count_runs(RunQuery(run_id_prefix=prefix)) == 0
+        # the empty prefix filters nothing
+        assert await _listed(store, RunQuery(run_id_prefix="")) == _newest_first(everything)
+
+    async def test_a_run_id_prefix_resolves_a_short_run_id_with_a_page_of_two(
+        self, store: RecordStore
+    ) -> None:
+        # Given runs whose IDs share their first characters, one of them in another
+        # workflow
+        runs = [
+            dummy_record(foreign_id="a", run_id="312a28fe-0001", created_at=_at(0)),
+            dummy_record(foreign_id="b", run_id="312a28fe-0002", created_at=_at(1)),
+            dummy_record(foreign_id="c", run_id="312b0000-0003", created_at=_at(2)),
+            dummy_record(
+                SECOND_WORKFLOW, foreign_id="d", run_id="312c0000-0004", created_at=_at(3)
+            ),
+        ]
+        await _seed(store, runs)
+        lister = _lister(store)
+
+        # When a prefix of one run is listed a page of two at a time: that run alone
+        one = await lister.list_runs(RunQuery(run_id_prefix="312b"), limit=2)
+        assert (_ids(one.records), one.cursor) == (["312b0000-0003"], None)
+        assert_record_equal(one.records[0], runs[2])
+
+        # Then a prefix of several gives two of them and a cursor (it is ambiguous)
+        several = await lister.list_runs(RunQuery(run_id_prefix="312"), limit=2)
+        assert _ids(several.records) == ["312c0000-0004", "312b0000-0003"]
+        assert several.cursor is not None
+
+        # and the workflow name narrows it: another workflow's run does not count
+        mine = await lister.list_runs(
+            RunQuery(workflow_name=SECOND_WORKFLOW, run_id_prefix="312"), limit=2
+        )
+        assert (_ids(mine.records), mine.cursor) == (["312c0000-0004"], None)
+        none = await lister.list_runs(
+            RunQuery(workflow_name=SECOND_WORKFLOW, run_id_prefix="312a"), limit=2
+        )
+        assert (list(none.records), none.cursor) == ([], None)
+        theirs = await lister.list_runs(
+            RunQuery(workflow_name=WORKFLOW, run_id_prefix="312a28fe"), limit=2
+        )
+        assert (_ids(theirs.records), theirs.cursor) == (["312a28fe-0002", "312a28fe-0001"], None)
+
+    async def test_the_runs_of_a_run_id_prefix_page_with_a_cursor(self, store: RecordStore) -> None:
+        # Given seven runs of one prefix, some created in one instant, among others
+        prefixed = [
+            dummy_record(foreign_id=f"p-{i}", run_id=f"abc-{i}", created_at=_at(min(i, 4)))
+            for i in range(7)
+        ]
+        others = [
+            dummy_record(foreign_id=f"o-{i}", run_id=f"abd-{i}", created_at=_at(i))
+            for i in range(4)
+        ]
+        await _seed(store, [*others[:2], *prefixed[::-1], *others[2:]])
+
+        # When they are listed a page of two at a time, both ways
+        query = RunQuery(run_id_prefix="abc-")
+        pages, newest = await _every_page(store, query, 2)
+        _, oldest = await _every_page(store, dataclasses.replace(query, newest_first=False), 2)
+
+        # Then every run of the prefix comes once, in (created_at, run ID) order
+        want = sorted(prefixed, key=lambda r: (r.created_at, r.run_id))
+        assert [len(p.records) for p in pages] == [2, 2, 2, 1]
+        assert newest == _ids(want[::-1])
+        assert oldest == _ids(want)
+
+    async def test_a_run_id_prefix_matches_like_wildcards_and_backslashes_as_text(
+        self, store: RecordStore
+    ) -> None:
+        run_ids = [
+            "50%_off",
+            "50%-off",
+            "50-off",
+            "50_off",
+            "50x_off",
+            "a\\b",
+            "a\\\\b",
+            "ab",
+            "a%b",
+            "_x",
+            "%x",
+            "zz\U0010ffff",
+            "zz\U0010ffff\U0010ffffy",
+            "é-1",
+            "é",
+            "f",
+        ]
+        runs = [
+            dummy_record(foreign_id=f"order-{i}", run_id=run_id, created_at=_at(i))
+            for i, run_id in enumerate(run_ids)
+        ]
+        await _seed(store, runs)
+
+        for prefix in [
+            "50%",
+            "50_",
+            "50%_",
+            "a\\",
+            "a\\\\",
+            "a%",
+            "_",
+            "%",
+            "zz\U0010ffff",
+            "zz\U0010ffff\U0010ffff",
+            "é",
+        ]:
+            want = _newest_first(r for r in runs if r.run_id.startswith(prefix))
+            assert await _listed(store, RunQuery(run_id_prefix=prefix)) == want, prefix
+            assert want, prefix
+
+    async def test_a_run_id_prefix_no_store_can_hold_matches_no_run(
+        self, store: RecordStore
+    ) -> None:
+        # Given a run (a NUL or a lone surrogate cannot be stored in every backend, so no
+        # run ID holds one)
+        await _seed(store, [dummy_record(foreign_id="a", run_id="abc-1", created_at=_at(0))])
+        lister = _lister(store)
+
+        for prefix in ["\x00", "abc\x00", "\ud800", "abc\udfff"]:
+            # When such a prefix is listed and counted
+            page = await lister.list_runs(RunQuery(run_id_prefix=prefix), limit=2)
+            count = await lister.count_runs(RunQuery(workflow_name=WORKFLOW, run_id_prefix=prefix))
+
+            # Then no run matches (and nothing is raised)
+            assert (list(page.records), page.cursor, count) == ([], None, 0), repr(prefix)
+
     async def test_the_status_filter(self, store: RecordStore) -> None:
         runs = [
             dummy_record(foreign_id=f"order-{i}", status=status, created_at=_at(i))
@@ -393,6 +558,7 @@ class ListsRunsSuite(StoreCases):
                                 workflow,
                                 foreign_id=fid,
                                 status=status,
+                                run_id=f"run-{i:02d}",
                                 run_state=state,
                                 created_at=_at(i),
                             )
@@ -413,6 +579,15 @@ class ListsRunsSuite(StoreCases):
                 created_before=_at(24),
             ),
             RunQuery(foreign_id="order-1", foreign_id_prefix="refund"),
+            RunQuery(workflow_name=WORKFLOW, run_id_prefix="run-0", statuses=(Status.END,)),
+            RunQuery(
+                run_id_prefix="run-1",
+                foreign_id_prefix="order",
+                run_states=(RunState.CANCELLED,),
+                created_before=_at(20),
+                newest_first=False,
+            ),
+            RunQuery(foreign_id="refund-1", run_id_prefix="run-2"),
             RunQuery(
                 foreign_id_prefix="re",
                 statuses=(Status.STARTED, Status.END),
@@ -470,6 +645,7 @@ def _matches(query: RunQuery, record: Record) -> bool:
         and (
             query.foreign_id_prefix is None or record.foreign_id.startswith(query.foreign_id_prefix)
         )
+        and (query.run_id_prefix is None or record.run_id.startswith(query.run_id_prefix))
         and (not query.statuses or record.status in query.statuses)
         and (not query.run_states or record.run_state in query.run_states)
         and (query.created_after is None or record.created_at >= query.created_after)
