@@ -32,7 +32,9 @@ def app() -> Iterator[FastAPI]:
     backend_cm = connect("memory://")
     backend = loop.run_until_complete(backend_cm.__aenter__())
     loop.run_until_complete(seed(backend))
-    yield create_app(backend.record_store, token=TOKEN, allowed_hosts=["testserver"])
+    made = create_app(backend.record_store, token=TOKEN, allowed_hosts=["testserver"])
+    assert isinstance(made, FastAPI)
+    yield made
     loop.run_until_complete(backend_cm.__aexit__(None, None, None))
     loop.close()
 

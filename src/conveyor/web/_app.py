@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .._clock import Clock
@@ -46,13 +47,14 @@ def create_app(
     clock: Clock | None = None,
     store_url: str = "",
     title: str = "conveyor",
-) -> FastAPI:
+) -> ASGIApp:
     """The web UI at ``/`` and the JSON API at ``/api`` over ``store``.
 
     ``token`` is needed for every action (a bearer header on the API, a login on the
     UI); with ``reads_need_token`` reads need it too (a UI bound to anything but
     loopback). ``allowed_hosts`` are the ``Host`` header values served (others get 400,
     which stops DNS rebinding). ``store_url`` only lets messages mask its secrets.
+    The app is a ``fastapi.FastAPI`` (typed as the ASGI app it is, to mount or serve).
     """
     if not token:
         raise ValueError("create_app needs a token (conveyor.web.new_token() makes one)")
