@@ -2,72 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import json
 import logging
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
-from urllib.parse import urlsplit
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from .._builder import Builder
-from .._capabilities import HistoryEntry, KeepsHistory, ListsRuns, RecordsFailures, RunQuery
-from .._clock import SystemClock
-from .._connect import Backend, connect, migrate
-from .._control import move_latest
-from .._errors import InvalidTransition, RecordNotFound, VersionConflict, WorkflowError
-from .._protocols import Order, RecordFilter
-from .._record import Failure, Record
-from .._runstate import RunState
-from .._urls import redact, scrub
+from .._connect import migrate
+from .._urls import redact
 from .._workflow import Workflow
-from .._writer import RecordWriter
 from ..diagram import Direction
+from ._common import STORE, console
+from ._common import existing as _existing
+from ._common import run as _run
+from ._runs import runs
 
 __all__ = ["cli", "main"]
 
-R = TypeVar("R")
 _LEVELS = ["debug", "info", "warning", "error"]
-console = Console()
-STORE = click.option(
-    "--store",
-    "url",
-    required=True,
-    envvar="CONVEYOR_STORE",
-    help="Backend URL: sqlite:///path/to/file.db, postgresql://user@host/db (or $CONVEYOR_STORE).",
-)
-
-
-def _run(coro: Awaitable[R], url: str = "") -> R:
-    """Run ``coro``; a conveyor error becomes one line (``url``'s password masked in it)."""
-    try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    except RecordNotFound as exc:
-        raise click.ClickException(scrub(f"run not found: {exc}", url)) from None
-    except (InvalidTransition, VersionConflict) as exc:
-        raise click.ClickException(scrub(str(exc), url)) from None
-    except WorkflowError as exc:
-        raise click.ClickException(scrub(str(exc), url)) from None
-
-
-@asynccontextmanager
-async def _existing(url: str) -> AsyncIterator[Backend]:
-    """Open a backend that must already exist (never create an empty SQLite file)."""
-    parts = urlsplit(url)
-    if parts.scheme == "sqlite":
-        path = Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
-        if path is None or not path.exists():
-            raise click.ClickException(f"no such database file: {path or redact(url)}")
-    async with connect(url) as backend:
-        yield backend
 
 
 @click.group()
@@ -76,270 +31,7 @@ def cli() -> None:
     """conveyor: durable, event-driven workflows on your own databases."""
 
 
-# ---------------------------------------------------------------------------- runs
-
-
-@cli.group()
-def runs() -> None:
-    """List, inspect and control runs in a record store."""
-
-
-_STATES = {s.name.lower(): s for s in RunState if s is not RunState.UNKNOWN}
-
-
-JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-
-
-def _record_json(r: Record) -> dict[str, object]:
-    return {
-        "run_id": r.run_id,
-        "workflow": r.workflow_name,
-        "foreign_id": r.foreign_id,
-        "status": r.status,
-        "status_name": r.meta.status_description,
-        "run_state": str(r.run_state),
-        "reason": r.meta.run_state_reason,
-        "version": r.meta.version,
-        "created_at": r.created_at.isoformat(),
-        "updated_at": r.updated_at.isoformat(),
-    }
-
-
-def _failure_json(f: Failure) -> dict[str, object]:
-    return {
-        "version": f.version,
-        "attempt": f.attempt,
-        "process": f.process,
-        "error_type": f.error_type,
-        "message": f.message,
-        "failed_at": f.failed_at.isoformat(),
-        "next_attempt_at": None if f.next_attempt_at is None else f.next_attempt_at.isoformat(),
-    }
-
-
-def _print_json(value: object) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-@runs.command("list")
-@STORE
-@click.option("--workflow", default="", help="Only this workflow.")
-@click.option("--foreign-id", "foreign_ids", multiple=True, help="Only these foreign IDs.")
-@click.option("--state", "states", multiple=True, type=click.Choice(sorted(_STATES)))
-@click.option("--status", "statuses", multiple=True, type=int, help="Only these statuses.")
-@click.option("--foreign-id-prefix", default=None, help="Only foreign IDs starting so.")
-@click.option("--limit", default=25, show_default=True)
-@click.option("--cursor", default=None, help="Continue after the page that printed it.")
-@click.option("--offset", default=0, show_default=True, hidden=True)
-@click.option("--oldest-first", is_flag=True, help="Oldest runs first (default: newest).")
-@click.option("--newest-first", is_flag=True, hidden=True)  # the default now; still accepted
-@JSON
-def list_runs(
-    url: str,
-    workflow: str,
-    foreign_ids: tuple[str, ...],
-    foreign_id_prefix: str | None,
-    limit: int,
-    cursor: str | None,
-    states: tuple[str, ...],
-    statuses: tuple[int, ...],
-    offset: int,
-    oldest_first: bool,
-    newest_first: bool,
-    as_json: bool,
-) -> None:
-    """List runs, newest first, a page at a time (--cursor continues)."""
-    run_states = tuple(_STATES[s] for s in states)
-
-    async def go() -> tuple[list[Record], str | None]:
-        async with _existing(url) as backend:
-            store = backend.record_store
-            if isinstance(store, ListsRuns) and offset == 0 and len(foreign_ids) <= 1:
-                page = await store.list_runs(
-                    RunQuery(
-                        workflow_name=workflow,
-                        foreign_id=foreign_ids[0] if foreign_ids else None,
-                        foreign_id_prefix=foreign_id_prefix,
-                        statuses=statuses,
-                        run_states=run_states,
-                        newest_first=not oldest_first,
-                    ),
-                    limit=limit,
-                    cursor=cursor,
-                )
-                return list(page.records), page.cursor
-            if cursor is not None or foreign_id_prefix is not None:
-                raise click.ClickException("this store lists runs by offset only")
-            found = await store.list(
-                workflow,
-                offset=offset,
-                limit=limit,
-                order=Order.ASC if oldest_first else Order.DESC,
-                filter=RecordFilter(
-                    foreign_ids=foreign_ids, statuses=statuses, run_states=run_states
-                ),
-            )
-            return list(found), None
-
-    records, following = _run(go(), url)
-    if as_json:
-        _print_json({"runs": [_record_json(r) for r in records], "cursor": following})
-        return
-    table = Table(show_lines=False)
-    # A run ID is never cut: other columns give way (so it can be copied into `runs show`).
-    table.add_column("run id", no_wrap=True, min_width=36)
-    for column in ("workflow", "foreign id", "status", "state", "version", "updated"):
-        table.add_column(column)
-    for r in records:
-        table.add_row(
-            r.run_id,
-            r.workflow_name,
-            r.foreign_id,
-            r.meta.status_description or str(r.status),
-            _state(r),
-            str(r.meta.version),
-            r.updated_at.isoformat(timespec="seconds"),
-        )
-    console.print(table)
-    if not records:
-        console.print("no runs match")
-    elif following is not None:
-        click.echo(f"more: --cursor {following}")
-
-
-@runs.command("history")
-@STORE
-@click.argument("run_id")
-@JSON
-def run_history(url: str, run_id: str, as_json: bool) -> None:
-    """Show every version of a run, with the attempts that failed on each."""
-
-    async def go() -> list[HistoryEntry]:
-        async with _existing(url) as backend:
-            store = backend.record_store
-            if not isinstance(store, KeepsHistory):
-                raise click.ClickException("this store keeps no run history")
-            await store.lookup(run_id)  # an unknown run is an error, not an empty history
-            return list(await store.history(run_id))
-
-    entries = _run(go(), url)
-    if as_json:
-        _print_json(
-            [
-                {
-                    "version": e.version,
-                    "status": e.status,
-                    "run_state": str(e.run_state),
-                    "reason": e.reason,
-                    "at": e.at.isoformat(),
-                    "failures": [_failure_json(f) for f in e.failures],
-                }
-                for e in entries
-            ]
-        )
-        return
-    table = Table()
-    for column in ("version", "status", "state", "reason", "at"):
-        table.add_column(column)
-    for e in entries:
-        table.add_row(str(e.version), str(e.status), str(e.run_state), e.reason, e.at.isoformat())
-        for f in e.failures:
-            table.add_row("", "", f"attempt {f.attempt} failed", f.message, f.failed_at.isoformat())
-    console.print(table)
-
-
-def _state(record: Record) -> str:
-    """A run's state for tables; a row the store could not decode says so, and why."""
-    if record.run_state is RunState.UNKNOWN:
-        return f"UNDECODABLE ({record.meta.run_state_reason})"
-    return str(record.run_state)
-
-
-@runs.command("show")
-@STORE
-@click.argument("run_id")
-@JSON
-def show_run(url: str, run_id: str, as_json: bool) -> None:
-    """Show one run's record and object."""
-
-    async def go() -> tuple[Record, Failure | None]:
-        async with _existing(url) as backend:
-            store = backend.record_store
-            record = await store.lookup(run_id)
-            failure = None
-            if isinstance(store, RecordsFailures):
-                found = await store.failures(run_id, record.meta.version)
-                failure = found[-1] if found else None
-            return record, failure
-
-    r, failure = _run(go(), url)
-    if as_json:
-        try:
-            obj: object = json.loads(r.object)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            obj = r.object.decode("utf-8", "replace")
-        _print_json(
-            {
-                **_record_json(r),
-                "object": obj,
-                "failure": None if failure is None else _failure_json(failure),
-            }
-        )
-        return
-    table = Table(show_header=False)
-    for key, value in (
-        ("run id", r.run_id),
-        ("workflow", r.workflow_name),
-        ("foreign id", r.foreign_id),
-        ("status", f"{r.meta.status_description} ({r.status})"),
-        ("run state", str(r.run_state)),
-        ("reason", r.meta.run_state_reason),
-        ("version", str(r.meta.version)),
-        ("created", r.created_at.isoformat()),
-        ("updated", r.updated_at.isoformat()),
-        ("trace origin", r.meta.trace_origin),
-    ):
-        table.add_row(key, value)
-    if failure is not None:
-        due = failure.next_attempt_at
-        table.add_row(
-            "last failure",
-            f"attempt {failure.attempt} by {failure.process} at "
-            f"{failure.failed_at.isoformat()}: {failure.message}",
-        )
-        table.add_row(
-            "next attempt", "none (paused)" if due is None else f"{due.isoformat()} (UTC)"
-        )
-    console.print(table)
-    try:
-        console.print_json(r.object.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        console.print(repr(r.object))
-
-
-def _control(to: RunState, needs_reason: bool) -> Callable[..., None]:
-    async def go(url: str, run_id: str, reason: str) -> Record:
-        async with _existing(url) as backend:
-            writer = RecordWriter(backend.record_store, SystemClock())
-            return await move_latest(writer, run_id, to, reason)
-
-    def command(url: str, run_id: str, reason: str = "") -> None:
-        record = _run(go(url, run_id, reason), url)
-        console.print(f"{record.run_id}: {record.run_state} (version {record.meta.version})")
-
-    return command
-
-
-for _name, _action, _reason, _help in (
-    ("pause", RunState.PAUSED, True, "Pause a run (Initiated or Running)."),
-    ("resume", RunState.RUNNING, False, "Resume a paused run."),
-    ("cancel", RunState.CANCELLED, True, "Cancel a run (Running or Paused)."),
-    ("delete", RunState.REQUESTED_DATA_DELETED, True, "Delete a finished run's data."),
-):
-    _fn = _control(_action, _reason)
-    if _reason:
-        _fn = click.option("--reason", default="", help="Why (kept with the run).")(_fn)
-    runs.command(_name, help=_help)(STORE(click.argument("run_id")(_fn)))
+cli.add_command(runs)
 
 
 # ---------------------------------------------------------------------------- tools
