@@ -48,6 +48,8 @@ __all__ = [
     "RunDetail",
     "UnknownStatus",
     "WorkflowInfo",
+    "allowed_actions",
+    "states_allowing",
 ]
 
 Action = Literal["pause", "resume", "cancel", "delete", "retry"]
@@ -162,10 +164,21 @@ def _waiting(record: Record, failure: Failure | None) -> bool:
     )
 
 
+def states_allowing(action: Action) -> tuple[RunState, ...]:
+    """The run states a run may be in for ``action`` to apply (``retry``: those whose
+    step can have a next attempt scheduled)."""
+    if action == "retry":
+        return (RunState.INITIATED, RunState.RUNNING)
+    if action == "resume":
+        return (RunState.PAUSED,)  # Initiated -> Running is the engine's move, not a resume
+    to = _TARGETS[action]
+    return tuple(s for s in RunState if s.can_transition_to(to))
+
+
 def allowed_actions(record: Record, failure: Failure | None = None) -> tuple[Action, ...]:
     """The actions the RunState table (and, for ``retry``, the run's failure) allows."""
     state = record.run_state
-    found: list[Action] = [a for a, to in _TARGETS.items() if state.can_transition_to(to)]
+    found: list[Action] = [a for a in _TARGETS if state in states_allowing(a)]
     if _waiting(record, failure):
         found.append("retry")
     return tuple(found)
@@ -374,6 +387,11 @@ class Operator:
         to = _TARGETS.get(action)
         if to is None:
             raise InvalidTransition(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
+        if action == "resume" and record.run_state is not RunState.PAUSED:
+            raise InvalidTransition(
+                f"cannot resume a run that is {record.run_state} (run_id={record.run_id}): "
+                "only a paused run resumes"
+            )
         check_move(record, to)
         # An empty reason keeps the run's earlier one (a delete keeps why it was cancelled;
         # the history keeps every version's reason either way); a resume clears it.

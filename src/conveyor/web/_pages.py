@@ -6,7 +6,9 @@ bulk action first shows how many runs it will touch and asks again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
@@ -16,7 +18,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from .._capabilities import KeepsHistory, ListsRuns, RunQuery
-from .._operator import ACTIONS, BULK_LIMIT, Action
+from .._operator import ACTIONS, BULK_LIMIT, Action, states_allowing
+from .._runstate import RunState
 from ._api import list_page, status_names
 from ._context import Context, Refusal, context
 from ._diagram import svg
@@ -98,36 +101,36 @@ Text = Annotated[str, Query(max_length=2000)]
 Many = Annotated[list[str], Query()]
 
 
-async def _state_counts(ctx: Context, query: RunQuery) -> list[tuple[str, str, str]]:
-    """(name, key, count) per run state for ``query`` without its run-state filter.
+async def _count_in(ctx: Context, query: RunQuery, states: Sequence[RunState]) -> int:
+    """How many runs match ``query`` at one of ``states``, counting at most ``COUNT_CAP``.
 
-    Without a workflow it counts per registered workflow (each on its run-state index).
+    Each count is one workflow and one run state, so it is served by the run-state index;
+    without a workflow in ``query`` it sums over the registered workflows.
     """
     store = ctx.operator.store
     if not isinstance(store, ListsRuns):
-        return []
-    if query.workflow_name:
-        scopes = [query.workflow_name]
-    else:
-        scopes = sorted(await ctx.operator.workflows())
-    out = []
-    for key, state in RUN_STATES.items():
-        total = 0
+        return 0
+    scopes = (
+        [query.workflow_name] if query.workflow_name else sorted(await ctx.operator.workflows())
+    )
+    total = 0
+    for state in states:
         for name in scopes:
-            q = RunQuery(
-                workflow_name=name,
-                foreign_id=query.foreign_id,
-                foreign_id_prefix=query.foreign_id_prefix,
-                statuses=query.statuses,
-                run_states=(state,),
-                created_after=query.created_after,
-                created_before=query.created_before,
-            )
-            total += await store.count_runs(q, cap=COUNT_CAP - total)
+            narrowed = dataclasses.replace(query, workflow_name=name, run_states=(state,))
+            total += await store.count_runs(narrowed, cap=COUNT_CAP - total)
             if total >= COUNT_CAP:
-                break
-        out.append((str(state), key, _count(total)))
-    return out
+                return total
+    return total
+
+
+async def _state_counts(ctx: Context, query: RunQuery) -> list[tuple[str, str, str]]:
+    """(name, key, count) per run state for ``query`` without its run-state filter."""
+    if not isinstance(ctx.operator.store, ListsRuns):
+        return []
+    return [
+        (str(state), key, _count(await _count_in(ctx, query, (state,))))
+        for key, state in RUN_STATES.items()
+    ]
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -248,16 +251,19 @@ async def bulk_confirm(
         workflow, foreign_id, foreign_id_prefix, status, run_state, created_after, created_before
     )
     query = await text.query(ctx.operator)
-    store = ctx.operator.store
-    if not isinstance(store, ListsRuns):
+    if not isinstance(ctx.operator.store, ListsRuns):
         raise Refusal(501, "not_supported", "this store cannot list runs by filter")
-    n = await store.count_runs(query, cap=COUNT_CAP)
+    allowing = states_allowing(action)
+    states = [s for s in allowing if not query.run_states or s in query.run_states]
+    n = await _count_in(ctx, query, states)
     return page(
         request,
         "confirm.html",
         action=action,
         filter=text,
         count=_count(n),
+        states=[str(s) for s in states],
+        at_most=action == "retry",
         batch=BULK_LIMIT,
         filter_query=urlencode(text.pairs()),
     )
