@@ -2,8 +2,8 @@
 
 ``seed(backend)`` runs the ``parcels`` workflow until its runs rest: most wait at the
 ``Packed`` callback, two completed, one paused, one cancelled, two failing their ``pack``
-step and waiting (an hour) for their next attempt, and one whose foreign ID, object and
-pause reason hold markup.
+step and waiting (up to a minute, the backoff's ceiling) for their next attempt, and one
+whose foreign ID, object and pause reason hold markup.
 """
 
 from __future__ import annotations
