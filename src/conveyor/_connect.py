@@ -10,6 +10,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from ._errors import AdapterError
+from ._migration import MigrationReport
 from ._protocols import EventStreamer, RecordStore, RoleScheduler, TimeoutStore
 from ._urls import redact
 
@@ -39,7 +40,9 @@ class Backend:
 
 Opener = Callable[..., AbstractAsyncContextManager[Backend]]
 
-Migrator = Callable[..., Awaitable[None]]
+Migrator = Callable[..., Awaitable[object]]
+"""Creates or upgrades a backend's schema; returns a ``MigrationReport`` of what it did
+(anything else, e.g. ``None``, reports nothing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,18 +50,21 @@ class _Entry:
     opener: str
     """``"module:function"`` that opens a ``Backend`` as an async context manager."""
     migrator: str | None = None
-    """``"module:function"`` that creates or upgrades the schema; ``None``: nothing to do."""
+    """``"module:function"`` that creates or upgrades the schema (returning a
+    ``MigrationReport``); ``None``: nothing to do."""
 
 
 # scheme -> entry; modules are imported only when used, so no driver is needed up front.
 _OPENERS: dict[str, _Entry] = {
     "memory": _Entry("conveyor.adapters.memory:open_backend"),
-    "sqlite": _Entry("conveyor.adapters.sqlite:open_backend", "conveyor.adapters.sqlite:migrate"),
+    "sqlite": _Entry(
+        "conveyor.adapters.sqlite:open_backend", "conveyor.adapters.sqlite:migrate_report"
+    ),
     "postgresql": _Entry(
-        "conveyor.adapters.postgres:open_backend", "conveyor.adapters.postgres:migrate"
+        "conveyor.adapters.postgres:open_backend", "conveyor.adapters.postgres:migrate_report"
     ),
     "postgres": _Entry(
-        "conveyor.adapters.postgres:open_backend", "conveyor.adapters.postgres:migrate"
+        "conveyor.adapters.postgres:open_backend", "conveyor.adapters.postgres:migrate_report"
     ),
 }
 _EXTRAS = {"sqlite": "sqlite", "postgresql": "postgres", "postgres": "postgres"}
@@ -66,7 +72,9 @@ _EXTRAS = {"sqlite": "sqlite", "postgresql": "postgres", "postgres": "postgres"}
 
 def register_backend(scheme: str, opener: str, migrator: str | None = None) -> None:
     """Let ``connect`` open ``scheme://`` URLs with ``opener`` (``"module:function"``), and
-    ``migrate`` run ``migrator`` (``"module:function"``; ``None``: no schema to create)."""
+    ``migrate`` run ``migrator`` (``"module:function"``; ``None``: no schema to create),
+    which returns a ``MigrationReport`` of what it did (or anything else: nothing to
+    report)."""
     _OPENERS[scheme] = _Entry(opener, migrator)
 
 
@@ -125,12 +133,16 @@ async def connect(url: str, **options: Any) -> AsyncIterator[Backend]:
         yield backend
 
 
-async def migrate(url: str, **options: Any) -> None:
+async def migrate(url: str, **options: Any) -> MigrationReport | None:
     """Create or upgrade the backend's schema (``conveyor migrate --store URL``).
 
-    Idempotent. Backends without a schema (``memory://``) do nothing.
+    Idempotent. Returns what it did: whether it created the schema, the versions before
+    and after, the versions applied and the tables created. Backends without a schema
+    (``memory://``), and registered migrators that report nothing, return ``None``.
     """
     migrator = _entry(url).migrator
-    if migrator is not None:
-        run = cast(Migrator, _load(url, migrator))
-        await run(url, **options)
+    if migrator is None:
+        return None
+    run = cast(Migrator, _load(url, migrator))
+    report = await run(url, **options)
+    return report if isinstance(report, MigrationReport) else None

@@ -43,7 +43,10 @@ async def test_a_registered_backend_migrates_with_its_registered_migrator(
     # Given a scheme registered with an opener and a migrator (a module written for the test)
     module = tmp_path / "fake_backend_for_migrate.py"
     module.write_text(
+        "from conveyor.abc import MigrationReport\n"
         "calls = []\nasync def migrate(url, **options):\n    calls.append((url, options))\n"
+        "async def reporting(url):\n"
+        "    return MigrationReport(created=False, from_version=7, to_version=7)\n"
     )
     sys.path.insert(0, str(tmp_path))
     try:
@@ -51,13 +54,23 @@ async def test_a_registered_backend_migrates_with_its_registered_migrator(
             "fakemig", "conveyor.adapters.memory:open_backend", "fake_backend_for_migrate:migrate"
         )
         conveyor.abc.register_backend("fakenomig", "conveyor.adapters.memory:open_backend")
-        # When both are migrated
-        await conveyor.migrate("fakemig://x", colour="blue")
-        await conveyor.migrate("fakenomig://x")
+        conveyor.abc.register_backend(
+            "fakereport",
+            "conveyor.adapters.memory:open_backend",
+            "fake_backend_for_migrate:reporting",
+        )
+        # When they are migrated
+        reports = [
+            await conveyor.migrate("fakemig://x", colour="blue"),
+            await conveyor.migrate("fakenomig://x"),
+            await conveyor.migrate("fakereport://x"),
+        ]
         # Then the migrator ran once, with the URL and options; the other had nothing to run
         import fake_backend_for_migrate  # type: ignore[import-not-found]
 
         assert fake_backend_for_migrate.calls == [("fakemig://x", {"colour": "blue"})]
+        # and only a migrator that returns a report has one to show
+        assert reports == [None, None, conveyor.abc.MigrationReport(False, 7, 7)]
     finally:
         sys.path.remove(str(tmp_path))
 

@@ -173,6 +173,7 @@ WORKFLOW_AUTHORS = (
 ADAPTER_AUTHORS = (
     "AdapterError",
     "AdapterUnavailable",
+    "AppliedMigration",
     "Clock",
     "ConnectorConstructor",
     "ConnectorConsumer",
@@ -191,6 +192,7 @@ ADAPTER_AUTHORS = (
     "Lease",
     "ListsRuns",
     "Meta",
+    "MigrationReport",
     "NotifiesChanges",
     "Order",
     "OutboxEvent",

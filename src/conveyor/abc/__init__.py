@@ -48,6 +48,8 @@ from .._event import make_role as make_role
 from .._event import run_state_change_topic as run_state_change_topic
 from .._event import topic as topic
 from .._event import topic_for as topic_for
+from .._migration import AppliedMigration as AppliedMigration
+from .._migration import MigrationReport as MigrationReport
 from .._protocols import EventReceiver as EventReceiver
 from .._protocols import EventSender as EventSender
 from .._protocols import EventStreamer as EventStreamer
@@ -67,6 +69,7 @@ from .._runstate import RunState as RunState
 __all__ = (
     "AdapterError",
     "AdapterUnavailable",
+    "AppliedMigration",
     "Clock",
     "ConnectorConstructor",
     "ConnectorConsumer",
@@ -85,6 +88,7 @@ __all__ = (
     "Lease",
     "ListsRuns",
     "Meta",
+    "MigrationReport",
     "NotifiesChanges",
     "Order",
     "OutboxEvent",

@@ -12,6 +12,7 @@ import click
 
 from .._builder import Builder
 from .._connect import migrate
+from .._migration import MigrationReport
 from .._urls import redact
 from .._workflow import Workflow
 from ..diagram import Direction
@@ -101,9 +102,30 @@ def ui(url: str, host: str, port: int, token: str | None, allowed_hosts: tuple[s
 @cli.command("migrate")
 @STORE
 def migrate_command(url: str) -> None:
-    """Create or upgrade the schema of a SQL backend."""
-    _run(migrate(url), url)
-    console.print(f"schema is up to date: {redact(url)}")
+    """Create or upgrade the schema of a SQL backend, and say what was done."""
+    report = _run(migrate(url), url)
+    # one line of plain text: a URL (an IPv6 host, a path) is not markup
+    summary = migration_summary(report, redact(url))
+    console.print(summary, markup=False, highlight=False, soft_wrap=True)
+
+
+def migration_summary(report: MigrationReport | None, shown_url: str) -> str:
+    """One line on what ``migrate`` did at ``shown_url`` (already redacted)."""
+    if report is None:
+        return f"no schema to create or upgrade in {shown_url}"
+    if not report.changed:
+        return f"schema is up to date (version {report.to_version}) in {shown_url}"
+    tables = ""
+    if report.tables:
+        where = f"schema {report.schema}: " if report.schema else ""
+        tables = f" ({where}{'' if report.created else 'new '}tables {', '.join(report.tables)})"
+    if report.created:
+        return f"created schema version {report.to_version} in {shown_url}{tables}"
+    steps = ", ".join(f"{m.version} {m.name}" for m in report.applied)
+    return (
+        f"upgraded schema from version {report.from_version} to {report.to_version} "
+        f"in {shown_url}: {steps}{tables}"
+    )
 
 
 @cli.command()

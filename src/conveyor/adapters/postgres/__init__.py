@@ -71,6 +71,7 @@ from ._role_scheduler import PostgresLease as PostgresLease
 from ._role_scheduler import PostgresRoleScheduler as PostgresRoleScheduler
 from ._schema import LATEST_VERSION as LATEST_VERSION
 from ._schema import migrate as migrate
+from ._schema import migrate_report as migrate_report
 from ._streamer import PostgresEventReceiver as PostgresEventReceiver
 from ._streamer import PostgresEventSender as PostgresEventSender
 from ._streamer import PostgresEventStreamer as PostgresEventStreamer
@@ -94,5 +95,6 @@ __all__ = (
     "Pruner",
     "assign_roles",
     "migrate",
+    "migrate_report",
     "open_backend",
 )

@@ -17,11 +17,19 @@ from typing import Any
 
 from ..._errors import AdapterError
 from ..._kit._hash import fnv1a64
+from ..._migration import AppliedMigration, MigrationReport
 from ._database import Connection, Database
 from ._errors import translate
 from ._options import PostgresOptions, Tables, split_url
 
-__all__ = ["LATEST_VERSION", "Migration", "check_schema", "migrate", "migrations"]
+__all__ = [
+    "LATEST_VERSION",
+    "Migration",
+    "check_schema",
+    "migrate",
+    "migrate_report",
+    "migrations",
+]
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -57,11 +65,23 @@ def _lock_key(tables: Tables) -> int:
     return key - (1 << 64) if key >= 1 << 63 else key
 
 
-async def apply(conn: Connection, tables: Tables) -> list[int]:
-    """Apply pending migrations on ``conn``; returns the versions applied."""
-    applied: list[int] = []
+async def _tables(conn: Connection, tables: Tables) -> list[str]:
+    """The installation's tables that exist (their names in the schema, unquoted)."""
+    rows = await conn.fetch(
+        "SELECT c.relname FROM unnest($1::text[]) WITH ORDINALITY AS t(qualified, i) "
+        "JOIN pg_class c ON c.oid = to_regclass(t.qualified) ORDER BY t.i",
+        list(tables.names.values()),
+    )
+    return [str(row["relname"]) for row in rows]
+
+
+async def apply(conn: Connection, tables: Tables, schema: str = "") -> MigrationReport:
+    """Apply pending migrations on ``conn``; returns what it did (naming ``schema``, the
+    unquoted name of ``tables``' schema)."""
+    applied: list[AppliedMigration] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(tables))
+        before = await _tables(conn, tables)
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {tables.schema}")
         await conn.execute(
             f"CREATE TABLE IF NOT EXISTS {tables.schema_migrations} ("
@@ -81,23 +101,38 @@ async def apply(conn: Connection, tables: Tables) -> list[int]:
                 migration.version,
                 migration.name,
             )
-            applied.append(migration.version)
-    return applied
+            applied.append(AppliedMigration(migration.version, migration.name))
+        after = await _tables(conn, tables) if applied else before
+    from_version = max(done, default=0)
+    return MigrationReport(
+        created=not done,
+        from_version=from_version,
+        to_version=max([from_version, *(m.version for m in applied)]),
+        applied=tuple(applied),
+        tables=tuple(t for t in after if t not in before),
+        schema=schema,
+    )
 
 
 async def migrate(url: str, **options: Any) -> list[int]:
-    """Create or upgrade conveyor's schema at ``url`` (``conveyor migrate --store URL``).
+    """Create or upgrade conveyor's schema at ``url``.
 
     Idempotent and safe to run from several processes at once. Accepts the backend's
     options (``schema``, ``table_prefix``, also as URL query parameters). Returns the
-    versions it applied (empty when the schema was up to date). Raises ``AdapterError``.
+    versions it applied (empty when the schema was up to date; ``migrate_report`` tells
+    more). Raises ``AdapterError``.
     """
+    return [m.version for m in (await migrate_report(url, **options)).applied]
+
+
+async def migrate_report(url: str, **options: Any) -> MigrationReport:
+    """``migrate``, returning what it did (``conveyor migrate --store URL`` prints it)."""
     options.pop("migrate", None)
     dsn, settings = split_url(url, options)
     db = Database(dsn, settings)
     conn = await db.connect(application_name="conveyor-migrate")
     try:
-        return await apply(conn, db.tables)
+        return await apply(conn, db.tables, settings.schema)
     except AdapterError:
         raise
     except Exception as exc:

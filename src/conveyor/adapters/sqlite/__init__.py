@@ -3,10 +3,12 @@
 Standard library only (``sqlite3``); ``pip install 'conveyor[sqlite]'`` adds nothing.
 Open them together with ``conveyor.connect("sqlite:///orders.db")`` (``open_backend``),
 or one by one with each class's ``open(path)``. ``migrate(url)`` creates the schema
-(``schema.sql`` in this package) without opening anything else.
+(``schema.sql`` in this package) without opening anything else; ``migrate_report(url)``
+does the same and tells what it did.
 """
 
 from ._backend import migrate as migrate
+from ._backend import migrate_report as migrate_report
 from ._backend import open_backend as open_backend
 from ._record_store import SQLiteRecordStore as SQLiteRecordStore
 from ._record_store import SQLiteRecordStoreWithoutHistory as SQLiteRecordStoreWithoutHistory
@@ -31,5 +33,6 @@ __all__ = (
     "SQLiteTail",
     "SQLiteTimeoutStore",
     "migrate",
+    "migrate_report",
     "open_backend",
 )

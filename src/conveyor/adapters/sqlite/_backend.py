@@ -10,16 +10,17 @@ from urllib.parse import parse_qsl, urlsplit
 from ..._clock import Clock
 from ..._connect import Backend
 from ..._errors import AdapterError
+from ..._migration import MigrationReport
 from ..._urls import redact
 from .._values import boolean, number, parse, show
 from ._db import Database
 from ._record_store import SQLiteRecordStore, SQLiteRecordStoreWithoutHistory
 from ._role_scheduler import SQLiteRoleScheduler
-from ._schema import SCHEMA_VERSION, path_from_url
+from ._schema import path_from_url
 from ._streamer import SQLiteEventStreamer
 from ._timeout_store import SQLiteTimeoutStore
 
-__all__ = ["migrate", "open_backend"]
+__all__ = ["migrate", "migrate_report", "open_backend"]
 
 # option -> (lower bound, whether the bound itself is allowed)
 _NUMBERS: dict[str, tuple[float, bool]] = {
@@ -146,14 +147,21 @@ async def open_backend(url: str, **options: Any) -> AsyncIterator[Backend]:
 
 
 async def migrate(url_or_path: str, **options: Any) -> int:
-    """Create or upgrade the schema of a SQLite file (``conveyor migrate``); idempotent.
+    """Create or upgrade the schema of a SQLite file; idempotent.
 
     Accepts ``sqlite:///file.db`` URLs or plain paths; creates the file if missing.
-    Returns the schema version the file is at.
+    Returns the schema version the file is at (``migrate_report`` tells what it did).
     """
+    return (await migrate_report(url_or_path, **options)).to_version
+
+
+async def migrate_report(url_or_path: str, **options: Any) -> MigrationReport:
+    """``migrate``, returning what it did (``conveyor migrate --store URL`` prints it)."""
     opts = _options(url_or_path, options)
     db_options = {k: opts[k] for k in ("busy_timeout", "lock_timeout") if k in opts}
     db = Database(_path(url_or_path), watch=False, inline=False, **db_options)
     await db.open(create_schema=True)
     await db.close()
-    return SCHEMA_VERSION
+    report = db.migration
+    assert report is not None, "open(create_schema=True) applies the schema"
+    return report

@@ -56,6 +56,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
 from ..._errors import AdapterError, AdapterUnavailable
+from ..._migration import MigrationReport
 from ._changes import Changes
 from ._hub import Hub
 from ._schema import apply_schema, check_schema
@@ -185,6 +186,9 @@ class Database:
         self._stopped: asyncio.Future[None] | None = None
         self._changes = Changes()
         self._watching = False
+        self.migration: MigrationReport | None = None
+        """What ``open(create_schema=True)`` did to the schema (``None`` before, or when
+        it only checked the schema)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -200,7 +204,10 @@ class Database:
         self._thread.start()
         try:
             await self._run(self._connect, _RAW)
-            await self._run(apply_schema if create_schema else check_schema, _WRITE)
+            if create_schema:
+                self.migration = await self._run(apply_schema, _WRITE)
+            else:
+                await self._run(check_schema, _WRITE)
             if self._use_inline:
                 await self._run(self._open_inline, _RAW)
             if self._watch:

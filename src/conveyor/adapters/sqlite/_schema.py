@@ -9,6 +9,7 @@ from importlib import resources
 from urllib.parse import unquote, urlsplit
 
 from ..._errors import AdapterError
+from ..._migration import AppliedMigration, MigrationReport
 from ..._urls import redact
 
 __all__ = ["SCHEMA_VERSION", "apply_schema", "check_schema", "path_from_url", "statements"]
@@ -16,15 +17,20 @@ __all__ = ["SCHEMA_VERSION", "apply_schema", "check_schema", "path_from_url", "s
 SCHEMA_VERSION = 4
 """The version ``apply_schema`` brings a file to (kept in ``PRAGMA user_version``)."""
 
-# version -> the resource that upgrades the previous version to it (2: failures, history;
-# 3: the indexes that list runs; 4: registered definitions).
-_SCRIPTS = {1: "schema.sql", 2: "schema_2.sql", 3: "schema_3.sql", 4: "schema_4.sql"}
+# version -> the resource that upgrades the previous version to it, and the version's name
+# (PostgreSQL's migration of the same content has the same name).
+_SCRIPTS = {
+    1: ("schema.sql", "initial"),
+    2: ("schema_2.sql", "failures_and_history"),
+    3: ("schema_3.sql", "list_runs"),
+    4: ("schema_4.sql", "definitions"),
+}
 
 
 @cache
 def statements(version: int = 1) -> tuple[str, ...]:
     """The SQL statements of one version's script, in order."""
-    text = resources.files(__package__).joinpath(_SCRIPTS[version]).read_text("utf-8")
+    text = resources.files(__package__).joinpath(_SCRIPTS[version][0]).read_text("utf-8")
     found: list[str] = []
     buffer = ""
     for line in text.splitlines(keepends=True):
@@ -42,11 +48,20 @@ def _version(conn: sqlite3.Connection) -> int:
     return int(version)
 
 
-def apply_schema(conn: sqlite3.Connection) -> int:
+def _tables(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' "
+        "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid"
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def apply_schema(conn: sqlite3.Connection) -> MigrationReport:
     """Create or upgrade the schema inside the caller's write transaction; idempotent.
 
-    Returns the version the file is at. Raises ``AdapterError`` if the file was made by
-    a newer conveyor (a higher version than this one knows).
+    Returns what it did (the file is then at ``SCHEMA_VERSION``). Raises
+    ``AdapterError`` if the file was made by a newer conveyor (a higher version than this
+    one knows).
     """
     current = _version(conn)
     if current > SCHEMA_VERSION:
@@ -54,12 +69,21 @@ def apply_schema(conn: sqlite3.Connection) -> int:
             f"the SQLite file has schema version {current}; this conveyor knows up to "
             f"{SCHEMA_VERSION} (upgrade conveyor)"
         )
-    for version in range(current + 1, SCHEMA_VERSION + 1):
+    if current == SCHEMA_VERSION:
+        return MigrationReport(created=False, from_version=current, to_version=current)
+    before = set(_tables(conn))
+    pending = range(current + 1, SCHEMA_VERSION + 1)
+    for version in pending:
         for statement in statements(version):
             conn.execute(statement)
-    if current != SCHEMA_VERSION:
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    return SCHEMA_VERSION
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return MigrationReport(
+        created=current == 0,
+        from_version=current,
+        to_version=SCHEMA_VERSION,
+        applied=tuple(AppliedMigration(v, _SCRIPTS[v][1]) for v in pending),
+        tables=tuple(t for t in _tables(conn) if t not in before),
+    )
 
 
 def check_schema(conn: sqlite3.Connection) -> int:
