@@ -17,6 +17,7 @@ from _listing_shapes import AFTER, PREFIX_SHAPES, RESOLVE_LIMIT, SHAPES, rows
 from _pg_support import open_database, pg_url
 
 from conveyor.adapters.postgres import PostgresDatabase, PostgresRecordStore
+from conveyor.abc import RunQuery
 from conveyor.adaptertest import insert
 
 __all__ = ["pg_url"]
@@ -56,7 +57,9 @@ async def _load(store: PostgresRecordStore, db: PostgresDatabase) -> None:
         await conn.execute(f"ANALYZE {db.tables.records}")
 
 
-async def _plan(db: PostgresDatabase, sql: str, args: list[object]) -> str:
+async def _plan(
+    db: PostgresDatabase, sql: str, args: list[object], mode: str = "force_generic_plan"
+) -> str:
     # ``EXPLAIN <sql>`` with the arguments bound plans for their values (a custom plan);
     # the backend's prepared statements run generic plans, which know none. PostgreSQL 15
     # has no EXPLAIN (GENERIC_PLAN): prepare the statement (each $n takes its cast's type)
@@ -66,7 +69,7 @@ async def _plan(db: PostgresDatabase, sql: str, args: list[object]) -> str:
         try:
             async with conn.transaction():
                 await conn.execute("SET LOCAL enable_seqscan = off")  # only without an index
-                await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
                 literals = ", ".join(_literal(a) for a in args)
                 rows = await conn.fetch(f"EXPLAIN EXECUTE listing_plan({literals})")
         finally:
@@ -169,3 +172,26 @@ async def test_every_count_shape_is_served_by_an_index(
 
     assert "Seq Scan" not in plan, plan
     assert "Index" in plan, plan
+
+
+@pytest.mark.parametrize("workflow", ["", "wf"])
+async def test_a_foreign_id_prefix_is_planned_for_its_value(
+    store: PostgresRecordStore, workflow: str
+) -> None:
+    # Given a narrow foreign ID prefix (a few of the 50,400 runs: a generic plan guesses
+    # 0.5% of the table and walks it in creation order, filtering every entry)
+    query = RunQuery(workflow_name=workflow, foreign_id_prefix="order-1234")
+    sql, args = store.listing.list_query(query, 51)
+
+    # When the store runs its statement, the session plans it for its values
+    rows = await store.listing._rows("test", query, "SHOW plan_cache_mode", [])
+    assert rows[0][0] == "force_custom_plan"
+    others = await store.listing._rows(
+        "test", RunQuery(workflow_name=workflow), "SHOW plan_cache_mode", []
+    )
+    assert others[0][0] == "force_generic_plan"  # every other shape keeps its generic plan
+
+    # Then, so planned, it reads the prefix's range of a foreign ID index
+    plan = await _plan(store.listing.db, sql, args, mode="force_custom_plan")
+    assert re.search(r"Index (?:Only )?Scan using \w*records_list_\w*foreign_id", plan), plan
+    assert "records_by_created" not in plan, plan

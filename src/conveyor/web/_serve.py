@@ -62,7 +62,10 @@ class UIServer:
             title=title,
         )
         family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that name TCP, and
+        # without it each kept-alive response's body waits ~40 ms for a delayed ACK
+        # (uvicorn writes the headers and the body separately; benchmarks/ui.py).
+        self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host.strip("[]"), port))  # OSError: address in use, say
         self.port: int = self._socket.getsockname()[1]
