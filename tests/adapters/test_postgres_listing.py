@@ -16,8 +16,8 @@ import pytest
 from _listing_shapes import AFTER, PREFIX_SHAPES, RESOLVE_LIMIT, SHAPES, rows
 from _pg_support import open_database, pg_url
 
-from conveyor.adapters.postgres import PostgresDatabase, PostgresRecordStore
 from conveyor.abc import RunQuery
+from conveyor.adapters.postgres import PostgresDatabase, PostgresRecordStore
 from conveyor.adaptertest import insert
 
 __all__ = ["pg_url"]
