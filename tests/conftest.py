@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-SERVICE_FIXTURES = {"pg_url": "postgres"}
+SERVICE_FIXTURES = {"pg_url": "postgres", "mysql_url": "mysql"}
 """Fixture name -> the marker of the service it connects to."""
 
 
