@@ -153,7 +153,7 @@ def test_demo_runs_orders_to_the_end_across_processes(tmp_path: Path) -> None:
     proc = subprocess.run(
         [
             sys.executable, "-m", "conveyor.cli", "demo", "--db", str(tmp_path / "demo.db"),
-            "--workers", "2", "--orders", "8", "--payment-timeout", "0.5",
+            "--workers", "2", "--orders", "8", "--payment-timeout", "0.5", "--no-ui",
         ],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip

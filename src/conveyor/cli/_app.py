@@ -29,7 +29,22 @@ _LEVELS = ["debug", "info", "warning", "error"]
 @click.group()
 @click.version_option(package_name="conveyor")
 def cli() -> None:
-    """conveyor: durable, event-driven workflows on your own databases."""
+    """conveyor: durable, event-driven workflows on your own databases.
+
+    The commands that read or write runs take --store URL (or $CONVEYOR_STORE):
+    sqlite:///relative/path.db, sqlite:////absolute/path.db, or
+    postgresql://user:password@host:5432/dbname.
+
+    \b
+    Start here:
+      conveyor demo                                 a sample workflow, with the web UI
+      conveyor migrate --store sqlite:///orders.db  create a store's schema
+      conveyor worker myapp:builder --store URL     run your workflow's processes
+      conveyor runs list --store URL                see what the runs are doing
+      conveyor ui --store URL                       the web UI over a store
+
+    `conveyor COMMAND --help` tells more about each.
+    """
 
 
 cli.add_command(runs)
@@ -38,12 +53,25 @@ cli.add_command(runs)
 # ---------------------------------------------------------------------------- tools
 
 
-@cli.command()
+@cli.command(short_help="Print the Mermaid diagram of a workflow.")
 @click.argument("target")
-@click.option("--direction", type=click.Choice(["LR", "TB", "RL", "BT"]), default="LR")
+@click.option(
+    "--direction",
+    type=click.Choice(["LR", "TB", "RL", "BT"]),
+    default="LR",
+    show_default=True,
+    help="Which way the graph flows: left to right, top to bottom, or back.",
+)
 def diagram(target: str, direction: Direction) -> None:
-    """Print the Mermaid diagram of a workflow or builder given as module:attribute
-    (an attribute that is a function is called to get one)."""
+    """Print the Mermaid diagram of a workflow's graph (its statuses and steps).
+
+    TARGET is module:attribute, naming a Builder, a Workflow, or a function that takes
+    no arguments and returns one; the module is imported from the current folder.
+
+    \b
+    Example:
+      conveyor diagram myapp.orders:builder --direction TB > orders.md
+    """
     from ..diagram import mermaid
 
     module_name, _, attr = target.partition(":")
@@ -74,7 +102,13 @@ def diagram(target: str, direction: Direction) -> None:
 @cli.command()
 @STORE
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free one, printed).",
+)
 @click.option(
     "--token",
     envvar="CONVEYOR_UI_TOKEN",
@@ -92,6 +126,11 @@ def ui(url: str, host: str, port: int, token: str | None, allowed_hosts: tuple[s
 
     Anyone who can reach it may read; actions need the token. Bound to anything but
     loopback (--host 0.0.0.0), reading needs the token too. Stop with Ctrl-C.
+
+    \b
+    Examples:
+      conveyor ui --store sqlite:///orders.db
+      conveyor ui --store postgresql://app@db/orders --host 0.0.0.0 --port 8080
     """
     from ._ui import run_ui
 
@@ -128,7 +167,7 @@ def migration_summary(report: MigrationReport | None, shown_url: str) -> str:
     )
 
 
-@cli.command()
+@cli.command(short_help="Run the background processes of workflows.")
 @click.argument("targets", nargs=-1, required=True, metavar="MODULE:ATTR...")
 @STORE
 @click.option(
@@ -144,8 +183,16 @@ def migration_summary(report: MigrationReport | None, shown_url: str) -> str:
     default=None,
     help="Serve Prometheus metrics (/metrics) and readiness (/ready) on this port.",
 )
-@click.option("--metrics-host", default="127.0.0.1", show_default=True)
-@click.option("--log-level", default="info", show_default=True, type=click.Choice(_LEVELS))
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address metrics bind to."
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(_LEVELS),
+    help="The least severe log messages printed (to stderr).",
+)
 def worker(
     targets: tuple[str, ...],
     url: str,
@@ -159,7 +206,12 @@ def worker(
     Each MODULE:ATTR names a Builder (built on the store's adapters) or a factory
     (backend) -> Workflow. On a signal, every process finishes the attempts it started,
     writes and acknowledges them, and releases its role; exits 0 once drained, 1 if
-    --grace passes first; a second signal exits at once (130 / 143).
+    --grace passes first; a second signal exits at once (130 / 143). Start as many
+    workers as you like: they share the work through the store.
+
+    \b
+    Example (myapp/orders.py defines `builder = Builder(...)`):
+      conveyor worker myapp.orders:builder --store postgresql://app@db/orders
     """
     from ._worker import WorkerError, run_worker
 
@@ -184,20 +236,89 @@ def worker(
     sys.exit(code)
 
 
-@cli.command()
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--workers", default=3, show_default=True, help="Processes running the workflow.")
-@click.option("--orders", default=24, show_default=True)
-@click.option("--payment-timeout", default=2.0, show_default=True, help="Seconds.")
-def demo(db: Path | None, workers: int, orders: int, payment_timeout: float) -> None:
-    """Run a sample order workflow on a SQLite file with a few worker processes."""
-    from ._demo import run_demo
+@cli.command(short_help="Run a sample order workflow, with the web UI.")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The SQLite file to keep the runs in (made if missing, kept after). "
+    "Default: one in a new temporary folder, removed at exit unless --keep.",
+)
+@click.option(
+    "--workers",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Processes running the workflow: this one and workers - 1 others.",
+)
+@click.option(
+    "--orders", default=24, show_default=True, type=click.IntRange(min=1), help="Orders to place."
+)
+@click.option(
+    "--payment-timeout",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds an order waits for its payment before it times out.",
+)
+@click.option(
+    "--ui/--no-ui",
+    default=True,
+    show_default=True,
+    help="Serve the web UI over the demo's runs (needs the web extra) until Ctrl-C.",
+)
+@click.option(
+    "--ui-port",
+    default=0,
+    type=click.IntRange(0, 65535),
+    help="The UI's port on 127.0.0.1 (default: a free one, printed).",
+)
+@click.option("--keep", is_flag=True, help="Keep the temporary folder (and say where it is).")
+def demo(
+    db: Path | None,
+    workers: int,
+    orders: int,
+    payment_timeout: float,
+    ui: bool,
+    ui_port: int,
+    keep: bool,
+) -> None:
+    """Run a sample order workflow on a SQLite file with a few worker processes.
 
-    if workers < 1 or orders < 1:
-        raise click.BadParameter("--workers and --orders must be at least 1")
+    Orders are placed, validated, paid (most of them, the rest time out) and shipped
+    by this process and --workers - 1 others; a table shows them move and, at the end,
+    which process did what. The web UI serves the runs meanwhile (its address and token
+    are printed) and, once every order is finished, until Ctrl-C. With --no-ui the demo
+    ends by itself. Ctrl-C stops it cleanly at any moment (exit code 130).
+
+    \b
+    Examples:
+      conveyor demo
+      conveyor demo --no-ui --orders 100 --workers 4
+      conveyor demo --keep   # then: conveyor runs list --store sqlite:///<printed path>
+    """
+    import shutil
+
+    from ._demo import DemoOptions, run_demo
+
+    folder = None
     if db is None:
-        db = Path(tempfile.mkdtemp(prefix="conveyor-demo-")) / "demo.db"
-    _run(run_demo(db.resolve(), workers, orders, payment_timeout, console))
+        folder = Path(tempfile.mkdtemp(prefix="conveyor-demo-"))
+        db = folder / "demo.db"
+    options = DemoOptions(
+        db.resolve(), workers, orders, payment_timeout, ui, ui_port, folder is not None and not keep
+    )
+    code = 130
+    try:
+        code = _run(run_demo(options, console))
+    except KeyboardInterrupt:  # before or after the demo's own signal handlers
+        pass
+    finally:
+        if folder is not None and keep:
+            console.print(f"kept the demo's records in {folder}", highlight=False)
+        elif folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    sys.exit(code)
 
 
 @cli.command("demo-worker", hidden=True)

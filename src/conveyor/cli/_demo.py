@@ -1,15 +1,30 @@
-"""``conveyor demo``: orders flowing through a few worker processes on one SQLite file."""
+"""``conveyor demo``: orders flowing through a few worker processes on one SQLite file,
+with the web UI over them.
+
+The demo owns its signals: the first SIGINT or SIGTERM cancels what it is doing, so every
+task it started ends (no stray "Task exception was never retrieved"), the UI stops, the
+workflow stops, and the worker processes are told to stop and waited for; a second
+signal kills the workers instead of waiting. The exit code is then 128 + the signal.
+The workers run in their own process group, so a Ctrl-C at the terminal reaches only
+the demo, which stops them in order.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
-import subprocess
+import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import click
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
@@ -21,9 +36,27 @@ from .._protocols import Order as ListOrder
 from .._workflow import Workflow
 from ._demo_workflow import Order, OrderStatus, order_builder
 
-__all__ = ["run_demo", "run_demo_worker"]
+if TYPE_CHECKING:
+    from ..web._serve import UIServer
+
+__all__ = ["DemoOptions", "run_demo", "run_demo_worker"]
 
 FINAL = {OrderStatus.SHIPPED, OrderStatus.REJECTED, OrderStatus.PAYMENT_TIMED_OUT}
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+WORKER_GRACE = 30.0
+"""Seconds the workers get to stop after their stdin closes, before they are killed."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    db: Path
+    workers: int = 3
+    orders: int = 24
+    payment_timeout: float = 2.0
+    ui: bool = True
+    ui_port: int = 0
+    temporary: bool = False
+    """``db`` is in a folder the demo removes at exit."""
 
 
 def _build(backend: Backend, payment_timeout: float) -> Workflow[Order, OrderStatus]:
@@ -43,22 +76,47 @@ async def run_demo_worker(url: str, payment_timeout: float) -> None:
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
-def _start_workers(url: str, n: int, payment_timeout: float) -> list[subprocess.Popen[str]]:
+@asynccontextmanager
+async def _workers(url: str, n: int, payment_timeout: float) -> AsyncIterator[list[int]]:
+    """``n`` worker processes (their pids) until the context ends; then they are stopped."""
     command = [sys.executable, "-m", "conveyor.cli", "demo-worker", "--store", url]
-    procs = [
-        subprocess.Popen(
-            [*command, "--payment-timeout", str(payment_timeout)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(n)
-    ]
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        for _ in range(n):
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    *command,
+                    "--payment-timeout",
+                    str(payment_timeout),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    process_group=0,  # a Ctrl-C at the terminal is the demo's to handle
+                )
+            )
+        for p in procs:
+            assert p.stdout is not None
+            if (await p.stdout.readline()).strip() != b"ready":
+                raise click.ClickException("a demo worker failed to start (see above)")
+        yield [p.pid for p in procs]
+    finally:
+        await _stop(procs)
+
+
+async def _stop(procs: list[asyncio.subprocess.Process]) -> None:
+    """Close the workers' stdin and wait for them; kill them at the grace or a signal."""
     for p in procs:
-        assert p.stdout is not None
-        if p.stdout.readline().strip() != "ready":
-            raise RuntimeError("a demo worker failed to start")
-    return procs
+        if p.stdin is not None:
+            p.stdin.close()
+    ended = asyncio.gather(*(p.wait() for p in procs))
+    try:
+        await asyncio.wait_for(asyncio.shield(ended), WORKER_GRACE)
+    except BaseException as exc:  # the grace passed, or a second signal came
+        for p in procs:
+            if p.returncode is None:
+                p.kill()
+        await ended
+        if not isinstance(exc, TimeoutError):
+            raise
 
 
 async def _pay_later(
@@ -88,52 +146,142 @@ def _view(counts: Counter[str], total: int, started: float) -> Group:
 async def _watch(
     wf: Workflow[Order, OrderStatus], total: int, console: Console, started: float
 ) -> list[Order]:
-    with Live(console=console, refresh_per_second=10, transient=False) as live:
-        while True:
-            records = await wf.record_store.list(wf.name, limit=total + 10, order=ListOrder.ASC)
-            counts = Counter(r.meta.status_description for r in records)
-            live.update(_view(counts, total, started))
-            if len(records) == total and all(r.status in FINAL for r in records):
-                return [wf._engine.runs.codec.decode(r.object) for r in records]
-            await asyncio.sleep(0.1)  # a display refresh, not a wait for an outcome
-
-
-async def run_demo(
-    db: Path, workers: int, orders: int, payment_timeout: float, console: Console
-) -> None:
-    """Trigger orders, answer most payment callbacks, and watch them finish."""
-    url = f"sqlite:///{db}"
-    async with connect(url) as backend:  # creates the schema
-        pass
-    procs = _start_workers(url, workers - 1, payment_timeout)
     try:
-        async with connect(url) as backend:
-            wf = _build(backend, payment_timeout)
-            async with wf:
-                started = time.monotonic()
-                rng = random.Random(7)
-                payers = []
-                for i in range(orders):
-                    quantity = rng.choice([1, 2, 3, 4, 9])  # 9 is rejected
-                    fid = f"order-{i:03d}"
-                    run_id = await wf.trigger(fid, initial=Order(item="widget", quantity=quantity))
-                    if rng.random() < 0.7:  # most customers pay; the rest time out
-                        payers.append(
-                            asyncio.create_task(_pay_later(wf, fid, run_id, rng.uniform(0, 0.5)))
-                        )
-                finished = await _watch(wf, orders, console, started)
-                await asyncio.gather(*payers)
-                elapsed = time.monotonic() - started
+        with Live(console=console, refresh_per_second=10, transient=False) as live:
+            while True:
+                records = await wf.record_store.list(wf.name, limit=total + 10, order=ListOrder.ASC)
+                counts = Counter(r.meta.status_description for r in records)
+                live.update(_view(counts, total, started))
+                if len(records) == total and all(r.status in FINAL for r in records):
+                    break
+                await asyncio.sleep(0.1)  # a display refresh, not a wait for an outcome
     finally:
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.close()
-        for p in procs:
-            p.wait(timeout=30)
-    _summary(finished, elapsed, workers, db, console)
+        if not console.is_terminal:
+            console.line()  # the last render ends without one
+    return [wf._engine.runs.codec.decode(r.object) for r in records]
 
 
-def _summary(orders: list[Order], elapsed: float, workers: int, db: Path, console: Console) -> None:
+async def run_demo(options: DemoOptions, console: Console) -> int:
+    """Run the demo until its orders finish (and, with the UI, until a signal).
+
+    Returns 0, or 128 + the number of the signal that stopped it.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if not received:
+            console.print("stopping (a second Ctrl-C kills the workers)", highlight=False)
+        received.append(signum)
+        task.cancel()
+
+    for signum in SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await _demo(options, console)
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        while task.uncancel():
+            pass
+    finally:
+        for signum in SIGNALS:
+            loop.remove_signal_handler(signum)
+    if received:
+        console.print("stopped", highlight=False)
+        return 128 + received[0]
+    return 0
+
+
+def _ui_server_class(console: Console) -> type[UIServer] | None:
+    try:
+        from ..web._serve import UIServer
+    except ImportError as exc:
+        console.print(
+            f"no web UI: it needs conveyor's web extra (pip install 'conveyor[web]'): {exc}",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
+        return None
+    return UIServer
+
+
+def _new_ui(serve: type[UIServer], backend: Backend, port: int) -> UIServer:
+    try:
+        return serve(
+            backend.record_store,
+            host="127.0.0.1",
+            port=port,
+            store_url=backend.url,
+            title="conveyor demo",
+        )
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot serve the UI on 127.0.0.1:{port}: {exc.strerror} (try another --ui-port)"
+        ) from None
+
+
+async def _demo(o: DemoOptions, console: Console) -> None:
+    """Trigger orders, answer most payment callbacks, and watch them finish."""
+    url = f"sqlite:///{o.db}"
+    serve = _ui_server_class(console) if o.ui else None
+    o = replace(o, ui=serve is not None)
+    console.print(f"demo: {o.orders} orders in {o.db}", highlight=False, soft_wrap=True)
+    async with connect(url):  # creates the schema before the workers open it
+        pass
+    async with connect(url) as backend:
+        server = _new_ui(serve, backend, o.ui_port) if serve is not None else None
+        try:
+            async with _workers(url, o.workers - 1, o.payment_timeout) as pids:
+                shown = ", ".join(str(p) for p in pids)
+                console.print(
+                    f"{o.workers} processes run the workflow: this one ({os.getpid()})"
+                    + (f" and workers {shown}" if pids else ""),
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                async with _build(backend, o.payment_timeout) as wf:
+                    if server is not None:
+                        await server.start()
+                        _announce(console, server)
+                    await _orders(wf, o, console)
+                    if server is not None:
+                        console.print(
+                            f"all orders are finished; the UI keeps serving on {server.url} "
+                            "until Ctrl-C",
+                            highlight=False,
+                            soft_wrap=True,
+                        )
+                        await server.wait()
+        finally:
+            if server is not None:
+                await server.stop()
+
+
+def _announce(console: Console, server: UIServer) -> None:
+    from ._ui import announce
+
+    announce(console, server.url, server.token, server.generated_token, server.local)
+
+
+async def _orders(wf: Workflow[Order, OrderStatus], o: DemoOptions, console: Console) -> None:
+    started = time.monotonic()
+    rng = random.Random(7)
+    async with asyncio.TaskGroup() as payers:  # each payer ends before the workflow stops
+        for i in range(o.orders):
+            quantity = rng.choice([1, 2, 3, 4, 9])  # 9 is rejected
+            fid = f"order-{i:03d}"
+            run_id = await wf.trigger(fid, initial=Order(item="widget", quantity=quantity))
+            if rng.random() < 0.7:  # most customers pay; the rest time out
+                payers.create_task(_pay_later(wf, fid, run_id, rng.uniform(0, 0.5)))
+        finished = await _watch(wf, o.orders, console, started)
+    _summary(finished, time.monotonic() - started, o, console)
+
+
+def _summary(orders: list[Order], elapsed: float, o: DemoOptions, console: Console) -> None:
     per_process: Counter[str] = Counter()
     for order in orders:
         for note in order.handled_by:
@@ -145,6 +293,14 @@ def _summary(orders: list[Order], elapsed: float, workers: int, db: Path, consol
         table.add_row(pid, str(n))
     console.print(table)
     console.print(
-        f"{len(orders)} orders finished in {elapsed:.1f}s across {workers} processes; "
-        f"records are in {db} (try: conveyor runs list --store sqlite:///{db})"
+        f"{len(orders)} orders finished in {elapsed:.1f}s across {o.workers} processes",
+        highlight=False,
+        soft_wrap=True,
     )
+    if not o.temporary or o.ui:
+        until = " while the demo runs" if o.temporary else ""
+        console.print(
+            f"records are in {o.db}{until} (try: conveyor runs list --store sqlite:///{o.db})",
+            highlight=False,
+            soft_wrap=True,
+        )
