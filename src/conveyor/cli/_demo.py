@@ -12,6 +12,7 @@ the demo, which stops them in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -83,16 +84,7 @@ async def _workers(url: str, n: int, payment_timeout: float) -> AsyncIterator[li
     procs: list[asyncio.subprocess.Process] = []
     try:
         for _ in range(n):
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    *command,
-                    "--payment-timeout",
-                    str(payment_timeout),
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    process_group=0,  # a Ctrl-C at the terminal is the demo's to handle
-                )
-            )
+            await _spawn(procs, *command, "--payment-timeout", str(payment_timeout))
         for p in procs:
             assert p.stdout is not None
             if (await p.stdout.readline()).strip() != b"ready":
@@ -100,6 +92,26 @@ async def _workers(url: str, n: int, payment_timeout: float) -> AsyncIterator[li
         yield [p.pid for p in procs]
     finally:
         await _stop(procs)
+
+
+async def _spawn(procs: list[asyncio.subprocess.Process], *command: str) -> None:
+    """Start a worker and add it to ``procs``, also when a signal cancels the wait (so
+    that a process started meanwhile is stopped with the others)."""
+    started = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            process_group=0,  # a Ctrl-C at the terminal is the demo's to handle
+        )
+    )
+    try:
+        await asyncio.shield(started)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            procs.append(await started)
+        raise
+    procs.append(started.result())
 
 
 async def _stop(procs: list[asyncio.subprocess.Process]) -> None:
