@@ -145,7 +145,21 @@ def test_diagram_of_a_module_attribute() -> None:
     assert "\tdirection TB\n" in out
     assert invoke("diagram", "tests.cli.test_cli:nothing")[0] == 1
     assert invoke("diagram", "no_such_module:x")[0] == 1
-    assert invoke("diagram", "missing-colon")[0] == 2
+    code, out = invoke("diagram", "missing-colon")
+    assert code == 1
+    assert out == (
+        "Error: Invalid value for TARGET: expected module:attribute (see: cli diagram --help)\n"
+    )
+
+
+def test_a_usage_mistake_is_one_line_and_exit_1() -> None:
+    code, out = invoke("runs", "list")
+    assert code == 1
+    assert out == "Error: Missing option '--store'. (see: cli runs list --help)\n"
+    code, out = invoke("runs", "list", "--store", "sqlite:///x.db", "--limit", "many")
+    assert code == 1
+    assert out.count("\n") == 1
+    assert "'many' is not a valid integer" in out
 
 
 @pytest.mark.processes

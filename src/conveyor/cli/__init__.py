@@ -1,4 +1,5 @@
-"""The ``conveyor`` command line: ``demo``, ``worker``, ``runs``, ``diagram``, ``migrate``."""
+"""The ``conveyor`` command line: ``demo``, ``worker``, ``ui``, ``runs``, ``diagram``,
+``migrate``."""
 
 from ._app import cli as cli
 from ._app import main as main

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -26,7 +29,39 @@ __all__ = ["cli", "main"]
 _LEVELS = ["debug", "info", "warning", "error"]
 
 
-@click.group()
+class _OneLineErrors(click.Group):
+    """The root command: every user mistake is one line on stderr and exit status 1.
+
+    Click's own usage errors (a missing option, a bad value) would print the usage and
+    exit 2; conveyor's errors (``ClickException``) already print one line.
+    """
+
+    def main(  # one signature for both of click's overloads
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,  # Any: click's own keyword arguments
+    ) -> Any:  # Any: what the command returns (click's type too)
+        call = functools.partial(super().main, args, prog_name, complete_var, False, **extra)
+        if not standalone_mode:
+            return call()
+        try:
+            return call()
+        except click.UsageError as exc:
+            where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            click.echo(f"Error: {exc.format_message()}{where}", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_OneLineErrors)
 @click.version_option(package_name="conveyor")
 def cli() -> None:
     """conveyor: durable, event-driven workflows on your own databases.

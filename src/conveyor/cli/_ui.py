@@ -18,10 +18,12 @@ __all__ = ["run_ui", "announce"]
 
 def announce(console: Console, url: str, token: str, generated: bool, local: bool) -> None:
     """Say where the UI is, and (once) the token it made."""
-    console.print(f"conveyor UI on [bold]{url}[/bold]")
-    console.print(f"JSON API under {url}api (its OpenAPI document: {url}api/openapi.json)")
+    console.print(f"conveyor UI on [bold]{url}[/bold]", soft_wrap=True)
+    console.print(
+        f"JSON API under {url}api (its OpenAPI document: {url}api/openapi.json)", soft_wrap=True
+    )
     if generated:
-        console.print(f"token for actions (shown once): [bold]{token}[/bold]")
+        console.print(f"token for actions (shown once): [bold]{token}[/bold]", soft_wrap=True)
     if not local:
         console.print("bound beyond loopback: reading needs the token too")
 

@@ -66,8 +66,12 @@ class UIServer:
         # without it each kept-alive response's body waits ~40 ms for a delayed ACK
         # (uvicorn writes the headers and the body separately; benchmarks/ui.py).
         self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host.strip("[]"), port))  # OSError: address in use, say
+        try:
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._socket.bind((host.strip("[]"), port))  # OSError: address in use, say
+        except BaseException:
+            self._socket.close()
+            raise
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False)
         self._server = _Server(config)
