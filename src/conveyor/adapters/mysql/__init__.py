@@ -4,5 +4,14 @@ from ._database import Database as MySQLDatabase
 from ._options import MySQLOptions as MySQLOptions
 from ._schema import migrate as migrate
 from ._schema import migrate_report as migrate_report
+from ._timeout_store import MySQLTimeoutStore as MySQLTimeoutStore
+from ._timeout_store import prune_timeouts as prune_timeouts
 
-__all__ = ("MySQLDatabase", "MySQLOptions", "migrate", "migrate_report")
+__all__ = (
+    "MySQLDatabase",
+    "MySQLOptions",
+    "MySQLTimeoutStore",
+    "migrate",
+    "migrate_report",
+    "prune_timeouts",
+)
