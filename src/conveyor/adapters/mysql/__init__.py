@@ -2,6 +2,8 @@
 
 from ._database import Database as MySQLDatabase
 from ._options import MySQLOptions as MySQLOptions
+from ._record_store import MySQLRecordStore as MySQLRecordStore
+from ._record_store import MySQLRecordStoreWithoutHistory as MySQLRecordStoreWithoutHistory
 from ._schema import migrate as migrate
 from ._schema import migrate_report as migrate_report
 from ._timeout_store import MySQLTimeoutStore as MySQLTimeoutStore
@@ -10,6 +12,8 @@ from ._timeout_store import prune_timeouts as prune_timeouts
 __all__ = (
     "MySQLDatabase",
     "MySQLOptions",
+    "MySQLRecordStore",
+    "MySQLRecordStoreWithoutHistory",
     "MySQLTimeoutStore",
     "migrate",
     "migrate_report",

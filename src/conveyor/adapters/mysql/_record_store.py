@@ -1,0 +1,242 @@
+"""``MySQLRecordStore``: records and their outbox events in one transaction on MySQL or
+MariaDB, with compare-and-set; failed attempts beside them, each run's history, the
+registered definitions, and runs listed by index.
+
+What is atomic: a write is one InnoDB transaction holding its record (inserted, or
+updated by compare-and-set), its outbox row and, unless the store keeps no history, its
+history row (and, for a write to DataDeleted, the scrub of its failure messages). Either
+all of it commits or none of it. ``store_many`` is one transaction for the whole batch
+with an outcome per write (``_record_writes``): a refused write is rolled back alone (its
+statement), the others commit together.
+
+Compare-and-set: a new run (``expected_version == 0``) is an ``INSERT`` that the
+``records_run_id`` unique index refuses when the run ID exists (``VersionConflict``);
+any other write is ``UPDATE ... WHERE run_id = ? AND version = ?``, which applies only if
+the stored version is still the expected one, and its row count says so (``0``: a
+``VersionConflict`` with the version found).
+
+One active run: the ``records`` table's generated column ``active_foreign_id`` is the
+foreign ID while the run is Initiated, Running or Paused and NULL otherwise, and the
+unique index ``records_one_active_run (workflow_name, active_foreign_id)`` allows any
+number of NULLs but one active run per workflow and foreign ID: the schema refuses a
+second one, from any process, on insert (a trigger) or update (a finished run revived),
+as ``WorkflowInProgress``.
+
+The modules:
+
+- ``_record_writes``: the batch transaction and its outcomes;
+- ``_record_reads``: lookups (concurrent ones merged into one query), ``latest``, ``list``;
+- ``_listing``: runs by a filter, a page at a time by keyset (``ListsRuns``);
+- ``_outbox``: outbox lists, deletes and the relay's wake-up (in-process at once, other
+  processes' writes by adaptive polling);
+- ``_failures``: failed attempts kept only while the run is at their version, and
+  history reads;
+- ``_definitions``: the definitions running workflows registered (``KeepsDefinitions``).
+
+Limits beyond the foreign ID's (``conveyor._ids``): workflow names, run IDs and outbox
+IDs hold at most 255 UTF-8 bytes (a longer one fails its batch with ``AdapterError``).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from datetime import datetime
+from typing import ClassVar
+
+from ..._capabilities import DefinitionRecord, Failure, HistoryEntry, RunPage, RunQuery
+from ..._errors import WorkflowError
+from ..._event import OutboxEvent
+from ..._ids import check_foreign_id, invalid_foreign_id
+from ..._protocols import Order, RecordFilter, RecordWrite
+from ..._record import Record
+from ._database import Database
+from ._definitions import Definitions
+from ._failures import Failures
+from ._listing import RunListing
+from ._outbox import Outbox
+from ._record_reads import RecordReads
+from ._record_writes import RecordWrites
+
+__all__ = ["MySQLRecordStore", "MySQLRecordStoreWithoutHistory", "record_store"]
+
+
+class _MySQLRecordStoreBase:
+    """``RecordStore`` on MySQL or MariaDB (see the module docstring for how writes work).
+
+    Build it on an open ``Database``. Timestamps are the records' own, stored as
+    ``DATETIME(6)`` in UTC (exact to the microsecond). Failed attempts are kept beside
+    the runs (``RecordsFailures``); a write to DataDeleted empties the run's failure
+    messages in its own transaction. ``close`` leaves the database open (its owner
+    closes it).
+    """
+
+    _keep_history: ClassVar[bool] = True
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._writes = RecordWrites(db, history=self._keep_history)
+        self._reads = RecordReads(db)
+        self._listing = RunListing(db)
+        self._outbox = Outbox(db)
+        self._failures = Failures(db)
+        self._definitions = Definitions(db)
+
+    # ------------------------------------------------------------------ writes
+
+    async def store(self, write: RecordWrite) -> None:
+        """Store one write (a transaction of its own). Raises ``VersionConflict``,
+        ``WorkflowInProgress``, ``InvalidForeignID`` or ``AdapterError``."""
+        if write.expected_version == 0:
+            check_foreign_id(write.record.foreign_id)
+        (outcome,) = await self._writes.store([write])
+        if outcome is not None:
+            raise outcome
+
+    async def store_many(self, writes: Sequence[RecordWrite]) -> Sequence[WorkflowError | None]:
+        """Store ``writes`` in one transaction, in order, each with its own compare-and-set;
+        a new run with a foreign ID no backend can store is refused alone
+        (``InvalidForeignID``) before the transaction."""
+        if not writes:
+            return []
+        refused = [
+            invalid_foreign_id(w.record.foreign_id) if w.expected_version == 0 else None
+            for w in writes
+        ]
+        if all(r is None for r in refused):
+            return await self._writes.store(writes)
+        valid = [w for w, r in zip(writes, refused, strict=True) if r is None]
+        outcomes = iter(await self._writes.store(valid) if valid else ())
+        return [r if r is not None else next(outcomes) for r in refused]
+
+    # ------------------------------------------------------------------ reads
+
+    async def lookup(self, run_id: str) -> Record:
+        """The record of ``run_id``. Lookups made in one event-loop turn (a step consumer
+        looks up a whole batch at once) share one query."""
+        return await self._reads.lookup(run_id)
+
+    async def latest(self, workflow_name: str, foreign_id: str) -> Record:
+        return await self._reads.latest(workflow_name, foreign_id)
+
+    async def list(
+        self,
+        workflow_name: str = "",
+        *,
+        offset: int = 0,
+        limit: int = 25,
+        order: Order = Order.ASC,
+        filter: RecordFilter | None = None,
+    ) -> Sequence[Record]:
+        return await self._reads.list(workflow_name, offset, limit, order, filter)
+
+    def list_query(
+        self,
+        workflow_name: str,
+        offset: int,
+        limit: int,
+        order: Order,
+        filter: RecordFilter | None,
+    ) -> tuple[str, builtins.list[object]]:
+        """The statement ``list`` runs, with its arguments (every shape has an index)."""
+        return self._reads.list_query(workflow_name, offset, limit, order, filter)
+
+    async def list_runs(
+        self, query: RunQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        """Up to ``limit`` runs of ``query`` after ``cursor`` (``ListsRuns``), read in the
+        order of one of the ``records_list_*`` indexes."""
+        return await self._listing.list_runs(query, limit, cursor)
+
+    async def count_runs(self, query: RunQuery, *, cap: int = 10_000) -> int:
+        """How many runs match ``query``, counting at most ``cap`` index entries."""
+        return await self._listing.count_runs(query, cap)
+
+    @property
+    def listing(self) -> RunListing:
+        """The statements ``list_runs`` and ``count_runs`` run (for plan checks)."""
+        return self._listing
+
+    # ------------------------------------------------------------------ definitions
+
+    async def register_definition(
+        self, workflow_name: str, hash: str, document: str, at: datetime
+    ) -> DefinitionRecord:
+        """Keep ``document`` as a new version unless the latest has ``hash``
+        (``KeepsDefinitions``); retried after a concurrent registration."""
+        return await self._definitions.register(workflow_name, hash, document, at)
+
+    async def definitions(self) -> Sequence[DefinitionRecord]:
+        """The latest definition of every workflow, by workflow name."""
+        return await self._definitions.definitions()
+
+    async def definition_versions(self, workflow_name: str) -> Sequence[DefinitionRecord]:
+        """Every version of one workflow's definition, oldest first."""
+        return await self._definitions.versions(workflow_name)
+
+    # ------------------------------------------------------------------ failures
+
+    async def record_failure(self, failure: Failure) -> bool:
+        """Keep ``failure`` if the run is still at its version (``RecordsFailures``): one
+        transaction, the record untouched."""
+        return await self._failures.record(failure)
+
+    async def failures(self, run_id: str, version: int | None = None) -> Sequence[Failure]:
+        """The run's failures by version and attempt (only ``version``'s if given)."""
+        return await self._failures.failures(run_id, version)
+
+    async def retries_due(
+        self, workflow_name: str, process: str, limit: int = 1000
+    ) -> Sequence[Failure]:
+        """The latest failure of each retrying run ``process`` must retry, earliest due
+        first (by the ``failures_due`` index)."""
+        return await self._failures.retries_due(workflow_name, process, limit)
+
+    # ------------------------------------------------------------------ outbox
+
+    async def list_outbox_events(self, workflow_name: str, limit: int) -> Sequence[OutboxEvent]:
+        """Up to ``limit`` outbox events, oldest first."""
+        return await self._outbox.list(workflow_name, limit)
+
+    async def delete_outbox_events(self, ids: Sequence[str]) -> None:
+        """Delete relayed events (unknown IDs are ignored)."""
+        if ids:
+            await self._outbox.delete(ids)
+
+    async def wait_for_outbox(self, workflow_name: str, timeout: float) -> None:
+        """Wait for a write to the workflow's outbox: this process's at once, other
+        processes' by adaptive polling (see ``_outbox``)."""
+        await self._outbox.wait(workflow_name, timeout)
+
+    async def close(self) -> None:
+        """Wait for the lookups under way. Idempotent; the database stays open."""
+        await self._reads.close()
+
+
+class MySQLRecordStore(_MySQLRecordStoreBase):
+    """The MySQL/MariaDB record store (see ``_MySQLRecordStoreBase``' docstring, shown by
+    ``help``) that also keeps every version's status, run state and reason
+    (``KeepsHistory``): each write transaction inserts its history rows."""
+
+    _keep_history: ClassVar[bool] = True
+
+    async def history(self, run_id: str) -> Sequence[HistoryEntry]:
+        """Every applied write of the run, oldest first, with its version's failures (one
+        query)."""
+        return await self._failures.history(run_id)
+
+
+class MySQLRecordStoreWithoutHistory(_MySQLRecordStoreBase):
+    """``MySQLRecordStore`` without history (``history=False``): writes insert no
+    history rows, and the store does not claim ``KeepsHistory``. Failures are still
+    recorded."""
+
+    _keep_history: ClassVar[bool] = False
+
+
+def record_store(db: Database) -> MySQLRecordStore | MySQLRecordStoreWithoutHistory:
+    """The record store the backend's options ask for: ``MySQLRecordStore``, or
+    ``MySQLRecordStoreWithoutHistory`` with ``history=False``."""
+    if db.options.history:
+        return MySQLRecordStore(db)
+    return MySQLRecordStoreWithoutHistory(db)

@@ -1,0 +1,382 @@
+"""The MySQL/MariaDB record store passes the record-store suites against the real server,
+and keeps its promises beyond them (batches, one active run, exact foreign IDs, history
+off, concurrent writers, a failure recorded against a write in flight).
+
+Each case gets a fresh store on this run's throw-away database (see ``_mysql_support``):
+the record store's tables of its own table prefix, emptied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from _mysql_support import admin_sql, mysql_url, open_mysql
+
+from conveyor import AdapterError, RunState, VersionConflict, WorkflowInProgress
+from conveyor.abc import KeepsHistory, RecordFilter, RecordsFailures, RunQuery
+from conveyor.adapters.mysql import (
+    MySQLDatabase,
+    MySQLRecordStore,
+    MySQLRecordStoreWithoutHistory,
+)
+from conveyor.adapters.mysql._record_store import record_store
+from conveyor.adaptertest import (
+    KeepsDefinitionsSuite,
+    KeepsHistorySuite,
+    ListsRunsSuite,
+    RecordsFailuresSuite,
+    RecordStoreSuite,
+    dummy_record,
+    failure,
+    insert,
+    update,
+)
+
+__all__ = ["mysql_url"]
+
+WAIT = 10.0
+_OWN_TABLES = ("outbox", "history", "failures", "definitions", "records")
+
+
+@asynccontextmanager
+async def fresh_database(url: str, prefix: str, **options: Any) -> AsyncIterator[MySQLDatabase]:
+    """A ``Database`` on ``prefix``'s migrated tables, the record store's emptied."""
+    async with open_mysql(url, prefix, **options) as db:
+        for table in _OWN_TABLES:
+            await db.execute("emptying a table", f"DELETE FROM {db.tables.names[table]}")
+        yield db
+
+
+class OnMySQLRecordStore:
+    """The ``store`` fixture of the record-store suites: a fresh ``MySQLRecordStore``."""
+
+    @pytest.fixture
+    async def store(self, mysql_url: str) -> AsyncIterator[MySQLRecordStore]:
+        async with fresh_database(mysql_url, "suite_") as db:
+            store = MySQLRecordStore(db)
+            yield store
+            await store.close()
+
+
+class OnMySQLRecordStoreWithoutHistory:
+    """The ``store`` fixture: a fresh ``MySQLRecordStoreWithoutHistory``."""
+
+    @pytest.fixture
+    async def store(self, mysql_url: str) -> AsyncIterator[MySQLRecordStoreWithoutHistory]:
+        async with fresh_database(mysql_url, "suite_") as db:
+            store = MySQLRecordStoreWithoutHistory(db)
+            yield store
+            await store.close()
+
+
+class TestMySQLRecordStore(OnMySQLRecordStore, RecordStoreSuite):
+    pass
+
+
+class TestMySQLRecordStoreRecordsFailures(OnMySQLRecordStore, RecordsFailuresSuite):
+    pass
+
+
+class TestMySQLRecordStoreKeepsHistory(OnMySQLRecordStore, KeepsHistorySuite):
+    pass
+
+
+class TestMySQLRecordStoreKeepsDefinitions(OnMySQLRecordStore, KeepsDefinitionsSuite):
+    pass
+
+
+class TestMySQLRecordStoreListsRuns(OnMySQLRecordStore, ListsRunsSuite):
+    pass
+
+
+class TestMySQLRecordStoreWithoutHistory(OnMySQLRecordStoreWithoutHistory, RecordStoreSuite):
+    pass
+
+
+class TestMySQLRecordStoreWithoutHistoryRecordsFailures(
+    OnMySQLRecordStoreWithoutHistory, RecordsFailuresSuite
+):
+    pass
+
+
+# ---------------------------------------------------------------- beyond the suites
+
+
+@pytest.fixture
+async def db(mysql_url: str) -> AsyncIterator[MySQLDatabase]:
+    async with fresh_database(mysql_url, "store_") as database:
+        yield database
+
+
+@pytest.fixture
+async def store(db: MySQLDatabase) -> AsyncIterator[MySQLRecordStore]:
+    store = MySQLRecordStore(db)
+    yield store
+    await store.close()
+
+
+async def test_a_batch_may_move_one_run_twice_in_order(store: MySQLRecordStore) -> None:
+    first = insert(dummy_record(foreign_id="twice"))
+    second = update(first.record, status=2)
+    third = update(second.record, status=3, run_state=RunState.COMPLETED)
+
+    outcomes = await store.store_many([first, second, third])
+
+    assert list(outcomes) == [None, None, None]
+    got = await store.lookup(first.record.run_id)
+    assert (got.version, got.status, got.run_state) == (3, 3, RunState.COMPLETED)
+    outbox = await store.list_outbox_events(first.record.workflow_name, 10)
+    assert [e.id for e in outbox] == [first.outbox.id, second.outbox.id, third.outbox.id]
+    assert [e.version for e in await store.history(first.record.run_id)] == [1, 2, 3]
+
+
+async def test_an_update_that_would_make_a_second_active_run_fails_alone(
+    store: MySQLRecordStore,
+) -> None:
+    # Given a finished run, an active run of the same foreign ID, and a bystander
+    done = dummy_record(foreign_id="busy")
+    await store.store(insert(done))
+    finished = update(done, run_state=RunState.COMPLETED)
+    await store.store(finished)
+    active = dummy_record(foreign_id="busy")
+    await store.store(insert(active))
+    other = dummy_record(foreign_id="bystander")
+    await store.store(insert(other))
+
+    # When the finished run is revived next to an unrelated write
+    revive = update(finished.record, run_state=RunState.RUNNING)
+    moved = update(other, status=2)
+    outcomes = await store.store_many([revive, moved])
+
+    # Then the schema refuses the revival alone
+    assert isinstance(outcomes[0], WorkflowInProgress)
+    assert outcomes[1] is None
+    assert (await store.lookup(done.run_id)).run_state is RunState.COMPLETED
+    assert (await store.lookup(other.run_id)).status == 2
+    outbox = await store.list_outbox_events(done.workflow_name, 100)
+    assert revive.outbox.id not in {e.id for e in outbox}
+    assert moved.outbox.id in {e.id for e in outbox}
+
+
+async def test_a_write_of_the_stored_values_at_the_expected_version_applies(
+    store: MySQLRecordStore,
+) -> None:
+    # Given a stored run (MySQL counts changed rows: a write of the same values and the
+    # same version changes none, yet its compare-and-set holds)
+    record = dummy_record()
+    await store.store(insert(record))
+    same = update(record)
+    same = type(same)(record, same.outbox, expected_version=1)
+
+    # When it is written again as it is, at its version
+    await store.store(same)
+
+    # Then the write applied (its outbox event is there), and a stale one still conflicts
+    assert same.outbox.id in {e.id for e in await store.list_outbox_events(record.workflow_name, 9)}
+    with pytest.raises(VersionConflict) as raised:
+        await store.store(type(same)(record, same.outbox, expected_version=7))
+    assert raised.value.actual_version == 1
+
+
+async def test_concurrent_writes_of_one_version_apply_exactly_once(
+    store: MySQLRecordStore,
+) -> None:
+    record = dummy_record(foreign_id="contended")
+    await store.store(insert(record))
+
+    outcomes = await asyncio.gather(
+        *(store.store_many([update(record, status=2)]) for _ in range(8))
+    )
+
+    applied = [o for (o,) in outcomes if o is None]
+    assert len(applied) == 1
+    assert all(isinstance(o, VersionConflict) for (o,) in outcomes if o is not None)
+    assert (await store.lookup(record.run_id)).version == 2
+
+
+async def test_concurrent_triggers_of_one_foreign_id_start_one_run(
+    store: MySQLRecordStore,
+) -> None:
+    runs = [dummy_record(foreign_id="raced") for _ in range(8)]
+
+    outcomes = await asyncio.gather(*(store.store_many([insert(r)]) for r in runs))
+
+    assert sum(o is None for (o,) in outcomes) == 1
+    assert all(isinstance(o, WorkflowInProgress) for (o,) in outcomes if o is not None)
+    listed = await store.list(runs[0].workflow_name, filter=RecordFilter(foreign_ids=("raced",)))
+    assert len(listed) == 1
+
+
+async def test_foreign_ids_are_exact_bytes_not_padded_or_folded(store: MySQLRecordStore) -> None:
+    # Given foreign IDs that a PAD SPACE or case-insensitive collation would confuse
+    names = ["order", "order ", "Order", "order\t", "ordér"]
+    records = [dummy_record(foreign_id=n) for n in names]
+
+    # When each starts a run, then every one is its own (no WorkflowInProgress)
+    assert list(await store.store_many([insert(r) for r in records])) == [None] * len(names)
+
+    # ... found by its own value alone, and a prefix matches by code point
+    for r in records:
+        assert (await store.latest(r.workflow_name, r.foreign_id)).run_id == r.run_id
+        found = await store.list(r.workflow_name, filter=RecordFilter(foreign_ids=(r.foreign_id,)))
+        assert [f.run_id for f in found] == [r.run_id]
+    page = await store.list_runs(RunQuery(foreign_id_prefix="order"))
+    assert sorted(r.foreign_id for r in page.records) == sorted(["order", "order ", "order\t"])
+
+
+async def test_lookups_in_one_turn_share_a_query_and_fail_alone(
+    store: MySQLRecordStore, db: MySQLDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = [dummy_record(foreign_id=f"l-{i}") for i in range(20)]
+    await store.store_many([insert(r) for r in records])
+    queries: list[str] = []
+    fetch = db.fetch
+
+    async def counting(what: str, sql: str, args: Any = ()) -> Any:
+        queries.append(what)
+        return await fetch(what, sql, args)
+
+    monkeypatch.setattr(db, "fetch", counting)
+
+    got = await asyncio.gather(*(store.lookup(r.run_id) for r in records))
+    assert [g.run_id for g in got] == [r.run_id for r in records]
+    assert queries == ["looking up records"]
+
+    missing, found = await asyncio.gather(
+        store.lookup("nope"), store.lookup(records[0].run_id), return_exceptions=True
+    )
+    assert type(missing).__name__ == "RecordNotFound"
+    assert getattr(found, "run_id", None) == records[0].run_id
+
+
+async def test_a_cancelled_lookup_does_not_strand_the_others_of_its_turn(
+    store: MySQLRecordStore,
+) -> None:
+    records = [dummy_record(foreign_id=f"c-{i}") for i in range(3)]
+    await store.store_many([insert(r) for r in records])
+
+    first = asyncio.create_task(store.lookup(records[0].run_id))
+    others = [asyncio.create_task(store.lookup(r.run_id)) for r in records[1:]]
+    await asyncio.sleep(0)
+    first.cancel()
+
+    got = await asyncio.wait_for(asyncio.gather(*others), WAIT)
+    assert [g.run_id for g in got] == [r.run_id for r in records[1:]]
+
+
+async def test_record_failure_waits_for_a_write_in_flight_and_then_keeps_nothing(
+    store: MySQLRecordStore, db: MySQLDatabase
+) -> None:
+    # Given a run at version 1, and another connection that has moved it to version 2
+    # without committing yet
+    record = dummy_record()
+    await store.store(insert(record))
+    other = await db.connect()
+    try:
+        async with other.cursor() as cur:
+            await cur.execute("BEGIN")
+            await cur.execute(
+                f"UPDATE {db.tables.records} SET version = 2 WHERE run_id = %s", (record.run_id,)
+            )
+            await cur.execute("SELECT CONNECTION_ID()")
+            (writer,) = await cur.fetchone()
+            # When an attempt that read version 1 records its failure
+            recording = asyncio.create_task(store.record_failure(failure(record)))
+            # ... it waits for the write (it does not insert for a version being replaced)
+            await _blocked_by(db, int(writer))
+            assert not recording.done()
+            # When the write commits
+            await cur.execute("COMMIT")
+    finally:
+        other.close()
+
+    # Then the failure is not kept
+    assert await asyncio.wait_for(recording, WAIT) is False
+    assert list(await store.failures(record.run_id)) == []
+
+
+async def _blocked_by(db: MySQLDatabase, connection_id: int) -> None:
+    """Return once some transaction waits for a lock that ``connection_id`` holds."""
+    sql = (
+        "SELECT COUNT(*) FROM information_schema.innodb_lock_waits w "
+        "JOIN information_schema.innodb_trx t ON t.trx_id = w.blocking_trx_id "
+        "WHERE t.trx_mysql_thread_id = %s"
+    )
+    async with asyncio.timeout(WAIT):
+        while True:
+            (count,), *_ = await db.fetch("test", sql, [connection_id])
+            if count:
+                return
+            # Nothing to wait on but the server's lock tables, which InnoDB refreshes only
+            # after 0.1 s without a read: poll slower than that.
+            await asyncio.sleep(0.15)
+
+
+async def test_a_write_from_another_process_wakes_the_outbox_wait(
+    db: MySQLDatabase, mysql_url: str
+) -> None:
+    # Given a relay's store waiting on an empty outbox, and another process's store
+    # (its own pool: no in-process signal reaches the waiter)
+    store = MySQLRecordStore(db)
+    async with open_mysql(mysql_url, "store_") as other_db:
+        writer = MySQLRecordStore(other_db)
+        record = dummy_record()
+        assert list(await store.list_outbox_events(record.workflow_name, 10)) == []
+        waiting = asyncio.create_task(store.wait_for_outbox(record.workflow_name, 60.0))
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+        # When the other process writes a run
+        await writer.store(insert(record))
+
+        # Then the wait returns (by polling) well before its timeout
+        await asyncio.wait_for(waiting, WAIT)
+        assert [e.run_id for e in await store.list_outbox_events(record.workflow_name, 10)] == [
+            record.run_id
+        ]
+
+
+async def test_without_history_writes_leave_no_history_rows(db: MySQLDatabase) -> None:
+    # Given the store without history
+    store = MySQLRecordStoreWithoutHistory(db)
+    assert isinstance(store, RecordsFailures)
+    assert not isinstance(store, KeepsHistory)
+
+    # When runs are written, alone and in a batch, and a failure recorded
+    record = dummy_record()
+    await store.store(insert(record))
+    await store.store_many([update(record, status=2), insert(dummy_record(foreign_id="b"))])
+    assert await store.record_failure(failure(await store.lookup(record.run_id)))
+
+    # Then the history table stays empty, and the failure is kept
+    (count,), *_ = await db.fetch("test", f"SELECT COUNT(*) FROM {db.tables.history}")
+    assert count == 0
+    assert [f.version for f in await store.failures(record.run_id)] == [2]
+
+
+async def test_the_history_option_picks_the_store(mysql_url: str) -> None:
+    async with open_mysql(mysql_url, "store_") as on:
+        assert isinstance(record_store(on), MySQLRecordStore)
+    async with open_mysql(mysql_url, "store_", history=False) as off:
+        chosen = record_store(off)
+        assert isinstance(chosen, MySQLRecordStoreWithoutHistory)
+        assert not isinstance(chosen, KeepsHistory)
+
+
+async def test_a_workflow_name_too_long_for_its_column_fails_the_batch_cleanly(
+    store: MySQLRecordStore, mysql_url: str
+) -> None:
+    # Given a batch with a write whose workflow name is longer than 255 bytes
+    good = insert(dummy_record(foreign_id="good"))
+    long = insert(dummy_record("w" * 256))
+
+    # Then the batch fails as a whole (strict mode refuses to cut the value) and none of
+    # it is applied
+    with pytest.raises(AdapterError, match="Data too long"):
+        await store.store_many([good, long])
+    assert list(await store.list(good.record.workflow_name)) == []
+    assert await admin_sql(mysql_url, "SELECT 1") == [(1,)]
