@@ -4,6 +4,9 @@ from ._database import Database as MySQLDatabase
 from ._options import MySQLOptions as MySQLOptions
 from ._record_store import MySQLRecordStore as MySQLRecordStore
 from ._record_store import MySQLRecordStoreWithoutHistory as MySQLRecordStoreWithoutHistory
+from ._role_scheduler import MySQLLease as MySQLLease
+from ._role_scheduler import MySQLRoleScheduler as MySQLRoleScheduler
+from ._role_sql import prune_roles as prune_roles
 from ._schema import migrate as migrate
 from ._schema import migrate_report as migrate_report
 from ._timeout_store import MySQLTimeoutStore as MySQLTimeoutStore
@@ -11,11 +14,14 @@ from ._timeout_store import prune_timeouts as prune_timeouts
 
 __all__ = (
     "MySQLDatabase",
+    "MySQLLease",
     "MySQLOptions",
     "MySQLRecordStore",
     "MySQLRecordStoreWithoutHistory",
+    "MySQLRoleScheduler",
     "MySQLTimeoutStore",
     "migrate",
     "migrate_report",
+    "prune_roles",
     "prune_timeouts",
 )
