@@ -9,6 +9,7 @@ the record store's tables of its own table prefix, emptied.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -132,6 +133,97 @@ async def test_a_batch_may_move_one_run_twice_in_order(store: MySQLRecordStore) 
     outbox = await store.list_outbox_events(first.record.workflow_name, 10)
     assert [e.id for e in outbox] == [first.outbox.id, second.outbox.id, third.outbox.id]
     assert [e.version for e in await store.history(first.record.run_id)] == [1, 2, 3]
+
+
+async def test_long_batches_keep_an_outcome_per_write(store: MySQLRecordStore) -> None:
+    # Given active runs, a finished one whose foreign ID has an active run, and a run at
+    # version 2
+    active = [dummy_record(foreign_id=f"a-{i}") for i in range(6)]
+    done = dummy_record(foreign_id="a-0", run_state=RunState.COMPLETED)
+    moved = dummy_record(foreign_id="moved")
+    await store.store_many([insert(r) for r in [*active, done, moved]])
+    at_2 = update(moved, status=2)
+    await store.store(at_2)
+
+    # When one batch inserts runs (one with a taken run ID, one with a busy foreign ID
+    # among them) and then updates runs (stale, unknown, a revival of the finished one,
+    # one moved twice, one written with its stored values)
+    fresh = [dummy_record(foreign_id=f"f-{i}") for i in range(4)]
+    inserts = [
+        insert(fresh[0]),
+        insert(fresh[1]),
+        insert(active[1].replace(foreign_id="other")),  # the run ID exists
+        insert(dummy_record(foreign_id="a-2")),  # a-2 has an active run
+        insert(fresh[2]),
+        insert(fresh[3]),
+    ]
+    first = update(active[3], status=2)
+    updates = [
+        update(active[0], status=2),
+        update(moved, status=3),  # stale: moved is at version 2
+        update(dummy_record(foreign_id="ghost"), status=2),  # never stored
+        update(done, run_state=RunState.RUNNING),  # a second active run of a-0
+        first,
+        update(active[4], status=3),
+        dataclasses.replace(update(at_2.record), record=at_2.record, expected_version=2),
+        update(first.record, status=3),  # active[3] again: sees the first move
+        update(active[5], status=2),
+    ]
+    outcomes = await store.store_many([*inserts, *updates])
+
+    # Then every write has its own outcome, and exactly the applied ones are stored
+    kinds = [type(o).__name__ if o is not None else None for o in outcomes]
+    assert kinds == [
+        None,
+        None,
+        "VersionConflict",
+        "WorkflowInProgress",
+        None,
+        None,
+        None,
+        "VersionConflict",
+        "VersionConflict",
+        "WorkflowInProgress",
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
+    stale = outcomes[7]
+    assert isinstance(stale, VersionConflict)
+    assert stale.actual_version == 2
+    for r in fresh:
+        assert (await store.lookup(r.run_id)).version == 1
+    assert (await store.lookup(active[0].run_id)).status == 2
+    assert (await store.lookup(active[3].run_id)).version == 3
+    assert (await store.lookup(done.run_id)).run_state is RunState.COMPLETED
+    assert (await store.lookup(moved.run_id)).version == 2
+    applied = [w for w, o in zip([*inserts, *updates], outcomes, strict=True) if o is None]
+    outbox = await store.list_outbox_events(moved.workflow_name, 1000)
+    assert [e.id for e in outbox][-len(applied) :] == [w.outbox.id for w in applied]
+    assert [e.version for e in await store.history(active[3].run_id)] == [1, 2, 3]
+
+
+async def test_concurrent_batches_over_the_same_runs_apply_each_version_once(
+    store: MySQLRecordStore,
+) -> None:
+    # Given runs that several batches move from version 1 at once, in different orders
+    runs = [dummy_record(foreign_id=f"c-{i}") for i in range(30)]
+    await store.store_many([insert(r) for r in runs])
+
+    outcomes = await asyncio.gather(
+        *(
+            store.store_many([update(r, status=2) for r in (runs if i % 2 else runs[::-1])])
+            for i in range(6)
+        )
+    )
+
+    # Then each run moved once
+    for j, r in enumerate(runs):
+        assert sum(batch[j if i % 2 else -1 - j] is None for i, batch in enumerate(outcomes)) == 1
+        assert (await store.lookup(r.run_id)).version == 2
+    assert len(await store.list_outbox_events(runs[0].workflow_name, 1000)) == 60
 
 
 async def test_an_update_that_would_make_a_second_active_run_fails_alone(

@@ -6,8 +6,10 @@ What is atomic: a write is one InnoDB transaction holding its record (inserted, 
 updated by compare-and-set), its outbox row and, unless the store keeps no history, its
 history row (and, for a write to DataDeleted, the scrub of its failure messages). Either
 all of it commits or none of it. ``store_many`` is one transaction for the whole batch
-with an outcome per write (``_record_writes``): a refused write is rolled back alone (its
-statement), the others commit together.
+with an outcome per write (``_record_writes``): consecutive new runs are one multi-row
+``INSERT`` and consecutive updates a locking read of their versions and one multi-row
+``UPDATE``; a write a unique index refuses is retried row by row (InnoDB rolls back the
+failed statement alone), so it fails alone and the others commit together.
 
 Compare-and-set: a new run (``expected_version == 0``) is an ``INSERT`` that the
 ``records_run_id`` unique index refuses when the run ID exists (``VersionConflict``);

@@ -1,20 +1,35 @@
 """``RecordWrites``: a batch of record writes as one transaction, an outcome per write.
 
-The transaction applies the writes in batch order, each with a statement of its own: a
-new run is an ``INSERT``, any other write an ``UPDATE ... WHERE run_id = ? AND version =
-?`` (the compare-and-set). InnoDB rolls back only the statement that fails with a
-duplicate key, so a write refused by a unique index (its run ID exists, or its foreign ID
-has an active run: ``records_one_active_run``) leaves the others of the batch standing.
-The statement's row count says whether a compare-and-set applied; when it is 0 a locking
-read of the run's version tells a conflict (with the version found) from a write that
-changed nothing (MySQL counts changed rows, not matched ones). Then one multi-row
-``INSERT`` adds the outbox rows of every write that applied, in batch order, one adds
-their history rows (``REPLACE``, unless the store keeps none), and one empties the failure messages
-of the runs moved to DataDeleted; ``COMMIT``. Either all of that commits, or none.
+The transaction applies the writes in batch order, cut into groups of consecutive new
+runs and of consecutive updates of distinct runs (a run moved twice in one batch starts
+a new group, so its second write sees its first):
+
+- new runs (``expected_version == 0``): one multi-row ``INSERT``. InnoDB rolls back only
+  the statement that fails, so if a unique index refuses one of its rows (the run ID
+  exists: ``VersionConflict``; the foreign ID has an active run,
+  ``records_one_active_run``: ``WorkflowInProgress``), the group is inserted again row
+  by row, each with its own outcome;
+- updates: a locking read (``FOR UPDATE``, in run ID order) of the runs' versions is
+  the compare: a write whose run is not at its expected version is a ``VersionConflict``
+  with the version found; the others are locked at that version, so one multi-row
+  ``UPDATE`` (``CASE run_id``) applies to each of them. If the active-run index refuses
+  it (a finished run revived while another run of its foreign ID is active), it is
+  rolled back and the group written row by row;
+- a group of one write, and each row of a group written row by row, is one statement:
+  ``INSERT``, or ``UPDATE ... WHERE run_id = ? AND version = ?`` whose row count says
+  whether the compare-and-set held; when it is 0, a locking read tells a conflict (with
+  the version found) from a write that changed nothing (MySQL counts changed rows, not
+  matched ones), which is written again under the lock.
+
+Then one multi-row ``INSERT`` adds the outbox rows of every write that applied, in batch
+order, one adds their history rows (``REPLACE``, unless the store keeps none), and one
+empties the failure messages of the runs moved to DataDeleted; ``COMMIT``. Either all of
+that commits, or none of it.
 
 A deadlock or lock wait timeout (the server rolled the transaction back) runs the whole
 batch again (``Database.transaction``); the outcomes are those of the attempt that
-committed.
+committed. A group's locking read takes its runs in run ID order, so two batches that
+update the same runs in one group each wait for each other instead of deadlocking.
 """
 
 from __future__ import annotations
@@ -29,13 +44,16 @@ from ..._protocols import RecordWrite
 from ..._runstate import RunState
 from ._database import Cursor, Database
 from ._errors import DUPLICATE_KEY, error_code
-from ._rows import COLUMNS, reached_text, to_db
+from ._rows import COLUMNS, name, reached_text, to_db
 
 __all__ = ["RecordWrites"]
 
 _encode = msgspec.json.encode
 _CHUNK: Final = 500
 """Rows per multi-row statement (well within ``max_allowed_packet``)."""
+_GROUP_BYTES: Final = 4 << 20
+"""The most bytes of objects one multi-row statement carries (``max_allowed_packet``
+is 16 MiB by default on MariaDB, 64 MiB on MySQL 8)."""
 _UPDATED: Final = (
     "run_state",
     "status",
@@ -89,6 +107,37 @@ def _history_row(write: RecordWrite) -> tuple[object, ...]:
     )
 
 
+def _size(write: RecordWrite) -> int:
+    """Roughly how many bytes a write adds to a statement (its object, mostly)."""
+    return len(write.record.object) + 512
+
+
+def _groups(writes: Sequence[RecordWrite]) -> list[list[RecordWrite]]:
+    """``writes`` cut into runs of consecutive inserts, or of consecutive updates of
+    distinct runs (a run moved twice must see its first move), each bounded in rows and
+    bytes, in batch order."""
+    groups: list[list[RecordWrite]] = []
+    group: list[RecordWrite] = []
+    run_ids: set[str] = set()
+    size = 0
+    for write in writes:
+        new = write.expected_version == 0
+        if group and (
+            (group[0].expected_version == 0) != new
+            or (not new and write.record.run_id in run_ids)
+            or len(group) >= _CHUNK
+            or size + _size(write) > _GROUP_BYTES
+        ):
+            groups.append(group)
+            group, run_ids, size = [], set(), 0
+        group.append(write)
+        run_ids.add(write.record.run_id)
+        size += _size(write)
+    if group:
+        groups.append(group)
+    return groups
+
+
 def _placeholders(count: int) -> str:
     return "(" + ", ".join(["%s"] * count) + ")"
 
@@ -104,6 +153,9 @@ class RecordWrites:
         )
         sets = ", ".join(f"{c} = %s" for c in _UPDATED)
         self._update = f"UPDATE {t.records} SET {sets} WHERE run_id = %s AND version = %s"
+        self._insert_many = f"INSERT INTO {t.records} ({', '.join(COLUMNS)}) VALUES "
+        self._update_many = f"UPDATE {t.records} SET"
+        self._locked_versions = f"SELECT run_id, version FROM {t.records} WHERE run_id IN "
         self._version = f"SELECT version FROM {t.records} WHERE run_id = %s"
         self._locked_version = self._version + " FOR UPDATE"
         self._outbox = f"INSERT INTO {t.outbox} ({', '.join(_OUTBOX)}) VALUES "
@@ -118,7 +170,14 @@ class RecordWrites:
         ``AdapterError`` if the transaction failed (then none of it applied)."""
 
         async def work(cur: Cursor) -> list[WorkflowError | None]:
-            outcomes = [await self._apply(cur, w) for w in writes]
+            outcomes: list[WorkflowError | None] = []
+            for group in _groups(writes):
+                if len(group) == 1:
+                    outcomes.append(await self._apply(cur, group[0]))
+                elif group[0].expected_version == 0:
+                    outcomes += await self._insert_group(cur, group)
+                else:
+                    outcomes += await self._update_group(cur, group)
             applied = [w for w, o in zip(writes, outcomes, strict=True) if o is None]
             if applied:
                 await self._add(cur, self._outbox, [_outbox_row(w) for w in applied])
@@ -140,6 +199,70 @@ class RecordWrites:
         written = zip(writes, outcomes, strict=True)
         for workflow in {w.record.workflow_name for w, o in written if o is None}:
             self._db.signal(outbox_signal(workflow)).fire()
+        return outcomes
+
+    async def _insert_group(
+        self, cur: Cursor, group: Sequence[RecordWrite]
+    ) -> list[WorkflowError | None]:
+        """New runs as one multi-row ``INSERT``; if a unique index refuses one of them,
+        the statement is rolled back whole and each is inserted on its own."""
+        rows = [_values(w) for w in group]
+        try:
+            await cur.execute(
+                self._insert_many + ", ".join([_placeholders(len(COLUMNS))] * len(rows)),
+                [row[c] for row in rows for c in COLUMNS],
+            )
+        except Exception as exc:
+            if error_code(exc) != DUPLICATE_KEY:
+                raise
+            return [await self._apply(cur, w) for w in group]
+        return [None] * len(group)
+
+    async def _update_group(
+        self, cur: Cursor, group: Sequence[RecordWrite]
+    ) -> list[WorkflowError | None]:
+        """Compare-and-set updates of distinct runs: a locking read of their versions,
+        then one ``UPDATE`` of those at the expected version (locked, so it applies to
+        each); if the active-run index refuses it, the statement is rolled back whole and
+        each is written on its own."""
+        run_ids = [w.record.run_id for w in group]
+        await cur.execute(
+            self._locked_versions + _placeholders(len(run_ids)) + " FOR UPDATE", run_ids
+        )
+        stored = {str(name(run_id)): int(version) for run_id, version in await cur.fetchall()}
+        outcomes: list[WorkflowError | None] = [
+            None
+            if stored.get(w.record.run_id) == w.expected_version
+            else VersionConflict(w.record.run_id, w.expected_version, stored.get(w.record.run_id))
+            for w in group
+        ]
+        matching = [w for w, o in zip(group, outcomes, strict=True) if o is None]
+        if not matching:
+            return outcomes
+        if len(matching) == 1:
+            return [
+                await self._apply(cur, w) if o is None else o
+                for w, o in zip(group, outcomes, strict=True)
+            ]
+        values = [_values(w) for w in matching]
+        cases = ", ".join(
+            f"{c} = CASE run_id {' '.join(['WHEN %s THEN %s'] * len(matching))} END"
+            for c in _UPDATED
+        )
+        args: list[object] = [x for c in _UPDATED for v in values for x in (v["run_id"], v[c])]
+        ids = [w.record.run_id for w in matching]
+        try:
+            await cur.execute(
+                f"{self._update_many} {cases} WHERE run_id IN {_placeholders(len(ids))}",
+                [*args, *ids],
+            )
+        except Exception as exc:
+            if error_code(exc) != DUPLICATE_KEY:
+                raise
+            return [
+                await self._apply(cur, w) if o is None else o
+                for w, o in zip(group, outcomes, strict=True)
+            ]
         return outcomes
 
     async def _apply(self, cur: Cursor, write: RecordWrite) -> WorkflowError | None:
