@@ -1,6 +1,7 @@
 """The MySQL/MariaDB record store passes the record-store suites against the real server,
 and keeps its promises beyond them (batches, one active run, exact foreign IDs, history
-off, concurrent writers, a failure recorded against a write in flight).
+off, concurrent writers, a failure recorded against a write in flight, rows that do
+not decode).
 
 Each case gets a fresh store on this run's throw-away database (see ``_mysql_support``):
 the record store's tables of its own table prefix, emptied.
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from _mysql_support import admin_sql, mysql_url, open_mysql
 
-from conveyor import AdapterError, RunState, VersionConflict, WorkflowInProgress
+from conveyor import AdapterError, DecodeError, RunState, VersionConflict, WorkflowInProgress
 from conveyor.abc import KeepsHistory, RecordFilter, RecordsFailures, RunQuery
 from conveyor.adapters.mysql import (
     MySQLDatabase,
@@ -472,3 +473,44 @@ async def test_a_workflow_name_too_long_for_its_column_fails_the_batch_cleanly(
         await store.store_many([good, long])
     assert list(await store.list(good.record.workflow_name)) == []
     assert await admin_sql(mysql_url, "SELECT 1") == [(1,)]
+
+
+async def test_a_row_that_does_not_decode_fails_its_own_lookup_alone(
+    store: MySQLRecordStore, db: MySQLDatabase
+) -> None:
+    # Given two runs, one of them corrupted behind the store's back (a run state outside
+    # RunState, a foreign ID that is not UTF-8) and an outbox row with broken headers
+    good, bad = dummy_record(foreign_id="good"), dummy_record(foreign_id="bad")
+    await store.store_many([insert(good), insert(bad)])
+    await db.execute(
+        "corrupting",
+        f"UPDATE {db.tables.records} SET run_state = 42, foreign_id = 0xff WHERE run_id = %s",
+        [bad.run_id],
+    )
+    await db.execute(
+        "corrupting",
+        f"UPDATE {db.tables.outbox} SET headers = 'not json' WHERE run_id = %s",
+        [bad.run_id],
+    )
+
+    # When both are looked up in one turn, then the bad one alone fails, with a stand-in
+    got_good, got_bad = await asyncio.gather(
+        store.lookup(good.run_id), store.lookup(bad.run_id), return_exceptions=True
+    )
+    assert getattr(got_good, "run_id", None) == good.run_id
+    assert isinstance(got_bad, DecodeError)
+    assert got_bad.run_id == bad.run_id
+    assert got_bad.record is not None
+    assert got_bad.record.run_state is RunState.UNKNOWN
+    assert "run_state 42" in got_bad.record.meta.run_state_reason
+
+    # ... it is listed as a stand-in among the healthy runs, and its outbox event is
+    # handed out with empty headers
+    listed = {r.run_id: r for r in await store.list(good.workflow_name)}
+    assert listed[bad.run_id].run_state is RunState.UNKNOWN
+    assert listed[good.run_id].run_state is RunState.INITIATED
+    page = await store.list_runs(RunQuery())
+    assert {r.run_id for r in page.records} == {good.run_id, bad.run_id}
+    outbox = {e.run_id: e for e in await store.list_outbox_events(good.workflow_name, 10)}
+    assert dict(outbox[bad.run_id].headers) == {}
+    assert dict(outbox[good.run_id].headers)

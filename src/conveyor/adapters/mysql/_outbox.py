@@ -64,7 +64,9 @@ class Outbox:
         self._intervals: dict[str, float] = {}
 
     async def list(self, workflow_name: str, limit: int) -> list[OutboxEvent]:
-        rows = await self._db.fetch("listing outbox events", self._list, [workflow_name, limit])
+        rows = await self._db.fetch(
+            "listing outbox events", self._list, [workflow_name, max(0, limit)]
+        )
         if rows:
             self._intervals.pop(workflow_name, None)  # activity: poll soon again
         return [_event(row) for row in rows]
