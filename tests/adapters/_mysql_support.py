@@ -119,10 +119,15 @@ async def open_mysql(
     args, settings = split_url(url, {"table_prefix": prefix, **options})
     db = Database(args, settings)
     try:
-        if fresh:
+        if fresh:  # TRUNCATE also restarts AUTO_INCREMENT (suites expect IDs from 1)
+            existing = await admin_sql(
+                url,
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()",
+            )
+            names = {str(r[0]) for r in existing}
             for table in db.tables.TABLES:
-                if table != "schema_migrations":
-                    await admin_sql(url, f"DELETE FROM {db.tables.names[table]}")
+                if table != "schema_migrations" and prefix + table in names:
+                    await admin_sql(url, f"TRUNCATE TABLE {db.tables.names[table]}")
         yield db
     finally:
         await db.close()
