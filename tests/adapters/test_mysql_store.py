@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from _mysql_support import admin_sql, mysql_url, open_mysql
+from _mysql_support import mysql_url, open_mysql
 
 from conveyor import AdapterError, DecodeError, RunState, VersionConflict, WorkflowInProgress
 from conveyor.abc import KeepsHistory, RecordFilter, RecordsFailures, RunQuery
@@ -461,7 +461,7 @@ async def test_the_history_option_picks_the_store(mysql_url: str) -> None:
 
 
 async def test_a_workflow_name_too_long_for_its_column_fails_the_batch_cleanly(
-    store: MySQLRecordStore, mysql_url: str
+    store: MySQLRecordStore,
 ) -> None:
     # Given a batch with a write whose workflow name is longer than 255 bytes
     good = insert(dummy_record(foreign_id="good"))
@@ -472,7 +472,6 @@ async def test_a_workflow_name_too_long_for_its_column_fails_the_batch_cleanly(
     with pytest.raises(AdapterError, match="Data too long"):
         await store.store_many([good, long])
     assert list(await store.list(good.record.workflow_name)) == []
-    assert await admin_sql(mysql_url, "SELECT 1") == [(1,)]
 
 
 async def test_a_row_that_does_not_decode_fails_its_own_lookup_alone(

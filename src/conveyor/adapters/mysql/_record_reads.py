@@ -64,6 +64,7 @@ class RecordReads:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             fut = self._pending[run_id] = asyncio.get_running_loop().create_future()
+            fut.add_done_callback(_retrieved)
         found = await asyncio.shield(fut)
         if found is None:
             raise RecordNotFound(f"record not found: run_id={run_id}")
@@ -165,3 +166,9 @@ class RecordReads:
         """Wait for the lookups under way (their callers are owed an answer)."""
         while self._tasks:
             await asyncio.wait(set(self._tasks))
+
+
+def _retrieved(fut: asyncio.Future[DecodedRow | None]) -> None:
+    """Mark a lookup's failure as seen: its callers may all have been cancelled."""
+    if not fut.cancelled():
+        fut.exception()
