@@ -2,6 +2,7 @@
 
 from ._database import Database as MySQLDatabase
 from ._options import MySQLOptions as MySQLOptions
+from ._pruner import Pruner as Pruner
 from ._record_store import MySQLRecordStore as MySQLRecordStore
 from ._record_store import MySQLRecordStoreWithoutHistory as MySQLRecordStoreWithoutHistory
 from ._role_scheduler import MySQLLease as MySQLLease
@@ -9,17 +10,26 @@ from ._role_scheduler import MySQLRoleScheduler as MySQLRoleScheduler
 from ._role_sql import prune_roles as prune_roles
 from ._schema import migrate as migrate
 from ._schema import migrate_report as migrate_report
+from ._streamer import MySQLEventReceiver as MySQLEventReceiver
+from ._streamer import MySQLEventSender as MySQLEventSender
+from ._streamer import MySQLEventStreamer as MySQLEventStreamer
+from ._tail import MySQLTail as MySQLTail
 from ._timeout_store import MySQLTimeoutStore as MySQLTimeoutStore
 from ._timeout_store import prune_timeouts as prune_timeouts
 
 __all__ = (
     "MySQLDatabase",
+    "MySQLEventReceiver",
+    "MySQLEventSender",
+    "MySQLEventStreamer",
     "MySQLLease",
     "MySQLOptions",
     "MySQLRecordStore",
     "MySQLRecordStoreWithoutHistory",
     "MySQLRoleScheduler",
+    "MySQLTail",
     "MySQLTimeoutStore",
+    "Pruner",
     "migrate",
     "migrate_report",
     "prune_roles",

@@ -1,0 +1,137 @@
+"""Reading a topic in this process: what receivers and tails share (``TopicReader``), and
+the tail (``MySQLTail``, the ``TailsTopics`` capability).
+
+A reader takes what its ``TopicLog`` holds past its position (no query), reads the table
+only when the log's ``last`` is past its position, and otherwise waits for the topic's
+signal: this process's sends fire it directly, the ``TopicHub``'s poll when it finds
+another process's events (see ``MySQLEventStreamer`` for why reading ``id > position``
+never skips an event).
+"""
+
+from __future__ import annotations
+
+from ..._capabilities import TailBatch
+from ..._event import Event
+from ._database import Database
+from ._topics import EVENT_COLUMNS, TopicHub, TopicLog, event_of
+
+__all__ = ["MySQLTail", "TopicReader", "read_sql"]
+
+_TAIL_BATCH = TopicLog.LIMIT
+"""The most events a tail reads (and hands out) at once."""
+
+
+def read_sql(db: Database) -> str:
+    """Events of a topic (``%s``) after an ID (``%s``), at most ``%s``, in ID order."""
+    return (
+        f"SELECT {EVENT_COLUMNS} FROM {db.tables.events} "
+        "WHERE topic = %s AND id > %s ORDER BY id LIMIT %s"
+    )
+
+
+class TopicReader:
+    """Reads one topic after a position for this process, woken by the topic's signal.
+
+    The reader counts itself in its ``TopicLog`` (and in the hub's poll) from here until
+    ``_stop``. ``_next`` is its position: every event up to it was handed out, or does not
+    exist (a duplicate that was dropped, or pruned).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        hub: TopicHub,
+        topic: str,
+        start: int,
+        poll_interval: float | None,
+    ) -> None:
+        self._db = db
+        self._hub = hub
+        self.topic = topic
+        self._read_sql = read_sql(db)
+        self._poll_interval = poll_interval
+        self._log = hub.join(topic, poll_interval)
+        self._next = start
+        self._waiting = False
+        self._closed = False
+
+    async def _look(self, limit: int) -> tuple[int, list[Event]]:
+        """Up to ``limit`` events after the position (which moves past them; none if there
+        are none yet), and the signal generation read before looking, for ``_wait``."""
+        topic_log = self._log
+        generation = topic_log.signal.generation
+        while True:
+            events, reached = topic_log.after(self._next, limit)
+            if reached is not None:
+                self._next = reached
+                if events:
+                    return generation, events
+                continue  # a kept range with no events in it (duplicates were dropped)
+            known = topic_log.last
+            if known <= self._next:
+                return generation, []
+            after = self._next
+            rows = await self._db.fetch(
+                f"receiving from {self.topic!r}", self._read_sql, (self.topic, after, limit)
+            )
+            events = [event_of(row, self.topic) for row in rows]
+            if len(events) >= limit:
+                upto = events[-1].id
+            else:  # everything committed up to `known` (at least) was visible
+                upto = max(known, events[-1].id if events else after)
+            if upto > topic_log.last:
+                self._hub.found()  # another process's events, beyond what the poll saw
+            topic_log.cover(after, upto, events)
+            self._next = max(self._next, upto)
+            return generation, events
+
+    async def _wait(self, generation: int) -> None:
+        """Wait for the topic's signal to fire after ``generation`` (at once if it did)."""
+        self._waiting = True
+        try:
+            await self._log.signal.wait(None, generation)
+        finally:
+            self._waiting = False
+
+    def _stop(self) -> bool:
+        """Mark closed, leave the log and the poll, end a pending wait; whether this call
+        closed it. (The wake-up is the topic's signal: every waiter of the topic here looks
+        once more, without a query, which is why it fires only if this reader waits.)"""
+        if self._closed:
+            return False
+        self._closed = True
+        self._hub.leave(self.topic, self._poll_interval)
+        if self._waiting:
+            self._log.signal.fire()
+        return True
+
+
+class MySQLTail(TopicReader):
+    """Follows one topic of a ``MySQLEventStreamer`` from where it was opened (a
+    ``Tail``): read like a receiver, with no cursor, no name and no connection of its own.
+
+    Gaps. Reading ``id > position`` misses no committed event and the poll reads state
+    (the topic's committed last ID), not messages that could be lost, so a failing
+    database delays a tail (its read raises ``AdapterError``; the next read goes on from
+    the same position) but never makes it skip: its batches never have ``gap`` set. Not
+    detected: events the pruner deleted before the tail read them, which takes a tail not
+    read for ``event_retention`` (10 minutes by default).
+    """
+
+    def __aiter__(self) -> MySQLTail:
+        return self
+
+    async def __anext__(self) -> TailBatch:
+        while True:
+            if self._closed:
+                raise StopAsyncIteration
+            generation, events = await self._look(_TAIL_BATCH)
+            if self._closed:
+                raise StopAsyncIteration
+            if events:
+                return TailBatch(events)
+            await self._wait(generation)
+
+    async def close(self) -> None:
+        """Stop: a pending or later read ends the iteration. Idempotent."""
+        self._stop()
