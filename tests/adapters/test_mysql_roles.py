@@ -31,6 +31,7 @@ from _mysql_support import FAST_ROLES, admin_sql, mysql_url, open_mysql, with_pr
 from conveyor.abc import RoleScheduler
 from conveyor.adapters.mysql import MySQLRoleScheduler, prune_roles
 from conveyor.adapters.mysql._database import Database
+from conveyor.adapters.mysql._driver import Connection
 from conveyor.adaptertest import RoleSchedulerSuite, SchedulerFactory, new_name
 
 __all__ = ["mysql_url"]
@@ -344,7 +345,7 @@ async def test_a_holder_cut_off_from_the_database_loses_its_lease_before_the_row
     assert lost_at < expiry, "the lease outlived the row others see"
 
 
-async def _locking_member_row(db: Database, member_id: str) -> asyncmy.Connection:
+async def _locking_member_row(db: Database, member_id: str) -> Connection:
     """A connection of the test's own with the member's row locked in an open transaction."""
     conn = await db.connect()
     async with conn.cursor() as cur:

@@ -26,20 +26,18 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import asyncmy
-import asyncmy.cursors
 
 from ..._errors import AdapterError
 from ..._kit._pool import Driver, Pool
 from ..._kit._signal import Signal
 from ..._urls import scrub
+from ._driver import Connection, Cursor
 from ._errors import DEADLOCK, LOCK_WAIT_TIMEOUT, error_code, is_connection_error, translate
 from ._options import ConnectArgs, MySQLOptions, Tables
 
 __all__ = ["Connection", "Cursor", "Database"]
 
 T = TypeVar("T")
-Connection = asyncmy.Connection
-Cursor = asyncmy.cursors.Cursor
 Row = tuple[Any, ...]  # Any: a column's value is whatever type the driver decodes
 
 log = logging.getLogger("conveyor.adapters.mysql")
@@ -102,7 +100,7 @@ class Database:
         """A new connection with conveyor's session settings (not from the pool)."""
         a = self.args
         try:
-            conn = await asyncio.wait_for(
+            conn: Connection = await asyncio.wait_for(
                 asyncmy.connect(
                     host=a.host,
                     port=a.port,
