@@ -11,6 +11,7 @@ sleeps to let a poll happen.
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -490,6 +491,26 @@ async def test_the_poll_stops_when_the_last_reader_closes(
     assert not hub.reading
     await streamer.close()
 
+    assert hub._task is None
+
+
+async def test_a_tail_dropped_without_close_leaves_the_poll(
+    db: MySQLDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a tail that is read once and then dropped without close()
+    hub, _nudge = _gate(db, monkeypatch)
+    topic = new_name("dropped")
+    streamer = MySQLEventStreamer(db)
+    tail = await streamer.tail(topic)
+    await (await streamer.new_sender(topic)).send("x", 1, {"topic": topic})
+    assert [e.foreign_id for e in (await anext(tail)).events] == ["x"]
+    assert hub.reading
+
+    # When it is garbage-collected, then nothing is polled for it any more
+    del tail
+    gc.collect()
+    assert not hub.reading
+    await streamer.close()
     assert hub._task is None
 
 

@@ -10,6 +10,8 @@ never skips an event).
 
 from __future__ import annotations
 
+import weakref
+
 from ..._capabilities import TailBatch
 from ..._event import Event
 from ._database import Database
@@ -33,8 +35,9 @@ class TopicReader:
     """Reads one topic after a position for this process, woken by the topic's signal.
 
     The reader counts itself in its ``TopicLog`` (and in the hub's poll) from here until
-    ``_stop``. ``_next`` is its position: every event up to it was handed out, or does not
-    exist (a duplicate that was dropped, or pruned).
+    ``_stop``, or until it is garbage-collected (a tail dropped without ``close``).
+    ``_next`` is its position: every event up to it was handed out, or does not exist (a
+    duplicate that was dropped, or pruned).
     """
 
     def __init__(
@@ -49,8 +52,10 @@ class TopicReader:
         self._hub = hub
         self.topic = topic
         self._read_sql = read_sql(db)
-        self._poll_interval = poll_interval
         self._log = hub.join(topic, poll_interval)
+        # A reader dropped without close() leaves the log and the poll when collected.
+        self._leave = weakref.finalize(self, hub.leave, topic, poll_interval)
+        self._leave.atexit = False
         self._next = start
         self._waiting = False
         self._closed = False
@@ -100,7 +105,7 @@ class TopicReader:
         if self._closed:
             return False
         self._closed = True
-        self._hub.leave(self.topic, self._poll_interval)
+        self._leave()
         if self._waiting:
             self._log.signal.fire()
         return True
