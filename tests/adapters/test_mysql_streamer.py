@@ -11,9 +11,11 @@ sleeps to let a poll happen.
 from __future__ import annotations
 
 import asyncio
+import enum
 import gc
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -22,8 +24,10 @@ from typing import Any
 import pytest
 from _mysql_support import admin_sql, mysql_url, open_mysql
 
+from conveyor import Builder, Run, RunState
 from conveyor._kit._signal import Signal
 from conveyor.abc import Event, EventStreamer, OutgoingEvent, TailBatch
+from conveyor.adapters.memory import MemoryRecordStore, MemoryRoleScheduler
 from conveyor.adapters.mysql import (
     MySQLDatabase,
     MySQLEventReceiver,
@@ -39,6 +43,7 @@ from conveyor.adaptertest import (
     TailsTopicsSuite,
     new_name,
 )
+from conveyor.testing import run_until_idle
 
 __all__ = ["mysql_url"]
 
@@ -553,6 +558,45 @@ async def test_a_tail_in_another_process_is_woken_by_the_poll(
         await tail.close()
         await tailing.close()
         await sending.close()
+
+
+# ---------------------------------------------------------------- a workflow on the streamer
+
+
+class _Status(enum.IntEnum):
+    UNKNOWN = 0
+    STARTED = 1
+    CHECKED = 2
+    DONE = 3
+
+
+async def _check(run: Run[dict[str, str], _Status]) -> _Status:
+    run.object["checked"] = "yes"
+    return _Status.CHECKED
+
+
+async def _finish(run: Run[dict[str, str], _Status]) -> _Status:
+    return _Status.DONE
+
+
+async def test_run_until_idle_sees_the_streamers_receivers_caught_up(db: MySQLDatabase) -> None:
+    # Given a workflow of two steps (sharded) on the streamer, the rest in memory
+    streamer = MySQLEventStreamer(db)
+    b = Builder(f"idle-{uuid.uuid4().hex[:12]}", dict, _Status)
+    b.add_step(_Status.STARTED, _check, _Status.CHECKED).with_options(parallel_count=3)
+    b.add_step(_Status.CHECKED, _finish, _Status.DONE)
+    store = MemoryRecordStore()
+    wf = b.build(streamer, store, MemoryRoleScheduler())
+    async with wf:
+        # When runs are triggered and run_until_idle returns (it asks the receivers)
+        run_ids = [await wf.trigger(f"user-{i}") for i in range(10)]
+        await run_until_idle(wf, timeout=10.0)
+
+        # Then every run had completed
+        for run_id in run_ids:
+            record = await store.lookup(run_id)
+            assert (record.status, record.run_state) == (_Status.DONE, RunState.COMPLETED)
+    await streamer.close()
 
 
 # ---------------------------------------------------------------- cursors and pruning
