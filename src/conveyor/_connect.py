@@ -66,8 +66,20 @@ _OPENERS: dict[str, _Entry] = {
     "postgres": _Entry(
         "conveyor.adapters.postgres:open_backend", "conveyor.adapters.postgres:migrate_report"
     ),
+    "mysql": _Entry(
+        "conveyor.adapters.mysql:open_backend", "conveyor.adapters.mysql:migrate_report"
+    ),
+    "mariadb": _Entry(
+        "conveyor.adapters.mysql:open_backend", "conveyor.adapters.mysql:migrate_report"
+    ),
 }
-_EXTRAS = {"sqlite": "sqlite", "postgresql": "postgres", "postgres": "postgres"}
+_EXTRAS = {
+    "sqlite": "sqlite",
+    "postgresql": "postgres",
+    "postgres": "postgres",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+}
 
 
 def register_backend(scheme: str, opener: str, migrator: str | None = None) -> None:

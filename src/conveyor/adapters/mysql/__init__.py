@@ -1,5 +1,7 @@
 """MySQL and MariaDB adapters (``pip install 'conveyor[mysql]'``, the asyncmy driver)."""
 
+from ._backend import MySQLBackend as MySQLBackend
+from ._backend import open_backend as open_backend
 from ._database import Database as MySQLDatabase
 from ._options import MySQLOptions as MySQLOptions
 from ._pruner import Pruner as Pruner
@@ -18,6 +20,7 @@ from ._timeout_store import MySQLTimeoutStore as MySQLTimeoutStore
 from ._timeout_store import prune_timeouts as prune_timeouts
 
 __all__ = (
+    "MySQLBackend",
     "MySQLDatabase",
     "MySQLEventReceiver",
     "MySQLEventSender",
@@ -32,6 +35,7 @@ __all__ = (
     "Pruner",
     "migrate",
     "migrate_report",
+    "open_backend",
     "prune_roles",
     "prune_timeouts",
 )
