@@ -52,7 +52,7 @@ async def admin_sql(url: str, sql: str, args: tuple[object, ...] = ()) -> list[t
     )
     try:
         async with conn.cursor() as cur:
-            await cur.execute(sql, args)
+            await cur.execute(sql, args or None)
             return list(await cur.fetchall())
     finally:
         conn.close()
