@@ -1,7 +1,8 @@
 """The MySQL/MariaDB record store passes the record-store suites against the real server,
 and keeps its promises beyond them (batches, one active run, exact foreign IDs, history
 off, concurrent writers, a failure recorded against a write in flight, rows that do
-not decode).
+not decode). Built on a streamer (``events=``) it passes ``PublishesEventsSuite``, and
+its writes' events reach the log across topics and processes.
 
 Each case gets a fresh store on this run's throw-away database (see ``_mysql_support``):
 the record store's tables of its own table prefix, emptied.
@@ -18,25 +19,48 @@ from typing import Any
 import pytest
 from _mysql_support import mysql_url, open_mysql
 
-from conveyor import AdapterError, DecodeError, RunState, VersionConflict, WorkflowInProgress
-from conveyor.abc import KeepsHistory, RecordFilter, RecordsFailures, RunQuery
+import conveyor
+from conveyor import (
+    AdapterError,
+    Builder,
+    DecodeError,
+    RecordNotFound,
+    Run,
+    RunState,
+    VersionConflict,
+    WorkflowInProgress,
+)
+from conveyor.abc import (
+    Event,
+    KeepsHistory,
+    PublishesEvents,
+    RecordFilter,
+    RecordsFailures,
+    RunQuery,
+)
 from conveyor.adapters.mysql import (
     MySQLDatabase,
+    MySQLEventStreamer,
     MySQLRecordStore,
     MySQLRecordStoreWithoutHistory,
 )
+from conveyor.adapters.mysql._errors import error_code
 from conveyor.adapters.mysql._record_store import record_store
 from conveyor.adaptertest import (
     KeepsDefinitionsSuite,
     KeepsHistorySuite,
     ListsRunsSuite,
+    PublishesEventsSuite,
     RecordsFailuresSuite,
     RecordStoreSuite,
+    StoreAndStreamer,
     dummy_record,
     failure,
     insert,
+    new_name,
     update,
 )
+from conveyor.adaptertest._fixtures import Status
 
 __all__ = ["mysql_url"]
 
@@ -103,6 +127,30 @@ class TestMySQLRecordStoreWithoutHistoryRecordsFailures(
     OnMySQLRecordStoreWithoutHistory, RecordsFailuresSuite
 ):
     pass
+
+
+class TestMySQLRecordStorePublishesEvents(PublishesEventsSuite):
+    """The store ``conveyor.connect`` builds: it appends its events to the streamer's log."""
+
+    @pytest.fixture
+    async def store_and_streamer(self, mysql_url: str) -> AsyncIterator[StoreAndStreamer]:
+        async with fresh_database(mysql_url, "publish_") as db:
+            streamer = MySQLEventStreamer(db)
+            store = MySQLRecordStore(db, events=streamer)
+            yield StoreAndStreamer(store, streamer)
+            await store.close()
+            await streamer.close()
+
+
+class TestMySQLRecordStoreWithoutHistoryPublishesEvents(PublishesEventsSuite):
+    @pytest.fixture
+    async def store_and_streamer(self, mysql_url: str) -> AsyncIterator[StoreAndStreamer]:
+        async with fresh_database(mysql_url, "publish_") as db:
+            streamer = MySQLEventStreamer(db)
+            store = MySQLRecordStoreWithoutHistory(db, events=streamer)
+            yield StoreAndStreamer(store, streamer)
+            await store.close()
+            await streamer.close()
 
 
 # ---------------------------------------------------------------- beyond the suites
@@ -513,3 +561,328 @@ async def test_a_row_that_does_not_decode_fails_its_own_lookup_alone(
     outbox = {e.run_id: e for e in await store.list_outbox_events(good.workflow_name, 10)}
     assert dict(outbox[bad.run_id].headers) == {}
     assert dict(outbox[good.run_id].headers)
+
+
+# ---------------------------------------------------------------- publishing its events
+
+
+async def _events_of(streamer: MySQLEventStreamer, topic: str, count: int) -> list[Event]:
+    """The first ``count`` events of ``topic``, read from its start."""
+    receiver = await streamer.new_receiver(topic, new_name("reader"))
+    events: list[Event] = []
+    try:
+        async with asyncio.timeout(WAIT):
+            while len(events) < count:
+                events.extend(await receiver.recv(count - len(events)))
+    finally:
+        await receiver.close()
+    return events
+
+
+async def test_without_a_streamer_the_store_keeps_an_outbox(store: MySQLRecordStore) -> None:
+    assert isinstance(store, PublishesEvents)
+    assert store.publishes_to is None
+    record = dummy_record()
+    await store.store(insert(record))
+    assert [e.run_id for e in await store.list_outbox_events(record.workflow_name, 9)] == [
+        record.run_id
+    ]
+
+
+async def test_concurrent_batches_over_several_topics_commit_each_event_once(
+    db: MySQLDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a publishing store and runs spread over three statuses (three topics), and a
+    # count of the transactions the server rolled back (Database.transaction retries them)
+    rolled_back: list[int | None] = []
+    run = db.run
+
+    async def counting(what: str, work: Any, **kw: Any) -> Any:
+        try:
+            return await run(what, work, **kw)
+        except AdapterError as exc:
+            cause = exc.__cause__
+            rolled_back.append(None if cause is None else error_code(cause))
+            raise
+
+    monkeypatch.setattr(db, "run", counting)
+    streamer = MySQLEventStreamer(db)
+    store = MySQLRecordStore(db, events=streamer)
+    workflow = new_name("wf")
+    runs = [dummy_record(workflow, foreign_id=f"m-{i}") for i in range(18)]
+    assert list(await store.store_many([insert(r) for r in runs])) == [None] * len(runs)
+
+    # When batches that each move runs into all three topics, listed in opposite orders,
+    # are written at once (a transaction appends to its topics in sorted order, so none
+    # waits for another's topic row while holding one the other waits for)
+    statuses = (Status.MIDDLE, Status.END, 7)
+
+    def batch(i: int) -> list[Any]:
+        mine = runs[i::6]
+        writes = [update(r, status=statuses[j % 3]) for j, r in enumerate(mine)]
+        return writes if i % 2 else writes[::-1]
+
+    outcomes = await asyncio.gather(*(store.store_many(batch(i)) for i in range(6)))
+
+    # Then every write applied, and each topic holds exactly its writes' events, with
+    # IDs from 1 up without a gap
+    assert all(o is None for batch_outcomes in outcomes for o in batch_outcomes)
+    assert rolled_back == []  # no deadlock, not even one retried
+    for k, status in enumerate(statuses):
+        expected = {r.run_id for j, r in enumerate(runs) if (j // 6) % 3 == k}
+        topic = update(runs[0], status=status).outbox.topic
+        events = await _events_of(streamer, topic, len(expected))
+        assert {e.foreign_id for e in events} == expected
+        assert [e.id for e in events] == list(range(1, len(expected) + 1))
+    assert list(await store.list_outbox_events(workflow, 100)) == []
+    await store.close()
+    await streamer.close()
+
+
+async def test_a_published_write_wakes_a_reader_in_another_process(
+    db: MySQLDatabase, mysql_url: str
+) -> None:
+    # Given a receiver in "another process" (its own database, pool and poll)
+    async with open_mysql(mysql_url, "store_") as other_db:
+        elsewhere = MySQLEventStreamer(other_db)
+        record = dummy_record(new_name("wf"))
+        write = insert(record)
+        receiver = await elsewhere.new_receiver(write.outbox.topic, "reader", poll_interval=0.05)
+        streamer = MySQLEventStreamer(db)
+        store = MySQLRecordStore(db, events=streamer)
+
+        # When this process's publishing store writes a run
+        await store.store(write)
+
+        # Then the other process's receiver gets its event (by polling)
+        async with asyncio.timeout(WAIT):
+            (event,) = await receiver.recv(5)
+        assert (event.foreign_id, event.type) == (record.run_id, write.outbox.type)
+        await receiver.close()
+        await elsewhere.close()
+        await store.close()
+        await streamer.close()
+
+
+async def test_connect_builds_a_publishing_store_and_its_workflows_run_no_relay(
+    mysql_url: str,
+) -> None:
+    # Given the backend conveyor.connect builds on MySQL
+    async with open_mysql(mysql_url, "connect_"):  # migrated
+        pass
+    url = f"{mysql_url}?table_prefix=connect_"
+    async with conveyor.connect(url) as backend:
+        store = backend.record_store
+        assert isinstance(store, PublishesEvents)
+        assert store.publishes_to is backend.streamer
+
+        async def step(run: Run[dict[str, Any], Status]) -> Status:
+            return Status.END
+
+        b = Builder(new_name("wf"), dict, Status)
+        b.add_step(Status.STARTED, step, Status.END)
+        wf = b.build(backend.streamer, store, backend.role_scheduler)
+
+        # When a run goes through a step
+        async with wf:
+            run_id = await wf.trigger("one")
+            done = await asyncio.wait_for(wf.wait("one", run_id, Status.END), WAIT)
+
+        # Then it finished, no outbox relay ran, and nothing is left in the outbox
+        assert done.meta.version == 2
+        assert "outbox-consumer" not in wf.process_names()
+        assert list(await store.list_outbox_events(wf.name, 10)) == []
+
+
+# ---------------------------------------------------------------- round trips and group commit
+
+
+class _CountingCursor:
+    """A cursor that counts the queries sent through it (the rest passes through)."""
+
+    def __init__(self, cur: Any, queries: list[str]) -> None:
+        self._cur = cur
+        self._queries = queries
+
+    async def execute(self, sql: str, args: Any = None) -> Any:
+        self._queries.append(sql)
+        return await self._cur.execute(sql, args)
+
+    async def __aenter__(self) -> _CountingCursor:
+        await self._cur.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._cur.__aexit__(*exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cur, name)
+
+
+class _CountingConnection:
+    def __init__(self, conn: Any, queries: list[str]) -> None:
+        self._conn = conn
+        self._queries = queries
+
+    def cursor(self) -> _CountingCursor:
+        return _CountingCursor(self._conn.cursor(), self._queries)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+@pytest.fixture
+def queries(db: MySQLDatabase, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every query the record writes send (``storing records``), in order."""
+    sent: list[str] = []
+    run = db.run
+
+    async def counting(what: str, work: Any, **kw: Any) -> Any:
+        if what != "storing records":
+            return await run(what, work, **kw)
+        return await run(what, lambda conn: work(_CountingConnection(conn, sent)), **kw)
+
+    monkeypatch.setattr(db, "run", counting)
+    return sent
+
+
+@pytest.mark.parametrize("publishing", [True, False])
+async def test_a_batch_whose_writes_all_apply_is_one_query(
+    db: MySQLDatabase, queries: list[str], publishing: bool
+) -> None:
+    # Given runs to move, and new runs of two workflows (events on several topics)
+    streamer = MySQLEventStreamer(db)
+    store = MySQLRecordStore(db, events=streamer if publishing else None)
+    moved = [dummy_record(foreign_id=f"q-{i}") for i in range(3)]
+    await store.store_many([insert(r) for r in moved])
+    queries.clear()
+
+    # When a batch of updates and inserts that all apply is stored
+    batch = [update(r, status=Status.MIDDLE) for r in moved]
+    batch += [insert(dummy_record(new_name("wf"), foreign_id=f"n-{i}")) for i in range(3)]
+    assert list(await store.store_many(batch)) == [None] * 6
+
+    # Then the whole transaction was one query, BEGIN to COMMIT
+    assert len(queries) == 1
+    assert queries[0].startswith("BEGIN; ")
+    assert queries[0].endswith("; COMMIT")
+    assert (await store.lookup(moved[0].run_id)).version == 2
+    assert [e.version for e in await store.history(moved[0].run_id)] == [1, 2]
+    await store.close()
+    await streamer.close()
+
+
+async def test_a_batch_with_a_write_that_does_not_apply_is_written_again_one_by_one(
+    db: MySQLDatabase, queries: list[str]
+) -> None:
+    # Given runs at version 2 on a publishing store (their events on one topic)
+    streamer = MySQLEventStreamer(db)
+    store = MySQLRecordStore(db, events=streamer)
+    runs = [dummy_record(new_name("wf"), foreign_id=f"r-{i}") for i in range(3)]
+    workflow_runs = [dummy_record(runs[0].workflow_name, foreign_id=f"s-{i}") for i in range(3)]
+    await store.store_many([insert(r) for r in workflow_runs])
+    at_2 = [update(r, status=Status.MIDDLE) for r in workflow_runs]
+    await store.store_many(at_2)
+    queries.clear()
+
+    # When a batch moves them on, one of them from a stale version
+    stale = update(workflow_runs[1], status=Status.END)  # expects version 1
+    batch = [update(at_2[0].record, status=Status.END), stale]
+    batch.append(update(at_2[2].record, status=Status.END))
+    outcomes = await store.store_many(batch)
+
+    # Then the stale one alone conflicts: the query that assumed all apply was rolled
+    # back, and the careful way applied the others
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], VersionConflict)
+    assert outcomes[1].actual_version == 2
+    assert outcomes[2] is None
+    assert queries[0].startswith("BEGIN; ")
+    assert "BEGIN" in queries[1:]  # then Database.transaction, statement by statement
+    assert [e.version for e in await store.history(workflow_runs[1].run_id)] == [1, 2]
+    assert [e.version for e in await store.history(workflow_runs[0].run_id)] == [1, 2, 3]
+
+    # ... and the topic holds the applied writes' events with IDs from 1 without a gap
+    # (the rolled-back attempt took none)
+    topic = batch[0].outbox.topic
+    events = await _events_of(streamer, topic, 2)
+    assert [e.id for e in events] == [1, 2]
+    assert [e.foreign_id for e in events] == [workflow_runs[0].run_id, workflow_runs[2].run_id]
+    await store.close()
+    await streamer.close()
+
+
+async def test_concurrent_single_writes_share_a_transaction(
+    db: MySQLDatabase, queries: list[str]
+) -> None:
+    # Given a publishing store
+    streamer = MySQLEventStreamer(db)
+    store = MySQLRecordStore(db, events=streamer)
+    workflow = new_name("wf")
+    runs = [dummy_record(workflow, foreign_id=f"t-{i}") for i in range(8)]
+
+    # When eight triggers arrive at once
+    await asyncio.gather(*(store.store(insert(r)) for r in runs))
+
+    # Then the first went alone and the seven that came meanwhile together: two queries
+    assert len(queries) == 2
+    for r in runs:
+        assert (await store.lookup(r.run_id)).version == 1
+    events = await _events_of(streamer, insert(runs[0]).outbox.topic, 8)
+    assert sorted(e.foreign_id for e in events) == sorted(r.run_id for r in runs)
+    await store.close()
+    await streamer.close()
+
+
+async def test_concurrent_single_triggers_of_one_foreign_id_start_one_run(
+    store: MySQLRecordStore,
+) -> None:
+    runs = [dummy_record(foreign_id="raced-alone") for _ in range(8)]
+
+    outcomes = await asyncio.gather(*(store.store(insert(r)) for r in runs), return_exceptions=True)
+
+    assert sum(o is None for o in outcomes) == 1
+    assert all(isinstance(o, WorkflowInProgress) for o in outcomes if o is not None)
+
+
+async def test_a_single_write_the_server_refuses_fails_alone_in_its_shared_transaction(
+    store: MySQLRecordStore,
+) -> None:
+    # Given single writes that arrive together, one of them too long for its column
+    good = [dummy_record(foreign_id=f"ok-{i}") for i in range(3)]
+    long = dummy_record("w" * 256)
+    first = asyncio.ensure_future(store.store(insert(dummy_record(foreign_id="first"))))
+    await asyncio.sleep(0)  # the first is in flight: the others queue behind it
+
+    # When they are stored
+    outcomes = await asyncio.gather(
+        *(store.store(insert(r)) for r in (good[0], long, good[1], good[2])),
+        return_exceptions=True,
+    )
+    await first
+
+    # Then the long one fails with the server's refusal, and the others are stored
+    assert isinstance(outcomes[1], AdapterError)
+    assert "Data too long" in str(outcomes[1])
+    assert [outcomes[0], outcomes[2], outcomes[3]] == [None, None, None]
+    for r in good:
+        assert (await store.lookup(r.run_id)).version == 1
+
+
+async def test_a_cancelled_single_write_leaves_the_others_of_its_batch_alone(
+    store: MySQLRecordStore,
+) -> None:
+    # Given a write in flight and two queued behind it
+    runs = [dummy_record(foreign_id=f"x-{i}") for i in range(3)]
+    tasks = [asyncio.ensure_future(store.store(insert(r))) for r in runs]
+    await asyncio.sleep(0)
+
+    # When the first queued caller is cancelled before its batch goes
+    tasks[1].cancel()
+    await asyncio.wait_for(asyncio.gather(tasks[0], tasks[2]), WAIT)
+
+    # Then the others are stored, and the cancelled write was not (it never went)
+    assert (await store.lookup(runs[0].run_id)).version == 1
+    assert (await store.lookup(runs[2].run_id)).version == 1
+    with pytest.raises(RecordNotFound):
+        await store.lookup(runs[1].run_id)

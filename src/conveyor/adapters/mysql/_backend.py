@@ -37,11 +37,12 @@ async def open_backend(url: str, **options: Any) -> AsyncIterator[MySQLBackend]:
     ``options`` are ``MySQLOptions`` fields (also URL query parameters): ``migrate=True``
     applies pending migrations first, else a missing or older schema raises
     ``AdapterError`` naming ``conveyor migrate``; ``history=False`` builds the record
-    store without history. Records and their outbox rows commit together; the workflow's
-    outbox relay moves the events to the event log. Pruning (consumed events, dead
-    cursors, finished timeouts, departed members) runs every ``prune_interval`` seconds
-    in one process at a time. Closing releases the roles and closes every connection.
-    Raises ``AdapterError`` (``AdapterUnavailable`` if the server does not answer).
+    store without history. The record store publishes to the streamer: each write appends
+    its event to the event log in its own transaction, so workflows on these adapters run
+    no outbox relay. Pruning (consumed events, dead cursors, finished timeouts, departed
+    members) runs every ``prune_interval`` seconds in one process at a time. Closing
+    releases the roles and closes every connection. Raises ``AdapterError``
+    (``AdapterUnavailable`` if the server does not answer).
     """
     db = await Database.open(url, **options)
     pruning: asyncio.Task[None] | None = None
@@ -50,7 +51,7 @@ async def open_backend(url: str, **options: Any) -> AsyncIterator[MySQLBackend]:
     store: MySQLRecordStore | MySQLRecordStoreWithoutHistory | None = None
     try:
         streamer = MySQLEventStreamer(db)
-        store = record_store(db)
+        store = record_store(db, events=streamer)
         roles = MySQLRoleScheduler(db)
         pruner = Pruner(db, extra={"timeouts": prune_timeouts, "roles": prune_roles})
         pruning = asyncio.get_running_loop().create_task(pruner.run(), name="conveyor-mysql-pruner")

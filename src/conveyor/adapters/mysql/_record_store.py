@@ -1,15 +1,29 @@
-"""``MySQLRecordStore``: records and their outbox events in one transaction on MySQL or
-MariaDB, with compare-and-set; failed attempts beside them, each run's history, the
-registered definitions, and runs listed by index.
+"""``MySQLRecordStore``: records and their events in one transaction on MySQL or MariaDB,
+with compare-and-set; failed attempts beside them, each run's history, the registered
+definitions, and runs listed by index.
 
 What is atomic: a write is one InnoDB transaction holding its record (inserted, or
-updated by compare-and-set), its outbox row and, unless the store keeps no history, its
+updated by compare-and-set), its event and, unless the store keeps no history, its
 history row (and, for a write to DataDeleted, the scrub of its failure messages). Either
-all of it commits or none of it. ``store_many`` is one transaction for the whole batch
-with an outcome per write (``_record_writes``): consecutive new runs are one multi-row
-``INSERT`` and consecutive updates a locking read of their versions and one multi-row
-``UPDATE``; a write a unique index refuses is retried row by row (InnoDB rolls back the
-failed statement alone), so it fails alone and the others commit together.
+all of it commits or none of it.
+
+Where the event goes: built with ``events=streamer`` (what ``conveyor.connect`` builds),
+the write appends it to that ``MySQLEventStreamer``'s log itself, in its own transaction
+(``PublishesEvents``): no outbox row, no relay, and a run moves from one step to the next
+in one hop (write, consumer) instead of two (write, relay, consumer); the streamer's
+readers in this process are handed the events after the commit without a query.
+Without a streamer the event is an outbox row, which the workflow's outbox relay moves
+to whatever streamer it was built with.
+
+Round trips: ``store_many`` is one transaction for the whole batch with an outcome per
+write (``_record_writes``), sent as one multi-statement query, ``BEGIN`` to ``COMMIT``,
+when every write applies (consecutive new runs are one multi-row ``INSERT``, consecutive
+updates one multi-row ``UPDATE`` at their expected versions); when one does not, that
+query stops before its ``COMMIT`` and the batch is written again statement by statement,
+so a write that a version check or a unique index refuses fails alone and the others
+commit together. Single ``store`` calls that arrive while one is being written
+(concurrent triggers) are written together next, as one batch (group commit,
+``GroupCommit``).
 
 Compare-and-set: a new run (``expected_version == 0``) is an ``INSERT`` that the
 ``records_run_id`` unique index refuses when the run ID exists (``VersionConflict``);
@@ -26,7 +40,7 @@ as ``WorkflowInProgress``.
 
 The modules:
 
-- ``_record_writes``: the batch transaction and its outcomes;
+- ``_record_writes``: the batch transaction, its outcomes and the events it appends;
 - ``_record_reads``: lookups (concurrent ones merged into one query), ``latest``, ``list``;
 - ``_listing``: runs by a filter, a page at a time by keyset (``ListsRuns``);
 - ``_outbox``: outbox lists, deletes and the relay's wake-up (in-process at once, other
@@ -41,57 +55,175 @@ IDs hold at most 255 UTF-8 bytes (a longer one fails its batch with ``AdapterErr
 
 from __future__ import annotations
 
+import asyncio
 import builtins
-from collections.abc import Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import ClassVar
 
 from ..._capabilities import DefinitionRecord, Failure, HistoryEntry, RunPage, RunQuery
-from ..._errors import WorkflowError
+from ..._errors import AdapterError, WorkflowError
 from ..._event import OutboxEvent
 from ..._ids import check_foreign_id, invalid_foreign_id
 from ..._protocols import Order, RecordFilter, RecordWrite
 from ..._record import Record
 from ._database import Database
 from ._definitions import Definitions
+from ._errors import error_code, is_connection_error
 from ._failures import Failures
 from ._listing import RunListing
 from ._outbox import Outbox
 from ._record_reads import RecordReads
 from ._record_writes import RecordWrites
+from ._streamer import MySQLEventStreamer
 
-__all__ = ["MySQLRecordStore", "MySQLRecordStoreWithoutHistory", "record_store"]
+__all__ = ["GroupCommit", "MySQLRecordStore", "MySQLRecordStoreWithoutHistory", "record_store"]
+
+Outcome = WorkflowError | None
+_GROUP_LIMIT = 1000
+"""The most single writes one group commit takes (the rest go with the next)."""
+
+
+class GroupCommit:
+    """Single writes (``store``), written together while one is in flight.
+
+    A write goes at once, in its caller's task, if none of this store's is in flight;
+    the writes that arrive meanwhile are written next as one batch (one transaction,
+    ``RecordWrites.store``, of up to ``_GROUP_LIMIT`` writes), each with its own outcome:
+    concurrent triggers share a commit instead of queueing for one each. A batch that
+    the server refused as a whole (a statement failed, so it rolled back and nothing of
+    it applied) is written again one write at a time, so a write that cannot be stored
+    fails alone; any other error (the connection died, perhaps after the commit) is
+    every caller's. A caller that is cancelled neither cancels the others nor loses
+    their outcomes (its own write may still be applied, as a cancelled statement's may
+    be).
+    """
+
+    def __init__(self, write: Callable[[Sequence[RecordWrite]], Awaitable[list[Outcome]]]) -> None:
+        self._write = write
+        self._queued: list[tuple[RecordWrite, asyncio.Future[Outcome]]] = []
+        self._busy = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, write: RecordWrite) -> Outcome:
+        """Store ``write`` (now, or with the next batch); its outcome."""
+        if not self._busy:  # nothing in flight, so nothing queued either
+            self._busy = True
+            try:
+                (outcome,) = await self._write([write])
+            finally:
+                self._busy = False
+                self._next()
+            return outcome
+        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._queued.append((write, fut))
+        return await fut
+
+    def _next(self) -> None:
+        queued = [(w, f) for w, f in self._queued if not f.done()]
+        batch, self._queued = queued[:_GROUP_LIMIT], queued[_GROUP_LIMIT:]
+        if batch:
+            self._busy = True
+            task = asyncio.get_running_loop().create_task(
+                self._run(batch), name="conveyor-mysql-writes"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(functools.partial(self._done, batch))
+
+    async def _run(self, batch: list[tuple[RecordWrite, asyncio.Future[Outcome]]]) -> None:
+        try:
+            outcomes = await self._write([w for w, _ in batch])
+        except AdapterError as exc:
+            if len(batch) == 1 or not _refused(exc):
+                _fail(batch, exc)
+                return
+            for w, fut in batch:  # each alone: the one at fault fails by itself
+                try:
+                    (alone,) = await self._write([w])
+                except Exception as error:
+                    _fail([(w, fut)], error)
+                else:
+                    if not fut.done():
+                        fut.set_result(alone)
+            return
+        except Exception as exc:
+            _fail(batch, exc)
+            return
+        for (_, fut), outcome in zip(batch, outcomes, strict=True):
+            if not fut.done():
+                fut.set_result(outcome)
+
+    def _done(
+        self, batch: list[tuple[RecordWrite, asyncio.Future[Outcome]]], task: asyncio.Task[None]
+    ) -> None:
+        self._tasks.discard(task)
+        for _, fut in batch:  # the task was cancelled (the loop is closing)
+            if not fut.done():
+                fut.cancel()
+        self._busy = False
+        self._next()
+
+    async def close(self) -> None:
+        """Wait for the batches under way (their callers are owed an outcome)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+
+def _fail(batch: Sequence[tuple[RecordWrite, asyncio.Future[Outcome]]], exc: BaseException) -> None:
+    for _, fut in batch:
+        if not fut.done():
+            fut.set_exception(exc)
+
+
+def _refused(exc: AdapterError) -> bool:
+    """Whether the server refused a statement of the transaction (so it rolled back and
+    nothing of it applied), rather than the connection failing."""
+    cause = exc.__cause__
+    return cause is not None and error_code(cause) is not None and not is_connection_error(cause)
 
 
 class _MySQLRecordStoreBase:
     """``RecordStore`` on MySQL or MariaDB (see the module docstring for how writes work).
 
-    Build it on an open ``Database``. Timestamps are the records' own, stored as
-    ``DATETIME(6)`` in UTC (exact to the microsecond). Failed attempts are kept beside
-    the runs (``RecordsFailures``); a write to DataDeleted empties the run's failure
-    messages in its own transaction. ``close`` leaves the database open (its owner
-    closes it).
+    Build it on an open ``Database``; with ``events=streamer`` (a streamer on the same
+    database) each write appends its event to the streamer's log instead of the outbox
+    (``PublishesEvents``). Timestamps are the records' own, stored as ``DATETIME(6)`` in
+    UTC (exact to the microsecond). Failed attempts are kept beside the runs
+    (``RecordsFailures``); a write to DataDeleted empties the run's failure messages in
+    its own transaction. ``close`` leaves the database open (its owner closes it).
     """
 
     _keep_history: ClassVar[bool] = True
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, events: MySQLEventStreamer | None = None) -> None:
         self._db = db
-        self._writes = RecordWrites(db, history=self._keep_history)
+        self._events = events
+        self._writes = RecordWrites(db, history=self._keep_history, events=events)
+        self._group = GroupCommit(self._writes.store)
         self._reads = RecordReads(db)
         self._listing = RunListing(db)
         self._outbox = Outbox(db)
         self._failures = Failures(db)
         self._definitions = Definitions(db)
 
+    @property
+    def publishes_to(self) -> MySQLEventStreamer | None:
+        """The streamer whose log writes append their events to (``events=``), else
+        ``None`` (the outbox is kept): a workflow on this store and that streamer runs no
+        outbox relay (the ``PublishesEvents`` capability)."""
+        return self._events
+
     # ------------------------------------------------------------------ writes
 
     async def store(self, write: RecordWrite) -> None:
-        """Store one write (a transaction of its own). Raises ``VersionConflict``,
-        ``WorkflowInProgress``, ``InvalidForeignID`` or ``AdapterError``."""
+        """Store one write: at once if no other is in flight, else together with the
+        writes that arrive meanwhile (one transaction, an outcome each: group commit,
+        ``GroupCommit``). Raises ``VersionConflict``, ``WorkflowInProgress``,
+        ``InvalidForeignID`` or ``AdapterError``."""
         if write.expected_version == 0:
             check_foreign_id(write.record.foreign_id)
-        (outcome,) = await self._writes.store([write])
+        outcome = await self._group.submit(write)
         if outcome is not None:
             raise outcome
 
@@ -211,7 +343,9 @@ class _MySQLRecordStoreBase:
         await self._outbox.wait(workflow_name, timeout)
 
     async def close(self) -> None:
-        """Wait for the lookups under way. Idempotent; the database stays open."""
+        """Wait for the writes and lookups under way. Idempotent; the database stays
+        open."""
+        await self._group.close()
         await self._reads.close()
 
 
@@ -236,9 +370,12 @@ class MySQLRecordStoreWithoutHistory(_MySQLRecordStoreBase):
     _keep_history: ClassVar[bool] = False
 
 
-def record_store(db: Database) -> MySQLRecordStore | MySQLRecordStoreWithoutHistory:
+def record_store(
+    db: Database, *, events: MySQLEventStreamer | None = None
+) -> MySQLRecordStore | MySQLRecordStoreWithoutHistory:
     """The record store the backend's options ask for: ``MySQLRecordStore``, or
-    ``MySQLRecordStoreWithoutHistory`` with ``history=False``."""
+    ``MySQLRecordStoreWithoutHistory`` with ``history=False``; publishing to ``events``
+    if given."""
     if db.options.history:
-        return MySQLRecordStore(db)
-    return MySQLRecordStoreWithoutHistory(db)
+        return MySQLRecordStore(db, events=events)
+    return MySQLRecordStoreWithoutHistory(db, events=events)

@@ -1,52 +1,88 @@
 """``RecordWrites``: a batch of record writes as one transaction, an outcome per write.
 
-The transaction applies the writes in batch order, cut into groups of consecutive new
-runs and of consecutive updates of distinct runs (a run moved twice in one batch starts
-a new group, so its second write sees its first):
+A batch is first written in one round trip, assuming every write applies (as nearly all
+do): ``BEGIN``, the record statements, the history rows, the events and ``COMMIT`` go to
+the server as one multi-statement query. Its writes are cut into groups of consecutive
+new runs and of consecutive updates of distinct runs (a run moved twice in one batch
+starts a new group, so its second write sees its first); each group is one statement:
 
-- new runs (``expected_version == 0``): one multi-row ``INSERT``. InnoDB rolls back only
-  the statement that fails, so if a unique index refuses one of its rows (the run ID
-  exists: ``VersionConflict``; the foreign ID has an active run,
-  ``records_one_active_run``: ``WorkflowInProgress``), the group is inserted again row
-  by row, each with its own outcome;
+- new runs (``expected_version == 0``): one multi-row ``INSERT``; a unique index that
+  refuses a row (the run ID exists, or the foreign ID has an active run) fails it;
+- updates: one ``UPDATE ... WHERE run_id IN (...) AND version = <expected>`` (values by
+  ``CASE run_id``; for one write, plain), whose changed-row count must be the group's
+  size (a matching row always changes: its version moves). The statement after it fails
+  the query when it is not: ``SELECT (SELECT 1 UNION ALL SELECT 2 FROM DUAL WHERE
+  ROW_COUNT() <> n)`` raises "Subquery returns more than 1 row" (1242);
+
+then one multi-row ``REPLACE`` of their history rows (unless the store keeps none), one
+``UPDATE`` that empties the failure messages of the runs moved to DataDeleted, and the
+events (below). A statement that fails stops the query before its ``COMMIT``, so a
+batch in which some write does not apply is rolled back and written again the careful
+way: statement by statement, an outcome per write:
+
+- new runs: the multi-row ``INSERT``; if a unique index refuses one of its rows, InnoDB
+  rolls back that statement alone and the group is inserted again row by row, each
+  with its own outcome (the run ID exists: ``VersionConflict``; the foreign ID has an
+  active run, ``records_one_active_run``: ``WorkflowInProgress``);
 - updates: a locking read (``FOR UPDATE``, in run ID order) of the runs' versions is
   the compare: a write whose run is not at its expected version is a ``VersionConflict``
   with the version found; the others are locked at that version, so one multi-row
-  ``UPDATE`` (``CASE run_id``) applies to each of them. If the active-run index refuses
-  it (a finished run revived while another run of its foreign ID is active), it is
-  rolled back and the group written row by row;
+  ``UPDATE`` applies to each of them. If the active-run index refuses it (a finished run
+  revived while another run of its foreign ID is active), it is rolled back and the
+  group written row by row;
 - a group of one write, and each row of a group written row by row, is one statement:
   ``INSERT``, or ``UPDATE ... WHERE run_id = ? AND version = ?`` whose row count says
   whether the compare-and-set held; when it is 0, a locking read tells a conflict (with
   the version found) from a write that changed nothing (MySQL counts changed rows, not
-  matched ones), which is written again under the lock.
+  matched ones), which is written again under the lock;
 
-Then one multi-row ``INSERT`` adds the outbox rows of every write that applied, in batch
-order, one adds their history rows (``REPLACE``, unless the store keeps none), and one
-empties the failure messages of the runs moved to DataDeleted; ``COMMIT``. Either all of
-that commits, or none of it.
+then the history rows, the scrub and the events of the writes that applied. Either all
+of a transaction commits, or none of it.
+
+Events, in batch order: outbox rows (one multi-row ``INSERT``), or, built with
+``events=streamer``, appended to the streamer's log itself, topic after topic in sorted
+topic order (so two batches never wait for each other's topic rows): the careful way
+through ``MySQLEventStreamer.send_in``; in one round trip with the same gap-free IDs
+(the topic's counter row, taken by ``INSERT ... ON DUPLICATE KEY UPDATE last_id =
+LAST_INSERT_ID(last_id + n)`` and locked until the commit) and the events' IDs computed
+from ``LAST_INSERT_ID()`` in the ``INSERT`` that follows. The events come last, so a
+topic's row is locked for as short a time as possible: in the one-query way, only while
+the server runs the rest of the query.
 
 A deadlock or lock wait timeout (the server rolled the transaction back) runs the whole
-batch again (``Database.transaction``); the outcomes are those of the attempt that
-committed. A group's locking read takes its runs in run ID order, so two batches that
-update the same runs in one group each wait for each other instead of deadlocking.
+batch again; the outcomes are those of the attempt that committed. Updates lock their
+runs in run ID order (the ``run_id`` index), so two batches that update the same runs in
+one group each wait for each other instead of deadlocking.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final, Protocol, TypeVar, cast
 
 import msgspec
 
-from ..._errors import VersionConflict, WorkflowError, WorkflowInProgress
-from ..._protocols import RecordWrite
+from ..._errors import AdapterError, VersionConflict, WorkflowError, WorkflowInProgress
+from ..._event import Event
+from ..._protocols import OutgoingEvent, RecordWrite
 from ..._runstate import RunState
-from ._database import Cursor, Database
-from ._errors import DUPLICATE_KEY, error_code
+from ._database import Connection, Cursor, Database
+from ._errors import DEADLOCK, DUPLICATE_KEY, LOCK_WAIT_TIMEOUT, error_code
 from ._rows import COLUMNS, name, reached_text, to_db
+from ._streamer import Appended, MySQLEventStreamer
+from ._streamer import _dedupe as dedupe  # the identity send_in gives an engine event
 
 __all__ = ["RecordWrites"]
+
+T = TypeVar("T")
+Outcome = WorkflowError | None
+Statement = tuple[str, list[object]]
+
+log = logging.getLogger("conveyor.adapters.mysql")
 
 _encode = msgspec.json.encode
 _CHUNK: Final = 500
@@ -67,6 +103,15 @@ _UPDATED: Final = (
 )
 _OUTBOX: Final = ("id", "workflow_name", "run_id", "type", "headers", "created_at")
 _HISTORY: Final = ("run_id", "version", "status", "run_state", "reason", "at")
+_QUERY_BYTES: Final = 4 << 20
+"""The most bytes of values one multi-statement query carries (a longer batch takes a
+round trip per this many)."""
+_SUBQUERY_ROWS: Final = 1242
+""""Subquery returns more than 1 row": the guard after an update that changed fewer rows
+than it writes."""
+_GUARD: Final = "SELECT (SELECT 1 UNION ALL SELECT 2 FROM DUAL WHERE ROW_COUNT() <> %s)"
+_WRITE_ATTEMPTS: Final = 5
+_TRANSIENT: Final = (DEADLOCK, LOCK_WAIT_TIMEOUT)
 
 
 def _values(write: RecordWrite) -> dict[str, object]:
@@ -142,11 +187,100 @@ def _placeholders(count: int) -> str:
     return "(" + ", ".join(["%s"] * count) + ")"
 
 
+def _rows_in(head: str, rows: Sequence[tuple[object, ...]]) -> list[Statement]:
+    """``head`` (``INSERT INTO t (...) VALUES ``) for ``rows``, a statement per chunk."""
+    statements: list[Statement] = []
+    for i in range(0, len(rows), _CHUNK):
+        chunk = rows[i : i + _CHUNK]
+        one = _placeholders(len(chunk[0]))
+        statements.append((head + ", ".join([one] * len(chunk)), [v for row in chunk for v in row]))
+    return statements
+
+
+def _by_topic(applied: Sequence[RecordWrite]) -> dict[str, list[OutgoingEvent]]:
+    """The writes' events as the outbox relay would send them (foreign ID = run ID, the
+    outbox event's type and headers), by topic, in batch order."""
+    by_topic: dict[str, list[OutgoingEvent]] = {}
+    for write in applied:
+        o = write.outbox
+        by_topic.setdefault(o.topic, []).append(OutgoingEvent(o.run_id, int(o.type), o.headers))
+    return by_topic
+
+
+def _bytes(statement: Statement) -> int:
+    """About how many bytes ``statement`` takes in a query."""
+    sql, args = statement
+    return len(sql) + sum(len(a) if isinstance(a, bytes | str) else 8 for a in args)
+
+
+_Unit = tuple[list[Statement], int]
+"""Statements that go in one query (an update and its guard), and about how many bytes."""
+
+
+class _Results(Cursor, Protocol):
+    """What ``_commit`` uses of asyncmy's cursor beyond ``Cursor``: the results of a
+    multi-statement query, one after another."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    async def nextset(self) -> bool | None: ...
+
+
+async def _commit(cur: _Results, units: Sequence[_Unit]) -> list[tuple[int, int]]:
+    """``BEGIN``, every statement of ``units`` and ``COMMIT`` as multi-statement queries of
+    about ``_QUERY_BYTES`` at most each (a unit is never split); the changed-row count and
+    insert ID of each statement, in order. Raises the driver's error of the first
+    statement that fails (the server runs none after it: the transaction stays open)."""
+    queries: list[list[Statement]] = [[("BEGIN", [])]]
+    size = 0
+    for statements, more in units:
+        if size and size + more > _QUERY_BYTES:
+            queries.append([])
+            size = 0
+        queries[-1] += statements
+        size += more
+    queries[-1].append(("COMMIT", []))
+    results: list[tuple[int, int]] = []
+    for query in queries:
+        await cur.execute(
+            "; ".join(sql for sql, _ in query), [a for _, args in query for a in args]
+        )
+        results.append((cur.rowcount, cur.lastrowid))
+        while await cur.nextset():
+            results.append((cur.rowcount, cur.lastrowid))
+    return results[1:-1]  # not BEGIN's, nor COMMIT's
+
+
+async def _roll_back(conn: Connection) -> None:
+    """Roll back what a failed query left open (best effort: the connection of a query
+    that failed in transit is closed anyway)."""
+    if conn.connected and conn.get_transaction_status():
+        try:
+            await asyncio.shield(conn.rollback())
+        except Exception:
+            log.debug("rollback failed", exc_info=True)
+
+
+@dataclass(slots=True)
+class _Append:
+    """One topic's events of a batch, and the two statements that append them."""
+
+    topic: str
+    events: list[OutgoingEvent]
+    at: datetime
+    take: Statement
+    insert: Statement
+
+
 class RecordWrites:
     """The write statements of one installation (see the module docstring)."""
 
-    def __init__(self, db: Database, *, history: bool) -> None:
+    def __init__(
+        self, db: Database, *, history: bool, events: MySQLEventStreamer | None = None
+    ) -> None:
         self._db = db
+        self._events = events
         t = db.tables
         self._insert = (
             f"INSERT INTO {t.records} ({', '.join(COLUMNS)}) VALUES {_placeholders(len(COLUMNS))}"
@@ -164,42 +298,193 @@ class RecordWrites:
             f"REPLACE INTO {t.history} ({', '.join(_HISTORY)}) VALUES " if history else ""
         )
         self._scrub = f"UPDATE {t.failures} SET message = '' WHERE message <> '' AND run_id IN "
+        self._take = (
+            f"INSERT INTO {t.topics} (topic, last_id) VALUES (%s, LAST_INSERT_ID(%s)) "
+            "ON DUPLICATE KEY UPDATE last_id = LAST_INSERT_ID(last_id + %s)"
+        )
+        self._append_events = (
+            f"INSERT INTO {t.events} (topic, id, foreign_id, type, headers, created_at, dedupe) "
+            "VALUES "
+        )
+        self._appended_ids = (
+            f"SELECT id FROM {t.events} WHERE topic = %s AND id > %s AND id <= %s ORDER BY id"
+        )
 
     async def store(self, writes: Sequence[RecordWrite]) -> list[WorkflowError | None]:
         """Apply ``writes`` in one transaction; the outcome of each, in order. Raises
         ``AdapterError`` if the transaction failed (then none of it applied)."""
-
-        async def work(cur: Cursor) -> list[WorkflowError | None]:
-            outcomes: list[WorkflowError | None] = []
-            for group in _groups(writes):
-                if len(group) == 1:
-                    outcomes.append(await self._apply(cur, group[0]))
-                elif group[0].expected_version == 0:
-                    outcomes += await self._insert_group(cur, group)
-                else:
-                    outcomes += await self._update_group(cur, group)
-            applied = [w for w, o in zip(writes, outcomes, strict=True) if o is None]
-            if applied:
-                await self._add(cur, self._outbox, [_outbox_row(w) for w in applied])
-                if self._history:
-                    rows = [_history_row(w) for w in applied]
-                    await self._add(cur, self._history, rows)
-                deleted = sorted(
-                    {
-                        w.record.run_id
-                        for w in applied
-                        if w.record.run_state is RunState.DATA_DELETED
-                    }
-                )
-                if deleted:
-                    await cur.execute(self._scrub + _placeholders(len(deleted)), deleted)
-            return outcomes
-
-        outcomes = await self._db.transaction("storing records", work)
-        written = zip(writes, outcomes, strict=True)
-        for workflow in {w.record.workflow_name for w, o in written if o is None}:
-            self._db.signal(outbox_signal(workflow)).fire()
+        written = await self._retrying(lambda conn: self._at_once(conn, writes))
+        if written is None:  # not every write applies: the careful way
+            written = await self._db.transaction(
+                "storing records", lambda cur: self._one_by_one(cur, writes)
+            )
+        outcomes, appended = written
+        if self._events is not None:
+            for each in appended:
+                self._events.appended(each)
+        else:
+            applied = zip(writes, outcomes, strict=True)
+            for workflow in {w.record.workflow_name for w, o in applied if o is None}:
+                self._db.signal(outbox_signal(workflow)).fire()
         return outcomes
+
+    # ------------------------------------------------------------------ in one query
+
+    async def _retrying(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """``work`` on a pooled connection, run again (up to five times in all) after a
+        deadlock or lock wait timeout, as ``Database.transaction`` does."""
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                return await self._db.run("storing records", work)
+            except AdapterError as exc:
+                code = error_code(exc.__cause__) if exc.__cause__ is not None else None
+                if code in _TRANSIENT and attempt < _WRITE_ATTEMPTS - 1:
+                    await asyncio.sleep(0.002 * 2**attempt)  # let the other transaction go
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    async def _at_once(
+        self, conn: Connection, writes: Sequence[RecordWrite]
+    ) -> tuple[list[Outcome], list[Appended]] | None:
+        """The whole batch as one transaction in one round trip (or a few, for a large
+        one), assuming every write applies; ``None`` (rolled back) if one does not."""
+        units: list[_Unit] = []
+        for group in _groups(writes):
+            size = sum(_size(w) for w in group)
+            if group[0].expected_version == 0:
+                units.append(([self._insert_statement(group)], size))
+            else:
+                units.append(([self._update_statement(group), (_GUARD, [len(group)])], size))
+        units += [([st], _bytes(st)) for st in self._tail(writes)]
+        appends = self._appends(writes) if self._events is not None else []
+        units += [([a.take, a.insert], _bytes(a.insert)) for a in appends]
+        async with conn.cursor() as cur:
+            try:
+                results = await _commit(cast(_Results, cur), units)
+            except Exception as exc:
+                if error_code(exc) in (DUPLICATE_KEY, _SUBQUERY_ROWS):
+                    # A write that does not apply (its statement alone was undone).
+                    await asyncio.shield(conn.rollback())
+                    return None
+                await _roll_back(conn)
+                raise
+            except BaseException:
+                await _roll_back(conn)
+                raise
+        # Each append's two statements are at the end, in order.
+        ends = results[len(results) - 2 * len(appends) :]
+        appended = [
+            await self._appended(a, last=ends[2 * i][1], inserted=ends[2 * i + 1][0])
+            for i, a in enumerate(appends)
+        ]
+        return [None] * len(writes), appended
+
+    def _insert_statement(self, group: Sequence[RecordWrite]) -> Statement:
+        rows = [_values(w) for w in group]
+        return (
+            self._insert_many + ", ".join([_placeholders(len(COLUMNS))] * len(rows)),
+            [row[c] for row in rows for c in COLUMNS],
+        )
+
+    def _update_statement(self, group: Sequence[RecordWrite]) -> Statement:
+        """The compare-and-set ``UPDATE`` of distinct runs, each at its expected version."""
+        if len(group) == 1:
+            (w,) = group
+            values = _values(w)
+            return (
+                self._update,
+                [*(values[c] for c in _UPDATED), w.record.run_id, w.expected_version],
+            )
+        rows = [_values(w) for w in group]
+        whens = " ".join(["WHEN %s THEN %s"] * len(group))
+        cases = ", ".join(f"{c} = CASE run_id {whens} END" for c in _UPDATED)
+        args: list[object] = [x for c in _UPDATED for v in rows for x in (v["run_id"], v[c])]
+        ids = [w.record.run_id for w in group]
+        args += ids
+        args += [x for w in group for x in (w.record.run_id, w.expected_version)]
+        return (
+            f"{self._update_many} {cases} WHERE run_id IN {_placeholders(len(ids))} "
+            f"AND version = CASE run_id {whens} END",
+            args,
+        )
+
+    def _appends(self, applied: Sequence[RecordWrite]) -> list[_Append]:
+        """The statements that append the writes' events (``MySQLEventStreamer.send_in``'s,
+        for one query): per topic in sorted order, take the next IDs from its counter row
+        (made if new; its insert ID is the topic's new last ID), then insert the events
+        with IDs counted back from ``LAST_INSERT_ID()``."""
+        now = datetime.now(UTC)
+        stamp = now.replace(tzinfo=None)
+        appends = []
+        for topic, events in sorted(_by_topic(applied).items()):
+            n = len(events)
+            args: list[object] = []
+            for i, e in enumerate(events, 1):
+                args += (topic, n - i, e.foreign_id, int(e.type), _encode(dict(e.headers)))
+                args += (stamp, dedupe(e.headers))
+            rows = ", ".join(["(%s, LAST_INSERT_ID() - %s, %s, %s, %s, %s, %s)"] * n)
+            take = (self._take, [topic, n, n])
+            insert = (self._append_events + rows + " ON DUPLICATE KEY UPDATE id = id", args)
+            appends.append(_Append(topic, events, now, take, insert))
+        return appends
+
+    async def _appended(self, a: _Append, *, last: int, inserted: int) -> Appended:
+        """What ``a`` appended once committed: IDs ``last - n + 1`` to ``last``, without the
+        copies of events already in the log that the unique index dropped (looked up)."""
+        n = len(a.events)
+        base = last - n
+        kept = [
+            Event(base + i, e.foreign_id, int(e.type), dict(e.headers), a.at)
+            for i, e in enumerate(a.events, 1)
+        ]
+        if inserted < n:
+            rows = await self._db.fetch(
+                "reading appended events", self._appended_ids, [a.topic, base, last]
+            )
+            ids = {int(row[0]) for row in rows}
+            kept = [e for e in kept if e.id in ids]
+        return Appended(a.topic, base, last, kept)
+
+    # ------------------------------------------------------------------ one by one
+
+    def _tail(self, applied: Sequence[RecordWrite]) -> list[Statement]:
+        """What follows the record statements: history rows, the scrub of the messages
+        of runs moved to DataDeleted, and (without a streamer) the outbox rows."""
+        statements: list[Statement] = []
+        if self._history:
+            statements += _rows_in(self._history, [_history_row(w) for w in applied])
+        deleted = sorted(
+            {w.record.run_id for w in applied if w.record.run_state is RunState.DATA_DELETED}
+        )
+        if deleted:
+            statements.append((self._scrub + _placeholders(len(deleted)), list(deleted)))
+        if self._events is None:
+            statements += _rows_in(self._outbox, [_outbox_row(w) for w in applied])
+        return statements
+
+    async def _one_by_one(
+        self, cur: Cursor, writes: Sequence[RecordWrite]
+    ) -> tuple[list[Outcome], list[Appended]]:
+        """The careful way (module docstring), in ``Database.transaction``."""
+        outcomes: list[Outcome] = []
+        for group in _groups(writes):
+            if len(group) == 1:
+                outcomes.append(await self._apply(cur, group[0]))
+            elif group[0].expected_version == 0:
+                outcomes += await self._insert_group(cur, group)
+            else:
+                outcomes += await self._update_group(cur, group)
+        applied = [w for w, o in zip(writes, outcomes, strict=True) if o is None]
+        if not applied:
+            return outcomes, []
+        for sql, args in self._tail(applied):
+            await cur.execute(sql, args)
+        if self._events is None:
+            return outcomes, []
+        events = self._events
+        by_topic = _by_topic(applied)
+        return outcomes, [await events.send_in(cur, t, by_topic[t]) for t in sorted(by_topic)]
 
     async def _insert_group(
         self, cur: Cursor, group: Sequence[RecordWrite]
@@ -310,15 +595,6 @@ class RecordWrites:
                 raise
             return False
         return True if changed else None
-
-    @staticmethod
-    async def _add(cur: Cursor, head: str, rows: Sequence[tuple[object, ...]]) -> None:
-        """``head`` (``INSERT INTO t (...) VALUES ``) for ``rows``, a chunk at a time."""
-        for i in range(0, len(rows), _CHUNK):
-            chunk = rows[i : i + _CHUNK]
-            one = _placeholders(len(chunk[0]))
-            args = [value for row in chunk for value in row]
-            await cur.execute(head + ", ".join([one] * len(chunk)), args)
 
 
 def outbox_signal(workflow_name: str) -> str:
