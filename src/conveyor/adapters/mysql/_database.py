@@ -99,20 +99,35 @@ class Database:
     async def connect(self) -> Connection:
         """A new connection with conveyor's session settings (not from the pool)."""
         a = self.args
+        # A cancellation must not be lost here: loops stopped by cancelling them (the role
+        # scheduler's, the pruner's, the receivers' polls) reconnect in this call, and one
+        # that lost its cancellation would run on and never end. On Python 3.11
+        # ``asyncio.wait_for`` returns the result when a cancellation arrives just as the
+        # awaited work completes, and asyncmy's connect waits for the TCP connection with
+        # it: so, not wait_for here, and a cancellation requested during the connect
+        # (counted by ``Task.cancelling()``) is raised after it, whatever it returned.
+        task = asyncio.current_task()
+        requested = task.cancelling() if task is not None else 0
         try:
-            conn: Connection = await asyncio.wait_for(
-                asyncmy.connect(
-                    host=a.host,
-                    port=a.port,
-                    user=a.user,
-                    password=a.password,
-                    database=a.database,
-                    charset="utf8mb4",
-                    autocommit=True,
-                    connect_timeout=self.options.connect_timeout,
-                ),
-                self.options.connect_timeout,
-            )
+            async with asyncio.timeout(self.options.connect_timeout):
+                try:
+                    conn: Connection = await asyncmy.connect(
+                        host=a.host,
+                        port=a.port,
+                        user=a.user,
+                        password=a.password,
+                        database=a.database,
+                        charset="utf8mb4",
+                        autocommit=True,
+                        connect_timeout=self.options.connect_timeout,
+                    )
+                except Exception:
+                    if task is not None and task.cancelling() > requested:
+                        raise asyncio.CancelledError from None  # (a timeout's: TimeoutError)
+                    raise
+                if task is not None and task.cancelling() > requested:
+                    conn.close()
+                    raise asyncio.CancelledError
         except Exception as exc:
             error = translate(exc, f"connecting to {a.host}:{a.port}", a.url)
             raise type(error)(scrub(str(error), a.url)) from None
