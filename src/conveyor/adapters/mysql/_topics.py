@@ -82,16 +82,16 @@ class TopicLog:
     """Events kept (between ``LIMIT`` and twice as many), and the most a poll reads."""
 
     def __init__(self, topic: str, signal: Signal) -> None:
-        self.topic = topic
-        self.signal = signal
+        self.topic: str = topic
+        self.signal: Signal = signal
         """Fired whenever ``last`` moves (and when a waiting reader closes)."""
-        self.last = 0
+        self.last: int = 0
         """The highest ID known to be committed in the topic (0: none known)."""
-        self.readers = 0
+        self.readers: int = 0
         """Open receivers and tails of the topic in this process."""
         self.events: list[Event] = []
-        self.start = 0
-        self.end = 0
+        self.start: int = 0
+        self.end: int = 0
         # ``events`` is every event with start < id <= end, in ID order.
 
     def advance(self, last: int) -> None:
@@ -162,7 +162,7 @@ class TopicHub:
         self._nudge = Signal()
         self._task: asyncio.Task[None] | None = None
         self._found = False
-        self.polls = 0
+        self.polls: int = 0
         """How many polls ran (for tests and metrics)."""
         t = db.tables
         self._events_sql = (
