@@ -12,6 +12,7 @@ when it was listed, never retried when the run moved meanwhile (``changed``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -90,6 +91,8 @@ class WorkflowInfo:
     registered_at: datetime
     statuses: Mapping[int, str]
     edges: tuple[tuple[int, int], ...] = ()
+    nodes: tuple[int, ...] = ()
+    """Every status of the graph, by number."""
     starting: tuple[int, ...] = ()
     terminal: tuple[int, ...] = ()
     steps: frozenset[int] = frozenset()
@@ -109,6 +112,7 @@ class WorkflowInfo:
                 registered_at=record.registered_at,
                 statuses=statuses,
                 edges=tuple((int(f), int(t)) for f, t in doc["edges"]),
+                nodes=tuple(sorted(int(n) for n in doc["nodes"])),
                 starting=tuple(int(n) for n in doc["starting"]),
                 terminal=tuple(int(n) for n in doc["terminal"]),
                 steps=frozenset(int(n) for n in doc["steps"]),
@@ -121,12 +125,6 @@ class WorkflowInfo:
     def status_name(self, status: int) -> str:
         """The status's name, or its number when the definition does not have it."""
         return self.statuses.get(status, str(status))
-
-    @property
-    def nodes(self) -> tuple[int, ...]:
-        """Every status of the graph, by number."""
-        seen = {n for edge in self.edges for n in edge} | set(self.starting)
-        return tuple(sorted(seen))
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,9 +233,7 @@ class Operator:
             if text.lstrip("-").isdigit():
                 numbers.append(int(text))
                 continue
-            scope = [infos[workflow]] if workflow in infos else list(infos.values())
-            if workflow and workflow not in infos:
-                scope = []
+            scope = [infos[workflow]] if workflow in infos else [] if workflow else infos.values()
             found = {
                 number
                 for info in scope
@@ -354,12 +350,17 @@ class Operator:
         """``bulk`` over runs named by ID, each at the version given (else as read now)."""
         outcome = BulkOutcome()
         records: list[Record] = []
-        for run_id, version in run_ids[:BULK_LIMIT]:
-            try:
-                record = await self.store.lookup(run_id)
-            except RecordNotFound:
+        named = run_ids[:BULK_LIMIT]
+        # Looked up together: the SQL stores answer the lookups of one turn in one query.
+        found = await asyncio.gather(
+            *(self.store.lookup(run_id) for run_id, _ in named), return_exceptions=True
+        )
+        for (run_id, version), record in zip(named, found, strict=True):
+            if isinstance(record, RecordNotFound):
                 outcome.refused.append((run_id, "run not found"))
                 continue
+            if isinstance(record, BaseException):
+                raise record
             if version is not None and version != record.meta.version:
                 outcome.changed.append(run_id)
                 continue

@@ -21,7 +21,7 @@ from .._capabilities import KeepsHistory, ListsRuns, RunQuery
 from .._operator import ACTIONS, BULK_LIMIT, Action, states_allowing
 from .._runstate import RunState
 from ._api import list_page, status_names
-from ._context import Context, Refusal, context
+from ._context import Context, Refusal, context, error_status
 from ._diagram import svg
 from ._filters import RUN_STATES, FilterText
 from ._models import object_value
@@ -165,7 +165,7 @@ async def run_list(
         following = result.cursor
         counts = await _state_counts(ctx, query)
     except Exception as exc:  # shown on the page beside the form, so it can be mended
-        refusal = _refusal(exc, ctx)
+        refusal = error_status(exc, ctx.url)
         if refusal.status >= 500:
             raise
         error = refusal.detail
@@ -183,14 +183,8 @@ async def run_list(
         next_link="?" + urlencode([*base, ("cursor", following)]) if following else "",
         first_link="?" + urlencode(base) if cursor else "",
         filter_query=urlencode(base),
-        bulk_actions=[a for a in ACTIONS],
+        bulk_actions=ACTIONS,
     )
-
-
-def _refusal(exc: Exception, ctx: Context) -> Refusal:
-    from ._context import error_status
-
-    return error_status(exc, ctx.url)
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
