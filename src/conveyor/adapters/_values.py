@@ -9,11 +9,23 @@ option's type (a ``str`` for a number is refused, as is a ``bool``). Numbers are
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Mapping
 from typing import Literal
 
 from .._errors import AdapterError
 
-__all__ = ["Kind", "boolean", "integer", "number", "parse", "show", "text"]
+__all__ = [
+    "Kind",
+    "at_most",
+    "boolean",
+    "integer",
+    "number",
+    "numbers",
+    "parse",
+    "parse_or_none",
+    "show",
+    "text",
+]
 
 Kind = Literal["number", "integer", "boolean", "text"]
 
@@ -108,3 +120,32 @@ def show(value: float) -> str:
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(value)
+
+
+def numbers(
+    values: Mapping[str, object],
+    *,
+    skip: Collection[str],
+    at_least: Mapping[str, float],
+    above: Mapping[str, float],
+    optional: Collection[str] = (),
+) -> None:
+    """``number`` for every option in ``values`` but those in ``skip`` (the ones in
+    ``optional`` may also be ``None``), with each one's bounds."""
+    for name, value in values.items():
+        if name in skip or (name in optional and value is None):
+            continue
+        number(name, value, at_least=at_least.get(name), above=above.get(name))
+
+
+def at_most(name: str, value: float, limit: float, bound: str) -> None:
+    """Refuse ``value`` above ``limit``, which ``bound`` names (``role_ttl / 3 (role_ttl=10)``)."""
+    if value > limit:
+        raise AdapterError(f"option {name}={show(value)} must be at most {bound}")
+
+
+def parse_or_none(name: str, raw: str, kind: Kind) -> float | int | bool | str | None:
+    """``parse``, with an empty value or ``none`` meaning ``None`` (an optional option)."""
+    if raw.strip().lower() in ("", "none"):
+        return None
+    return parse(name, raw, kind)

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..._errors import AdapterError
 from ..._urls import redact
-from .._values import Kind, boolean, integer, number, parse, show, text
+from .._values import Kind, at_most, boolean, integer, numbers, parse, parse_or_none, show, text
 
 __all__ = [
     "MAX_TABLE_PREFIX_CHARS",
@@ -99,6 +99,8 @@ _KINDS: dict[str, Kind] = {
     "pool_min": "integer",
     "pool_max": "integer",
 }
+_OPTIONAL = ("unread_event_retention",)
+"""Options that may be ``None`` (``none`` or empty in a URL)."""
 _AT_LEAST = {
     "ack_flush_interval": 0.0,
     "role_grace": 0.0,
@@ -131,27 +133,21 @@ def _check(options: MySQLOptions) -> None:
     boolean("history", options.history)
     integer("pool_min", options.pool_min, at_least=0)
     integer("pool_max", options.pool_max, at_least=1)
-    for name in _FIELDS:
-        value = getattr(options, name)
-        if name in _KINDS or (name == "unread_event_retention" and value is None):
-            continue
-        number(name, value, at_least=_AT_LEAST.get(name), above=_ABOVE.get(name))
-    if options.role_renew > options.role_ttl / 3:
-        raise AdapterError(
-            f"option role_renew={show(options.role_renew)} must be at most role_ttl / 3 "
-            f"(role_ttl={show(options.role_ttl)})"
-        )
-    if options.poll_min > options.poll_max:
-        raise AdapterError(
-            f"option poll_min={show(options.poll_min)} must be at most poll_max "
-            f"(poll_max={show(options.poll_max)})"
-        )
+    values = {name: getattr(options, name) for name in _FIELDS}
+    numbers(values, skip=_KINDS, at_least=_AT_LEAST, above=_ABOVE, optional=_OPTIONAL)
+    ttl = options.role_ttl
+    at_most("role_renew", options.role_renew, ttl / 3, f"role_ttl / 3 (role_ttl={show(ttl)})")
+    at_most(
+        "poll_min",
+        options.poll_min,
+        options.poll_max,
+        f"poll_max (poll_max={show(options.poll_max)})",
+    )
 
 
 def _convert(name: str, raw: str) -> object:
-    if name == "unread_event_retention" and raw.strip().lower() in ("", "none"):
-        return None
-    return parse(name, raw, _KINDS.get(name, "number"))
+    kind = _KINDS.get(name, "number")
+    return parse_or_none(name, raw, kind) if name in _OPTIONAL else parse(name, raw, kind)
 
 
 @dataclass(frozen=True, slots=True, repr=False)

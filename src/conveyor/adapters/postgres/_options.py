@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..._errors import AdapterError
 from ..._kit._hash import fnv1a64
 from ..._urls import redact
-from .._values import Kind, boolean, integer, number, parse, show, text
+from .._values import Kind, at_most, boolean, integer, numbers, parse, parse_or_none, show, text
 
 __all__ = ["MAX_TABLE_PREFIX_BYTES", "PostgresOptions", "Tables", "quote_ident", "split_url"]
 
@@ -104,6 +104,8 @@ _KINDS: dict[str, Kind] = {
     "pool_min": "integer",
     "pool_max": "integer",
 }
+_OPTIONAL = ("unread_event_retention",)
+"""Options that may be ``None`` (``none`` or empty in a URL)."""
 _AT_LEAST = {
     "ack_flush_interval": 0.0,
     "role_grace": 0.0,
@@ -130,22 +132,15 @@ def _check(options: PostgresOptions) -> None:
     boolean("history", options.history)
     integer("pool_min", options.pool_min, at_least=0)
     integer("pool_max", options.pool_max, at_least=1)
-    for name in _FIELDS:
-        value = getattr(options, name)
-        if name in _KINDS or (name == "unread_event_retention" and value is None):
-            continue
-        number(name, value, at_least=_AT_LEAST.get(name), above=_ABOVE.get(name))
-    if options.role_renew > options.role_ttl / 3:
-        raise AdapterError(
-            f"option role_renew={show(options.role_renew)} must be at most role_ttl / 3 "
-            f"(role_ttl={show(options.role_ttl)})"
-        )
+    values = {name: getattr(options, name) for name in _FIELDS}
+    numbers(values, skip=_KINDS, at_least=_AT_LEAST, above=_ABOVE, optional=_OPTIONAL)
+    ttl = options.role_ttl
+    at_most("role_renew", options.role_renew, ttl / 3, f"role_ttl / 3 (role_ttl={show(ttl)})")
 
 
 def _convert(name: str, raw: str) -> object:
-    if name == "unread_event_retention" and raw.strip().lower() in ("", "none"):
-        return None
-    return parse(name, raw, _KINDS.get(name, "number"))
+    kind = _KINDS.get(name, "number")
+    return parse_or_none(name, raw, kind) if name in _OPTIONAL else parse(name, raw, kind)
 
 
 def split_url(url: str, options: dict[str, Any]) -> tuple[str, PostgresOptions]:
