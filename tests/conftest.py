@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-SERVICE_FIXTURES = {"pg_url": "postgres", "mysql_url": "mysql"}
+SERVICE_FIXTURES = {
+    "pg_url": "postgres",
+    "mysql_url": "mysql",
+    "redis_url": "redis",
+    "nats_url": "nats",
+}
 """Fixture name -> the marker of the service it connects to."""
 
 

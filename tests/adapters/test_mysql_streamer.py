@@ -432,11 +432,11 @@ async def test_one_poll_per_process_serves_every_topic_and_wakes_other_processes
     fetches.clear()
     await nudge.step()
 
-    # Then its three receivers have the event, from one read for all of them
+    # Then its three receivers have the event, from the poll's one statement
     for task in pending[topics[2]]:
         events = await asyncio.wait_for(task, 5.0)
         assert [e.foreign_id for e in events] == ["hello"]
-    assert fetches.calls == ["polling the event log", f"reading {topics[2]!r} for its readers"]
+    assert fetches.calls == ["polling the event log"]
     assert not any(task.done() for t in topics if t != topics[2] for task in pending[t])
     await receiving.close()
     await sending.close()
@@ -445,8 +445,11 @@ async def test_one_poll_per_process_serves_every_topic_and_wakes_other_processes
 async def test_the_poll_backs_off_while_idle_and_hurries_after_finding_events(
     mysql_url: str, db: MySQLDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with open_mysql(mysql_url, PREFIX, poll_min=0.01, poll_max=0.08) as elsewhere:
-        # Given a receiver in another process (poll_min 10 ms, poll_max 80 ms)
+    async with open_mysql(
+        mysql_url, PREFIX, poll_min=0.01, poll_max=0.08, poll_busy=0
+    ) as elsewhere:
+        # Given a receiver in another process (poll_min 10 ms, poll_max 80 ms, and no
+        # busy window: the backoff starts right after each poll)
         _hub, nudge = _gate(elsewhere, monkeypatch)
         topic = new_name("backoff")
         receiving = MySQLEventStreamer(elsewhere)
@@ -479,6 +482,60 @@ async def test_the_poll_backs_off_while_idle_and_hurries_after_finding_events(
         await fast.close()
         await receiving.close()
         await sending.close()
+
+
+async def test_the_poll_stays_at_poll_min_while_the_log_is_busy(
+    mysql_url: str, db: MySQLDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_mysql(
+        mysql_url, PREFIX, poll_min=0.01, poll_max=0.08, poll_busy=3600
+    ) as elsewhere:
+        # Given a receiver in another process, whose poll has backed off while idle
+        _hub, nudge = _gate(elsewhere, monkeypatch)
+        topic = new_name("busy")
+        receiving = MySQLEventStreamer(elsewhere)
+        receiver = await receiving.new_receiver(topic, new_name("r"))
+        for _ in range(3):
+            await nudge.step()
+        assert nudge.delays == [0.01, 0.02, 0.04, 0.08]
+
+        # When a poll finds another process's event
+        sending = MySQLEventStreamer(db)
+        await (await sending.new_sender(topic)).send("x", 1, {"topic": topic})
+        await nudge.step()
+        assert [e.foreign_id for e in await _collect(receiver, 1)] == ["x"]
+
+        # Then the polls that follow, finding nothing, stay at poll_min (busy window)
+        for _ in range(3):
+            await nudge.step()
+        assert nudge.delays[-4:] == [0.01] * 4
+        await receiving.close()
+        await sending.close()
+
+
+async def test_a_send_makes_its_process_poll_at_poll_min(
+    mysql_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_mysql(
+        mysql_url, PREFIX, poll_min=0.01, poll_max=0.08, poll_busy=3600
+    ) as process:
+        # Given a process whose poll has backed off while idle
+        _hub, nudge = _gate(process, monkeypatch)
+        streamer = MySQLEventStreamer(process)
+        receiver = await streamer.new_receiver(new_name("answers"), new_name("r"))
+        for _ in range(3):
+            await nudge.step()
+        assert nudge.delays[-1] == 0.08
+
+        # When it sends (to any topic: another process is likely to answer)
+        await (await streamer.new_sender(new_name("requests"))).send("q", 1, {})
+
+        # Then its polls come every poll_min
+        for _ in range(2):
+            await nudge.step()
+        assert nudge.delays[-2:] == [0.01, 0.01]
+        await receiver.close()
+        await streamer.close()
 
 
 async def test_the_poll_stops_when_the_last_reader_closes(

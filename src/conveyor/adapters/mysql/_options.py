@@ -53,11 +53,14 @@ class MySQLOptions:
     connect_timeout: float = 10.0
     acquire_timeout: float = 30.0
     """Longest wait for a free pooled connection before ``AdapterUnavailable``."""
-    poll_min: float = 0.01
-    """Receivers poll this often right after they found events (adaptive polling)..."""
+    poll_min: float = 0.002
+    """Receivers poll this often while the event log is busy (adaptive polling)..."""
+    poll_busy: float = 0.5
+    """...that is, for this long after the last sign of activity (a poll or read that found
+    other processes' events, or a send from this process)..."""
     poll_max: float = 1.0
-    """...backing off (doubling) to this when the topic stays idle. Writes in this process
-    wake its receivers at once; the polling finds other processes' writes."""
+    """...then backing off (doubling from ``poll_min``) to this while it stays idle. Writes
+    in this process wake its receivers at once; the polling finds other processes' writes."""
     ack_flush_interval: float = 0.05
     """Receivers' cursors are written at most this often (acks in between are batched)."""
     role_ttl: float = 10.0
@@ -103,6 +106,7 @@ _OPTIONAL = ("unread_event_retention",)
 """Options that may be ``None`` (``none`` or empty in a URL)."""
 _AT_LEAST = {
     "ack_flush_interval": 0.0,
+    "poll_busy": 0.0,
     "role_grace": 0.0,
     "prune_interval": 0.0,
     "event_retention": 0.0,

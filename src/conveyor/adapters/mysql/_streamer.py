@@ -246,6 +246,7 @@ class MySQLEventStreamer:
         appended there (``send_in``): they take them without a query and wake at once."""
         if appended.last > appended.base:
             self._hub.log(appended.topic).cover(appended.base, appended.last, appended.events)
+            self._hub.found()
 
     # ------------------------------------------------------------------ cursors
 

@@ -10,14 +10,18 @@ and tails take what this process sent, or what another reader here read, without
 they query only when ``last`` says there is more than they have.
 
 ``last`` moves on this process's sends (after their commit), on reads, and on the hub's
-poll: ``SELECT topic, last_id FROM topics WHERE topic IN (...)`` for every topic with an
-open reader here, one statement for all of them. A committed ``last_id`` means every
-event up to it is committed too, so the poll is exact, never a hint that can be lost.
-When it finds a topic moved, it reads the new events once (up to ``TopicLog.LIMIT``) for
-all of the topic's readers here and fires the topic's signal. The poll runs while at least
-one reader is open, every ``poll_min`` after it found another process's events, doubling
-while idle up to its cap: ``poll_max``, or the smallest ``poll_interval`` of an open
-receiver if that is shorter.
+poll: one statement for every topic with an open reader here, reading each topic's events
+after its ``last`` (up to ``TopicLog.LIMIT`` a topic, ``UNION ALL`` of one primary-key
+range each). A topic's IDs become visible in order, so the events found are every event
+after ``last`` up to the highest found: the poll is exact, never a hint that can be lost,
+and one round trip both finds and reads another process's events for all of the topic's
+readers here, then fires the topic's signal. The poll runs while at least
+one reader is open: every ``poll_min`` while the log is busy, that is for ``poll_busy``
+seconds after the last sign of activity (a poll or a read that found another process's
+events, or a send from this process, whose consumers elsewhere are likely to answer), then
+doubling while idle up to its cap: ``poll_max``, or the smallest ``poll_interval`` of an
+open receiver if that is shorter. A hop from one process to another thus waits about
+``poll_min / 2`` while work flows, and an idle process costs one query per ``poll_max``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from bisect import bisect_right
 from collections import Counter
@@ -161,15 +166,13 @@ class TopicHub:
         self._caps: Counter[float] = Counter()
         self._nudge = Signal()
         self._task: asyncio.Task[None] | None = None
-        self._found = False
+        self._busy_until = 0.0
         self.polls: int = 0
         """How many polls ran (for tests and metrics)."""
-        t = db.tables
-        self._events_sql = (
-            f"SELECT {EVENT_COLUMNS} FROM {t.events} "
-            "WHERE topic = %s AND id > %s AND id <= %s ORDER BY id"
+        self._poll_part = (
+            f"(SELECT topic, {EVENT_COLUMNS} FROM {db.tables.events} "
+            f"WHERE topic = %s AND id > %s ORDER BY id LIMIT {TopicLog.LIMIT})"
         )
-        self._last_sql = f"SELECT topic, last_id FROM {t.topics} WHERE topic IN "
 
     @property
     def _db(self) -> Database:
@@ -218,8 +221,12 @@ class TopicHub:
         return any(topic_log.readers for topic_log in self._logs.values())
 
     def found(self) -> None:
-        """A reader here read events of another process: poll soon again."""
-        self._found = True
+        """A sign of activity (a reader here read events of another process, or this
+        process sent): keep polling every ``poll_min`` for ``poll_busy`` seconds."""
+        now = time.monotonic()
+        if now >= self._busy_until:
+            self._nudge.fire()  # an idle poll may be sleeping up to poll_max: look now
+        self._busy_until = now + self._options.poll_busy
 
     async def stop_if_idle(self) -> None:
         """End the poll now if no reader is open (a closing streamer waits for it)."""
@@ -250,37 +257,39 @@ class TopicHub:
                 delay = self._cap()
                 continue
             failures = 0
-            hurry, self._found = moved or self._found, False
-            delay = floor if hurry else min(2 * delay, self._cap())
+            if moved:
+                self.found()
+            busy = moved or time.monotonic() < self._busy_until
+            delay = floor if busy else min(2 * delay, self._cap())
 
     async def poll(self) -> bool:
         """Look once for other processes' events in every topic read here; whether any
         topic moved. Raises ``AdapterError``."""
-        topics = [topic for topic, topic_log in self._logs.items() if topic_log.readers]
-        if not topics:
+        reading = [topic_log for topic_log in self._logs.values() if topic_log.readers]
+        if not reading:
             return False
         self.polls += 1
-        sql = self._last_sql + "(" + ", ".join(["%s"] * len(topics)) + ")"
-        rows = await self._db.fetch("polling the event log", sql, topics)
-        moved = [
-            (self._logs[topic], int(last))
-            for topic, last in rows
-            if topic in self._logs and int(last) > self._logs[topic].last
-        ]
-        for topic_log, last in moved:
-            before = topic_log.last
-            if topic_log.readers and before < last <= before + TopicLog.LIMIT:
-                await self._read_for_readers(topic_log, before, last)
-            topic_log.advance(last)
-        return bool(moved)
-
-    async def _read_for_readers(self, topic_log: TopicLog, after: int, upto: int) -> None:
-        """Read the topic's new events once, for all its readers here."""
-        topic = topic_log.topic
-        rows = await self._db.fetch(
-            f"reading {topic!r} for its readers", self._events_sql, (topic, after, upto)
-        )
-        topic_log.cover(after, upto, [event_of(row, topic) for row in rows])
+        sql = " UNION ALL ".join([self._poll_part] * len(reading))
+        args: list[object] = []
+        for topic_log in reading:
+            args += (topic_log.topic, topic_log.last)
+        rows = await self._db.fetch("polling the event log", sql, args)
+        found: dict[str, list[Any]] = {}
+        for row in rows:
+            found.setdefault(row[0], []).append(row[1:])
+        moved = False
+        for topic_log in reading:
+            topic_rows = found.get(topic_log.topic)
+            if not topic_rows:
+                continue
+            topic = topic_log.topic
+            events = [event_of(row, topic) for row in topic_rows]
+            before, upto = topic_log.last, events[-1].id
+            if upto > before:  # else a send here committed them meanwhile: known
+                moved = True
+                kept = [event for event in events if event.id > before]
+                topic_log.cover(before, upto, kept)
+        return moved
 
 
 _hubs: weakref.WeakKeyDictionary[Database, TopicHub] = weakref.WeakKeyDictionary()
