@@ -21,6 +21,7 @@ from ._record import Record
 from ._runstate import RunState
 
 __all__ = [
+    "Delivery",
     "EventReceiver",
     "EventSender",
     "EventStreamer",
@@ -65,16 +66,36 @@ class EventSender(Protocol):
         ...
 
 
+class Delivery(enum.Enum):
+    """What a receiver opened again under the same name is handed (its streamer's
+    ``delivery`` profile). Under both, delivery is at least once, a new receiver name reads
+    every retained event of the topic from the start (unless it streams from latest), and
+    the engine's version rule makes a delivery again harmless, in any order.
+    """
+
+    CURSOR = "cursor"
+    """A table log: one cursor per receiver name, which advances only over an unbroken run
+    of acknowledged events. A receiver opened again starts after that run, so an
+    acknowledged event that followed an unacknowledged one comes again too, and events
+    always come in increasing ``id`` order."""
+
+    PER_EVENT = "per_event"
+    """A broker that acknowledges each message (Redis consumer groups, NATS JetStream,
+    RabbitMQ): a receiver opened again is handed what was not acknowledged, and nothing that
+    was. Events come in increasing ``id`` order the first time; one delivered again may
+    come after events with higher IDs."""
+
+
 @runtime_checkable
 class EventReceiver(Protocol):
-    """Reads one topic from a cursor kept under the receiver's name.
+    """Reads one topic under the receiver's name (its consumer group, its cursor).
 
-    Delivery is at least once. Events come in increasing ``id`` order. The stored cursor
-    advances only over an unbroken run of acknowledged events: a receiver opened later
-    under the same name starts after the last such run, so unacknowledged events (and
-    the acknowledged ones after them) are delivered again. An event whose stored headers
-    no longer decode is handed out with empty ``headers`` (consumers skip it), never
-    raised: one bad row must not stop its topic.
+    Delivery is at least once. First deliveries come in increasing ``id`` order. What a
+    receiver opened later under the same name is handed again depends on the streamer's
+    ``delivery`` profile (``Delivery``): after the last unbroken run of acknowledged
+    events (``CURSOR``), or exactly the unacknowledged events (``PER_EVENT``). An event
+    whose stored headers no longer decode is handed out with empty ``headers`` (consumers
+    skip it), never raised: one bad row must not stop its topic.
     """
 
     async def recv(self, max_events: int = 1) -> Sequence[Event]:
@@ -97,6 +118,11 @@ class EventReceiver(Protocol):
 @runtime_checkable
 class EventStreamer(Protocol):
     """Creates senders and receivers over named topics."""
+
+    delivery: Delivery
+    """What a receiver opened again under the same name is handed (``Delivery``); the
+    ``EventStreamerSuite`` checks the profile a streamer declares, usually as a class
+    attribute."""
 
     async def new_sender(self, topic: str) -> EventSender:
         """A sender for ``topic``."""

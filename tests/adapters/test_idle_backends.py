@@ -18,7 +18,7 @@ import pytest
 import conveyor
 from _services import in_ci
 from conveyor import Backend, Builder, BuildError, Run, RunState, Workflow
-from conveyor.abc import Event, EventReceiver, EventSender, EventStreamer, RecordStore
+from conveyor.abc import Delivery, Event, EventReceiver, EventSender, EventStreamer, RecordStore
 from conveyor.adapters.memory import MemoryEventStreamer, MemoryRecordStore, MemoryRoleScheduler
 from conveyor.testing import run_until_idle
 
@@ -139,6 +139,8 @@ class _ReceiverWithoutPending:
 
 class StreamerWithoutPending:
     """A memory streamer whose receivers lack ``pending()`` (as a third-party one might)."""
+
+    delivery = Delivery.CURSOR
 
     def __init__(self) -> None:
         self._inner = MemoryEventStreamer()

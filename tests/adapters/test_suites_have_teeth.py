@@ -25,6 +25,7 @@ from conveyor import AdapterError, ConnectorEvent, WorkflowError
 from conveyor.abc import (
     ConnectorConstructor,
     DefinitionRecord,
+    Delivery,
     Event,
     Failure,
     Order,
@@ -151,6 +152,18 @@ class StreamerWithOneSharedCursor(MemoryEventStreamer):
 
     def _commit(self, topic: str, name: str, position: int) -> None:
         super()._commit(topic, "", position)
+
+
+class StreamerDeclaringPerEventDelivery(MemoryEventStreamer):
+    """Declares a broker's per-event profile, but keeps a table log's cursor."""
+
+    delivery = Delivery.PER_EVENT
+
+
+class StreamerWithoutADeliveryProfile(MemoryEventStreamer):
+    """Declares its profile as a bare string instead of a ``Delivery``."""
+
+    delivery = "cursor"  # type: ignore[assignment]
 
 
 class _LatestAtFirstRecvReceiver(MemoryEventReceiver):
@@ -1019,6 +1032,12 @@ VARIANTS: dict[str, Variant] = {
     "streamer-with-one-shared-cursor": Variant(
         "EventStreamerSuite", "streamer", StreamerWithOneSharedCursor, _STREAM
     ),
+    "streamer-declaring-per-event-with-a-cursor": Variant(
+        "EventStreamerSuite", "streamer", StreamerDeclaringPerEventDelivery, _STREAM
+    ),
+    "streamer-without-a-delivery-profile": Variant(
+        "EventStreamerSuite", "streamer", StreamerWithoutADeliveryProfile, _STREAM
+    ),
     "streamer-fixing-latest-at-first-recv": Variant(
         "EventStreamerSuite", "streamer", StreamerFixingLatestAtFirstRecv, _STREAM
     ),
@@ -1347,7 +1366,7 @@ def test_harness_passes_every_case_of_a_capability_suite_on_a_correct_adapter(
                 "test_stream_from_latest_has_no_effect_once_a_cursor_is_committed",
                 "test_cursors_are_kept_per_receiver_name",
                 "test_acked_events_are_not_redelivered",
-                "test_cursor_advances_only_over_an_unbroken_run_of_acks",
+                "test_a_reopened_receiver_gets_again_what_its_delivery_profile_says",
                 "test_acks_in_any_order_commit_the_whole_run",
             },
             id="streamer-ignoring-acks",
@@ -1356,9 +1375,22 @@ def test_harness_passes_every_case_of_a_capability_suite_on_a_correct_adapter(
             "streamer-committing-on-recv",
             {
                 "test_unacked_events_are_redelivered_to_a_new_receiver_of_the_same_name",
-                "test_cursor_advances_only_over_an_unbroken_run_of_acks",
+                "test_a_reopened_receiver_gets_again_what_its_delivery_profile_says",
             },
             id="streamer-committing-on-recv",
+        ),
+        pytest.param(
+            "streamer-declaring-per-event-with-a-cursor",
+            {"test_a_reopened_receiver_gets_again_what_its_delivery_profile_says"},
+            id="streamer-declaring-per-event-with-a-cursor",
+        ),
+        pytest.param(
+            "streamer-without-a-delivery-profile",
+            {
+                "test_the_streamer_declares_its_delivery_profile",
+                "test_a_reopened_receiver_gets_again_what_its_delivery_profile_says",
+            },
+            id="streamer-without-a-delivery-profile",
         ),
         pytest.param(
             "streamer-with-one-shared-cursor",

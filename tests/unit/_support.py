@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor import Builder, Meta, Options, Record, RunState, Workflow
-from conveyor.abc import Event, Header, OutboxEvent, RecordWrite, run_state_change_topic, topic
+from conveyor.abc import (
+    Delivery,
+    Event,
+    Header,
+    OutboxEvent,
+    RecordWrite,
+    run_state_change_topic,
+    topic,
+)
 from conveyor.adapters.memory import (
     MemoryEventReceiver,
     MemoryEventSender,
@@ -209,6 +217,8 @@ class SpyReceiver:
 
 class SpyStreamer:
     """A memory streamer whose receivers record what they hand out, and to whom."""
+
+    delivery = Delivery.CURSOR
 
     def __init__(self, inner: MemoryEventStreamer) -> None:
         self.inner = inner

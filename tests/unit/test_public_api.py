@@ -179,6 +179,7 @@ ADAPTER_AUTHORS = (
     "ConnectorConsumer",
     "ConnectorEvent",
     "DefinitionRecord",
+    "Delivery",
     "Event",
     "EventReceiver",
     "EventSender",

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from conveyor import Builder, Record, Run, Workflow
-from conveyor.abc import EventReceiver, EventSender, Tail, TailBatch, TailsTopics
+from conveyor.abc import Delivery, EventReceiver, EventSender, Tail, TailBatch, TailsTopics
 from conveyor.adapters.memory import (
     MemoryEventReceiver,
     MemoryEventStreamer,
@@ -155,6 +155,8 @@ class GappyTail:
 
 class NoTails:
     """A streamer without ``TailsTopics`` (it only has receivers)."""
+
+    delivery = Delivery.CURSOR
 
     def __init__(self) -> None:
         self.inner = MemoryEventStreamer()

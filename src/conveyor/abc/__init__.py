@@ -50,6 +50,7 @@ from .._event import topic as topic
 from .._event import topic_for as topic_for
 from .._migration import AppliedMigration as AppliedMigration
 from .._migration import MigrationReport as MigrationReport
+from .._protocols import Delivery as Delivery
 from .._protocols import EventReceiver as EventReceiver
 from .._protocols import EventSender as EventSender
 from .._protocols import EventStreamer as EventStreamer
@@ -75,6 +76,7 @@ __all__ = (
     "ConnectorConsumer",
     "ConnectorEvent",
     "DefinitionRecord",
+    "Delivery",
     "Event",
     "EventReceiver",
     "EventSender",

@@ -12,7 +12,7 @@ from ..._event import Event
 from ..._kit._acks import AckTracker
 from ..._kit._sender import EventSenderBase
 from ..._kit._signal import Signal
-from ..._protocols import OutgoingEvent
+from ..._protocols import Delivery, OutgoingEvent
 
 __all__ = ["MemoryEventStreamer", "MemoryTail"]
 
@@ -31,6 +31,8 @@ class MemoryEventStreamer:
     are positions in the topic's log and persist for the streamer's lifetime. ``tail``
     follows a topic from its end without a cursor (the ``TailsTopics`` capability).
     """
+
+    delivery: Delivery = Delivery.CURSOR
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         self._clock: Clock = clock or SystemClock()

@@ -63,7 +63,7 @@ from ..._event import Event, Header
 from ..._kit._acks import AckTracker, NotHandedOut
 from ..._kit._flusher import CursorFlusher, CursorKey
 from ..._kit._sender import EventSenderBase
-from ..._protocols import OutgoingEvent
+from ..._protocols import Delivery, OutgoingEvent
 from ._database import Cursor, Database
 from ._tail import MySQLTail, TopicReader
 from ._topics import hub_of
@@ -99,6 +99,8 @@ class Appended:
 
 class MySQLEventStreamer:
     """``EventStreamer`` on MySQL/MariaDB tables (see the module docstring)."""
+
+    delivery: Delivery = Delivery.CURSOR
 
     def __init__(self, db: Database) -> None:
         self._db = db

@@ -49,7 +49,7 @@ from ..._event import Event, Header
 from ..._kit._acks import AckTracker, NotHandedOut
 from ..._kit._flusher import CursorFlusher, CursorKey
 from ..._kit._sender import EventSenderBase
-from ..._protocols import OutgoingEvent
+from ..._protocols import Delivery, OutgoingEvent
 from ._database import Connection, Database
 from ._sent_cache import SentCache
 from ._tail import PostgresTail, TopicReader
@@ -71,6 +71,8 @@ def _dedupe(headers: Mapping[str, str]) -> str | None:
 
 class PostgresEventStreamer:
     """``EventStreamer`` on PostgreSQL tables (see the module docstring)."""
+
+    delivery: Delivery = Delivery.CURSOR
 
     def __init__(self, db: Database) -> None:
         self._db = db

@@ -51,7 +51,7 @@ from ..._event import Event
 from ..._kit._acks import AckTracker, NotHandedOut
 from ..._kit._flusher import CursorFlusher, CursorKey
 from ..._kit._sender import EventSenderBase
-from ..._protocols import OutgoingEvent
+from ..._protocols import Delivery, OutgoingEvent
 from .._rows import HeaderDecoder
 from ._db import Database, from_us, to_us
 from ._pruning import EventPruner, last_event_id
@@ -104,6 +104,8 @@ class SQLiteEventStreamer:
     ``prune_interval`` (seconds) govern pruning (see the module docstring); ``prune()``
     runs one pass on demand. ``tail`` follows a topic from its end (``TailsTopics``).
     """
+
+    delivery: Delivery = Delivery.CURSOR
 
     def __init__(
         self,
