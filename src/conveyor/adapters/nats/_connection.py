@@ -1,0 +1,200 @@
+"""``NatsConnection``: one client connection to a NATS server, shared by the adapters of a
+backend, opened on first use and re-established by the client after a drop.
+
+The client (nats-py) reconnects by itself, forever, every half second, and buffers what is
+published meanwhile; subscriptions are made again on the new connection. What lived only
+in the old connection is lost: pull requests waiting on the server, and messages on their
+way. Receivers and tails register ``on_reconnect`` to renew their pull requests and
+consumers at once instead of waiting for them to expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+from ..._errors import AdapterError
+from ..._urls import redact, scrub
+from ._errors import translate
+from ._names import bell, stream_name, subject
+from ._options import NatsOptions, split_url
+
+__all__ = ["NatsConnection", "Topic"]
+
+log = logging.getLogger("conveyor.adapters.nats")
+
+_STREAM_NAME_IN_USE = 10058
+_SUBJECTS_OVERLAP = 10065
+
+
+class Topic:
+    """Where a topic's events live: its stream, the stream's one subject, its doorbell."""
+
+    __slots__ = ("bell", "name", "stream", "subject")
+
+    def __init__(self, name: str, stream: str, subject: str, bell: str) -> None:
+        self.name: str = name
+        self.stream: str = stream
+        self.subject: str = subject
+        self.bell: str = bell
+        """The doorbell: a core subject rung after events are stored (``_pull``)."""
+
+
+class NatsConnection:
+    """A lazily opened client connection with its JetStream context (see the module).
+
+    ``NatsConnection("nats://host:4222?prefix=app")``; keyword options override the URL's.
+    """
+
+    def __init__(self, url: str, **options: Any) -> None:
+        server, settings = split_url(url, options)
+        self.url: str = url
+        """The URL as given (messages show it redacted)."""
+        self.options: NatsOptions = settings
+        self._server = server
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._opening: asyncio.Lock | None = None
+        self._topics: dict[str, Topic] = {}
+        self._reconnect_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"NatsConnection({redact(self.url)!r})"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def client(self) -> tuple[Client, JetStreamContext]:
+        """The connected client and its JetStream context (connecting on first use).
+
+        Raises ``AdapterUnavailable`` if the server does not answer, ``AdapterError`` once
+        closed.
+        """
+        if self._closed:
+            raise AdapterError("the NATS connection is closed")
+        if self._nc is not None and self._js is not None:
+            return self._nc, self._js
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._nc is None:
+                await self._open()
+        assert self._nc is not None and self._js is not None
+        return self._nc, self._js
+
+    async def _open(self) -> None:
+        nc = Client()
+        options = self.options
+        try:
+            await nc.connect(
+                servers=[self._server],
+                connect_timeout=max(1, round(options.connect_timeout)),
+                reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds, any number
+                max_reconnect_attempts=-1,
+                allow_reconnect=True,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+                name="conveyor",
+            )
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise translate(exc, f"connecting to {redact(self.url)}", self.url) from exc
+        self._nc = nc
+        self._js = nc.jetstream(timeout=options.request_timeout)
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("NATS client error: %s", scrub(repr(exc), self.url))
+
+    async def _on_disconnected(self) -> None:
+        if not self._closed:
+            log.info("NATS connection lost; reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        log.info("NATS connection re-established")
+        for hook in list(self._reconnect_hooks):
+            try:
+                await hook()
+            except Exception as exc:  # one reader's trouble must not stop the others
+                log.warning("after a NATS reconnect: %s", scrub(repr(exc), self.url))
+
+    def on_reconnect(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Call ``hook`` after every reconnect (until ``remove_reconnect_hook``)."""
+        self._reconnect_hooks.append(hook)
+
+    def remove_reconnect_hook(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Stop calling ``hook`` after reconnects (unknown hooks are ignored)."""
+        if hook in self._reconnect_hooks:
+            self._reconnect_hooks.remove(hook)
+
+    # ------------------------------------------------------------------ streams
+
+    def topic(self, name: str) -> Topic:
+        """The stream and subject of ``name`` (no I/O; see ``ensure``)."""
+        prefix = self.options.prefix
+        return Topic(name, stream_name(prefix, name), subject(prefix, name), bell(prefix, name))
+
+    async def ensure(self, name: str) -> Topic:
+        """The topic's stream, created if missing (limits retention, ``max_age``)."""
+        known = self._topics.get(name)
+        if known is not None:
+            return known
+        topic = self.topic(name)
+        _, js = await self.client()
+        options = self.options
+        config = StreamConfig(
+            name=topic.stream,
+            subjects=[topic.subject],
+            retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.OLD,
+            max_age=options.max_age or None,
+            storage=StorageType.MEMORY if options.storage == "memory" else StorageType.FILE,
+            num_replicas=options.replicas,
+            duplicate_window=options.duplicate_window or None,
+            description=f"conveyor topic {name!r}"[:4000],
+        )
+        try:
+            try:
+                await js.stream_info(topic.stream)
+            except nats.js.errors.NotFoundError:
+                await js.add_stream(config)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code == _SUBJECTS_OVERLAP:
+                raise AdapterError(
+                    f"cannot create the stream of topic {name!r}: its subject "
+                    f"{topic.subject!r} is already in another stream of the server"
+                ) from exc
+            if exc.err_code != _STREAM_NAME_IN_USE:  # else another process made it first
+                raise translate(exc, f"creating the stream of topic {name!r}", self.url) from exc
+        except Exception as exc:
+            raise translate(exc, f"creating the stream of topic {name!r}", self.url) from exc
+        self._topics[name] = topic
+        return topic
+
+    def forget(self, name: str) -> None:
+        """Forget that ``name``'s stream exists (it was deleted)."""
+        self._topics.pop(name, None)
+
+    async def close(self) -> None:
+        """Close the client connection (flushing what is buffered). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        nc, self._nc, self._js = self._nc, None, None
+        self._reconnect_hooks.clear()
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.close()

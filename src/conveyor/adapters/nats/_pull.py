@@ -1,0 +1,210 @@
+"""``PullReader``: a durable JetStream pull consumer, pulled only when there is news.
+
+Why no waiting pull request. A pull request left waiting on the server outlives the
+subscription that made it (NATS 2.9 delivered a NAKed message to the request of a closed
+reader: it then waited ``ack_wait`` to come again). So this reader never leaves one: it
+pulls with ``no_wait`` (the server answers at once with what it has, up to
+``fetch_batch``, and ends the request with a status), and waits between pulls for a
+*doorbell*: a core NATS subject that senders ring after their events are stored (the
+streamer's ``P.bell.<topic token>``; for a connector, the outside subject itself). A
+reader also looks again every ``recheck_interval`` seconds (a doorbell is at most once:
+one lost in a reconnect, events NAKed elsewhere, or delivered again after ``ack_wait``),
+and at once after a reconnect.
+
+A cancelled wait loses nothing: what arrives is buffered, the next ``take`` hands it out.
+Closing waits for the pull in flight to end (it ends at once), unsubscribes, and hands
+back every message held for the owner to NAK; no request of this reader is left on the
+server, so a NAKed message goes to the next reader at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from ..._errors import AdapterError
+from ._connection import NatsConnection
+from ._errors import translate
+
+__all__ = ["PullReader"]
+
+log = logging.getLogger("conveyor.adapters.nats")
+
+_STATUS = "Status"
+_HEARTBEAT = "100"
+_NORMAL_END = ("404", "408")  # no messages; fewer than asked (no_wait)
+_RETRY_AFTER_ERROR = 0.5
+"""Seconds before pulling again after a request ended in an error status (no busy loop)."""
+
+
+class PullReader:
+    """Pulls consumer ``consumer`` of stream ``stream``, woken by ``bell`` (see the module)."""
+
+    def __init__(self, conn: NatsConnection, stream: str, consumer: str, bell: str) -> None:
+        self._conn = conn
+        self.stream: str = stream
+        self.consumer: str = consumer
+        self._bell = bell
+        options = conn.options
+        self._batch = options.fetch_batch
+        self._recheck = options.recheck_interval
+        self._buffer: deque[Msg] = deque()
+        self._subs: list[Subscription] = []
+        self._inbox = ""
+        self._next_subject = ""
+        self._request_id = 0
+        self._active: int | None = None  # the pull in flight
+        self._remaining = 0
+        self._sent_at = 0.0
+        self._dirty = True  # something may have come since the last pull
+        self._recheck_at = 0.0
+        self._retry_at = 0.0
+        self.error_status: str | None = None
+        """The status that ended the last pull in error (e.g. 409), until one succeeds."""
+        self._arrived = asyncio.Event()
+        self._ended = asyncio.Event()
+        self._ended.set()
+        self._closing = False
+
+    async def start(self) -> None:
+        nc, js = await self._conn.client()
+        self._inbox = nc.new_inbox()
+        prefix = js._prefix  # "$JS.API", or a domain's
+        self._next_subject = f"{prefix}.CONSUMER.MSG.NEXT.{self.stream}.{self.consumer}"
+        try:
+            self._subs.append(await nc.subscribe(f"{self._inbox}.*", cb=self._on_msg))
+            self._subs.append(await nc.subscribe(self._bell, cb=self._on_bell))
+        except Exception as exc:
+            await self._unsubscribe()
+            raise translate(exc, "subscribing to a pull inbox", self._conn.url) from exc
+        self._conn.on_reconnect(self._on_reconnect)
+
+    @property
+    def buffered(self) -> int:
+        """Messages received and not taken yet."""
+        return len(self._buffer)
+
+    def buffered_messages(self) -> list[Msg]:
+        return list(self._buffer)
+
+    async def _on_bell(self, msg: Msg) -> None:
+        self._dirty = True
+        self._arrived.set()
+
+    def ring(self) -> None:
+        """Look again at the next ``take`` (this process knows something came)."""
+        self._dirty = True
+        self._arrived.set()
+
+    async def _on_reconnect(self) -> None:
+        self._end()  # the pull in flight was lost with the old connection
+        self.ring()
+
+    async def _on_msg(self, msg: Msg) -> None:
+        status = msg.headers.get(_STATUS) if msg.headers else None
+        if status:
+            if status == _HEARTBEAT:
+                return
+            try:
+                rid = int(msg.subject.rsplit(".", 1)[1])
+            except (IndexError, ValueError):
+                rid = -1
+            if rid == self._active:
+                if status not in _NORMAL_END:
+                    self.error_status = f"{status} {msg.headers.get('Description', '')}".strip()
+                    self._retry_at = time.monotonic() + _RETRY_AFTER_ERROR
+                    self._dirty = True
+                    log.debug("pull on %s/%s ended: %s", self.stream, self.consumer, status)
+                else:
+                    self.error_status = None
+                self._end()
+            return
+        self._buffer.append(msg)  # data messages carry the stream's subject, not the inbox
+        if self._active is not None:
+            self._remaining -= 1
+            if self._remaining <= 0:
+                self._dirty = True  # a full batch: there may be more
+                self._end()
+        self._arrived.set()
+
+    def _end(self) -> None:
+        self._active = None
+        self._ended.set()
+        self._arrived.set()
+
+    async def take(self, max_events: int) -> list[Msg]:
+        """Wait until messages are buffered; take up to ``max_events`` of them."""
+        while True:
+            self._arrived.clear()
+            if self._closing:
+                raise AdapterError(f"consumer {self.consumer!r} is closed")
+            if self._buffer:
+                count = min(max(1, max_events), len(self._buffer))
+                return [self._buffer.popleft() for _ in range(count)]
+            now = time.monotonic()
+            timeout = self._conn.options.request_timeout
+            if self._active is not None:
+                wait = self._sent_at + timeout - now
+                if wait <= 0:  # no answer: lost on the way
+                    self._end()
+                    self._dirty = True
+                    continue
+            elif now < self._retry_at:
+                wait = self._retry_at - now
+            elif self._dirty or now >= self._recheck_at:
+                await self._pull()
+                continue
+            else:
+                wait = self._recheck_at - now
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._arrived.wait()
+
+    async def _pull(self) -> None:
+        nc, _ = await self._conn.client()
+        self._request_id += 1
+        rid = self._request_id
+        self._dirty = False
+        self._active = rid
+        self._ended.clear()
+        self._remaining = self._batch
+        self._sent_at = time.monotonic()
+        self._recheck_at = self._sent_at + self._recheck
+        body = {"batch": self._batch, "no_wait": True}
+        try:
+            await nc.publish(
+                self._next_subject, json.dumps(body).encode(), reply=f"{self._inbox}.{rid}"
+            )
+        except Exception as exc:
+            self._end()
+            self._dirty = True
+            raise translate(exc, f"pulling from {self.stream!r}", self._conn.url) from exc
+
+    async def close(self) -> list[Msg]:
+        """Stop pulling; the messages held (for the owner to NAK). Idempotent."""
+        if self._closing:
+            return []
+        self._closing = True
+        self._arrived.set()
+        self._conn.remove_reconnect_hook(self._on_reconnect)
+        if self._active is not None:  # a no_wait pull ends at once
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._conn.options.request_timeout):
+                    await self._ended.wait()
+        await self._unsubscribe()
+        held = list(self._buffer)
+        self._buffer.clear()
+        return held
+
+    async def _unsubscribe(self) -> None:
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()

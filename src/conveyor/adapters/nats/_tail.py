@@ -1,0 +1,207 @@
+"""Tails (``TailsTopics``): cursorless reads of a topic from its end, for waits.
+
+One ephemeral ordered push consumer per tailed topic per streamer (a ``_Hub``), shared by
+every tail of that topic there: a tail is a buffer in memory, no consumer or connection of
+its own, and one dropped without ``close()`` leaves its hub when collected (the hub's last
+tail gone, the hub unsubscribes, and the server deletes the ephemeral consumer). The hub
+starts after the stream's last sequence when its first tail opens; a tail opened later
+starts after the last sequence at its own opening and skips what is older.
+
+The ordered consumer (nats-py's) checks every sequence: a message missed in transit makes
+it start again after the last one it delivered, and its idle heartbeats find a consumer
+that vanished. After a reconnect every tail of the streamer hands out a batch with ``gap``
+set (perhaps without events) before anything else: messages on their way were lost with
+the old connection, and although the consumer starts again after the last sequence it
+delivered, the tail's user re-checks rather than trust that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections import deque
+
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from ..._capabilities import TailBatch
+from ..._errors import AdapterError
+from ..._event import Event
+from ._codec import decode, position
+from ._connection import NatsConnection, Topic
+from ._errors import translate
+
+__all__ = ["NatsTail", "TailHubs"]
+
+log = logging.getLogger("conveyor.adapters.nats")
+
+TAIL_BATCH = 500
+"""The most events a tail hands out at once."""
+_HEARTBEAT = 5.0
+
+
+class NatsTail:
+    """Follows one topic of a ``NatsEventStreamer`` from where it was opened (a ``Tail``)."""
+
+    def __init__(self, hub: _Hub, start: int) -> None:
+        self.topic: str = hub.topic.name
+        self._start = start
+        self._events: deque[Event] = deque()
+        self._gap = False
+        self._arrived = asyncio.Event()
+        self._closed = False
+        self._leave = weakref.finalize(self, hub.leave)
+        self._leave.atexit = False
+
+    def _offer(self, event: Event) -> None:
+        if event.id > self._start and not self._closed:
+            self._start = event.id
+            self._events.append(event)
+            self._arrived.set()
+
+    def _mark_gap(self) -> None:
+        if not self._closed:
+            self._gap = True
+            self._arrived.set()
+
+    def __aiter__(self) -> NatsTail:
+        return self
+
+    async def __anext__(self) -> TailBatch:
+        while True:
+            self._arrived.clear()
+            if self._closed:
+                raise StopAsyncIteration
+            if self._gap or self._events:
+                gap, self._gap = self._gap, False
+                count = min(TAIL_BATCH, len(self._events))
+                return TailBatch([self._events.popleft() for _ in range(count)], gap=gap)
+            await self._arrived.wait()
+
+    async def close(self) -> None:
+        """Stop: a pending or later read ends the iteration. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._events.clear()
+        self._arrived.set()
+        self._leave()
+
+
+class _Hub:
+    """The ordered consumer of one topic, feeding its tails."""
+
+    def __init__(self, hubs: TailHubs, topic: Topic) -> None:
+        self._hubs = hubs
+        self.topic = topic
+        self.tails: weakref.WeakSet[NatsTail] = weakref.WeakSet()
+        self.users = 0
+        self._sub: object | None = None
+        self._stopped = False
+
+    async def start(self, after: int) -> None:
+        _, js = await self._hubs.conn.client()
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=after + 1,
+            description=f"conveyor tail of {self.topic.name!r}"[:4000],
+            inactive_threshold=30.0,
+        )
+        self._sub = await js.subscribe(
+            self.topic.subject,
+            stream=self.topic.stream,
+            cb=self._on_msg,
+            ordered_consumer=True,
+            idle_heartbeat=_HEARTBEAT,
+            config=config,
+        )
+
+    async def _on_msg(self, msg: Msg) -> None:
+        try:
+            seq, _, _, stored = position(msg)
+        except Exception:
+            return
+        event = decode(msg, seq, stored)
+        for tail in list(self.tails):
+            tail._offer(event)
+
+    def gap(self) -> None:
+        for tail in list(self.tails):
+            tail._mark_gap()
+
+    def leave(self) -> None:
+        self.users -= 1
+        if self.users <= 0:
+            self._hubs._drop(self)
+            with contextlib.suppress(RuntimeError):  # no running loop (interpreter exit)
+                asyncio.get_running_loop().create_task(self.stop())
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()  # type: ignore[attr-defined]
+
+
+class TailHubs:
+    """The hubs of one streamer, by topic."""
+
+    def __init__(self, conn: NatsConnection) -> None:
+        self.conn = conn
+        self._hubs: dict[str, _Hub] = {}
+        self._lock = asyncio.Lock()
+        self._hooked = False
+        self._closed = False
+
+    async def open(self, topic: Topic) -> NatsTail:
+        if self._closed:
+            raise AdapterError("the NATS event streamer is closed")
+        _, js = await self.conn.client()
+        what = f"opening a tail of {topic.name!r}"
+        async with self._lock:
+            try:
+                info = await js.stream_info(topic.stream)
+                last = int(info.state.last_seq)
+                hub = self._hubs.get(topic.name)
+                if hub is None:
+                    hub = _Hub(self, topic)
+                    await hub.start(last)
+                    self._hubs[topic.name] = hub
+            except nats.js.errors.NotFoundError as exc:
+                self.conn.forget(topic.name)
+                raise translate(exc, what, self.conn.url) from exc
+            except Exception as exc:
+                raise translate(exc, what, self.conn.url) from exc
+            if not self._hooked:
+                self.conn.on_reconnect(self._on_reconnect)
+                self._hooked = True
+            tail = NatsTail(hub, last)
+            hub.users += 1
+            hub.tails.add(tail)
+            return tail
+
+    def _drop(self, hub: _Hub) -> None:
+        if self._hubs.get(hub.topic.name) is hub:
+            del self._hubs[hub.topic.name]
+
+    async def _on_reconnect(self) -> None:
+        for hub in list(self._hubs.values()):
+            hub.gap()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.conn.remove_reconnect_hook(self._on_reconnect)
+        hubs = list(self._hubs.values())
+        self._hubs.clear()
+        for hub in hubs:
+            for tail in list(hub.tails):
+                await tail.close()
+            await hub.stop()
