@@ -1,0 +1,28 @@
+"""Redis adapters (``pip install 'conveyor[redis]'``, the redis-py driver).
+
+``RedisClient`` is the connection pool every adapter here shares (``open_client`` makes
+one from a ``redis://`` URL and options); ``RedisRoleScheduler`` keeps roles as expiring
+keys, ``RedisEventStreamer`` moves events on Redis Streams with a consumer group per
+receiver name, and ``RedisStreamConnector`` reads an outside stream into a workflow.
+"""
+
+try:
+    import redis as _redis  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "conveyor.adapters.redis needs the redis driver: pip install 'conveyor[redis]'"
+    ) from exc
+
+from ._client import RedisClient as RedisClient
+from ._client import open_client as open_client
+from ._options import RedisOptions as RedisOptions
+from ._role_scheduler import RedisLease as RedisLease
+from ._role_scheduler import RedisRoleScheduler as RedisRoleScheduler
+
+__all__ = (
+    "RedisClient",
+    "RedisLease",
+    "RedisOptions",
+    "RedisRoleScheduler",
+    "open_client",
+)
