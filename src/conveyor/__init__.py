@@ -15,6 +15,7 @@ from ._client import WorkflowClient as WorkflowClient
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._connect import Backend as Backend
+from ._connect import MixedBackend as MixedBackend
 from ._connect import connect as connect
 from ._connect import migrate as migrate
 from ._connector import ConnectorEvent as ConnectorEvent
@@ -87,6 +88,7 @@ __all__ = (
     "Logger",
     "Marker",
     "Meta",
+    "MixedBackend",
     "NotRunning",
     "Options",
     "OutboxOptions",

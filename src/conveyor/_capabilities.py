@@ -25,6 +25,9 @@ a claim that does not hold fails there rather than in a user's test.
   an opaque cursor (``RunPage``), every query shape served by an index.
 - ``KeepsDefinitions`` (a ``RecordStore``): the definitions running workflows registered
   (``DefinitionRecord``), so tools with only a store URL know names and graphs.
+- ``PinsEventLocation`` (a ``RecordStore``): where the deployment's events go, recorded
+  once, so a process configured to send them elsewhere is refused at ``connect`` instead of
+  splitting the event stream.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ __all__ = [
     "ListsRuns",
     "KeepsSnapshots",
     "NotifiesChanges",
+    "PinsEventLocation",
     "PublishesEvents",
     "RecordsFailures",
     "ReportsOutbox",
@@ -323,4 +327,24 @@ class KeepsDefinitions(Protocol):
 
     async def definition_versions(self, workflow_name: str) -> Sequence[DefinitionRecord]:
         """Every registered version of one workflow's definition, oldest first."""
+        ...
+
+
+@runtime_checkable
+class PinsEventLocation(Protocol):
+    """A record store that records where its deployment's events go."""
+
+    async def pin_event_location(self, location: str) -> str:
+        """Record ``location`` if no location is recorded yet, and return the recorded one.
+
+        ``location`` is an opaque string without secrets (``conveyor.connect`` passes
+        ``"store"`` for events kept by the record store's own backend, else the events
+        URL's scheme, host, port and path). Atomic: of concurrent first calls with
+        different locations, one is recorded and every call returns it.
+        """
+        ...
+
+    async def repin_event_location(self, location: str) -> None:
+        """Record ``location`` whatever was recorded (the last step of moving a
+        deployment's events elsewhere, once the old location is drained)."""
         ...

@@ -1,20 +1,31 @@
-"""One URL configures all four adapters: ``conveyor.connect("sqlite:///orders.db")``."""
+"""One URL configures all four adapters: ``conveyor.connect("sqlite:///orders.db")``; more
+URLs move parts elsewhere: ``connect(url, events="nats://…", roles="redis://…")``."""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, fields
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
+from ._capabilities import PinsEventLocation
 from ._errors import AdapterError
 from ._migration import MigrationReport
 from ._protocols import EventStreamer, RecordStore, RoleScheduler, TimeoutStore
 from ._urls import redact
 
-__all__ = ["Backend", "connect", "migrate", "register_backend"]
+__all__ = [
+    "Backend",
+    "MixedBackend",
+    "Parts",
+    "connect",
+    "event_location",
+    "migrate",
+    "register_backend",
+    "register_parts",
+]
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -38,7 +49,48 @@ class Backend:
         return f"{type(self).__name__}({', '.join(shown)})"
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class MixedBackend(Backend):
+    """A ``Backend`` whose parts come from several URLs (``connect(url, events=...)``);
+    ``repr`` masks every password."""
+
+    events_url: str = field(default="", repr=False)
+    roles_url: str = field(default="", repr=False)
+    timeouts_url: str = field(default="", repr=False)
+
+    def __repr__(self) -> str:
+        shown = [f"url={redact(self.url)!r}"]
+        for name in ("events_url", "roles_url", "timeouts_url"):
+            shown.append(f"{name}={redact(getattr(self, name))!r}")
+        shown += [f"{f.name}={getattr(self, f.name)!r}" for f in fields(Backend) if f.name != "url"]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Parts:
+    """What the URL of a backend without a record store (a broker) gives a mixed
+    deployment: any of a streamer, a role scheduler and a timeout store."""
+
+    url: str = field(repr=False)
+    streamer: EventStreamer | None = None
+    role_scheduler: RoleScheduler | None = None
+    timeout_store: TimeoutStore | None = None
+
+    def __repr__(self) -> str:
+        shown = [f"url={redact(self.url)!r}"]
+        shown += [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "url"]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+Part = Literal["events", "roles", "timeouts"]
+_ATTRIBUTE: dict[Part, str] = {
+    "events": "streamer",
+    "roles": "role_scheduler",
+    "timeouts": "timeout_store",
+}
+
 Opener = Callable[..., AbstractAsyncContextManager[Backend]]
+PartsOpener = Callable[..., AbstractAsyncContextManager[Parts | Backend]]
 
 Migrator = Callable[..., Awaitable[object]]
 """Creates or upgrades a backend's schema; returns a ``MigrationReport`` of what it did
@@ -52,6 +104,11 @@ class _Entry:
     migrator: str | None = None
     """``"module:function"`` that creates or upgrades the schema (returning a
     ``MigrationReport``); ``None``: nothing to do."""
+    parts_only: bool = False
+    """The opener yields ``Parts`` (no record store): the URL can only name parts."""
+    publishes: bool = False
+    """The backend's record store appends its own events unless opened with
+    ``publish_events=False`` (which ``connect`` passes when events go elsewhere)."""
 
 
 # scheme -> entry; modules are imported only when used, so no driver is needed up front.
@@ -61,17 +118,29 @@ _OPENERS: dict[str, _Entry] = {
         "conveyor.adapters.sqlite:open_backend", "conveyor.adapters.sqlite:migrate_report"
     ),
     "postgresql": _Entry(
-        "conveyor.adapters.postgres:open_backend", "conveyor.adapters.postgres:migrate_report"
+        "conveyor.adapters.postgres:open_backend",
+        "conveyor.adapters.postgres:migrate_report",
+        publishes=True,
     ),
     "postgres": _Entry(
-        "conveyor.adapters.postgres:open_backend", "conveyor.adapters.postgres:migrate_report"
+        "conveyor.adapters.postgres:open_backend",
+        "conveyor.adapters.postgres:migrate_report",
+        publishes=True,
     ),
     "mysql": _Entry(
-        "conveyor.adapters.mysql:open_backend", "conveyor.adapters.mysql:migrate_report"
+        "conveyor.adapters.mysql:open_backend",
+        "conveyor.adapters.mysql:migrate_report",
+        publishes=True,
     ),
     "mariadb": _Entry(
-        "conveyor.adapters.mysql:open_backend", "conveyor.adapters.mysql:migrate_report"
+        "conveyor.adapters.mysql:open_backend",
+        "conveyor.adapters.mysql:migrate_report",
+        publishes=True,
     ),
+    "redis": _Entry("conveyor.adapters.redis:open_parts", parts_only=True),
+    "rediss": _Entry("conveyor.adapters.redis:open_parts", parts_only=True),
+    "nats": _Entry("conveyor.adapters.nats:open_parts", parts_only=True),
+    "tls": _Entry("conveyor.adapters.nats:open_parts", parts_only=True),
 }
 _EXTRAS = {
     "sqlite": "sqlite",
@@ -79,6 +148,10 @@ _EXTRAS = {
     "postgres": "postgres",
     "mysql": "mysql",
     "mariadb": "mysql",
+    "redis": "redis",
+    "rediss": "redis",
+    "nats": "nats",
+    "tls": "nats",
 }
 
 
@@ -88,6 +161,13 @@ def register_backend(scheme: str, opener: str, migrator: str | None = None) -> N
     which returns a ``MigrationReport`` of what it did (or anything else: nothing to
     report)."""
     _OPENERS[scheme] = _Entry(opener, migrator)
+
+
+def register_parts(scheme: str, opener: str) -> None:
+    """Let ``connect`` take parts (``events=``, ``roles=``, ``timeouts=``) from
+    ``scheme://`` URLs with ``opener`` (``"module:function"``), an async context manager
+    yielding ``Parts``: a backend without a record store, such as a broker."""
+    _OPENERS[scheme] = _Entry(opener, parts_only=True)
 
 
 def _scheme(url: str) -> str:
@@ -133,16 +213,118 @@ def _opener(url: str) -> Opener:
     return cast(Opener, _load(url, _entry(url).opener))
 
 
+def event_location(url: str | None, store_url: str) -> str:
+    """What ``PinsEventLocation`` records for events on ``url`` in a deployment whose
+    records are on ``store_url``: ``"store"`` when the record store's backend keeps them,
+    else the URL's scheme, host, port and path (never its user, password or options)."""
+    if url is None or url == store_url:
+        return "store"
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        raise AdapterError(f"not a valid events URL: {redact(url)}") from None
+    netloc = f"{host}:{port}" if port is not None else host
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
 @asynccontextmanager
-async def connect(url: str, **options: Any) -> AsyncIterator[Backend]:
+async def connect(
+    url: str,
+    *,
+    events: str | None = None,
+    roles: str | None = None,
+    timeouts: str | None = None,
+    **options: Any,
+) -> AsyncIterator[Backend]:
     """Open the streamer, record store, role scheduler and timeout store for ``url``.
 
     ``memory://`` (in-process), ``sqlite:///relative.db`` or ``sqlite:////abs/path.db``,
-    ``postgresql://user:password@host:5432/db``. ``options`` go to the backend. Closing
-    the context closes the connections. Raises ``AdapterError`` for a bad URL.
+    ``postgresql://user:password@host:5432/db``, ``mysql://…`` (or ``mariadb://``).
+    ``options`` go to the backend of ``url`` (each other URL takes its options from its
+    own query string). Closing the context closes the connections. Raises
+    ``AdapterError`` for a bad URL.
+
+    ``events``, ``roles`` and ``timeouts`` take that part from another URL (a broker's,
+    ``redis://…`` or ``nats://…``, or another backend's); ``url`` gives the record store
+    and every part not named. With ``events`` elsewhere the record store keeps a
+    transactional outbox, which the workflow's relay sends on. Where a deployment's events
+    go is recorded in its store on first use (``PinsEventLocation``); a process configured
+    to send them elsewhere gets an ``AdapterError`` instead of splitting the event stream.
     """
-    async with _opener(url)(url, **options) as backend:
-        yield backend
+    named: tuple[tuple[Part, str | None], ...] = (
+        ("events", events),
+        ("roles", roles),
+        ("timeouts", timeouts),
+    )
+    elsewhere = {part: at for part, at in named if at is not None and at != url}
+    entry = _entry(url)
+    if entry.parts_only:
+        raise AdapterError(
+            f"{_scheme(url)}:// keeps no records: name a record store first "
+            "(e.g. connect('postgresql://…', events='nats://…'))"
+        )
+    if not elsewhere:
+        async with _opener(url)(url, **options) as backend:
+            await _check_event_location(backend, "store")
+            yield backend
+        return
+    if "events" in elsewhere and entry.publishes:
+        options.setdefault("publish_events", False)
+    async with AsyncExitStack() as stack:
+        main = await stack.enter_async_context(_opener(url)(url, **options))
+        opened: dict[str, Parts | Backend] = {}
+        taken: dict[str, object] = {}
+        for part, part_url in elsewhere.items():
+            source = opened.get(part_url)
+            if source is None:
+                source = opened[part_url] = await stack.enter_async_context(
+                    _parts_opener(part_url)(part_url)
+                )
+            taken[_ATTRIBUTE[part]] = _part_of(source, part, part_url)
+        await _check_event_location(main, event_location(elsewhere.get("events"), url))
+        yield MixedBackend(
+            url,
+            cast(EventStreamer, taken.get("streamer", main.streamer)),
+            main.record_store,
+            cast(RoleScheduler, taken.get("role_scheduler", main.role_scheduler)),
+            cast(TimeoutStore, taken.get("timeout_store", main.timeout_store)),
+            events_url=elsewhere.get("events", url),
+            roles_url=elsewhere.get("roles", url),
+            timeouts_url=elsewhere.get("timeouts", url),
+        )
+
+
+def _parts_opener(url: str) -> PartsOpener:
+    return cast(PartsOpener, _load(url, _entry(url).opener))
+
+
+def _part_of(source: Parts | Backend, part: Part, url: str) -> object:
+    found = getattr(source, _ATTRIBUTE[part], None)
+    if found is None:
+        given = [name for name, attr in _ATTRIBUTE.items() if getattr(source, attr, None)]
+        raise AdapterError(
+            f"{_scheme(url)}:// gives no {part} (it gives: {', '.join(given) or 'nothing'})"
+        )
+    return found
+
+
+async def _check_event_location(backend: Backend, location: str) -> None:
+    store = backend.record_store
+    if not isinstance(store, PinsEventLocation):
+        return
+    pinned = await store.pin_event_location(location)
+    if pinned != location:
+
+        def shown(where: str) -> str:
+            return "the record store's own event log" if where == "store" else where
+
+        raise AdapterError(
+            f"this deployment's events go to {shown(pinned)}, but this process would send "
+            f"them to {shown(location)}: give the same events URL to every process "
+            "(connect(..., events=URL), --events URL), or move the events as "
+            "docs/deployments.md describes"
+        )
 
 
 async def migrate(url: str, **options: Any) -> MigrationReport | None:

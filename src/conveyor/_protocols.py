@@ -119,10 +119,12 @@ class EventReceiver(Protocol):
 class EventStreamer(Protocol):
     """Creates senders and receivers over named topics."""
 
-    delivery: Delivery
-    """What a receiver opened again under the same name is handed (``Delivery``); the
-    ``EventStreamerSuite`` checks the profile a streamer declares, usually as a class
-    attribute."""
+    @property
+    def delivery(self) -> Delivery:
+        """What a receiver opened again under the same name is handed (``Delivery``); the
+        ``EventStreamerSuite`` checks the profile a streamer declares, usually as a class
+        attribute."""
+        ...
 
     async def new_sender(self, topic: str) -> EventSender:
         """A sender for ``topic``."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-
 from _nats_support import delete_prefix, nats_url, new_prefix, with_options
+
 from conveyor.abc import Delivery, EventStreamer
-from conveyor.adaptertest import EventStreamerSuite, ReportsPendingSuite, TailsTopicsSuite
 from conveyor.adapters.nats import NatsEventStreamer
+from conveyor.adaptertest import EventStreamerSuite, ReportsPendingSuite, TailsTopicsSuite
 
 __all__ = ["nats_url"]
 
@@ -29,20 +29,20 @@ async def nats_streamer(nats_url: str) -> AsyncIterator[NatsEventStreamer]:
 
 class TestNatsEventStreamer(EventStreamerSuite):
     @pytest.fixture
-    async def streamer(self, nats_streamer: NatsEventStreamer) -> AsyncIterator[EventStreamer]:
-        yield nats_streamer
+    async def streamer(self, nats_streamer: NatsEventStreamer) -> EventStreamer:
+        return nats_streamer
 
 
 class TestNatsReportsPending(ReportsPendingSuite):
     @pytest.fixture
-    async def streamer(self, nats_streamer: NatsEventStreamer) -> AsyncIterator[EventStreamer]:
-        yield nats_streamer
+    async def streamer(self, nats_streamer: NatsEventStreamer) -> EventStreamer:
+        return nats_streamer
 
 
 class TestNatsTailsTopics(TailsTopicsSuite):
     @pytest.fixture
-    async def streamer(self, nats_streamer: NatsEventStreamer) -> AsyncIterator[EventStreamer]:
-        yield nats_streamer
+    async def streamer(self, nats_streamer: NatsEventStreamer) -> EventStreamer:
+        return nats_streamer
 
 
 def test_the_streamer_delivers_per_event() -> None:

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,7 @@ from conveyor.adaptertest import (
     KeepsDefinitionsSuite,
     KeepsHistorySuite,
     ListsRunsSuite,
+    PinsEventLocationSuite,
     RecordsFailuresSuite,
     RecordStoreSuite,
     ReportsPendingSuite,
@@ -94,6 +96,14 @@ class TestSQLiteRecordStoreKeepsHistoryOnItsThread(KeepsHistorySuite):
 
 
 class TestSQLiteRecordStoreKeepsDefinitions(KeepsDefinitionsSuite):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteRecordStore]:
+        store = await SQLiteRecordStore.open(str(tmp_path / "records.db"))
+        yield store
+        await store.close()
+
+
+class TestSQLiteRecordStorePinsEventLocation(PinsEventLocationSuite):
     @pytest.fixture
     async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteRecordStore]:
         store = await SQLiteRecordStore.open(str(tmp_path / "records.db"))
@@ -308,11 +318,12 @@ async def test_migrate_upgrades_a_version_1_file_to_failures_and_history(tmp_pat
     with pytest.raises(AdapterError, match="conveyor migrate"):
         async with conveyor.connect(f"sqlite:///{path}", create_schema=False):
             pass  # pragma: no cover
-    assert await migrate(f"sqlite:///{path}") == SCHEMA_VERSION == 4
-    assert _count(path, "PRAGMA user_version") == 4
+    assert await migrate(f"sqlite:///{path}") == SCHEMA_VERSION == 5
+    assert _count(path, "PRAGMA user_version") == 5
     indexes = "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'records_list_%'"
     assert _count(path, indexes) == 6
     assert _count(path, "SELECT COUNT(*) FROM definitions") == 0
+    assert _count(path, "SELECT COUNT(*) FROM settings") == 0
 
     # ... after which the run is there, its failures are kept and its writes leave history
     async with conveyor.connect(f"sqlite:///{path}", create_schema=False) as backend:
@@ -367,7 +378,11 @@ async def test_the_history_option_picks_the_store(tmp_path: Path) -> None:
     async with conveyor.connect(url) as on:
         assert isinstance(on.record_store, SQLiteRecordStore)
         assert isinstance(on.record_store, KeepsHistory)
-    for off_url, options in ((f"{url}?history=false", {}), (url, {"history": False})):
+    offs: list[tuple[str, dict[str, Any]]] = [
+        (f"{url}?history=false", {}),
+        (url, {"history": False}),
+    ]
+    for off_url, options in offs:
         async with conveyor.connect(off_url, **options) as off:
             store = off.record_store
             assert isinstance(store, SQLiteRecordStoreWithoutHistory)

@@ -113,7 +113,7 @@ def test_a_disallowed_move_fails_with_the_reason(db: tuple[str, list[str]]) -> N
             ["--store", "sqlite:///nowhere/missing.db"], "no such database file", id="missing-file"
         ),
         pytest.param(["--store", "orders.db"], "not a backend URL", id="bad-url"),
-        pytest.param(["--store", "redis://x"], "unknown backend scheme", id="unknown-scheme"),
+        pytest.param(["--store", "cassandra://x"], "unknown backend scheme", id="unknown-scheme"),
     ],
 )
 def test_bad_stores_fail_with_a_clear_message(args: list[str], message: str) -> None:

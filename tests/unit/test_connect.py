@@ -22,7 +22,9 @@ async def test_memory_url_opens_the_memory_adapters() -> None:
     ("url", "message"),
     [
         pytest.param("orders.db", "not a backend URL", id="no-scheme"),
-        pytest.param("redis://localhost", "unknown backend scheme 'redis'", id="unknown-scheme"),
+        pytest.param(
+            "cassandra://localhost", "unknown backend scheme 'cassandra'", id="unknown-scheme"
+        ),
     ],
 )
 async def test_bad_urls_raise_adapter_errors(url: str, message: str) -> None:

@@ -19,6 +19,7 @@ from .._capabilities import KeepsHistory as KeepsHistory
 from .._capabilities import KeepsSnapshots as KeepsSnapshots
 from .._capabilities import ListsRuns as ListsRuns
 from .._capabilities import NotifiesChanges as NotifiesChanges
+from .._capabilities import PinsEventLocation as PinsEventLocation
 from .._capabilities import PublishesEvents as PublishesEvents
 from .._capabilities import RecordsFailures as RecordsFailures
 from .._capabilities import ReportsOutbox as ReportsOutbox
@@ -29,7 +30,9 @@ from .._capabilities import Tail as Tail
 from .._capabilities import TailBatch as TailBatch
 from .._capabilities import TailsTopics as TailsTopics
 from .._clock import Clock as Clock
+from .._connect import Parts as Parts
 from .._connect import register_backend as register_backend
+from .._connect import register_parts as register_parts
 from .._connector import ConnectorConstructor as ConnectorConstructor
 from .._connector import ConnectorConsumer as ConnectorConsumer
 from .._connector import ConnectorEvent as ConnectorEvent
@@ -95,6 +98,8 @@ __all__ = (
     "Order",
     "OutboxEvent",
     "OutgoingEvent",
+    "Parts",
+    "PinsEventLocation",
     "PublishesEvents",
     "Record",
     "RecordFilter",
@@ -120,6 +125,7 @@ __all__ = (
     "delete_topic",
     "make_role",
     "register_backend",
+    "register_parts",
     "run_state_change_topic",
     "topic",
     "topic_for",

@@ -21,6 +21,7 @@ from .._workflow import Workflow
 from ..diagram import Direction
 from ._common import STORE, console
 from ._common import existing as _existing
+from ._common import parts as _parts
 from ._common import run as _run
 from ._runs import runs
 
@@ -176,11 +177,22 @@ def ui(url: str, host: str, port: int, token: str | None, allowed_hosts: tuple[s
 @cli.command("migrate")
 @STORE
 def migrate_command(url: str) -> None:
-    """Create or upgrade the schema of a SQL backend, and say what was done."""
+    """Create or upgrade the schema of a SQL backend, and say what was done.
+
+    With --events (or --roles, --timeouts) it then opens the deployment once, which records
+    where its events go (processes configured otherwise are refused from then on).
+    """
     report = _run(migrate(url), url)
+    if _parts():
+        _run(_open_once(url), url)
     # one line of plain text: a URL (an IPv6 host, a path) is not markup
     summary = migration_summary(report, redact(url))
     console.print(summary, markup=False, highlight=False, soft_wrap=True)
+
+
+async def _open_once(url: str) -> None:
+    async with _existing(url):
+        pass
 
 
 def migration_summary(report: MigrationReport | None, shown_url: str) -> str:
@@ -263,6 +275,7 @@ def worker(
                 grace=grace,
                 metrics_port=metrics_port,
                 metrics_host=metrics_host,
+                parts=_parts(),
             ),
             url,
         )

@@ -4,10 +4,10 @@ conveyor error becomes one line."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
@@ -17,9 +17,10 @@ from .._connect import Backend, connect
 from .._errors import RecordNotFound, WorkflowError
 from .._urls import redact, scrub
 
-__all__ = ["STORE", "STORE_HELP", "console", "existing", "run"]
+__all__ = ["STORE", "STORE_HELP", "console", "existing", "parts", "run"]
 
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 console = Console()
 
@@ -27,7 +28,7 @@ STORE_HELP = (
     "The store's URL (or $CONVEYOR_STORE): sqlite:///relative/path.db, "
     "sqlite:////absolute/path.db, or postgresql://user:password@host:5432/dbname."
 )
-STORE = click.option(
+_STORE = click.option(
     "--store",
     "url",
     required=True,
@@ -35,6 +36,40 @@ STORE = click.option(
     metavar="URL",
     help=STORE_HELP,
 )
+_PARTS_KEY = "conveyor.parts"
+
+
+def _part_option(part: str, what: str) -> Callable[[F], F]:
+    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value:
+            ctx.meta.setdefault(_PARTS_KEY, {})[part] = value
+
+    return click.option(
+        f"--{part}",
+        envvar=f"CONVEYOR_{part.upper()}",
+        metavar="URL",
+        expose_value=False,
+        callback=remember,
+        help=f"Take the {what} from this URL instead of --store's (or $CONVEYOR_{part.upper()}).",
+    )
+
+
+def STORE(command: F) -> F:
+    """``--store URL`` and the parts a mixed deployment takes elsewhere: ``--events URL``,
+    ``--roles URL``, ``--timeouts URL`` (read back with ``parts()``)."""
+    for part, what in (
+        ("timeouts", "timeout store"),
+        ("roles", "role scheduler"),
+        ("events", "event streamer (a broker: redis://, nats://)"),
+    ):
+        command = _part_option(part, what)(command)
+    return _STORE(command)
+
+
+def parts() -> dict[str, str]:
+    """The ``--events``/``--roles``/``--timeouts`` URLs given to the running command."""
+    ctx = click.get_current_context(silent=True)
+    return dict(ctx.meta.get(_PARTS_KEY, {})) if ctx is not None else {}
 
 
 def run(coro: Awaitable[R], url: str = "") -> R:
@@ -50,10 +85,9 @@ def run(coro: Awaitable[R], url: str = "") -> R:
 @asynccontextmanager
 async def existing(url: str) -> AsyncIterator[Backend]:
     """Open a backend that must already exist (never create an empty SQLite file)."""
-    parts = urlsplit(url)
-    if parts.scheme == "sqlite":
+    if urlsplit(url).scheme == "sqlite":
         path = Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
         if path is None or not path.exists():
             raise click.ClickException(f"no such database file: {path or redact(url)}")
-    async with connect(url) as backend:
+    async with connect(url, **parts()) as backend:
         yield backend

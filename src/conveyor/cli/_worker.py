@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -134,8 +134,10 @@ async def run_worker(
     grace: float,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    parts: Mapping[str, str] | None = None,
 ) -> int:
-    """Run the targets' workflows on ``url`` until SIGTERM/SIGINT; return the exit code."""
+    """Run the targets' workflows on ``url`` (and the ``parts`` elsewhere: ``events``,
+    ``roles``, ``timeouts`` URLs) until SIGTERM/SIGINT; return the exit code."""
     factories = load_targets(targets)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -154,7 +156,7 @@ async def run_worker(
     health = _Health()
     server = None if metrics_port is None else _serve_metrics(metrics_host, metrics_port, health)
     try:
-        async with connect(url) as backend:
+        async with connect(url, **(parts or {})) as backend:
             workflows = [factory(backend) for _, factory in factories]
             for wf in workflows:
                 await wf.run()

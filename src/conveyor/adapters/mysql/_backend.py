@@ -51,7 +51,7 @@ async def open_backend(url: str, **options: Any) -> AsyncIterator[MySQLBackend]:
     store: MySQLRecordStore | MySQLRecordStoreWithoutHistory | None = None
     try:
         streamer = MySQLEventStreamer(db)
-        store = record_store(db, events=streamer)
+        store = record_store(db, events=streamer if db.options.publish_events else None)
         roles = MySQLRoleScheduler(db)
         pruner = Pruner(db, extra={"timeouts": prune_timeouts, "roles": prune_roles})
         pruning = asyncio.get_running_loop().create_task(pruner.run(), name="conveyor-mysql-pruner")

@@ -6,6 +6,9 @@ outside subjects into a workflow. Names are escaped injectively (``escape``).
 """
 
 from ._connection import NatsConnection as NatsConnection
+from ._connector import NatsConnector as NatsConnector
+from ._connector import NatsConnectorConsumer as NatsConnectorConsumer
+from ._connector import message_event as message_event
 from ._names import escape as escape
 from ._options import NatsOptions as NatsOptions
 from ._streamer import NatsEventReceiver as NatsEventReceiver
@@ -15,10 +18,13 @@ from ._tail import NatsTail as NatsTail
 
 __all__ = (
     "NatsConnection",
+    "NatsConnector",
+    "NatsConnectorConsumer",
     "NatsEventReceiver",
     "NatsEventSender",
     "NatsEventStreamer",
     "NatsOptions",
     "NatsTail",
     "escape",
+    "message_event",
 )

@@ -91,7 +91,8 @@ class NatsConnection:
         async with self._opening:
             if self._nc is None:
                 await self._open()
-        assert self._nc is not None and self._js is not None
+        assert self._nc is not None
+        assert self._js is not None
         return self._nc, self._js
 
     async def _open(self) -> None:
@@ -163,7 +164,7 @@ class NatsConnection:
             max_age=options.max_age or None,
             storage=StorageType.MEMORY if options.storage == "memory" else StorageType.FILE,
             num_replicas=options.replicas,
-            duplicate_window=options.duplicate_window or None,
+            duplicate_window=options.duplicate_window,
             description=f"conveyor topic {name!r}"[:4000],
         )
         try:

@@ -91,6 +91,11 @@ class PullReader:
         """Messages received and not taken yet."""
         return len(self._buffer)
 
+    @property
+    def dirty(self) -> bool:
+        """Whether something may have come since the last pull (a doorbell rang)."""
+        return self._dirty and self._active is None
+
     def buffered_messages(self) -> list[Msg]:
         return list(self._buffer)
 
@@ -108,7 +113,8 @@ class PullReader:
         self.ring()
 
     async def _on_msg(self, msg: Msg) -> None:
-        status = msg.headers.get(_STATUS) if msg.headers else None
+        headers = msg.headers or {}
+        status = headers.get(_STATUS)
         if status:
             if status == _HEARTBEAT:
                 return
@@ -118,7 +124,7 @@ class PullReader:
                 rid = -1
             if rid == self._active:
                 if status not in _NORMAL_END:
-                    self.error_status = f"{status} {msg.headers.get('Description', '')}".strip()
+                    self.error_status = f"{status} {headers.get('Description', '')}".strip()
                     self._retry_at = time.monotonic() + _RETRY_AFTER_ERROR
                     self._dirty = True
                     log.debug("pull on %s/%s ended: %s", self.stream, self.consumer, status)

@@ -124,7 +124,8 @@ class NatsEventStreamer:
         what = f"opening receiver {name!r} of topic {where.name!r}"
         try:
             try:
-                return await js.consumer_info(where.stream, durable)
+                info: ConsumerInfo = await js.consumer_info(where.stream, durable)
+                return info
             except nats.js.errors.NotFoundError:
                 pass
             config = ConsumerConfig(
@@ -138,13 +139,14 @@ class NatsEventStreamer:
                 max_ack_pending=options.max_ack_pending,
             )
             try:
-                return await js.add_consumer(where.stream, config)
+                info = await js.add_consumer(where.stream, config)
             except nats.js.errors.APIError as exc:
                 if isinstance(exc, nats.js.errors.ServiceUnavailableError):
                     raise
                 # Made meanwhile by another process (perhaps with the other deliver
                 # policy: the first one made wins, as a stored cursor does).
-                return await js.consumer_info(where.stream, durable)
+                info = await js.consumer_info(where.stream, durable)
+            return info
         except Exception as exc:
             raise translate(exc, what, self._conn.url) from exc
 
@@ -304,15 +306,14 @@ class NatsEventReceiver:
 
     def _take(self, msg: Msg) -> Event | None:
         try:
-            seq, delivered, pending, stored = position(msg)
+            seq, _, pending, stored = position(msg)
         except Exception:  # not a JetStream message: nothing to hand out
             return None
         if seq in self._held:
             return None  # delivered again while we hold it (ack_wait passed): handed out once
-        if delivered > 1 or seq <= self._opened_at:
-            if seq <= self._opened_at and seq not in self._redelivered:
-                self._redelivered.add(seq)
-                self._redeliveries = max(0, self._redeliveries - 1)
+        if seq <= self._opened_at and seq not in self._redelivered:
+            self._redelivered.add(seq)  # left unacknowledged by an earlier receiver
+            self._redeliveries = max(0, self._redeliveries - 1)
         self._seen_high = max(self._seen_high, seq)
         self._streamer._saw(self._stream, seq + pending)
         self._held[seq] = msg

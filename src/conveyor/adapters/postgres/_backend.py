@@ -56,7 +56,7 @@ async def open_backend(url: str, **options: Any) -> AsyncIterator[PostgresBacken
             await check_schema(db, settings)
         streamer = PostgresEventStreamer(db)
         store_type = PostgresRecordStore if settings.history else PostgresRecordStoreWithoutHistory
-        store = store_type(db, events=streamer)
+        store = store_type(db, events=streamer if settings.publish_events else None)
         roles = PostgresRoleScheduler(db)
         pruner = Pruner(db)
         pruning = asyncio.get_running_loop().create_task(

@@ -1,0 +1,189 @@
+"""``conveyor.connect(url, events=, roles=, timeouts=)``: parts of a deployment on other URLs.
+
+The first URL names the record store and gives every part not named; a part's URL replaces
+it. With events elsewhere the record store keeps an outbox that the workflow's relay sends
+on, and where the events go is recorded in the store, so that a process configured
+otherwise is refused instead of splitting the event stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from _pg_support import pg_url
+
+import conveyor
+from conveyor import Builder, Run, RunState
+from conveyor._connect import event_location
+from conveyor.abc import Parts, PublishesEvents, register_parts
+from conveyor.adapters.memory import MemoryEventStreamer, MemoryRoleScheduler
+from conveyor.adapters.postgres import PostgresEventStreamer, PostgresRecordStore
+from conveyor.adapters.sqlite import SQLiteEventStreamer, SQLiteRecordStore, SQLiteRoleScheduler
+from conveyor.testing import run_until_idle
+
+__all__ = ["pg_url"]
+
+WAIT = 30.0
+
+
+class Status(enum.IntEnum):
+    UNKNOWN = 0
+    STARTED = 1
+    MIDDLE = 2
+    DONE = 3
+
+
+async def _bump(run: Run[dict[str, int], Status]) -> Status:
+    run.object["n"] = run.object.get("n", 0) + 1
+    return Status.MIDDLE if run.status is Status.STARTED else Status.DONE
+
+
+def _builder(name: str) -> Builder[dict[str, int], Status]:
+    b: Builder[dict[str, int], Status] = Builder(name, dict, Status)
+    b.add_step(Status.STARTED, _bump, Status.MIDDLE)
+    b.add_step(Status.MIDDLE, _bump, Status.DONE)
+    return b
+
+
+async def _run_ten(backend: conveyor.Backend, name: str) -> None:
+    wf = _builder(name).build(
+        backend.streamer,
+        backend.record_store,
+        backend.role_scheduler,
+        timeout_store=backend.timeout_store,
+    )
+    async with wf:
+        run_ids = [await wf.trigger(f"fid-{i}") for i in range(10)]
+        async with asyncio.timeout(WAIT):
+            for i, run_id in enumerate(run_ids):
+                done = await wf.wait(f"fid-{i}", run_id, Status.DONE)
+                assert done.object == {"n": 2}
+        await run_until_idle(wf, timeout=WAIT)
+    for run_id in run_ids:
+        record = await backend.record_store.lookup(run_id)
+        assert (record.meta.version, record.run_state) == (3, RunState.COMPLETED)
+
+
+def _installation(pg_url: str) -> str:
+    """A PostgreSQL installation of its own (a table prefix) in the test database."""
+    return f"{pg_url}?table_prefix=mx{uuid.uuid4().hex[:8]}_&migrate=true"
+
+
+async def test_records_on_sqlite_and_events_on_postgres_run_through_the_outbox(
+    tmp_path: Path, pg_url: str
+) -> None:
+    # Given a deployment with its records in SQLite and its events in PostgreSQL
+    async with conveyor.connect(
+        f"sqlite:///{tmp_path / 'records.db'}", events=_installation(pg_url)
+    ) as backend:
+        # Then the parts come from their URLs
+        assert isinstance(backend.record_store, SQLiteRecordStore)
+        assert isinstance(backend.streamer, PostgresEventStreamer)
+        assert isinstance(backend.role_scheduler, SQLiteRoleScheduler)
+        # And runs go through (the relay moves each write's outbox event to PostgreSQL)
+        await _run_ten(backend, "sqlite-records")
+        assert await backend.record_store.list_outbox_events("sqlite-records", 10) == []
+
+
+async def test_postgres_records_with_events_elsewhere_keep_an_outbox_instead_of_publishing(
+    tmp_path: Path, pg_url: str
+) -> None:
+    # Given PostgreSQL records, which publish their own events when nothing else is named
+    url = _installation(pg_url)
+    async with conveyor.connect(url) as alone:
+        assert isinstance(alone.record_store, PublishesEvents)
+        assert alone.record_store.publishes_to is alone.streamer
+    other = _installation(pg_url)
+    async with conveyor.connect(other, events=f"sqlite:///{tmp_path / 'events.db'}") as mixed:
+        # Then with events elsewhere the store keeps an outbox, and runs go through
+        assert isinstance(mixed.record_store, PostgresRecordStore)
+        assert mixed.record_store.publishes_to is None
+        assert isinstance(mixed.streamer, SQLiteEventStreamer)
+        await _run_ten(mixed, "pg-records")
+
+
+async def test_a_process_configured_with_other_events_is_refused(
+    tmp_path: Path, pg_url: str
+) -> None:
+    # Given a deployment whose events were first sent to its own event log
+    url = _installation(pg_url)
+    async with conveyor.connect(url):
+        pass
+
+    # When a process would send them to a SQLite file instead
+    events = f"sqlite:///{tmp_path / 'events.db'}"
+    with pytest.raises(conveyor.AdapterError) as raised:
+        async with conveyor.connect(url, events=events):
+            pass
+
+    # Then it is refused, and told where the events go
+    assert "the record store's own event log" in str(raised.value)
+    assert "sqlite://" in str(raised.value)
+
+    # And the other way round too: a deployment pinned to events elsewhere
+    other = _installation(pg_url)
+    async with conveyor.connect(other, events=events):
+        pass
+    with pytest.raises(conveyor.AdapterError, match="events go to sqlite://"):
+        async with conveyor.connect(other):
+            pass
+    async with conveyor.connect(other, events=events):  # the same parts still open
+        pass
+
+
+async def test_the_recorded_location_holds_no_secret(pg_url: str) -> None:
+    assert (
+        event_location("redis://:s3cret@cache:6379/0?key_prefix=wf", "sqlite:///a.db")
+        == "redis://cache:6379/0"
+    )
+    assert event_location(None, "sqlite:///a.db") == "store"
+    assert event_location("sqlite:///a.db", "sqlite:///a.db") == "store"
+
+
+@asynccontextmanager
+async def _only_events(url: str) -> AsyncIterator[Parts]:
+    streamer = MemoryEventStreamer()
+    yield Parts(url, streamer=streamer)
+    await streamer.close()
+
+
+@asynccontextmanager
+async def _only_roles(url: str) -> AsyncIterator[Parts]:
+    yield Parts(url, role_scheduler=MemoryRoleScheduler())
+
+
+async def test_parts_come_from_registered_broker_urls_and_a_missing_part_is_named(
+    tmp_path: Path,
+) -> None:
+    # Given two broker schemes: one gives only events, the other only roles
+    register_parts("eventsonly", f"{__name__}:_only_events")
+    register_parts("rolesonly", f"{__name__}:_only_roles")
+    store = f"sqlite:///{tmp_path / 'records.db'}"
+
+    # When a deployment takes its events and roles from them
+    async with conveyor.connect(
+        store, events="eventsonly://u:pw@broker/1", roles="rolesonly://r"
+    ) as backend:
+        # Then it has them, the rest from the store, and its repr shows no password
+        assert isinstance(backend.streamer, MemoryEventStreamer)
+        assert isinstance(backend.role_scheduler, MemoryRoleScheduler)
+        assert isinstance(backend.record_store, SQLiteRecordStore)
+        assert "pw" not in repr(backend)
+        await _run_ten(backend, "broker-parts")
+
+    # And a part a URL does not give is named in the error
+    with pytest.raises(
+        conveyor.AdapterError, match=r"eventsonly:// gives no timeouts \(it gives: events\)"
+    ):
+        async with conveyor.connect(store, timeouts="eventsonly://b"):
+            pass
+    # And a broker URL cannot hold the records
+    with pytest.raises(conveyor.AdapterError, match="keeps no records"):
+        async with conveyor.connect("eventsonly://b"):
+            pass
