@@ -18,11 +18,19 @@ from ._client import open_client as open_client
 from ._options import RedisOptions as RedisOptions
 from ._role_scheduler import RedisLease as RedisLease
 from ._role_scheduler import RedisRoleScheduler as RedisRoleScheduler
+from ._streamer import RedisEventReceiver as RedisEventReceiver
+from ._streamer import RedisEventSender as RedisEventSender
+from ._streamer import RedisEventStreamer as RedisEventStreamer
+from ._tail import RedisTail as RedisTail
 
 __all__ = (
     "RedisClient",
+    "RedisEventReceiver",
+    "RedisEventSender",
+    "RedisEventStreamer",
     "RedisLease",
     "RedisOptions",
     "RedisRoleScheduler",
+    "RedisTail",
     "open_client",
 )
