@@ -295,6 +295,16 @@ async def connect(
         )
 
 
+@asynccontextmanager
+async def open_unchecked(url: str, **options: Any) -> AsyncIterator[Backend]:
+    """``url``'s own backend, without the check of where events go (for the tool that
+    records a new location: ``conveyor migrate --move-events``)."""
+    if _entry(url).parts_only:
+        raise AdapterError(f"{_scheme(url)}:// keeps no records")
+    async with _opener(url)(url, **options) as backend:
+        yield backend
+
+
 def _parts_opener(url: str) -> PartsOpener:
     return cast(PartsOpener, _load(url, _entry(url).opener))
 

@@ -14,13 +14,15 @@ from typing import Any
 import click
 
 from .._builder import Builder
-from .._connect import migrate
+from .._capabilities import PinsEventLocation
+from .._connect import event_location, migrate
 from .._migration import MigrationReport
 from .._urls import redact
 from .._workflow import Workflow
 from ..diagram import Direction
 from ._common import STORE, console
 from ._common import existing as _existing
+from ._common import existing_unchecked as _existing_unchecked
 from ._common import parts as _parts
 from ._common import run as _run
 from ._runs import runs
@@ -176,14 +178,24 @@ def ui(url: str, host: str, port: int, token: str | None, allowed_hosts: tuple[s
 
 @cli.command("migrate")
 @STORE
-def migrate_command(url: str) -> None:
+@click.option(
+    "--move-events",
+    is_flag=True,
+    help="Record --events (or the store itself, without it) as where the events now go: "
+    "the last step of moving a drained deployment's events (docs/deployments.md).",
+)
+def migrate_command(url: str, move_events: bool) -> None:
     """Create or upgrade the schema of a SQL backend, and say what was done.
 
     With --events (or --roles, --timeouts) it then opens the deployment once, which records
-    where its events go (processes configured otherwise are refused from then on).
+    where its events go if nothing is recorded yet (processes configured otherwise are
+    refused from then on). --move-events records them as given, whatever was recorded.
     """
     report = _run(migrate(url), url)
-    if _parts():
+    if move_events:
+        where = _run(_move_events(url), url)
+        console.print(f"events now go to {where}", markup=False, highlight=False, soft_wrap=True)
+    elif _parts():
         _run(_open_once(url), url)
     # one line of plain text: a URL (an IPv6 host, a path) is not markup
     summary = migration_summary(report, redact(url))
@@ -193,6 +205,18 @@ def migrate_command(url: str) -> None:
 async def _open_once(url: str) -> None:
     async with _existing(url):
         pass
+
+
+async def _move_events(url: str) -> str:
+    location = event_location(_parts().get("events"), url)
+    async with _existing_unchecked(url) as backend:
+        store = backend.record_store
+        if not isinstance(store, PinsEventLocation):
+            raise click.ClickException(
+                f"{redact(url)} does not record where its events go: nothing to move"
+            )
+        await store.repin_event_location(location)
+    return "the record store's own event log" if location == "store" else location
 
 
 def migration_summary(report: MigrationReport | None, shown_url: str) -> str:

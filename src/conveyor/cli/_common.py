@@ -13,11 +13,19 @@ from urllib.parse import urlsplit
 import click
 from rich.console import Console
 
-from .._connect import Backend, connect
+from .._connect import Backend, connect, open_unchecked
 from .._errors import RecordNotFound, WorkflowError
 from .._urls import redact, scrub
 
-__all__ = ["STORE", "STORE_HELP", "console", "existing", "parts", "run"]
+__all__ = [
+    "STORE",
+    "STORE_HELP",
+    "console",
+    "existing",
+    "existing_unchecked",
+    "parts",
+    "run",
+]
 
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -84,10 +92,23 @@ def run(coro: Awaitable[R], url: str = "") -> R:
 
 @asynccontextmanager
 async def existing(url: str) -> AsyncIterator[Backend]:
-    """Open a backend that must already exist (never create an empty SQLite file)."""
+    """Open a backend that must already exist (never create an empty SQLite file), with
+    the parts given as ``--events``, ``--roles``, ``--timeouts``."""
+    _must_exist(url)
+    async with connect(url, **parts()) as backend:
+        yield backend
+
+
+@asynccontextmanager
+async def existing_unchecked(url: str) -> AsyncIterator[Backend]:
+    """``existing``, without the other parts and the check of where events go."""
+    _must_exist(url)
+    async with open_unchecked(url) as backend:
+        yield backend
+
+
+def _must_exist(url: str) -> None:
     if urlsplit(url).scheme == "sqlite":
         path = Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
         if path is None or not path.exists():
             raise click.ClickException(f"no such database file: {path or redact(url)}")
-    async with connect(url, **parts()) as backend:
-        yield backend
