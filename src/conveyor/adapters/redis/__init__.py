@@ -15,6 +15,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._client import RedisClient as RedisClient
 from ._client import open_client as open_client
+from ._connector import RedisStreamConnector as RedisStreamConnector
+from ._connector import RedisStreamConsumer as RedisStreamConsumer
 from ._options import RedisOptions as RedisOptions
 from ._role_scheduler import RedisLease as RedisLease
 from ._role_scheduler import RedisRoleScheduler as RedisRoleScheduler
@@ -31,6 +33,8 @@ __all__ = (
     "RedisLease",
     "RedisOptions",
     "RedisRoleScheduler",
+    "RedisStreamConnector",
+    "RedisStreamConsumer",
     "RedisTail",
     "open_client",
 )
