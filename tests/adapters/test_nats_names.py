@@ -7,8 +7,8 @@ import re
 from collections.abc import AsyncIterator
 
 import pytest
-
 from _nats_support import delete_prefix, nats_url, new_prefix, with_options
+
 from conveyor.adapters.nats import NatsEventStreamer, escape
 from conveyor.adapters.nats._names import MAX_TOKEN, stream_name, subject, unescape
 

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 
+import nats
 import pytest
 from _nats_support import delete_prefix, nats_url, new_prefix, with_options
+from nats.js.api import StreamConfig
 
-from conveyor.abc import Delivery, EventStreamer
+from conveyor.abc import AdapterError, Delivery, Event, EventStreamer, Header
 from conveyor.adapters.nats import NatsEventStreamer
-from conveyor.adaptertest import EventStreamerSuite, ReportsPendingSuite, TailsTopicsSuite
+from conveyor.adaptertest import (
+    EventStreamerSuite,
+    ReportsPendingSuite,
+    TailsTopicsSuite,
+    new_name,
+)
+from conveyor.adaptertest._fixtures import WAIT_TIMEOUT
 
 __all__ = ["nats_url"]
 
@@ -47,3 +57,168 @@ class TestNatsTailsTopics(TailsTopicsSuite):
 
 def test_the_streamer_delivers_per_event() -> None:
     assert NatsEventStreamer.delivery is Delivery.PER_EVENT
+
+
+# --------------------------------------------------------------------------- layout
+
+
+async def test_a_topic_interleaved_with_another_splits_evenly_over_shards(
+    nats_streamer: NatsEventStreamer,
+) -> None:
+    # Given 1,000 events on one topic sent in turn with 1,000 on another topic of the
+    # same workflow (what a relay does when each run moves on at once)
+    mine, other = new_name("wf-1"), new_name("wf-2")
+    to_mine, to_other = await nats_streamer.new_sender(mine), await nats_streamer.new_sender(other)
+    receiver = await nats_streamer.new_receiver(mine, new_name("reader"))
+    for i in range(1000):
+        await to_mine.send(f"run-{i}", 1, {})
+        await to_other.send(f"run-{i}", 2, {})
+
+    # When its receiver reads them all
+    events: list[Event] = []
+    async with asyncio.timeout(WAIT_TIMEOUT):
+        while len(events) < 1000:
+            events.extend(await receiver.recv(500))
+    await receiver.close()
+
+    # Then the engine's shards (id % n) get exactly equal shares for n = 2 and 4
+    ids = [e.id for e in events]
+    for n in (2, 4):
+        assert Counter(i % n for i in ids) == dict.fromkeys(range(n), 1000 // n)
+
+
+async def test_in_a_stream_shared_by_two_topics_one_topics_sequences_would_all_go_to_one_shard(
+    nats_url: str,
+) -> None:
+    # Why a stream per topic, measured: a workflow's stream with a subject per topic,
+    # events sent to the two subjects in turn
+    prefix = new_prefix("l")
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(name=f"{prefix}_wf", subjects=[f"{prefix}.wf.*"]))
+        sequences = []
+        for _ in range(1000):
+            sequences.append((await js.publish(f"{prefix}.wf.one", b"")).seq)
+            await js.publish(f"{prefix}.wf.two", b"")
+
+        # Then topic "one" holds only odd sequences: two shards by id % 2 would give one
+        # shard every event and the other none (four shards: two of them idle)
+        assert Counter(s % 2 for s in sequences) == {1: 1000}
+        assert Counter(s % 4 for s in sequences) == {1: 500, 3: 500}
+    finally:
+        await nc.close()
+        await delete_prefix(nats_url, prefix)
+
+
+# --------------------------------------------------------------------------- reconnects
+
+
+async def _reconnected(streamer: NatsEventStreamer) -> asyncio.Event:
+    """An event set after the streamer's connection next comes back."""
+    back = asyncio.Event()
+
+    async def hook() -> None:
+        back.set()
+
+    streamer.connection.on_reconnect(hook)
+    return back
+
+
+async def test_a_dropped_connection_loses_no_event_and_the_receiver_goes_on(
+    nats_streamer: NatsEventStreamer,
+) -> None:
+    # Given a receiver holding ten events it has not acknowledged
+    topic = new_name("test")
+    sender = await nats_streamer.new_sender(topic)
+    receiver = await nats_streamer.new_receiver(topic, new_name("reader"))
+    sent: list[str] = []
+
+    async def send(i: int) -> None:
+        fid = f"run-{i}"
+        headers = {Header.RUN_ID: fid, Header.RECORD_VERSION: "1"}  # a retry is deduplicated
+        while True:
+            try:
+                await sender.send(fid, 1, headers)
+                break
+            except AdapterError:  # unavailable while reconnecting: the relay would retry
+                await asyncio.sleep(0.05)
+        sent.append(fid)
+
+    for i in range(10):
+        await send(i)
+    held: list[Event] = []
+    async with asyncio.timeout(WAIT_TIMEOUT):
+        while len(held) < 10:
+            held.extend(await receiver.recv(10))
+
+    # When the connection drops while a sender keeps sending and the receiver reads on
+    back = await _reconnected(nats_streamer)
+    stop = asyncio.Event()
+
+    async def keep_sending() -> None:
+        i = 10
+        while not stop.is_set() or i < 200:
+            await send(i)
+            i += 1
+
+    sending = asyncio.create_task(keep_sending())
+    try:
+        await asyncio.sleep(0)
+        nc, _ = await nats_streamer.connection.client()
+        await nc.force_reconnect()
+        async with asyncio.timeout(WAIT_TIMEOUT):
+            await back.wait()
+        stop.set()
+        async with asyncio.timeout(WAIT_TIMEOUT):
+            await sending
+    finally:
+        sending.cancel()
+
+    # Then the receiver hands out every event sent after the ten, once, and the ten it held
+    # are still its own to acknowledge
+    later: list[Event] = []
+    async with asyncio.timeout(WAIT_TIMEOUT):
+        while len(later) < len(sent) - 10:
+            later.extend(await receiver.recv(100))
+    assert [e.foreign_id for e in held + later] == sent
+    for event in held + later:
+        await receiver.ack(event)
+    assert receiver.pending() == 0
+    await receiver.close()
+
+    # And a receiver opened again under its name gets nothing again: every ack counted
+    reopened = await nats_streamer.new_receiver(topic, receiver.name)
+    await sender.send("marker", 1, {})
+    async with asyncio.timeout(WAIT_TIMEOUT):
+        assert [e.foreign_id for e in await reopened.recv(100)] == ["marker"]
+    await reopened.close()
+
+
+async def test_a_tail_reports_a_gap_after_a_reconnect_and_goes_on(
+    nats_streamer: NatsEventStreamer,
+) -> None:
+    # Given a tail of a topic
+    topic = new_name("test")
+    tail = await nats_streamer.tail(topic)
+    sender = await nats_streamer.new_sender(topic)
+
+    # When the connection drops and comes back, and an event is sent
+    back = await _reconnected(nats_streamer)
+    nc, _ = await nats_streamer.connection.client()
+    await nc.force_reconnect()
+    async with asyncio.timeout(WAIT_TIMEOUT):
+        await back.wait()
+    await sender.send("after", 1, {})
+
+    # Then the tail first says it may have missed events, then hands the event out
+    events: list[Event] = []
+    gaps = []
+    async with asyncio.timeout(WAIT_TIMEOUT):
+        while not events:
+            batch = await tail.__anext__()
+            gaps.append(batch.gap)
+            events.extend(batch.events)
+    assert gaps[0] is True
+    assert [e.foreign_id for e in events] == ["after"]
+    await tail.close()

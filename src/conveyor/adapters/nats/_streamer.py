@@ -83,6 +83,8 @@ class NatsEventStreamer:
         self._receivers: set[NatsEventReceiver] = set()
         self._tails = TailHubs(self._conn)
         self._keeper: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Future[Any]] = set()  # publishes not acknowledged yet
+        self._conn.on_reconnect(self._on_reconnect)
         self._closed = False
 
     @property
@@ -169,8 +171,20 @@ class NatsEventStreamer:
         for receiver in list(self._receivers):
             await receiver.close()
         await self._tails.close()
+        self._conn.remove_reconnect_hook(self._on_reconnect)
         if self._owns:
             await self._conn.close()
+
+    async def _on_reconnect(self) -> None:
+        """Fail the publishes still waiting for their acknowledgement: the request or its
+        answer may have been lost with the old connection, and waiting for
+        ``request_timeout`` would only delay the caller's retry (which the server drops
+        as a duplicate if the first copy was stored, for engine events)."""
+        for future in list(self._inflight):
+            if not future.done():
+                future.set_exception(
+                    AdapterUnavailable("the NATS connection dropped before the server acknowledged")
+                )
 
     def _check_open(self) -> None:
         if self._closed:
@@ -217,11 +231,12 @@ class NatsEventStreamer:
             for event in events:
                 msg_id = message_id(event.headers)
                 headers = {MSG_ID: msg_id} if msg_id is not None else None
-                futures.append(
-                    await js.publish_async(
-                        where.subject, encode(event), stream=where.stream, headers=headers
-                    )
+                future = await js.publish_async(
+                    where.subject, encode(event), stream=where.stream, headers=headers
                 )
+                futures.append(future)
+                self._inflight.add(future)
+                future.add_done_callback(self._inflight.discard)
             async with asyncio.timeout(timeout):
                 acks = await asyncio.gather(*futures)
         except TimeoutError as exc:
