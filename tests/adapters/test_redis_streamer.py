@@ -6,18 +6,26 @@ Every test has a key prefix of its own (``open_redis``), deleted at the end.
 
 from __future__ import annotations
 
+import asyncio
+import enum
+import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
 from _redis_support import open_redis, redis_url
 
-from conveyor.abc import EventStreamer
+from conveyor import Builder, Run, RunState
+from conveyor.abc import Event, EventStreamer, OutgoingEvent
+from conveyor.adapters.memory import MemoryRecordStore, MemoryRoleScheduler
 from conveyor.adapters.redis import RedisClient, RedisEventStreamer
 from conveyor.adaptertest import (
     EventStreamerSuite,
     ReportsPendingSuite,
     TailsTopicsSuite,
+    new_name,
 )
+from conveyor.testing import run_until_idle
 
 __all__ = ["redis_url"]
 
@@ -48,3 +56,186 @@ class TestRedisReceiversReportPending(OnRedis, ReportsPendingSuite):
 
 class TestRedisTails(OnRedis, TailsTopicsSuite):
     pass
+
+
+# ---------------------------------------------------------------- IDs and shards
+
+
+@pytest.mark.parametrize("shards", [2, 4])
+async def test_event_ids_spread_evenly_over_shards(client: RedisClient, shards: int) -> None:
+    # Given 1,000 events sent to a topic, one by one and in batches
+    streamer = RedisEventStreamer(client)
+    topic = new_name("spread")
+    sender = await streamer.new_sender(topic)
+    for i in range(0, 1000, 100):
+        await sender.send(f"single-{i}", 1, {})
+        await sender.send_many([OutgoingEvent(f"batch-{i + j}", 1, {}) for j in range(1, 100)])
+    receiver = await streamer.new_receiver(topic, new_name("reader"))
+
+    # When they are read
+    events: list[Event] = []
+    async with asyncio.timeout(10):
+        while len(events) < 1000:
+            events.extend(await receiver.recv(500))
+    await streamer.close()
+
+    # Then IDs are consecutive from 1, and each shard (id % n) gets its share within 2 %
+    assert [e.id for e in events] == list(range(1, 1001))
+    counts = Counter(e.id % shards for e in events)
+    for shard in range(shards):
+        assert abs(counts[shard] - 1000 / shards) <= 20, counts
+
+
+# ---------------------------------------------------------------- redelivery across processes
+
+
+async def test_a_dead_consumers_unacknowledged_events_are_claimed_by_another_process(
+    redis_url: str, client: RedisClient
+) -> None:
+    # Given a receiver in one process that was handed two events and died without acking
+    topic, name = new_name("claim"), new_name("reader")
+    dead = RedisEventStreamer(client)
+    sender = await dead.new_sender(topic)
+    await sender.send_many([OutgoingEvent(str(i), 1, {}) for i in range(3)])
+    first = await dead.new_receiver(topic, name)
+    assert len(await first.recv(2)) == 2  # never acknowledged, never closed
+
+    # When a receiver of the same name opens in another process (claiming after 0.2 s idle)
+    async with open_redis(
+        redis_url, prefix=client.options.key_prefix, cleanup=False, claim_idle=0.2
+    ) as other_client:
+        other = RedisEventStreamer(other_client)
+        receiver = await other.new_receiver(topic, name)
+
+        # Then it gets the third event, and the two once they are idle long enough
+        got: list[Event] = []
+        async with asyncio.timeout(5):
+            while len(got) < 3:
+                got.extend(await receiver.recv(10))
+        assert sorted(e.foreign_id for e in got) == ["0", "1", "2"]
+        await other.close()
+    await dead.close()
+
+
+async def test_a_closed_receivers_unacknowledged_events_go_to_another_process_at_once(
+    redis_url: str, client: RedisClient
+) -> None:
+    # Given a receiver that was handed two events and closed without acknowledging them
+    topic, name = new_name("release"), new_name("reader")
+    first_streamer = RedisEventStreamer(client)
+    sender = await first_streamer.new_sender(topic)
+    await sender.send_many([OutgoingEvent(str(i), 1, {}) for i in range(2)])
+    first = await first_streamer.new_receiver(topic, name)
+    assert len(await first.recv(2)) == 2
+    await first.close()
+
+    # When a receiver of that name opens in another process (claim_idle an hour)
+    async with open_redis(
+        redis_url, prefix=client.options.key_prefix, cleanup=False, claim_idle=3600.0
+    ) as other_client:
+        other = RedisEventStreamer(other_client)
+        receiver = await other.new_receiver(topic, name)
+
+        # Then it gets both without waiting for them to be idle
+        got: list[Event] = []
+        async with asyncio.timeout(5):
+            while len(got) < 2:
+                got.extend(await receiver.recv(10))
+        assert sorted(e.foreign_id for e in got) == ["0", "1"]
+        await other.close()
+    await first_streamer.close()
+
+
+# ---------------------------------------------------------------- trimming
+
+
+async def _stream_ids(client: RedisClient, topic: str) -> list[int]:
+    entries = await client.command("reading", "XRANGE", client.options.keys.stream(topic), "-", "+")
+    return [int(raw_id.decode().partition("-")[0]) for raw_id, _ in entries]
+
+
+async def test_trim_removes_what_every_group_acknowledged(redis_url: str) -> None:
+    async with open_redis(redis_url, event_retention=0.0, trim_interval=0.0) as client:
+        # Given five events, a group that acknowledged 1, 2 and 4, and one that acked all
+        streamer = RedisEventStreamer(client)
+        topic = new_name("trim")
+        sender = await streamer.new_sender(topic)
+        await sender.send_many([OutgoingEvent(str(i), 1, {}) for i in range(1, 6)])
+        slow = await streamer.new_receiver(topic, new_name("slow"))
+        fast = await streamer.new_receiver(topic, new_name("fast"))
+        events = list(await slow.recv(5))
+        for event in events:
+            if event.foreign_id in ("1", "2", "4"):
+                await slow.ack(event)
+        for event in await fast.recv(5):
+            await fast.ack(event)
+
+        # When the topic is trimmed (no retention)
+        removed = await streamer.trim(topic)
+
+        # Then the events before the slow group's first unacknowledged one are gone
+        assert removed == 2
+        assert await _stream_ids(client, topic) == [3, 4, 5]
+
+        # And once it acknowledges the rest, everything delivered is
+        for event in events:
+            if event.foreign_id in ("3", "5"):
+                await slow.ack(event)
+        await streamer.trim(topic)
+        assert await _stream_ids(client, topic) == []
+        await streamer.close()
+
+
+async def test_trim_keeps_events_younger_than_the_retention(redis_url: str) -> None:
+    async with open_redis(redis_url, event_retention=3600.0, trim_interval=0.0) as client:
+        # Given events every group acknowledged, sent just now
+        streamer = RedisEventStreamer(client)
+        topic = new_name("retained")
+        sender = await streamer.new_sender(topic)
+        await sender.send_many([OutgoingEvent(str(i), 1, {}) for i in range(3)])
+        receiver = await streamer.new_receiver(topic, new_name("reader"))
+        for event in await receiver.recv(3):
+            await receiver.ack(event)
+
+        # When the topic is trimmed, then nothing goes: they are younger than an hour
+        assert await streamer.trim(topic) == 0
+        assert await _stream_ids(client, topic) == [1, 2, 3]
+        await streamer.close()
+
+
+# ---------------------------------------------------------------- a workflow
+
+
+class _Status(enum.IntEnum):
+    UNKNOWN = 0
+    STARTED = 1
+    CHECKED = 2
+    DONE = 3
+
+
+async def _check(run: Run[dict[str, int], _Status]) -> _Status:
+    return _Status.CHECKED
+
+
+async def _finish(run: Run[dict[str, int], _Status]) -> _Status:
+    return _Status.DONE
+
+
+async def test_run_until_idle_sees_the_streamers_receivers_caught_up(client: RedisClient) -> None:
+    # Given a workflow of two steps (sharded) on the streamer, the rest in memory
+    streamer = RedisEventStreamer(client)
+    b = Builder(f"idle-{uuid.uuid4().hex[:12]}", dict, _Status)
+    b.add_step(_Status.STARTED, _check, _Status.CHECKED).with_options(parallel_count=3)
+    b.add_step(_Status.CHECKED, _finish, _Status.DONE)
+    store = MemoryRecordStore()
+    wf = b.build(streamer, store, MemoryRoleScheduler())
+    async with wf:
+        # When runs are triggered and run_until_idle returns (it asks the receivers)
+        run_ids = [await wf.trigger(f"user-{i}") for i in range(10)]
+        await run_until_idle(wf, timeout=10.0)
+
+        # Then every run had completed
+        for run_id in run_ids:
+            record = await store.lookup(run_id)
+            assert (record.status, record.run_state) == (_Status.DONE, RunState.COMPLETED)
+    await streamer.close()
