@@ -137,10 +137,10 @@ _OPENERS: dict[str, _Entry] = {
         "conveyor.adapters.mysql:migrate_report",
         publishes=True,
     ),
-    "redis": _Entry("conveyor.adapters.redis:open_parts", parts_only=True),
-    "rediss": _Entry("conveyor.adapters.redis:open_parts", parts_only=True),
-    "nats": _Entry("conveyor.adapters.nats:open_parts", parts_only=True),
-    "tls": _Entry("conveyor.adapters.nats:open_parts", parts_only=True),
+    "redis": _Entry("conveyor.adapters.redis._parts:open_parts", parts_only=True),
+    "rediss": _Entry("conveyor.adapters.redis._parts:open_parts", parts_only=True),
+    "nats": _Entry("conveyor.adapters.nats._parts:open_parts", parts_only=True),
+    "tls": _Entry("conveyor.adapters.nats._parts:open_parts", parts_only=True),
 }
 _EXTRAS = {
     "sqlite": "sqlite",
