@@ -123,8 +123,11 @@ class NatsConnector:
             try:
                 known = await js.consumer_info(self.stream, durable)
                 waiting = (known.num_pending or 0) + (known.num_ack_pending or 0)
+                again = known.num_ack_pending or 0
+                delivered = known.delivered.stream_seq if known.delivered else 0
             except nats.js.errors.NotFoundError:
                 waiting = int(info.state.messages)
+                again = delivered = 0
                 config = ConsumerConfig(
                     durable_name=durable,
                     description=f"conveyor connector consumer {name!r}"[:4000],
@@ -147,9 +150,9 @@ class NatsConnector:
             raise translate(exc, what, self._conn.url) from exc
         if not subjects:
             raise AdapterError(f"{what}: the stream has no subjects")
-        reader = PullReader(self._conn, self.stream, durable, subjects[0])
-        await reader.start()
-        consumer = NatsConnectorConsumer(self, name, reader, waiting)
+        consumer = NatsConnectorConsumer(self, name, durable, subjects[0], waiting)
+        consumer._again, consumer._opened_at = again, delivered
+        await consumer._reader.start()
         await consumer._ring_on(subjects[1:])
         self._consumers.add(consumer)
         return consumer
@@ -169,12 +172,16 @@ class NatsConnectorConsumer:
     """Reads an outside stream under a consumer name (a ``ConnectorConsumer``)."""
 
     def __init__(
-        self, connector: NatsConnector, name: str, reader: PullReader, waiting: int
+        self, connector: NatsConnector, name: str, durable: str, bell: str, waiting: int
     ) -> None:
         self._connector = connector
         self._waiting = waiting  # on the server, not delivered to us, as last heard
+        self._again = 0  # left unacknowledged by earlier consumers of the name
+        self._opened_at = 0
         self.name: str = name
-        self._reader = reader
+        self._reader = PullReader(
+            connector._conn, connector.stream, durable, bell, expecting=lambda: self._again > 0
+        )
         self._bell_subs: list[Any] = []
         self._acks: AckTracker | None = None  # made at the first message (its floor)
         self._handed_high = 0
@@ -216,6 +223,8 @@ class NatsConnectorConsumer:
                     continue
                 if seq <= self._handed_high:
                     continue  # delivered again while ours: handed out once
+                if seq <= self._opened_at:
+                    self._again = max(0, self._again - 1)
                 if self._acks is None:
                     self._acks = AckTracker(seq - 1)
                 self._acks.hand_out((seq,))
@@ -267,3 +276,7 @@ class NatsConnectorConsumer:
             except Exception as exc:  # they come again after ack_wait
                 log.debug("cannot NAK a connector event on close: %r", exc)
                 break
+        if held or leftover:
+            with contextlib.suppress(Exception):
+                nc, _ = await self._connector._conn.client()
+                await nc.flush(timeout=2)  # the server has read the NAKs

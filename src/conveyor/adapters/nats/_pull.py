@@ -9,7 +9,8 @@ pulls with ``no_wait`` (the server answers at once with what it has, up to
 streamer's ``P.bell.<topic token>``; for a connector, the outside subject itself). A
 reader also looks again every ``recheck_interval`` seconds (a doorbell is at most once:
 one lost in a reconnect, events NAKed elsewhere, or delivered again after ``ack_wait``),
-and at once after a reconnect.
+sooner while its owner expects events that have not come yet, and at once after a
+reconnect.
 
 A cancelled wait loses nothing: what arrives is buffered, the next ``take`` hands it out.
 Closing waits for the pull in flight to end (it ends at once), unsubscribes, and hands
@@ -25,6 +26,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -40,6 +42,10 @@ log = logging.getLogger("conveyor.adapters.nats")
 _STATUS = "Status"
 _HEARTBEAT = "100"
 _NORMAL_END = ("404", "408")  # no messages; fewer than asked (no_wait)
+_SOON = 0.02
+"""First pause between pulls while the owner expects events that have not come (events
+NAKed by a reader that just closed: the server applies a NAK asynchronously), doubling up
+to ``recheck_interval``."""
 _RETRY_AFTER_ERROR = 0.5
 """Seconds before pulling again after a request ended in an error status (no busy loop)."""
 
@@ -47,8 +53,17 @@ _RETRY_AFTER_ERROR = 0.5
 class PullReader:
     """Pulls consumer ``consumer`` of stream ``stream``, woken by ``bell`` (see the module)."""
 
-    def __init__(self, conn: NatsConnection, stream: str, consumer: str, bell: str) -> None:
+    def __init__(
+        self,
+        conn: NatsConnection,
+        stream: str,
+        consumer: str,
+        bell: str,
+        expecting: Callable[[], bool] | None = None,
+    ) -> None:
         self._conn = conn
+        self._expecting = expecting
+        self._soon = _SOON
         self.stream: str = stream
         self.consumer: str = consumer
         self._bell = bell
@@ -152,6 +167,7 @@ class PullReader:
             if self._closing:
                 raise AdapterError(f"consumer {self.consumer!r} is closed")
             if self._buffer:
+                self._soon = _SOON
                 count = min(max(1, max_events), len(self._buffer))
                 return [self._buffer.popleft() for _ in range(count)]
             now = time.monotonic()
@@ -182,7 +198,11 @@ class PullReader:
         self._ended.clear()
         self._remaining = self._batch
         self._sent_at = time.monotonic()
-        self._recheck_at = self._sent_at + self._recheck
+        recheck = self._recheck
+        if self._expecting is not None and self._expecting():
+            recheck = min(recheck, self._soon)
+            self._soon = min(self._recheck, self._soon * 2)
+        self._recheck_at = self._sent_at + recheck
         body = {"batch": self._batch, "no_wait": True}
         try:
             await nc.publish(

@@ -111,9 +111,8 @@ class NatsEventStreamer:
         where = await self._conn.ensure(topic)
         durable = consumer_name(name)
         info = await self._consumer(where, durable, name, stream_from_latest)
-        reader = PullReader(self._conn, where.stream, durable, where.bell)
-        await reader.start()
-        receiver = NatsEventReceiver(self, where, name, reader, info)
+        receiver = NatsEventReceiver(self, where, name, info)
+        await receiver._reader.start()
         self._receivers.add(receiver)
         self._start_keeper()
         return receiver
@@ -286,7 +285,6 @@ class NatsEventReceiver:
         streamer: NatsEventStreamer,
         topic: Topic,
         name: str,
-        reader: PullReader,
         info: ConsumerInfo,
     ) -> None:
         self._streamer = streamer
@@ -294,7 +292,13 @@ class NatsEventReceiver:
         self.name: str = name
         self._stream = topic.stream
         self._where = topic
-        self._reader = reader
+        self._reader = PullReader(
+            streamer._conn,
+            topic.stream,
+            consumer_name(name),
+            topic.bell,
+            expecting=lambda: self._redeliveries > 0,
+        )
         self._held: dict[int, Msg] = {}  # handed out, not acknowledged: seq -> message
         self._handed_high = 0
         delivered = info.delivered.stream_seq if info.delivered else 0
@@ -379,6 +383,9 @@ class NatsEventReceiver:
                 log.debug("cannot NAK event on close: %r", exc)
                 break
         if held:
+            with contextlib.suppress(Exception):
+                nc, _ = await self._streamer._conn.client()
+                await nc.flush(timeout=2)  # the server has read the NAKs
             await self._streamer._ring(self._where)  # they come again: at once, anywhere
 
 
