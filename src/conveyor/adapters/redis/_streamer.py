@@ -273,15 +273,28 @@ class RedisEventReceiver:
         return f"receiving from topic {self.topic!r} as {self.name!r}"
 
     async def _open(self, from_latest: bool) -> None:
+        """Create the group if new, and learn where it stands: one round trip."""
         keys = self._client.options.keys
         what = self._what
-        await self._create_group("$" if from_latest else "0")
-        counter = await self._client.command(what, "GET", keys.sequence(self.topic))
+        start = "$" if from_latest else "0"
+        created, counter, groups, summary = await self._client.pipeline(
+            what,
+            [
+                ("XGROUP", "CREATE", self._stream, self.name, start, "MKSTREAM"),
+                ("GET", keys.sequence(self.topic)),
+                ("XINFO", "GROUPS", self._stream),
+                ("XPENDING", self._stream, self.name),
+            ],
+        )
+        if isinstance(created, AdapterError) and "BUSYGROUP" not in str(created):
+            raise created
+        for reply in (counter, groups, summary):
+            if isinstance(reply, AdapterError):
+                raise reply
         self._streamer.saw(self.topic, int(counter or 0))
-        for info in await self._client.command(what, "XINFO", "GROUPS", self._stream) or ():
+        for info in groups or ():
             if _text(info[b"name"]) == self.name:
                 self._delivered = entry_id(info[b"last-delivered-id"])
-        summary = await self._client.command(what, "XPENDING", self._stream, self.name)
         for consumer in summary.get("consumers") or ():
             if _text(consumer["name"]) == self._consumer:  # others' come by XAUTOCLAIM
                 self._history_left = int(consumer["pending"])
