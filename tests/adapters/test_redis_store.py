@@ -13,7 +13,14 @@ from _redis_support import open_redis, redis_url
 
 from conveyor.abc import RecordStore
 from conveyor.adapters.redis._record_store import RedisRecordStore
-from conveyor.adaptertest import RecordStoreSuite
+from conveyor.adaptertest import (
+    KeepsDefinitionsSuite,
+    KeepsHistorySuite,
+    ListsRunsSuite,
+    PinsEventLocationSuite,
+    RecordsFailuresSuite,
+    RecordStoreSuite,
+)
 
 __all__ = ["redis_url"]
 
@@ -30,4 +37,24 @@ class _Fresh:
 
 
 class TestRedisRecordStore(_Fresh, RecordStoreSuite):
+    pass
+
+
+class TestRedisRecordStoreFailures(_Fresh, RecordsFailuresSuite):
+    pass
+
+
+class TestRedisRecordStoreHistory(_Fresh, KeepsHistorySuite):
+    pass
+
+
+class TestRedisRecordStoreListing(_Fresh, ListsRunsSuite):
+    pass
+
+
+class TestRedisRecordStoreDefinitions(_Fresh, KeepsDefinitionsSuite):
+    pass
+
+
+class TestRedisRecordStoreEventLocation(_Fresh, PinsEventLocationSuite):
     pass
