@@ -3,6 +3,7 @@
     python benchmarks/throughput.py [--runs 20000] [--latency-runs 2000]
                                     [--store memory | sqlite:///bench.db | postgresql://...]
                                     [--workers 1] [--clients 1]
+                                    [--events URL] [--roles URL] [--timeouts URL]
 
 Throughput: ``--runs`` runs are triggered by ``--clients`` concurrent callers (each
 triggers its share one after another, as a service's request handlers would) and the
@@ -10,6 +11,9 @@ clock stops when the last one has completed (counted from the run-state-change t
 ``wait`` would see it); every run is then checked to have finished at its expected
 version. Latency: runs one at a time, trigger to ``wait(...)`` returning at the terminal
 status.
+
+``--events``, ``--roles`` and ``--timeouts`` take those parts from other URLs (a broker:
+``redis://…``, ``nats://…``), as ``conveyor.connect(store, events=...)`` does.
 
 ``--workers N`` runs the workflow in N processes on the same backend: this process plus
 N-1 worker processes (so the roles, and the work, spread across N processes). Metrics are
@@ -45,6 +49,9 @@ from prometheus_client import REGISTRY
 import conveyor
 from conveyor import AdapterError, Backend, Builder, Run, RunState, Workflow, WorkflowInProgress
 from conveyor.abc import Header, run_state_change_topic
+
+PARTS: dict[str, str] = {}
+"""The parts given as --events, --roles, --timeouts (the same in every process)."""
 
 
 class Status(enum.IntEnum):
@@ -92,7 +99,7 @@ def build(backend: Backend) -> Workflow[Obj, Status]:
 
 async def worker(url: str) -> None:
     """A worker process: run the workflow until the parent closes our stdin."""
-    async with conveyor.connect(url) as backend:
+    async with conveyor.connect(url, **PARTS) as backend:
         wf = build(backend)
         async with wf:
             print("ready", flush=True)
@@ -173,7 +180,7 @@ async def latency(wf: Workflow[Obj, Status], runs: int, tag: str) -> dict[str, f
 
 async def measure(url: str, runs: int, clients: int, latency_runs: int) -> dict[str, float]:
     tag = uuid.uuid4().hex[:8]
-    async with conveyor.connect(url) as backend:
+    async with conveyor.connect(url, **PARTS) as backend:
         wf = build(backend)
         gc.freeze()
         async with wf:
@@ -215,7 +222,7 @@ async def waits(wf: Workflow[Obj, Status], n: int, tag: str) -> dict[str, float]
 async def measure_waits(url: str, sizes: list[int], rounds: int) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     per_size: dict[int, list[dict[str, float]]] = {n: [] for n in sizes}
-    async with conveyor.connect(url) as backend:
+    async with conveyor.connect(url, **PARTS) as backend:
         wf = build(backend)
         gc.freeze()
         async with wf:
@@ -244,7 +251,14 @@ async def measure_waits(url: str, sizes: list[int], rounds: int) -> dict[str, An
 def start_workers(url: str, n: int) -> list[subprocess.Popen[str]]:
     workers = [
         subprocess.Popen(
-            [sys.executable, __file__, "--worker", "--store", url],
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                "--store",
+                url,
+                *(arg for part, at in PARTS.items() for arg in (f"--{part}", at)),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -269,7 +283,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000", help="--wait: the Ns, comma-separated")
     parser.add_argument("--rounds", type=int, default=5, help="--wait: measurements per N")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    for part in ("events", "roles", "timeouts"):
+        parser.add_argument(f"--{part}", metavar="URL", help=f"the {part} on this URL")
     args = parser.parse_args()
+    PARTS.update(
+        {
+            part: getattr(args, part)
+            for part in ("events", "roles", "timeouts")
+            if getattr(args, part)
+        }
+    )
     url = "memory://" if args.store == "memory" else args.store
     if args.worker:
         asyncio.run(worker(url))
@@ -303,6 +326,7 @@ def main() -> None:
     result = {
         "benchmark": "throughput",
         "store": url.split("://")[0],
+        **{part: at.split("://")[0] for part, at in PARTS.items()},
         "workers": args.workers,
         "clients": args.clients,
         "runs": args.runs,

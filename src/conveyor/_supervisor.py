@@ -44,6 +44,9 @@ class ProcessContext:
     clock_wait: bool = False
     """True while the process waits on business time: idle, however much is queued behind."""
     receivers: list[EventReceiver] = field(default_factory=list)
+    opening: bool = False
+    """True while the body opens its receiver: not idle (its events are not counted yet),
+    though not busy either (a stop need not wait for it)."""
     failures: int = 0
     draining: bool = False
     """Set by a graceful stop: finish what was started, start nothing new, return."""
@@ -86,7 +89,7 @@ class ProcessContext:
 
         A receiver that cannot tell (it lacks ``ReportsPending``) is never idle.
         """
-        if self.busy or len(self.retries):
+        if self.busy or self.opening or len(self.retries):
             return False
         if self.clock_wait:
             return True

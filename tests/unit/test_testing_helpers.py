@@ -8,6 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from conveyor import Builder, Marker, Run, RunState
+from conveyor.adapters.memory import (
+    MemoryEventReceiver,
+    MemoryEventStreamer,
+    MemoryRecordStore,
+    MemoryRoleScheduler,
+)
 from conveyor.testing import FakeClock, new_testing_run, require, run_until_idle, wait_for
 
 from ._support import WAIT, Doc, Env, Status, linear, settle
@@ -239,3 +245,48 @@ async def test_run_until_idle_times_out_while_a_step_is_busy(env: Env) -> None:
 async def test_run_until_idle_needs_a_workflow() -> None:
     with pytest.raises(ValueError, match="at least one"):
         await run_until_idle()
+
+
+class _SlowToOpen(MemoryEventStreamer):
+    """A memory streamer whose receivers take until ``opened`` is set to open (a broker's
+    consumer group being created, say)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = asyncio.Event()
+        self.both_opening = asyncio.Event()
+        self.opening = 0
+
+    async def new_receiver(
+        self,
+        topic: str,
+        name: str,
+        *,
+        stream_from_latest: bool = False,
+        poll_interval: float | None = None,
+    ) -> MemoryEventReceiver:
+        self.opening += 1
+        if self.opening == 2:  # the two step consumers
+            self.both_opening.set()
+        await self.opened.wait()
+        return await super().new_receiver(
+            topic, name, stream_from_latest=stream_from_latest, poll_interval=poll_interval
+        )
+
+
+async def test_run_until_idle_waits_for_receivers_still_opening() -> None:
+    # Given a workflow whose step consumers are still opening their receivers, with a run
+    # triggered, and the receivers opening shortly
+    streamer = _SlowToOpen()
+    store = MemoryRecordStore()
+    wf = linear("slow-open").build(streamer, store, MemoryRoleScheduler())
+    async with wf:
+        run_id = await wf.trigger("fid")
+        await asyncio.wait_for(streamer.both_opening.wait(), WAIT)
+        asyncio.get_running_loop().call_later(0.05, streamer.opened.set)
+
+        # When the test waits until the workflow is idle
+        await run_until_idle(wf, timeout=WAIT)
+
+        # Then the run went through: idleness was not judged before the receivers opened
+        assert (await store.lookup(run_id)).status == Status.DONE

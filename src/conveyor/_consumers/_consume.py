@@ -109,7 +109,11 @@ async def consume(
     the role left. Any other handler failure is raised after the batch's successes are
     acknowledged; the supervisor backs off and a new receiver redelivers from the cursor.
     """
-    receiver = await open_receiver(ctx)
+    ctx.opening = True
+    try:
+        receiver = await open_receiver(ctx)
+    finally:
+        ctx.opening = False
     ctx.watch(receiver)
     metrics = ctx.metrics
     lag = timedelta(seconds=consume_lag) if consume_lag > 0 else None
