@@ -6,12 +6,18 @@ deleted at the end.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from _redis_support import open_redis, redis_url
+from _redis_support import new_prefix, open_redis, redis_url
 
-from conveyor.abc import RecordStore
+from conveyor import AdapterUnavailable, DecodeError, RecordNotFound, RunState, WorkflowInProgress
+from conveyor.abc import RecordStore, RunQuery
+from conveyor.adapters.redis import RedisClient, _listing
+from conveyor.adapters.redis._record_keys import RecordKeys
 from conveyor.adapters.redis._record_store import RedisRecordStore
 from conveyor.adaptertest import (
     KeepsDefinitionsSuite,
@@ -20,11 +26,18 @@ from conveyor.adaptertest import (
     PinsEventLocationSuite,
     RecordsFailuresSuite,
     RecordStoreSuite,
+    dummy_record,
+    failure,
+    insert,
+    update,
 )
+from conveyor.adaptertest._fixtures import FOREIGN_ID, WORKFLOW, Status
 
 __all__ = ["redis_url"]
 
 pytestmark = pytest.mark.redis
+
+WAIT = 5.0
 
 
 class _Fresh:
@@ -58,3 +71,244 @@ class TestRedisRecordStoreDefinitions(_Fresh, KeepsDefinitionsSuite):
 
 class TestRedisRecordStoreEventLocation(_Fresh, PinsEventLocationSuite):
     pass
+
+
+# ---------------------------------------------------------------------- beyond the suites
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[RedisClient]:
+    async with open_redis(redis_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def store(client: RedisClient) -> AsyncIterator[RedisRecordStore]:
+    opened = RedisRecordStore(client)
+    yield opened
+    await opened.close()
+
+
+async def test_a_batch_applies_its_writes_in_order(store: RedisRecordStore) -> None:
+    # Given a batch that inserts a run, updates it, and inserts a second active run of
+    # its foreign ID
+    record = dummy_record()
+    moved = update(record, status=Status.MIDDLE)
+    blocked = dummy_record()
+
+    # When it is stored
+    outcomes = await store.store_many([insert(record), moved, insert(blocked)])
+
+    # Then each write saw the ones before it
+    assert outcomes[:2] == [None, None]
+    assert isinstance(outcomes[2], WorkflowInProgress)
+    assert (await store.lookup(record.run_id)).version == 2
+    assert [e.run_id for e in await store.list_outbox_events(WORKFLOW, 10)] == [
+        record.run_id,
+        record.run_id,
+    ]
+
+
+async def test_of_concurrent_inserts_from_several_processes_one_run_is_active(
+    redis_url: str,
+) -> None:
+    prefix = new_prefix()
+    async with AsyncExitStack() as stack:
+        # Given five processes' stores on the same keys
+        stores = []
+        for i in range(5):
+            client = await stack.enter_async_context(
+                open_redis(redis_url, prefix=prefix, cleanup=i == 0)
+            )
+            stores.append(RedisRecordStore(client))
+        runs = [dummy_record() for _ in stores]
+
+        # When each inserts an active run of one foreign ID at once
+        outcomes = await asyncio.gather(
+            *(s.store_many([insert(r)]) for s, r in zip(stores, runs, strict=True))
+        )
+
+        # Then exactly one is applied, and it is the foreign ID's latest run
+        applied = [r for r, (o,) in zip(runs, outcomes, strict=True) if o is None]
+        assert len(applied) == 1
+        assert all(isinstance(o, WorkflowInProgress) for (o,) in outcomes if o is not None)
+        assert (await stores[1].latest(WORKFLOW, FOREIGN_ID)).run_id == applied[0].run_id
+
+
+async def test_a_write_in_another_process_wakes_wait_for_outbox(redis_url: str) -> None:
+    prefix = new_prefix()
+    async with (
+        open_redis(redis_url, prefix=prefix) as mine,
+        open_redis(redis_url, prefix=prefix, cleanup=False) as theirs,
+    ):
+        # Given a relay waiting on an empty outbox
+        waiting, writing = RedisRecordStore(mine), RedisRecordStore(theirs)
+        waiter = asyncio.create_task(waiting.wait_for_outbox(WORKFLOW, 60.0))
+        try:
+            # When another process stores a run of the workflow
+            await writing.store(insert(dummy_record()))
+
+            # Then the wait returns long before its timeout
+            async with asyncio.timeout(WAIT):
+                await waiter
+        finally:
+            waiter.cancel()
+            await waiting.close()
+            await writing.close()
+
+
+async def test_wait_for_outbox_returns_at_once_while_the_outbox_holds_events(
+    store: RedisRecordStore,
+) -> None:
+    # Given an outbox event not yet relayed
+    await store.store(insert(dummy_record()))
+
+    # When the relay waits, Then it returns at once (it lists again)
+    async with asyncio.timeout(WAIT):
+        await store.wait_for_outbox(WORKFLOW, 60.0)
+
+
+async def test_counts_follow_runs_that_move(store: RedisRecordStore) -> None:
+    # Given three runs, one of which moves to another status and run state
+    runs = [dummy_record(foreign_id=f"order-{i}") for i in range(3)]
+    for run in runs:
+        await store.store(insert(run))
+    await store.store(update(runs[1], status=Status.END, run_state=RunState.COMPLETED))
+
+    # Then the counts read off the indexes count each run where it is now
+    assert await store.count_runs(RunQuery(statuses=(Status.STARTED,))) == 2
+    assert await store.count_runs(RunQuery(workflow_name=WORKFLOW, statuses=(Status.END,))) == 1
+    assert await store.count_runs(RunQuery(run_states=(RunState.INITIATED,))) == 2
+    assert await store.count_runs(RunQuery(run_states=(RunState.COMPLETED,))) == 1
+    assert await store.count_runs(RunQuery(foreign_id="order-1")) == 1
+
+
+async def test_a_prefix_matching_many_runs_is_listed_off_the_time_index(
+    store: RedisRecordStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given more runs of a foreign ID prefix and of a run ID prefix than are gathered
+    monkeypatch.setattr(_listing, "GATHER", 2)
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    runs = [
+        dummy_record(
+            foreign_id=f"{('order', 'refund')[i % 2]}-{i}",
+            run_id=f"{('abc', 'abd')[i % 3 == 0]}-{i}",
+            created_at=base + timedelta(seconds=i),
+        )
+        for i in range(13)
+    ]
+    for run in runs:
+        await store.store(insert(run))
+
+    for query in [
+        RunQuery(foreign_id_prefix="order"),
+        RunQuery(workflow_name=WORKFLOW, foreign_id_prefix="refund-", newest_first=False),
+        RunQuery(run_id_prefix="abc"),
+        RunQuery(run_id_prefix="abd", foreign_id_prefix="order"),
+    ]:
+        # When it is listed a page of two at a time
+        want = [
+            r.run_id
+            for r in sorted(runs, key=lambda r: r.created_at, reverse=query.newest_first)
+            if r.foreign_id.startswith(query.foreign_id_prefix or "")
+            and r.run_id.startswith(query.run_id_prefix or "")
+        ]
+        got: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = await store.list_runs(query, limit=2, cursor=cursor)
+            got.extend(r.run_id for r in page.records)
+            if page.cursor is None:
+                break
+            cursor = page.cursor
+
+        # Then every match comes once, in order, and the count agrees
+        assert len(want) > 2, query
+        assert got == want, query
+        assert await store.count_runs(query) == len(want), query
+
+
+async def test_a_run_that_no_longer_decodes_is_a_stand_in(
+    store: RedisRecordStore, client: RedisClient
+) -> None:
+    # Given a stored run whose run state was overwritten with one outside RunState
+    record = dummy_record()
+    healthy = dummy_record(foreign_id="healthy")
+    await store.store(insert(record))
+    await store.store(insert(healthy))
+    await client.command(
+        "test", "HSET", RecordKeys(client.options.key_prefix).run(record.run_id), "run_state", "99"
+    )
+
+    # When it is looked up, Then DecodeError carries a stand-in at the stored version
+    with pytest.raises(DecodeError) as raised:
+        await store.lookup(record.run_id)
+    stand_in = raised.value.record
+    assert stand_in is not None
+    assert (stand_in.run_id, stand_in.version) == (record.run_id, 1)
+    assert stand_in.run_state is RunState.UNKNOWN
+    assert "run_state" in stand_in.meta.run_state_reason
+    with pytest.raises(DecodeError):
+        await store.latest(WORKFLOW, FOREIGN_ID)
+    # ... and the lists hand the stand-in out among the healthy records
+    listed = await store.list(WORKFLOW)
+    assert [(r.run_id, r.run_state) for r in listed] == [
+        (record.run_id, RunState.UNKNOWN),
+        (healthy.run_id, RunState.INITIATED),
+    ]
+    page = await store.list_runs(RunQuery(newest_first=False))
+    assert [r.run_id for r in page.records] == [record.run_id, healthy.run_id]
+
+
+async def test_outbox_headers_that_no_longer_decode_are_listed_empty(
+    store: RedisRecordStore, client: RedisClient
+) -> None:
+    # Given an outbox event whose stored headers were overwritten with bytes that are no
+    # JSON object
+    await store.store(insert(dummy_record()))
+    key = RecordKeys(client.options.key_prefix).outbox(WORKFLOW)
+    ((entry_id, fields),) = await client.command("test", "XRANGE", key, "-", "+")
+    await client.command("test", "XDEL", key, entry_id)
+    spoilt = {**fields, b"h": b"\xff not json"}
+    await client.command("test", "XADD", key, "*", *[x for kv in spoilt.items() for x in kv])
+
+    # When the outbox is listed, Then the event is there with empty headers
+    (event,) = await store.list_outbox_events(WORKFLOW, 10)
+    assert dict(event.headers) == {}
+
+
+async def test_every_key_is_under_the_key_prefix(redis_url: str) -> None:
+    # Given two stores on two prefixes, one of which holds runs, failures, definitions ...
+    async with open_redis(redis_url) as used, open_redis(redis_url) as unused:
+        store, other = RedisRecordStore(used), RedisRecordStore(unused)
+        record = dummy_record()
+        await store.store(insert(record))
+        assert await store.record_failure(failure(record))
+        await store.register_definition(WORKFLOW, "h", "{}", datetime.now(UTC))
+        await store.pin_event_location("store")
+
+        # Then the other sees none of it, and its prefix holds no key
+        with pytest.raises(RecordNotFound):
+            await other.lookup(record.run_id)
+        assert list(await other.list()) == []
+        assert list(await other.definitions()) == []
+        scanned = await unused.command(
+            "test", "SCAN", 0, "MATCH", unused.options.keys.pattern, "COUNT", 1000
+        )
+        assert scanned[1] == []
+        await store.close()
+        await other.close()
+
+
+async def test_an_unreachable_server_is_adapter_unavailable_without_the_password() -> None:
+    # Given a store on a port where no server listens, with a password in its URL
+    store = RedisRecordStore.open("redis://:s3cret-pass@127.0.0.1:1/0", connect_timeout=1.0)
+    try:
+        # When it is used, Then AdapterUnavailable says so without the password
+        with pytest.raises(AdapterUnavailable) as raised:
+            await store.lookup("some-run")
+        assert "s3cret-pass" not in str(raised.value)
+        with pytest.raises(AdapterUnavailable):
+            await store.store(insert(dummy_record()))
+    finally:
+        await store.close()
