@@ -15,19 +15,25 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import _nats_support
+import _redis_support
 import pytest
+from _nats_support import nats_url
 from _pg_support import pg_url
+from _redis_support import redis_url
 
 import conveyor
 from conveyor import Builder, Run, RunState
 from conveyor._connect import event_location
 from conveyor.abc import Parts, PublishesEvents, register_parts
 from conveyor.adapters.memory import MemoryEventStreamer, MemoryRoleScheduler
+from conveyor.adapters.nats import NatsEventStreamer
 from conveyor.adapters.postgres import PostgresEventStreamer, PostgresRecordStore
+from conveyor.adapters.redis import RedisEventStreamer, RedisRoleScheduler, open_client
 from conveyor.adapters.sqlite import SQLiteEventStreamer, SQLiteRecordStore, SQLiteRoleScheduler
 from conveyor.testing import run_until_idle
 
-__all__ = ["pg_url"]
+__all__ = ["nats_url", "pg_url", "redis_url"]
 
 WAIT = 30.0
 
@@ -187,3 +193,45 @@ async def test_parts_come_from_registered_broker_urls_and_a_missing_part_is_name
     with pytest.raises(conveyor.AdapterError, match="keeps no records"):
         async with conveyor.connect("eventsonly://b"):
             pass
+
+
+@pytest.mark.parametrize("records", ["sqlite", "postgresql"])
+async def test_events_on_redis_with_roles_on_redis(
+    records: str, tmp_path: Path, pg_url: str, redis_url: str
+) -> None:
+    # Given records in SQLite or PostgreSQL, and events and roles on Redis
+    prefix = _redis_support.new_prefix()
+    broker = f"{redis_url}?key_prefix={prefix}"
+    store = f"sqlite:///{tmp_path / 'r.db'}" if records == "sqlite" else _installation(pg_url)
+    try:
+        async with conveyor.connect(store, events=broker, roles=broker) as backend:
+            # Then the parts are Redis's, and runs go through the outbox to Redis Streams
+            assert isinstance(backend.streamer, RedisEventStreamer)
+            assert isinstance(backend.role_scheduler, RedisRoleScheduler)
+            await _run_ten(backend, f"on-redis-{records}")
+    finally:
+        client = open_client(broker)
+        await client.delete_prefix(client.options.keys.pattern)
+        await client.close()
+
+
+@pytest.mark.parametrize("records", ["sqlite", "postgresql"])
+async def test_events_on_nats_with_roles_on_redis(
+    records: str, tmp_path: Path, pg_url: str, redis_url: str, nats_url: str
+) -> None:
+    # Given records in SQLite or PostgreSQL, events on NATS JetStream, roles on Redis
+    prefix = _nats_support.new_prefix("mx")
+    roles = f"{redis_url}?key_prefix={_redis_support.new_prefix()}"
+    store = f"sqlite:///{tmp_path / 'r.db'}" if records == "sqlite" else _installation(pg_url)
+    try:
+        async with conveyor.connect(
+            store, events=_nats_support.with_options(nats_url, prefix=prefix), roles=roles
+        ) as backend:
+            # Then runs go through the outbox to JetStream
+            assert isinstance(backend.streamer, NatsEventStreamer)
+            await _run_ten(backend, f"on-nats-{records}")
+    finally:
+        await _nats_support.delete_prefix(nats_url, prefix)
+        client = open_client(roles)
+        await client.delete_prefix(client.options.keys.pattern)
+        await client.close()
