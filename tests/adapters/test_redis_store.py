@@ -7,18 +7,32 @@ deleted at the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from _redis_support import new_prefix, open_redis, redis_url
+from _redis_support import FAST_ROLES, new_prefix, open_redis, redis_url
 
-from conveyor import AdapterUnavailable, DecodeError, RecordNotFound, RunState, WorkflowInProgress
+from conveyor import (
+    AdapterUnavailable,
+    Builder,
+    CallbackRejected,
+    DecodeError,
+    RecordNotFound,
+    Run,
+    RunState,
+    WorkflowInProgress,
+)
 from conveyor.abc import RecordStore, RunQuery
-from conveyor.adapters.redis import RedisClient, _listing
+from conveyor.adapters.redis import RedisClient, RedisRoleScheduler, _listing
 from conveyor.adapters.redis._record_keys import RecordKeys
 from conveyor.adapters.redis._record_store import RedisRecordStore
+from conveyor.adapters.redis._streamer import RedisEventStreamer
+from conveyor.adapters.redis._timeout_store import RedisTimeoutStore
 from conveyor.adaptertest import (
     KeepsDefinitionsSuite,
     KeepsHistorySuite,
@@ -32,6 +46,7 @@ from conveyor.adaptertest import (
     update,
 )
 from conveyor.adaptertest._fixtures import FOREIGN_ID, WORKFLOW, Status
+from conveyor.testing import wait_for
 
 __all__ = ["redis_url"]
 
@@ -312,3 +327,79 @@ async def test_an_unreachable_server_is_adapter_unavailable_without_the_password
             await store.store(insert(dummy_record()))
     finally:
         await store.close()
+
+
+class Order(enum.IntEnum):
+    UNKNOWN = 0
+    PLACED = 1
+    PAID = 2
+    PACKED = 3
+    SHIPPED = 4
+    LATE = 5
+
+
+@dataclass
+class Parcel:
+    items: int = 1
+
+
+async def _pack(run: Run[Parcel, Order]) -> Order:
+    return Order.PACKED
+
+
+async def _ship(run: Run[Parcel, Order]) -> Order:
+    return Order.SHIPPED
+
+
+def _paid(run: Run[Parcel, Order], payload: bytes) -> Order:
+    return Order.PAID
+
+
+def _at_once(run: Run[Parcel, Order], now: datetime) -> datetime:
+    return now
+
+
+def _late(run: Run[Parcel, Order], now: datetime) -> Order:
+    return Order.LATE
+
+
+async def test_a_workflow_runs_end_to_end_on_the_redis_adapters(redis_url: str) -> None:
+    # Given a workflow whose records, timeouts, events and roles are all in Redis: runs
+    # that are paid (a callback) are packed and shipped, the others time out
+    b = Builder("parcels", Parcel, Order)
+    b.add_callback(Order.PLACED, _paid, Order.PAID)
+    b.add_timeout(Order.PLACED, _at_once, _late, Order.LATE)
+    b.add_step(Order.PAID, _pack, Order.PACKED)
+    b.add_step(Order.PACKED, _ship, Order.SHIPPED)
+    async with open_redis(redis_url, **FAST_ROLES) as client:
+        store, timeouts = RedisRecordStore(client), RedisTimeoutStore(client)
+        streamer, roles = RedisEventStreamer(client), RedisRoleScheduler(client)
+        wf = b.build(streamer, store, roles, timeout_store=timeouts)
+        try:
+            async with wf:
+                # When ten runs are triggered and the even ones paid
+                run_ids = [await wf.trigger(f"p-{i}", initial=Parcel(items=i)) for i in range(10)]
+                for i in range(0, 10, 2):
+                    await wf.wait(f"p-{i}", run_ids[i], Order.PLACED)
+                    with contextlib.suppress(CallbackRejected):  # the timeout may win the race
+                        await wf.callback(f"p-{i}", Order.PLACED, b"paid")
+
+                # Then every run ends, shipped or late, each at the version it should
+                for i in range(10):
+                    run = await wait_for(wf, f"p-{i}", lambda r: r.status in _ENDS)
+                    assert run.object.items == i
+                    assert run.meta.version == (4 if run.status is Order.SHIPPED else 2)
+                    history = await store.history(run.run_id)
+                    assert [e.version for e in history] == list(range(1, run.meta.version + 1))
+                late = await store.count_runs(RunQuery(statuses=(Order.LATE,)))
+                shipped = await store.count_runs(RunQuery(statuses=(Order.SHIPPED,)))
+                assert late + shipped == 10
+                assert late >= 5
+        finally:
+            await roles.close()
+            await streamer.close()
+            await timeouts.close()
+            await store.close()
+
+
+_ENDS = (Order.SHIPPED, Order.LATE)
