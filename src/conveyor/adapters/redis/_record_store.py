@@ -71,7 +71,7 @@ def _json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _write_args(keys: RecordKeys, write: RecordWrite) -> list[Any]:
+def _write_args(write: RecordWrite) -> list[Any]:
     record, outbox, meta = write.record, write.outbox, write.record.meta
     history = _json(
         {
@@ -196,7 +196,7 @@ class RedisRecordStore:
                 outcomes[i] = refused
                 continue
             sent.append(i)
-            args.extend(_write_args(self._keys, write))
+            args.extend(_write_args(write))
         if not sent:
             return outcomes
         args[1] = len(sent)
