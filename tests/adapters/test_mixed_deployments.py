@@ -29,7 +29,13 @@ from conveyor.abc import Parts, PublishesEvents, register_parts
 from conveyor.adapters.memory import MemoryEventStreamer, MemoryRoleScheduler
 from conveyor.adapters.nats import NatsEventStreamer
 from conveyor.adapters.postgres import PostgresEventStreamer, PostgresRecordStore
-from conveyor.adapters.redis import RedisEventStreamer, RedisRoleScheduler, open_client
+from conveyor.adapters.redis import (
+    RedisEventStreamer,
+    RedisRecordStore,
+    RedisRoleScheduler,
+    RedisTimeoutStore,
+    open_client,
+)
 from conveyor.adapters.sqlite import SQLiteEventStreamer, SQLiteRecordStore, SQLiteRoleScheduler
 from conveyor.testing import run_until_idle
 
@@ -233,5 +239,26 @@ async def test_events_on_nats_with_roles_on_redis(
     finally:
         await _nats_support.delete_prefix(nats_url, prefix)
         client = open_client(roles)
+        await client.delete_prefix(client.options.keys.pattern)
+        await client.close()
+
+
+async def test_everything_on_redis_or_only_the_timeouts(tmp_path: Path, redis_url: str) -> None:
+    prefix = _redis_support.new_prefix()
+    url = f"{redis_url}?key_prefix={prefix}"
+    try:
+        # Given one Redis URL: all four parts on it
+        async with conveyor.connect(url) as backend:
+            assert isinstance(backend.record_store, RedisRecordStore)
+            assert isinstance(backend.timeout_store, RedisTimeoutStore)
+            await _run_ten(backend, "all-on-redis")
+        # And a SQLite deployment that keeps only its timeouts on Redis
+        store = f"sqlite:///{tmp_path / 'r.db'}"
+        async with conveyor.connect(store, timeouts=url) as backend:
+            assert isinstance(backend.record_store, SQLiteRecordStore)
+            assert isinstance(backend.timeout_store, RedisTimeoutStore)
+            await _run_ten(backend, "timeouts-on-redis")
+    finally:
+        client = open_client(url)
         await client.delete_prefix(client.options.keys.pattern)
         await client.close()

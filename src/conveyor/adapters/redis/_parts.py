@@ -1,35 +1,52 @@
-"""``conveyor.connect(url, events="redis://…", roles="redis://…")``: the parts a Redis URL
-gives a deployment whose records live elsewhere."""
+"""``conveyor.connect("redis://…")``: the four adapters on one Redis, or some of them for a
+deployment whose records live elsewhere (``connect(url, events="redis://…",
+roles="redis://…", timeouts="redis://…")``)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from ..._connect import Parts
-from ._client import open_client
+from ..._connect import Backend
+from ._client import RedisClient, open_client
+from ._record_store import RedisRecordStore
 from ._role_scheduler import RedisRoleScheduler
 from ._streamer import RedisEventStreamer
+from ._timeout_store import RedisTimeoutStore
 
-__all__ = ["open_parts"]
+__all__ = ["RedisBackend", "open_backend"]
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RedisBackend(Backend):
+    """A ``Backend`` whose adapters share one ``RedisClient`` (one connection pool); its
+    ``repr`` masks the URL's password."""
+
+    client: RedisClient
 
 
 @asynccontextmanager
-async def open_parts(url: str, **options: Any) -> AsyncIterator[Parts]:
-    """The event streamer and role scheduler on ``url`` (``redis://host:6379/0?key_prefix=…``),
-    sharing one connection pool. Closing releases the roles, then the connections.
+async def open_backend(url: str, **options: Any) -> AsyncIterator[RedisBackend]:
+    """The streamer, record store, role scheduler and timeout store on ``url``
+    (``redis://host:6379/0?key_prefix=…``), sharing one connection pool, opened lazily (at
+    first use). Closing releases the roles, then the connections.
 
-    Raises ``AdapterError`` for a bad URL or option; connects lazily, at first use.
+    Raises ``AdapterError`` for a bad URL or option.
     """
     client = open_client(url, **options)
     streamer = RedisEventStreamer(client)
+    store = RedisRecordStore(client)
     roles = RedisRoleScheduler(client)
+    timeouts = RedisTimeoutStore(client)
     try:
-        yield Parts(url, streamer=streamer, role_scheduler=roles)
+        yield RedisBackend(url, streamer, store, roles, timeouts, client=client)
     finally:
         try:
             await roles.close()
             await streamer.close()
+            await timeouts.close()
+            await store.close()
         finally:
             await client.close()
