@@ -9,13 +9,6 @@ stream into a workflow. ``open_backend`` (what ``conveyor.connect("redis://…")
 opens all four on one pool.
 """
 
-try:
-    import redis as _redis  # noqa: F401
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "conveyor.adapters.redis needs the redis driver: pip install 'conveyor[redis]'"
-    ) from exc
-
 from ._client import RedisClient as RedisClient
 from ._client import open_client as open_client
 from ._connector import RedisStreamConnector as RedisStreamConnector
