@@ -49,6 +49,7 @@ _TABLES = (
     "failures",
     "history",
     "definitions",
+    "settings",
 )
 
 _state: dict[str, Any] = {"users": 0, "url": None, "admin": None}

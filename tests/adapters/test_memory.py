@@ -24,6 +24,7 @@ from conveyor.adaptertest import (
     KeepsSnapshotsSuite,
     ListsRunsSuite,
     NotifiesChangesSuite,
+    PinsEventLocationSuite,
     RecordsFailuresSuite,
     RecordStoreSuite,
     ReportsOutboxSuite,
@@ -119,6 +120,12 @@ class TestMemoryRecordStoreKeepsHistory(KeepsHistorySuite):
 
 
 class TestMemoryRecordStoreKeepsDefinitions(KeepsDefinitionsSuite):
+    @pytest.fixture
+    async def store(self) -> MemoryRecordStore:
+        return MemoryRecordStore()
+
+
+class TestMemoryRecordStorePinsEventLocation(PinsEventLocationSuite):
     @pytest.fixture
     async def store(self) -> MemoryRecordStore:
         return MemoryRecordStore()

@@ -123,8 +123,8 @@ def test_migrate_says_what_it_did_and_masks_the_password(user_url: str) -> None:
         assert PASSWORD not in result.output
         assert "conveyor_pw:***@" in result.output
         said.append(result.output)
-    assert said[0].startswith("created schema version 3")
-    assert said[1].startswith("schema is up to date (version 3)")
+    assert said[0].startswith("created schema version 4")
+    assert said[1].startswith("schema is up to date (version 4)")
 
 
 async def test_errors_never_show_the_password(user_url: str) -> None:

@@ -50,6 +50,7 @@ from conveyor.adaptertest import (
     KeepsDefinitionsSuite,
     KeepsHistorySuite,
     ListsRunsSuite,
+    PinsEventLocationSuite,
     PublishesEventsSuite,
     RecordsFailuresSuite,
     RecordStoreSuite,
@@ -65,7 +66,7 @@ from conveyor.adaptertest._fixtures import Status
 __all__ = ["mysql_url"]
 
 WAIT = 10.0
-_OWN_TABLES = ("outbox", "history", "failures", "definitions", "records")
+_OWN_TABLES = ("outbox", "history", "failures", "definitions", "settings", "records")
 
 
 @asynccontextmanager
@@ -112,6 +113,10 @@ class TestMySQLRecordStoreKeepsHistory(OnMySQLRecordStore, KeepsHistorySuite):
 
 
 class TestMySQLRecordStoreKeepsDefinitions(OnMySQLRecordStore, KeepsDefinitionsSuite):
+    pass
+
+
+class TestMySQLRecordStorePinsEventLocation(OnMySQLRecordStore, PinsEventLocationSuite):
     pass
 
 

@@ -26,6 +26,7 @@ from conveyor.adaptertest import (
     KeepsDefinitionsSuite,
     KeepsHistorySuite,
     ListsRunsSuite,
+    PinsEventLocationSuite,
     PublishesEventsSuite,
     RecordsFailuresSuite,
     RecordStoreSuite,
@@ -66,6 +67,10 @@ class TestPostgresRecordStoreKeepsHistory(OnPostgresRecordStore, KeepsHistorySui
 
 
 class TestPostgresRecordStoreKeepsDefinitions(OnPostgresRecordStore, KeepsDefinitionsSuite):
+    pass
+
+
+class TestPostgresRecordStorePinsEventLocation(OnPostgresRecordStore, PinsEventLocationSuite):
     pass
 
 

@@ -953,6 +953,32 @@ class StoreListingVersionsNewestFirst(MemoryRecordStore):
         return list(await super().definition_versions(workflow_name))[::-1]
 
 
+class StorePinningTheLatestLocation(MemoryRecordStore):
+    """Every pin records its location, recorded or not (a repin, in effect)."""
+
+    async def pin_event_location(self, location: str) -> str:
+        await super().repin_event_location(location)
+        return location
+
+
+class StorePinningWithoutAtomicity(MemoryRecordStore):
+    """Reads whether a location is recorded, lets other tasks run, then records its own."""
+
+    async def pin_event_location(self, location: str) -> str:
+        if self._event_location is not None:
+            return self._event_location
+        await asyncio.sleep(0)  # another first pin reads "none recorded" here
+        self._event_location = location
+        return location
+
+
+class StoreIgnoringRepins(MemoryRecordStore):
+    """A repin records nothing."""
+
+    async def repin_event_location(self, location: str) -> None:
+        pass
+
+
 # --------------------------------------------------------------------------- the harness
 
 
@@ -1014,6 +1040,9 @@ VARIANTS: dict[str, Variant] = {
     "memory-store-lists-runs": Variant("ListsRunsSuite", "store", MemoryRecordStore, _CAPABILITY),
     "memory-store-keeps-definitions": Variant(
         "KeepsDefinitionsSuite", "store", MemoryRecordStore, _CAPABILITY
+    ),
+    "memory-store-pins-event-location": Variant(
+        "PinsEventLocationSuite", "store", MemoryRecordStore, _CAPABILITY
     ),
     "memory-tails": Variant("TailsTopicsSuite", "streamer", MemoryEventStreamer, _TAILS),
     # Broken adapters: the suite must fail them.
@@ -1204,6 +1233,15 @@ VARIANTS: dict[str, Variant] = {
     "definition-versions-newest-first": Variant(
         "KeepsDefinitionsSuite", "store", StoreListingVersionsNewestFirst, _CAPABILITY
     ),
+    "event-location-pinned-by-the-latest": Variant(
+        "PinsEventLocationSuite", "store", StorePinningTheLatestLocation, _CAPABILITY
+    ),
+    "event-location-pinned-without-atomicity": Variant(
+        "PinsEventLocationSuite", "store", StorePinningWithoutAtomicity, _CAPABILITY
+    ),
+    "event-location-never-repinned": Variant(
+        "PinsEventLocationSuite", "store", StoreIgnoringRepins, _CAPABILITY
+    ),
     "tail-from-the-start": Variant(
         "TailsTopicsSuite", "streamer", StreamerTailingFromTheStart, _TAILS
     ),
@@ -1318,6 +1356,7 @@ def test_harness_passes_the_correct_memory_adapter(
         "memory-store-keeps-history",
         "memory-store-lists-runs",
         "memory-store-keeps-definitions",
+        "memory-store-pins-event-location",
         "memory-tails",
     ],
 )
@@ -1770,6 +1809,29 @@ def test_harness_passes_every_case_of_a_capability_suite_on_a_correct_adapter(
                 "test_a_changed_document_is_the_next_version_and_the_latest",
             },
             id="definition-versions-newest-first",
+        ),
+        pytest.param(
+            "event-location-pinned-by-the-latest",
+            {
+                "test_a_later_different_pin_returns_the_first",
+                "test_concurrent_first_pins_of_different_locations_all_return_one",
+                "test_a_repin_overwrites_and_later_pins_return_the_new_location",
+                "test_a_repin_on_a_fresh_store_records_the_location",
+            },
+            id="event-location-pinned-by-the-latest",
+        ),
+        pytest.param(
+            "event-location-pinned-without-atomicity",
+            {"test_concurrent_first_pins_of_different_locations_all_return_one"},
+            id="event-location-pinned-without-atomicity",
+        ),
+        pytest.param(
+            "event-location-never-repinned",
+            {
+                "test_a_repin_overwrites_and_later_pins_return_the_new_location",
+                "test_a_repin_on_a_fresh_store_records_the_location",
+            },
+            id="event-location-never-repinned",
         ),
         pytest.param(
             "tail-from-the-start",

@@ -70,8 +70,8 @@ def test_migrate_of_a_migrated_file_says_it_is_up_to_date(tmp_path: Path) -> Non
 
 
 def test_migrate_of_an_older_file_says_what_it_upgraded(tmp_path: Path) -> None:
-    # Given a file at schema version 2 (failures and history, no list indexes or
-    # definitions yet)
+    # Given a file at schema version 2 (failures and history, no list indexes,
+    # definitions or settings yet)
     path = tmp_path / "v2.db"
     _file_at_version(path, 2)
     url = f"sqlite:///{path}"
@@ -82,8 +82,8 @@ def test_migrate_of_an_older_file_says_what_it_upgraded(tmp_path: Path) -> None:
     # Then the output names both versions, each step applied and the table it created
     assert (code, out) == (
         0,
-        f"upgraded schema from version 2 to 4 in {url}: 3 list_runs, 4 definitions "
-        "(new tables definitions)\n",
+        f"upgraded schema from version 2 to 5 in {url}: 3 list_runs, 4 definitions, "
+        "5 settings (new tables definitions, settings)\n",
     )
 
 
@@ -110,21 +110,22 @@ def test_migrate_returns_what_it_did(tmp_path: Path) -> None:
     assert upgraded == MigrationReport(
         created=False,
         from_version=3,
-        to_version=4,
-        applied=(AppliedMigration(4, "definitions"),),
-        tables=("definitions",),
+        to_version=5,
+        applied=(AppliedMigration(4, "definitions"), AppliedMigration(5, "settings")),
+        tables=("definitions", "settings"),
     )
     assert upgraded.changed
-    assert again == MigrationReport(created=False, from_version=4, to_version=4)
+    assert again == MigrationReport(created=False, from_version=5, to_version=5)
     assert not again.changed
     assert created is not None
-    assert (created.created, created.from_version, created.to_version) == (True, 0, 4)
-    assert [m.version for m in created.applied] == [1, 2, 3, 4]
+    assert (created.created, created.from_version, created.to_version) == (True, 0, 5)
+    assert [m.version for m in created.applied] == [1, 2, 3, 4, 5]
     assert [m.name for m in created.applied] == [
         "initial",
         "failures_and_history",
         "list_runs",
         "definitions",
+        "settings",
     ]
     assert created.schema == ""
     assert memory is None

@@ -97,9 +97,9 @@ def test_migrate_of_an_older_installation_says_what_it_upgraded(pg_url: str) -> 
 
     # Then the output names both versions, each step applied and the table it created
     steps = ", ".join(f"{m.version} {m.name}" for m in migrations()[2:])
-    assert steps.startswith("3 list_runs, 4 definitions, 5 run_id_prefix")
+    assert steps == "3 list_runs, 4 definitions, 5 run_id_prefix, 6 settings"
     assert (code, out) == (
         0,
         f"upgraded schema from version 2 to {LATEST_VERSION} in {shown}: {steps} "
-        f"(schema {SCHEMA}: new tables {prefix}definitions)\n",
+        f"(schema {SCHEMA}: new tables {prefix}definitions, {prefix}settings)\n",
     )

@@ -16,7 +16,7 @@ An adapter that claims a capability (``conveyor.abc.ReportsPending`` and the oth
 its suite too, with the fixture of the contract it extends: ``ReportsPendingSuite`` and
 ``TailsTopicsSuite`` (``streamer``), ``KeepsSnapshotsSuite``, ``NotifiesChangesSuite``,
 ``ReportsOutboxSuite``, ``RecordsFailuresSuite``, ``KeepsHistorySuite``,
-``ListsRunsSuite`` and ``KeepsDefinitionsSuite`` (``store``),
+``ListsRunsSuite``, ``KeepsDefinitionsSuite`` and ``PinsEventLocationSuite`` (``store``),
 and ``PublishesEventsSuite``, whose ``store_and_streamer`` fixture yields a
 ``StoreAndStreamer``: the store and the streamer it publishes to.
 
@@ -40,6 +40,7 @@ pytest.register_assert_rewrite(
     "conveyor.adaptertest._tails",
     "conveyor.adaptertest._connector",
     "conveyor.adaptertest._definitions",
+    "conveyor.adaptertest._event_location",
     "conveyor.adaptertest._event_streamer",
     "conveyor.adaptertest._failures",
     "conveyor.adaptertest._fixtures",
@@ -53,6 +54,7 @@ pytest.register_assert_rewrite(
 from ._connector import ConnectorMaker as ConnectorMaker  # noqa: E402
 from ._connector import ConnectorSuite as ConnectorSuite  # noqa: E402
 from ._definitions import KeepsDefinitionsSuite as KeepsDefinitionsSuite  # noqa: E402
+from ._event_location import PinsEventLocationSuite as PinsEventLocationSuite  # noqa: E402
 from ._event_streamer import EventStreamerSuite as EventStreamerSuite  # noqa: E402
 from ._failures import RecordsFailuresSuite as RecordsFailuresSuite  # noqa: E402
 from ._failures import failure as failure  # noqa: E402
@@ -83,6 +85,7 @@ __all__ = (
     "KeepsSnapshotsSuite",
     "ListsRunsSuite",
     "NotifiesChangesSuite",
+    "PinsEventLocationSuite",
     "PublishesEventsSuite",
     "RecordStoreSuite",
     "RecordsFailuresSuite",

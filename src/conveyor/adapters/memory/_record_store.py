@@ -45,6 +45,7 @@ class MemoryRecordStore:
         # (every applied write), with the failures attached.
         self._failures: dict[str, dict[tuple[int, int], Failure]] = {}
         self._definitions: dict[str, list[DefinitionRecord]] = {}
+        self._event_location: str | None = None
         self._seq = itertools.count()
         self._changed = Signal()
 
@@ -276,6 +277,18 @@ class MemoryRecordStore:
     async def definition_versions(self, workflow_name: str) -> Sequence[DefinitionRecord]:
         """Every version of one workflow's definition, oldest first."""
         return list(self._definitions.get(workflow_name, ()))
+
+    # ------------------------------------------------------------------ event location
+
+    async def pin_event_location(self, location: str) -> str:
+        """Record ``location`` unless one is recorded; return the recorded one."""
+        if self._event_location is None:
+            self._event_location = location
+        return self._event_location
+
+    async def repin_event_location(self, location: str) -> None:
+        """Record ``location`` whatever was recorded."""
+        self._event_location = location
 
     # ------------------------------------------------------------------ testing
 

@@ -228,6 +228,7 @@ class Tables:
         "timeouts",
         "roles",
         "members",
+        "settings",
         "schema_migrations",
     )
 

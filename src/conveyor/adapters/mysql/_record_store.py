@@ -49,6 +49,9 @@ The modules:
   history reads;
 - ``_definitions``: the definitions running workflows registered (``KeepsDefinitions``).
 
+Where the installation's events go (``PinsEventLocation``) is a row of the ``settings``
+table (migration 4), pinned by ``INSERT IGNORE`` and a read in one transaction.
+
 Limits beyond the foreign ID's (``conveyor._ids``): workflow names, run IDs and outbox
 IDs hold at most 255 UTF-8 bytes (a longer one fails its batch with ``AdapterError``).
 """
@@ -68,7 +71,7 @@ from ..._event import OutboxEvent
 from ..._ids import check_foreign_id, invalid_foreign_id
 from ..._protocols import Order, RecordFilter, RecordWrite
 from ..._record import Record
-from ._database import Database
+from ._database import Cursor, Database
 from ._definitions import Definitions
 from ._errors import error_code, is_connection_error
 from ._failures import Failures
@@ -81,6 +84,7 @@ from ._streamer import MySQLEventStreamer
 __all__ = ["GroupCommit", "MySQLRecordStore", "MySQLRecordStoreWithoutHistory", "record_store"]
 
 Outcome = WorkflowError | None
+_EVENT_LOCATION = "event_location"
 _GROUP_LIMIT = 1000
 """The most single writes one group commit takes (the rest go with the next)."""
 
@@ -206,6 +210,11 @@ class _MySQLRecordStoreBase:
         self._outbox = Outbox(db)
         self._failures = Failures(db)
         self._definitions = Definitions(db)
+        settings = db.tables.settings
+        self._pin = f"INSERT IGNORE INTO {settings} (`key`, value) VALUES (%s, %s)"
+        self._pinned = f"SELECT value FROM {settings} WHERE `key` = %s"
+        # REPLACE, as the failures' statement: no VALUES() in ON DUPLICATE KEY UPDATE.
+        self._repin = f"REPLACE INTO {settings} (`key`, value) VALUES (%s, %s)"
 
     @property
     def publishes_to(self) -> MySQLEventStreamer | None:
@@ -307,6 +316,29 @@ class _MySQLRecordStoreBase:
     async def definition_versions(self, workflow_name: str) -> Sequence[DefinitionRecord]:
         """Every version of one workflow's definition, oldest first."""
         return await self._definitions.versions(workflow_name)
+
+    # ------------------------------------------------------------------ event location
+
+    async def pin_event_location(self, location: str) -> str:
+        """Record ``location`` unless one is recorded, and return the recorded one
+        (``PinsEventLocation``): one transaction, whose ``INSERT IGNORE`` waits for a
+        concurrent first pin's commit and whose read (READ COMMITTED) then sees it."""
+
+        async def work(cur: Cursor) -> str:
+            await cur.execute(self._pin, (_EVENT_LOCATION, location))
+            await cur.execute(self._pinned, (_EVENT_LOCATION,))
+            rows = await cur.fetchall()
+            if not rows:  # pragma: no cover - the row was inserted or found just now
+                raise AdapterError("pinning the event location recorded no location")
+            return str(rows[0][0])
+
+        return await self._db.transaction("pinning the event location", work)
+
+    async def repin_event_location(self, location: str) -> None:
+        """Record ``location`` whatever was recorded (``PinsEventLocation``)."""
+        await self._db.execute(
+            "repinning the event location", self._repin, [_EVENT_LOCATION, location]
+        )
 
     # ------------------------------------------------------------------ failures
 

@@ -193,6 +193,7 @@ class Tables:
         "failures",
         "history",
         "definitions",
+        "settings",
         "schema_migrations",
     )
 

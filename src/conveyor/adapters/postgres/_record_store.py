@@ -11,6 +11,7 @@ A thin class over its parts, one module each:
 - ``_record_reads``: lookups (concurrent ones merged into one query), ``latest``, ``list``;
 - ``_listing``: runs by a filter, a page at a time by keyset (``ListsRuns``);
 - ``_definitions``: the definitions running workflows registered (``KeepsDefinitions``);
+- ``_settings``: where the installation's events go (``PinsEventLocation``);
 - ``_outbox_cache``: what this process knows of each outbox, so the relay running here
   lists it without a query and writes skip the NOTIFY;
 - ``_outbox_deletes``: relayed events deleted from the table in batches, shortly after;
@@ -44,6 +45,7 @@ from ._listing import RunListing
 from ._outbox_cache import OutboxCache
 from ._outbox_deletes import DelayedDeletes
 from ._record_reads import RecordReads
+from ._settings import Settings
 from ._streamer import PostgresEventStreamer
 
 __all__ = ["PostgresRecordStore", "PostgresRecordStoreWithoutHistory"]
@@ -67,6 +69,7 @@ class _PostgresRecordStoreBase:
         self._reads = RecordReads(db)
         self._listing = RunListing(db)
         self._definitions = Definitions(db)
+        self._settings = Settings(db)
         self._failures = Failures(db)
         history = self._keep_history
         self._direct = DirectWrites(db, events, history=history) if events is not None else None
@@ -175,6 +178,17 @@ class _PostgresRecordStoreBase:
     async def definition_versions(self, workflow_name: str) -> Sequence[DefinitionRecord]:
         """Every version of one workflow's definition, oldest first."""
         return await self._definitions.versions(workflow_name)
+
+    # ------------------------------------------------------------------ event location
+
+    async def pin_event_location(self, location: str) -> str:
+        """Record ``location`` unless one is recorded, and return the recorded one
+        (``PinsEventLocation``): one statement, atomic against concurrent pins."""
+        return await self._settings.pin_event_location(location)
+
+    async def repin_event_location(self, location: str) -> None:
+        """Record ``location`` whatever was recorded (``PinsEventLocation``)."""
+        await self._settings.repin_event_location(location)
 
     # ------------------------------------------------------------------ failures
 

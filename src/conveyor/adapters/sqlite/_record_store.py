@@ -45,6 +45,14 @@ _INSERT_OUTBOX = (
     "INSERT INTO outbox (id, workflow_name, run_id, type, headers, created_at) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
+# The deployment's settings (schema 5): where its events go, under one key.
+_EVENT_LOCATION = "event_location"
+_PIN = "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
+_PINNED = "SELECT value FROM settings WHERE key = ?"
+_REPIN = (
+    "INSERT INTO settings (key, value) VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
 _encode = msgspec.json.encode
 _headers = HeaderDecoder(logging.getLogger("conveyor.adapters.sqlite"))
 
@@ -105,7 +113,8 @@ class _SQLiteRecordStoreBase:
     listed with empty headers (logged once).
 
     Runs are listed by keyset (``ListsRuns``), every filter served by one of the
-    ``records_list_*`` indexes of schema 3.
+    ``records_list_*`` indexes of schema 3. Where the deployment's events go is pinned in
+    the ``settings`` table of schema 5 (``PinsEventLocation``).
 
     Build it on an open ``Database`` (as ``open_backend`` does) or with ``open(path)``,
     which owns its connection and closes it in ``close()``.
@@ -342,6 +351,28 @@ class _SQLiteRecordStoreBase:
             return _definitions.versions(conn, workflow_name)
 
         return await self._db.read(find)
+
+    # ------------------------------------------------------------------ event location
+
+    async def pin_event_location(self, location: str) -> str:
+        """Record ``location`` unless one is recorded, and return the recorded one
+        (``PinsEventLocation``): one ``BEGIN IMMEDIATE`` transaction, so of concurrent
+        first pins (of any process) one is recorded."""
+
+        def pin(conn: sqlite3.Connection) -> str:
+            conn.execute(_PIN, (_EVENT_LOCATION, location))
+            (pinned,) = conn.execute(_PINNED, (_EVENT_LOCATION,)).fetchone()
+            return str(pinned)
+
+        return await self._db.write(pin)
+
+    async def repin_event_location(self, location: str) -> None:
+        """Record ``location`` whatever was recorded (``PinsEventLocation``)."""
+
+        def repin(conn: sqlite3.Connection) -> None:
+            conn.execute(_REPIN, (_EVENT_LOCATION, location))
+
+        await self._db.write(repin)
 
     # ------------------------------------------------------------------ failures
 

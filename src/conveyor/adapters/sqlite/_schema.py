@@ -14,7 +14,7 @@ from ..._urls import redact
 
 __all__ = ["SCHEMA_VERSION", "apply_schema", "check_schema", "path_from_url", "statements"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The version ``apply_schema`` brings a file to (kept in ``PRAGMA user_version``)."""
 
 # version -> the resource that upgrades the previous version to it, and the version's name
@@ -24,6 +24,7 @@ _SCRIPTS = {
     2: ("schema_2.sql", "failures_and_history"),
     3: ("schema_3.sql", "list_runs"),
     4: ("schema_4.sql", "definitions"),
+    5: ("schema_5.sql", "settings"),
 }
 
 
