@@ -45,6 +45,10 @@ class MySQLOptions:
     """Prefix of every table name, for several conveyor installations in one database."""
     migrate: bool = False
     """Apply pending migrations when the backend opens (else a missing schema is an error)."""
+    publish_events: bool = True
+    """The record store appends each write's event to this database's event log itself
+    (``PublishesEvents``). False: it keeps an outbox, which the workflow's relay sends to
+    its streamer (``conveyor.connect(url, events=...)`` sets this when events go elsewhere)."""
     history: bool = True
     """Keep every run's history (``KeepsHistory``); False: the writes add no history rows."""
     pool_min: int = 2
@@ -98,6 +102,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(MySQLOptions)}
 _KINDS: dict[str, Kind] = {
     "table_prefix": "text",
     "migrate": "boolean",
+    "publish_events": "boolean",
     "history": "boolean",
     "pool_min": "integer",
     "pool_max": "integer",
@@ -135,6 +140,7 @@ def _check(options: MySQLOptions) -> None:
         )
     boolean("migrate", options.migrate)
     boolean("history", options.history)
+    boolean("publish_events", options.publish_events)
     integer("pool_min", options.pool_min, at_least=0)
     integer("pool_max", options.pool_max, at_least=1)
     values = {name: getattr(options, name) for name in _FIELDS}

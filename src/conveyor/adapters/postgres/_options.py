@@ -44,6 +44,10 @@ class PostgresOptions:
     """Prefix of every table name, for several conveyor installations in one schema."""
     migrate: bool = False
     """Apply pending migrations when the backend opens (else a missing schema is an error)."""
+    publish_events: bool = True
+    """The record store appends each write's event to this database's event log itself
+    (``PublishesEvents``). False: it keeps an outbox, which the workflow's relay sends to
+    its streamer (``conveyor.connect(url, events=...)`` sets this when events go elsewhere)."""
     history: bool = True
     """Keep every run's history (each write adds a row: its version's status, run state and
     reason; ``KeepsHistory``). False: ``open_backend`` builds
@@ -100,6 +104,7 @@ _KINDS: dict[str, Kind] = {
     "schema": "text",
     "table_prefix": "text",
     "migrate": "boolean",
+    "publish_events": "boolean",
     "history": "boolean",
     "pool_min": "integer",
     "pool_max": "integer",
@@ -130,6 +135,7 @@ def _check(options: PostgresOptions) -> None:
     text("table_prefix", options.table_prefix, max_bytes=MAX_TABLE_PREFIX_BYTES)
     boolean("migrate", options.migrate)
     boolean("history", options.history)
+    boolean("publish_events", options.publish_events)
     integer("pool_min", options.pool_min, at_least=0)
     integer("pool_max", options.pool_max, at_least=1)
     values = {name: getattr(options, name) for name in _FIELDS}
