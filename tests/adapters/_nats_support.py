@@ -11,6 +11,7 @@ its own (``new_prefix``) and deletes its streams and buckets at the end
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import uuid
 from typing import Any
@@ -42,7 +43,9 @@ async def _probe(url: str) -> None:
 def _find_server() -> tuple[str | None, str]:
     url = os.environ.get("CONVEYOR_TEST_NATS_URL") or _DEFAULT
     try:
-        asyncio.run(asyncio.wait_for(_probe(url), 5))
+        # In a thread of its own: the fixture may be resolved while a loop runs here.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(lambda: asyncio.run(asyncio.wait_for(_probe(url), 5))).result()
     except Exception as exc:
         return None, f"{url}: {type(exc).__name__}: {exc} (JetStream must be enabled: -js)"
     return url, ""
