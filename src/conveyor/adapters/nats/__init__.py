@@ -11,6 +11,8 @@ from ._connector import NatsConnectorConsumer as NatsConnectorConsumer
 from ._connector import message_event as message_event
 from ._names import escape as escape
 from ._options import NatsOptions as NatsOptions
+from ._role_scheduler import NatsLease as NatsLease
+from ._role_scheduler import NatsRoleScheduler as NatsRoleScheduler
 from ._streamer import NatsEventReceiver as NatsEventReceiver
 from ._streamer import NatsEventSender as NatsEventSender
 from ._streamer import NatsEventStreamer as NatsEventStreamer
@@ -23,7 +25,9 @@ __all__ = (
     "NatsEventReceiver",
     "NatsEventSender",
     "NatsEventStreamer",
+    "NatsLease",
     "NatsOptions",
+    "NatsRoleScheduler",
     "NatsTail",
     "escape",
     "message_event",

@@ -25,7 +25,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 
 from ..._errors import AdapterError
 from ..._urls import redact, scrub
-from ._errors import translate
+from ._errors import checkpoint, translate
 from ._names import bell, stream_name, subject
 from ._options import NatsOptions, split_url
 
@@ -116,6 +116,7 @@ class NatsConnection:
             raise translate(exc, f"connecting to {redact(self.url)}", self.url) from exc
         self._nc = nc
         self._js = nc.jetstream(timeout=options.request_timeout)
+        checkpoint()
 
     async def _on_error(self, exc: Exception) -> None:
         log.debug("NATS client error: %s", scrub(repr(exc), self.url))
@@ -183,6 +184,7 @@ class NatsConnection:
         except Exception as exc:
             raise translate(exc, f"creating the stream of topic {name!r}", self.url) from exc
         self._topics[name] = topic
+        checkpoint()
         return topic
 
     def forget(self, name: str) -> None:

@@ -12,7 +12,7 @@ import nats.js.errors
 from ..._errors import AdapterError, AdapterUnavailable
 from ..._urls import scrub
 
-__all__ = ["is_unavailable", "translate"]
+__all__ = ["checkpoint", "is_unavailable", "translate"]
 
 _GONE = (
     nats.errors.ConnectionClosedError,
@@ -44,3 +44,13 @@ def translate(exc: BaseException, what: str, url: str = "") -> AdapterError:
     if is_unavailable(exc):
         return AdapterUnavailable(f"NATS unavailable while {what}: {text}")
     return AdapterError(f"NATS failed while {what}: {text}")
+
+
+def checkpoint() -> None:
+    """Raise ``CancelledError`` if the current task was cancelled and the cancellation got
+    lost: nats-py awaits ``asyncio.wait_for`` in its requests (connect, JetStream API
+    calls, publish acks), which on Python 3.11 can swallow a cancellation that arrives as
+    the answer does. The task's ``cancelling()`` count still shows it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

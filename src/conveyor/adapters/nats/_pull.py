@@ -33,7 +33,7 @@ from nats.aio.subscription import Subscription
 
 from ..._errors import AdapterError
 from ._connection import NatsConnection
-from ._errors import translate
+from ._errors import checkpoint, translate
 
 __all__ = ["PullReader"]
 
@@ -163,6 +163,7 @@ class PullReader:
     async def take(self, max_events: int) -> list[Msg]:
         """Wait until messages are buffered; take up to ``max_events`` of them."""
         while True:
+            checkpoint()
             self._arrived.clear()
             if self._closing:
                 raise AdapterError(f"consumer {self.consumer!r} is closed")

@@ -51,7 +51,7 @@ from ..._kit._sender import EventSenderBase
 from ..._protocols import Delivery, OutgoingEvent
 from ._codec import MSG_ID, decode, encode, message_id, position
 from ._connection import NatsConnection, Topic
-from ._errors import translate
+from ._errors import checkpoint, translate
 from ._names import consumer_name
 from ._pull import PullReader
 from ._tail import NatsTail, TailHubs
@@ -111,6 +111,7 @@ class NatsEventStreamer:
         where = await self._conn.ensure(topic)
         durable = consumer_name(name)
         info = await self._consumer(where, durable, name, stream_from_latest)
+        checkpoint()
         receiver = NatsEventReceiver(self, where, name, info)
         await receiver._reader.start()
         self._receivers.add(receiver)
@@ -253,6 +254,7 @@ class NatsEventStreamer:
                     future.cancel()
         self._saw(where.stream, max(int(ack.seq) for ack in acks))
         await self._ring(where)
+        checkpoint()
 
     async def _ring(self, where: Topic) -> None:
         """Wake the topic's receivers, here and elsewhere (they pull at once)."""

@@ -32,7 +32,7 @@ from ..._errors import AdapterError
 from ..._event import Event
 from ._codec import decode, position
 from ._connection import NatsConnection, Topic
-from ._errors import translate
+from ._errors import checkpoint, translate
 
 __all__ = ["NatsTail", "TailHubs"]
 
@@ -184,7 +184,8 @@ class TailHubs:
             tail = NatsTail(hub, last)
             hub.users += 1
             hub.tails.add(tail)
-            return tail
+        checkpoint()
+        return tail
 
     def _drop(self, hub: _Hub) -> None:
         if self._hubs.get(hub.topic.name) is hub:
