@@ -8,6 +8,7 @@ outside subjects into a workflow. Names are escaped injectively (``escape``).
 from ._connection import NatsConnection as NatsConnection
 from ._connector import NatsConnector as NatsConnector
 from ._connector import NatsConnectorConsumer as NatsConnectorConsumer
+from ._connector import NatsMessage as NatsMessage
 from ._connector import message_event as message_event
 from ._names import escape as escape
 from ._options import NatsOptions as NatsOptions
@@ -26,6 +27,7 @@ __all__ = (
     "NatsEventSender",
     "NatsEventStreamer",
     "NatsLease",
+    "NatsMessage",
     "NatsOptions",
     "NatsRoleScheduler",
     "NatsTail",

@@ -25,7 +25,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from datetime import datetime
+from typing import Any, Final, Protocol
 
 import nats.js.errors
 from nats.aio.msg import Msg
@@ -42,8 +43,12 @@ from ._pull import PullReader
 __all__ = [
     "EVENT_TYPE_HEADER",
     "FOREIGN_ID_HEADER",
+    "Mapper",
+    "MessageMetadata",
+    "MessageSequence",
     "NatsConnector",
     "NatsConnectorConsumer",
+    "NatsMessage",
     "message_event",
 ]
 
@@ -53,10 +58,48 @@ FOREIGN_ID_HEADER: Final = "Foreign-Id"
 EVENT_TYPE_HEADER: Final = "Event-Type"
 _MSG_ID: Final = "Nats-Msg-Id"
 
-Mapper = Callable[[Msg], ConnectorEvent]
+
+class MessageSequence(Protocol):
+    """Where a message is in its stream."""
+
+    @property
+    def stream(self) -> int: ...
 
 
-def message_event(msg: Msg) -> ConnectorEvent:
+class MessageMetadata(Protocol):
+    """What JetStream says about a message it delivered."""
+
+    @property
+    def sequence(self) -> MessageSequence: ...
+
+    @property
+    def timestamp(self) -> datetime: ...
+
+    @property
+    def num_pending(self) -> int: ...
+
+
+class NatsMessage(Protocol):
+    """A JetStream message as a mapper sees it (nats-py's ``Msg``)."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def headers(self) -> dict[str, str] | None: ...
+
+    @property
+    def metadata(self) -> MessageMetadata: ...
+
+
+Mapper = Callable[[NatsMessage], ConnectorEvent]
+"""Makes the connector event of a message (``message_event`` by default)."""
+
+
+def message_event(msg: NatsMessage) -> ConnectorEvent:
     """The connector event of a JetStream message (the module docstring's mapping)."""
     meta = msg.metadata
     headers = msg.headers or {}

@@ -112,7 +112,14 @@ class NatsEventStreamer:
         durable = consumer_name(name)
         info = await self._consumer(where, durable, name, stream_from_latest)
         checkpoint()
-        receiver = NatsEventReceiver(self, where, name, info)
+        receiver = NatsEventReceiver(
+            self,
+            where,
+            name,
+            delivered=info.delivered.stream_seq if info.delivered else 0,
+            undelivered=info.num_pending or 0,
+            unacknowledged=info.num_ack_pending or 0,
+        )
         await receiver._reader.start()
         self._receivers.add(receiver)
         self._start_keeper()
@@ -287,8 +294,14 @@ class NatsEventReceiver:
         streamer: NatsEventStreamer,
         topic: Topic,
         name: str,
-        info: ConsumerInfo,
+        *,
+        delivered: int,
+        undelivered: int,
+        unacknowledged: int,
     ) -> None:
+        """Made by ``NatsEventStreamer.new_receiver`` from its consumer's state: the last
+        stream sequence ``delivered``, how many events are ``undelivered`` and how many
+        ``unacknowledged`` (by earlier receivers of the name)."""
         self._streamer = streamer
         self.topic: str = topic.name
         self.name: str = name
@@ -303,12 +316,11 @@ class NatsEventReceiver:
         )
         self._held: dict[int, Msg] = {}  # handed out, not acknowledged: seq -> message
         self._handed_high = 0
-        delivered = info.delivered.stream_seq if info.delivered else 0
         self._seen_high = delivered  # every first delivery up to here has come (or expired)
         self._opened_at = delivered
-        self._redeliveries = info.num_ack_pending or 0  # unacknowledged by earlier receivers
+        self._redeliveries = unacknowledged  # left by earlier receivers of the name
         self._redelivered: set[int] = set()
-        streamer._saw(self._stream, delivered + (info.num_pending or 0))
+        streamer._saw(self._stream, delivered + undelivered)
         self._closed = False
 
     async def recv(self, max_events: int = 1) -> Sequence[Event]:

@@ -96,9 +96,9 @@ class _Hub:
 
     def __init__(self, hubs: TailHubs, topic: Topic) -> None:
         self._hubs = hubs
-        self.topic = topic
+        self.topic: Topic = topic
         self.tails: weakref.WeakSet[NatsTail] = weakref.WeakSet()
-        self.users = 0
+        self.users: int = 0
         self._sub: object | None = None
         self._stopped = False
 
@@ -153,7 +153,7 @@ class TailHubs:
     """The hubs of one streamer, by topic."""
 
     def __init__(self, conn: NatsConnection) -> None:
-        self.conn = conn
+        self.conn: NatsConnection = conn
         self._hubs: dict[str, _Hub] = {}
         self._lock = asyncio.Lock()
         self._hooked = False
