@@ -18,6 +18,7 @@ import pytest
 from _redis_support import FAST_ROLES, new_prefix, open_redis, redis_url
 
 from conveyor import (
+    AdapterError,
     AdapterUnavailable,
     Builder,
     CallbackRejected,
@@ -27,8 +28,14 @@ from conveyor import (
     RunState,
     WorkflowInProgress,
 )
-from conveyor.abc import RecordStore, RunQuery
-from conveyor.adapters.redis import RedisClient, RedisRoleScheduler, _listing
+from conveyor.abc import PublishesEvents, RecordStore, RunQuery
+from conveyor.adapters.redis import (
+    RedisClient,
+    RedisRoleScheduler,
+    _listing,
+    open_backend,
+    open_client,
+)
 from conveyor.adapters.redis._record_keys import RecordKeys
 from conveyor.adapters.redis._record_store import RedisRecordStore
 from conveyor.adapters.redis._streamer import RedisEventStreamer
@@ -38,14 +45,16 @@ from conveyor.adaptertest import (
     KeepsHistorySuite,
     ListsRunsSuite,
     PinsEventLocationSuite,
+    PublishesEventsSuite,
     RecordsFailuresSuite,
     RecordStoreSuite,
+    StoreAndStreamer,
     dummy_record,
     failure,
     insert,
     update,
 )
-from conveyor.adaptertest._fixtures import FOREIGN_ID, WORKFLOW, Status
+from conveyor.adaptertest._fixtures import FOREIGN_ID, WORKFLOW, Status, new_name
 from conveyor.testing import wait_for
 
 __all__ = ["redis_url"]
@@ -56,12 +65,29 @@ WAIT = 5.0
 
 
 class _Fresh:
+    """A fresh store keeping an outbox (``publish_events=false``)."""
+
     @pytest.fixture
     async def store(self, redis_url: str) -> AsyncIterator[RecordStore]:
         async with open_redis(redis_url) as client:
             store = RedisRecordStore(client)
             yield store
             await store.close()
+
+
+class _FreshPublishing:
+    """A fresh store appending its writes' events to a streamer on its client (what
+    ``open_backend`` builds by default). ``RecordStoreSuite`` reads the outbox, so it runs
+    on the outbox mode only; ``PublishesEventsSuite`` checks this mode's events."""
+
+    @pytest.fixture
+    async def store(self, redis_url: str) -> AsyncIterator[RecordStore]:
+        async with open_redis(redis_url) as client:
+            streamer = RedisEventStreamer(client)
+            store = RedisRecordStore(client, events=streamer)
+            yield store
+            await store.close()
+            await streamer.close()
 
 
 class TestRedisRecordStore(_Fresh, RecordStoreSuite):
@@ -86,6 +112,37 @@ class TestRedisRecordStoreDefinitions(_Fresh, KeepsDefinitionsSuite):
 
 class TestRedisRecordStoreEventLocation(_Fresh, PinsEventLocationSuite):
     pass
+
+
+class TestPublishingRedisRecordStoreFailures(_FreshPublishing, RecordsFailuresSuite):
+    pass
+
+
+class TestPublishingRedisRecordStoreHistory(_FreshPublishing, KeepsHistorySuite):
+    pass
+
+
+class TestPublishingRedisRecordStoreListing(_FreshPublishing, ListsRunsSuite):
+    pass
+
+
+class TestPublishingRedisRecordStoreDefinitions(_FreshPublishing, KeepsDefinitionsSuite):
+    pass
+
+
+class TestPublishingRedisRecordStoreEventLocation(_FreshPublishing, PinsEventLocationSuite):
+    pass
+
+
+class TestRedisRecordStorePublishesEvents(PublishesEventsSuite):
+    @pytest.fixture
+    async def store_and_streamer(self, redis_url: str) -> AsyncIterator[StoreAndStreamer]:
+        async with open_redis(redis_url) as client:
+            streamer = RedisEventStreamer(client)
+            store = RedisRecordStore(client, events=streamer)
+            yield StoreAndStreamer(store, streamer)
+            await store.close()
+            await streamer.close()
 
 
 # ---------------------------------------------------------------------- beyond the suites
@@ -363,7 +420,10 @@ def _late(run: Run[Parcel, Order], now: datetime) -> Order:
     return Order.LATE
 
 
-async def test_a_workflow_runs_end_to_end_on_the_redis_adapters(redis_url: str) -> None:
+@pytest.mark.parametrize("publishing", [False, True], ids=["outbox", "publishing"])
+async def test_a_workflow_runs_end_to_end_on_the_redis_adapters(
+    redis_url: str, publishing: bool
+) -> None:
     # Given a workflow whose records, timeouts, events and roles are all in Redis: runs
     # that are paid (a callback) are packed and shipped, the others time out
     b = Builder("parcels", Parcel, Order)
@@ -372,9 +432,11 @@ async def test_a_workflow_runs_end_to_end_on_the_redis_adapters(redis_url: str) 
     b.add_step(Order.PAID, _pack, Order.PACKED)
     b.add_step(Order.PACKED, _ship, Order.SHIPPED)
     async with open_redis(redis_url, **FAST_ROLES) as client:
-        store, timeouts = RedisRecordStore(client), RedisTimeoutStore(client)
         streamer, roles = RedisEventStreamer(client), RedisRoleScheduler(client)
+        store = RedisRecordStore(client, events=streamer if publishing else None)
+        timeouts = RedisTimeoutStore(client)
         wf = b.build(streamer, store, roles, timeout_store=timeouts)
+        assert ("outbox-consumer" in wf.process_names()) is not publishing
         try:
             async with wf:
                 # When ten runs are triggered and the even ones paid
@@ -403,3 +465,119 @@ async def test_a_workflow_runs_end_to_end_on_the_redis_adapters(redis_url: str) 
 
 
 _ENDS = (Order.SHIPPED, Order.LATE)
+
+
+# ---------------------------------------------------------------------- publishing its events
+
+
+async def test_open_backend_builds_a_publishing_store_unless_told_not_to(redis_url: str) -> None:
+    prefix = new_prefix()
+    async with open_backend(f"{redis_url}?key_prefix={prefix}") as backend:
+        store = backend.record_store
+        assert isinstance(store, PublishesEvents)
+        assert store.publishes_to is backend.streamer
+        try:
+            async with open_backend(redis_url, key_prefix=prefix, publish_events=False) as other:
+                assert isinstance(other.record_store, PublishesEvents)
+                assert other.record_store.publishes_to is None
+                record = dummy_record(new_name("wf"))
+                await other.record_store.store(insert(record))
+                listed = await other.record_store.list_outbox_events(record.workflow_name, 9)
+                assert [e.run_id for e in listed] == [record.run_id]
+        finally:
+            await backend.client.delete_prefix(backend.client.options.keys.pattern)
+
+
+def test_publish_events_is_a_boolean() -> None:
+    off = open_client("redis://127.0.0.1:6379/0?publish_events=false")
+    assert off.options.publish_events is False
+    with pytest.raises(AdapterError, match="publish_events"):
+        open_client("redis://127.0.0.1:6379/0?publish_events=maybe")
+    with pytest.raises(AdapterError, match="publish_events"):
+        open_client("redis://127.0.0.1:6379/0", publish_events="false")
+
+
+async def test_a_store_publishes_only_to_a_streamer_on_its_own_database(redis_url: str) -> None:
+    async with open_redis(redis_url) as client:
+        elsewhere = open_client("redis://127.0.0.1:6379/15")
+        streamer = RedisEventStreamer(elsewhere)
+        try:
+            with pytest.raises(AdapterError, match="own Redis database"):
+                RedisRecordStore(client, events=streamer)
+        finally:
+            await streamer.close()
+            await elsewhere.close()
+
+
+async def test_a_published_write_is_pending_at_once_and_wakes_a_reader_elsewhere(
+    redis_url: str,
+) -> None:
+    prefix = new_prefix()
+    async with (
+        open_redis(redis_url, prefix=prefix) as mine,
+        open_redis(redis_url, prefix=prefix, cleanup=False) as theirs,
+    ):
+        # Given a receiver of this process and one of another process on a topic
+        here, there = RedisEventStreamer(mine), RedisEventStreamer(theirs)
+        store = RedisRecordStore(mine, events=here)
+        record = dummy_record(new_name("wf"))
+        write = insert(record)
+        local = await here.new_receiver(write.outbox.topic, "local")
+        remote = await there.new_receiver(write.outbox.topic, "remote")
+        remote_read = asyncio.create_task(remote.recv(5))
+        try:
+            assert local.pending() == 0
+
+            # When this process's publishing store writes a run
+            await store.store(write)
+
+            # Then this process's receiver is behind at once, without a read
+            assert local.pending() > 0
+            # ... and the other process's blocked read gets the event
+            async with asyncio.timeout(WAIT):
+                (event,) = await remote_read
+            assert (event.foreign_id, event.type) == (record.run_id, write.outbox.type)
+            (mine_too,) = await local.recv(5)
+            assert mine_too.id == event.id
+        finally:
+            remote_read.cancel()
+            await store.close()
+            await here.close()
+            await there.close()
+
+
+async def test_the_streamer_trims_the_topics_its_store_publishes_to(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a publishing store whose streamer trims often and keeps nothing acknowledged
+    async with open_redis(redis_url, trim_interval=0.05, event_retention=0.0) as client:
+        streamer = RedisEventStreamer(client)
+        store = RedisRecordStore(client, events=streamer)
+        write = insert(dummy_record(new_name("wf")))
+        receiver = await streamer.new_receiver(write.outbox.topic, "reader")
+        removed = asyncio.Event()
+        trim = streamer.trim
+
+        async def noting(topic: str) -> int:
+            count = await trim(topic)
+            if topic == write.outbox.topic and count:
+                removed.set()
+            return count
+
+        monkeypatch.setattr(streamer, "trim", noting)
+        try:
+            # When a run is written and its event acknowledged
+            await store.store(write)
+            async with asyncio.timeout(WAIT):
+                (event,) = await receiver.recv(5)
+            await receiver.ack(event)
+
+            # Then the streamer's own trimming empties the topic (never sent to by it)
+            async with asyncio.timeout(WAIT):
+                await removed.wait()
+            stream = client.options.keys.stream(write.outbox.topic)
+            assert await client.command("test", "XLEN", stream) == 0
+        finally:
+            await receiver.close()
+            await store.close()
+            await streamer.close()

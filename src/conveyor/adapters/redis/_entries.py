@@ -21,7 +21,16 @@ from ..._event import Event
 from ..._protocols import OutgoingEvent
 from ._client import Script
 
-__all__ = ["SEND", "TRIM", "entry_id", "event_of", "events_of", "send_args", "stream_entries"]
+__all__ = [
+    "SEND",
+    "TRIM",
+    "entry_id",
+    "event_of",
+    "events_of",
+    "headers_field",
+    "send_args",
+    "stream_entries",
+]
 
 SEND = Script(
     """
@@ -82,11 +91,16 @@ group has not acknowledged), keeping every entry younger than ``ARGV[2]`` ms; ho
 were removed."""
 
 
+def headers_field(headers: Mapping[str, str]) -> str:
+    """An event's ``h`` field: its headers as a JSON object."""
+    return json.dumps(dict(headers), ensure_ascii=False)
+
+
 def send_args(events: Sequence[OutgoingEvent]) -> list[object]:
     """``SEND``'s arguments for ``events``."""
     args: list[object] = [len(events)]
     for e in events:
-        args += [e.foreign_id, int(e.type), json.dumps(dict(e.headers), ensure_ascii=False)]
+        args += [e.foreign_id, int(e.type), headers_field(e.headers)]
     return args
 
 

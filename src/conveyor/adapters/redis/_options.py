@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from ..._errors import AdapterError
 from ..._urls import redact
-from .._values import Kind, at_most, integer, numbers, parse, show, text
+from .._values import Kind, at_most, boolean, integer, numbers, parse, show, text
 
 __all__ = ["Keys", "RedisOptions", "SCHEMES", "split_url"]
 
@@ -63,6 +63,11 @@ class RedisOptions:
     event_retention: float = 600.0
     """Events are kept at least this long, and then until every consumer group of the
     topic has acknowledged them."""
+    publish_events: bool = True
+    """Whether the record store of ``open_backend`` appends each write's event to the
+    streamer's topic itself (no outbox, no relay); false keeps an outbox, for events on
+    another streamer (``conveyor.connect(url, events=...)`` sets this when events go
+    elsewhere)."""
 
     def __post_init__(self) -> None:
         _check(self)
@@ -78,7 +83,11 @@ class RedisOptions:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RedisOptions)}
-_KINDS: dict[str, Kind] = {"key_prefix": "text", "max_connections": "integer"}
+_KINDS: dict[str, Kind] = {
+    "key_prefix": "text",
+    "max_connections": "integer",
+    "publish_events": "boolean",
+}
 _AT_LEAST = {"role_grace": 0.0, "trim_interval": 0.0, "event_retention": 0.0}
 _ABOVE = {
     "connect_timeout": 0.0,
@@ -94,6 +103,7 @@ def _check(options: RedisOptions) -> None:
     """Raise ``AdapterError`` for the first option of the wrong type or out of range."""
     text("key_prefix", options.key_prefix, max_bytes=MAX_KEY_PREFIX_BYTES, empty=False)
     integer("max_connections", options.max_connections, at_least=1)
+    boolean("publish_events", options.publish_events)
     values = {name: getattr(options, name) for name in _FIELDS}
     numbers(values, skip=_KINDS, at_least=_AT_LEAST, above=_ABOVE)
     ttl = options.role_ttl

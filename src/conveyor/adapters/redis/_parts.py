@@ -31,13 +31,15 @@ class RedisBackend(Backend):
 async def open_backend(url: str, **options: Any) -> AsyncIterator[RedisBackend]:
     """The streamer, record store, role scheduler and timeout store on ``url``
     (``redis://host:6379/0?key_prefix=…``), sharing one connection pool, opened lazily (at
-    first use). Closing releases the roles, then the connections.
+    first use). The store appends each write's event to the streamer itself unless
+    ``publish_events=false``. Closing releases the roles, then the connections.
 
     Raises ``AdapterError`` for a bad URL or option.
     """
     client = open_client(url, **options)
     streamer = RedisEventStreamer(client)
-    store = RedisRecordStore(client)
+    publishing = streamer if client.options.publish_events else None
+    store = RedisRecordStore(client, events=publishing)
     roles = RedisRoleScheduler(client)
     timeouts = RedisTimeoutStore(client)
     try:

@@ -20,15 +20,16 @@ from ._client import Script
 
 __all__ = ["DELETE_OUTBOX", "PIN", "RECORD_FAILURE", "REGISTER", "WRITE", "WRITE_WIDTH"]
 
-WRITE_WIDTH: Final = 24
+WRITE_WIDTH: Final = 26
 """``ARGV`` values per write of ``WRITE``."""
 
 WRITE = Script(
     r"""#!lua
 local P = ARGV[1]
 local n = tonumber(ARGV[2])
-local W = 24
+local W = 26
 local out = {}
+local now = nil
 for i = 0, n - 1 do
   local a = 2 + i * W
   local rid, rid_e, wf, wf_e, fid = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
@@ -108,10 +109,22 @@ for i = 0, n - 1 do
       redis.call('DEL', P .. 'failmsg:' .. rid_e)
     end
     redis.call('RPUSH', P .. 'hist:' .. rid_e, ARGV[a + 24])
-    local ok = P .. 'outbox:' .. wf_e
-    local eid = redis.call('XADD', ok, '*', 'i', ARGV[a + 20], 'r', rid, 't', ARGV[a + 21],
-      'h', ARGV[a + 22], 'c', ARGV[a + 23])
-    redis.call('HSET', P .. 'outbox:ids', ARGV[a + 20], eid .. ' ' .. ok)
+    local stream = ARGV[a + 25]
+    if stream == '' then
+      local ok = P .. 'outbox:' .. wf_e
+      local eid = redis.call('XADD', ok, '*', 'i', ARGV[a + 20], 'r', rid, 't', ARGV[a + 21],
+        'h', ARGV[a + 22], 'c', ARGV[a + 23])
+      redis.call('HSET', P .. 'outbox:ids', ARGV[a + 20], eid .. ' ' .. ok)
+    else
+      if not now then
+        local t = redis.call('TIME')
+        now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      end
+      local id = redis.call('INCR', ARGV[a + 26])
+      redis.call('XADD', stream, id .. '-0', 'f', rid, 't', ARGV[a + 21], 'h', ARGV[a + 22],
+        'c', now)
+      outcome = id
+    end
   end
   out[i + 1] = outcome
 end
@@ -120,7 +133,13 @@ return out
 )
 """Apply ``ARGV[2]`` writes (``WRITE_WIDTH`` values each, after the prefix ``ARGV[1]``):
 per write ``ok``, ``v<stored version>`` (a version conflict; ``v`` alone: no such run) or
-``busy`` (another run of the foreign ID is active)."""
+``busy`` (another run of the foreign ID is active).
+
+A write's event goes to its workflow's outbox stream, or, when the write names a topic's
+stream and counter (its last two values), straight onto that topic as the streamer's
+send script appends it (``_entries.SEND``: the next ID of the counter, fields ``f`` the
+run ID, ``t``, ``h``, ``c`` the server's clock in ms); the write's outcome is then the
+event's ID (an integer) instead of ``ok``."""
 
 DELETE_OUTBOX = Script(
     r"""#!lua

@@ -55,10 +55,13 @@ from ..._runstate import RunState
 from .._listing import from_us, to_us
 from .._rows import HeaderDecoder
 from ._client import RedisClient, open_client
+from ._entries import headers_field
 from ._listing import Listing
+from ._options import Keys
 from ._record_keys import FIELDS, RecordKeys, decode_run, encode_reached, part, timestamp
 from ._record_scripts import DELETE_OUTBOX, PIN, RECORD_FAILURE, REGISTER, WRITE, WRITE_WIDTH
 from ._store_waits import Waiters
+from ._streamer import RedisEventStreamer
 
 __all__ = ["RedisRecordStore"]
 
@@ -71,8 +74,17 @@ def _json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _write_args(write: RecordWrite) -> list[Any]:
+def _write_args(write: RecordWrite, events: Keys | None) -> list[Any]:
+    """``WRITE``'s values of one write: its event to the outbox, or (``events``: the
+    streamer's keys) onto its topic, encoded as the streamer's send encodes it."""
     record, outbox, meta = write.record, write.outbox, write.record.meta
+    if events is None:
+        headers = _json(dict(outbox.headers))
+        stream = sequence = ""
+    else:
+        headers = headers_field(outbox.headers)
+        topic = outbox.topic
+        stream, sequence = events.stream(topic), events.sequence(topic)
     history = _json(
         {
             "v": meta.version,
@@ -104,14 +116,16 @@ def _write_args(write: RecordWrite) -> list[Any]:
         "1" if record.run_state is RunState.DATA_DELETED else "0",
         outbox.id,
         int(outbox.type),
-        _json(dict(outbox.headers)),
+        headers,
         to_us(outbox.created_at),
         history,
+        stream,
+        sequence,
     ]
 
 
-def _outcome(write: RecordWrite, reply: bytes) -> WorkflowError | None:
-    if reply == b"ok":
+def _outcome(write: RecordWrite, reply: bytes | int) -> WorkflowError | None:
+    if reply == b"ok" or isinstance(reply, int):  # an int: the ID of its published event
         return None
     record = write.record
     if reply == b"busy":
@@ -158,12 +172,26 @@ class RedisRecordStore:
     ``KeepsHistory``, ``ListsRuns``, ``KeepsDefinitions`` and ``PinsEventLocation``.
 
     ``client`` is shared (closing the store does not close it) unless ``owns_client``.
-    Keys are under the client's ``key_prefix``.
+    Keys are under the client's ``key_prefix``. With ``events=streamer`` (a streamer on
+    the same Redis database and key prefix) each write appends its event to the topic's
+    stream itself (``PublishesEvents``) instead of keeping it in the outbox.
     """
 
-    def __init__(self, client: RedisClient, *, owns_client: bool = False) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        events: RedisEventStreamer | None = None,
+        owns_client: bool = False,
+    ) -> None:
+        if events is not None and events._client.url != client.url:
+            raise AdapterError(
+                "a Redis record store publishes only to a streamer on its own Redis database"
+            )
         self._client = client
         self._owns_client = owns_client
+        self._events = events
+        self._event_keys = None if events is None else events._keys
         self._keys = RecordKeys(client.options.key_prefix)
         self._listing = Listing(client, self._keys)
         self._waiters = Waiters(client)
@@ -176,6 +204,12 @@ class RedisRecordStore:
 
     def __repr__(self) -> str:
         return f"RedisRecordStore({self._client!r})"
+
+    @property
+    def publishes_to(self) -> RedisEventStreamer | None:
+        """The streamer each write appends its event to (``events=``), else ``None``: the
+        store keeps an outbox (``PublishesEvents``)."""
+        return self._events
 
     # ------------------------------------------------------------------ writes
 
@@ -196,7 +230,7 @@ class RedisRecordStore:
                 outcomes[i] = refused
                 continue
             sent.append(i)
-            args.extend(_write_args(write))
+            args.extend(_write_args(write, self._event_keys))
         if not sent:
             return outcomes
         args[1] = len(sent)
@@ -204,6 +238,8 @@ class RedisRecordStore:
         replies = await self._client.run("writing records", WRITE, (), args)
         for i, reply in zip(sent, replies, strict=True):
             outcomes[i] = _outcome(writes[i], reply)
+            if isinstance(reply, int) and self._events is not None:
+                self._events.appended(writes[i].outbox.topic, reply)
         return outcomes
 
     # ------------------------------------------------------------------ reads

@@ -96,6 +96,15 @@ class RedisEventStreamer:
         if event_id > self._known.get(topic, 0):
             self._known[topic] = event_id
 
+    def appended(self, topic: str, event_id: int) -> None:
+        """Note that a record store's write appended ``event_id`` to ``topic`` (as a send
+        would): this process's receivers count it as pending at once, and the streamer
+        trims the topic like those it sends to."""
+        self.saw(topic, event_id)
+        if topic not in self._sent and not self._closed:
+            self._sent.add(topic)
+            self._start_trimming()
+
     # ------------------------------------------------------------------ the contract
 
     async def new_sender(self, topic: str) -> RedisEventSender:
