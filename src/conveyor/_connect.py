@@ -137,8 +137,8 @@ _OPENERS: dict[str, _Entry] = {
         "conveyor.adapters.mysql:migrate_report",
         publishes=True,
     ),
-    "redis": _Entry("conveyor.adapters.redis:open_backend"),
-    "rediss": _Entry("conveyor.adapters.redis:open_backend"),
+    "redis": _Entry("conveyor.adapters.redis:open_backend", publishes=True),
+    "rediss": _Entry("conveyor.adapters.redis:open_backend", publishes=True),
     "nats": _Entry("conveyor.adapters.nats._parts:open_parts", parts_only=True),
     "tls": _Entry("conveyor.adapters.nats._parts:open_parts", parts_only=True),
 }

@@ -262,3 +262,23 @@ async def test_everything_on_redis_or_only_the_timeouts(tmp_path: Path, redis_ur
         client = open_client(url)
         await client.delete_prefix(client.options.keys.pattern)
         await client.close()
+
+
+async def test_redis_records_publish_their_own_events_unless_events_go_elsewhere(
+    tmp_path: Path, redis_url: str
+) -> None:
+    url = f"{redis_url}?key_prefix={_redis_support.new_prefix()}"
+    other = f"{redis_url}?key_prefix={_redis_support.new_prefix()}"
+    try:
+        async with conveyor.connect(url) as alone:
+            assert isinstance(alone.record_store, PublishesEvents)
+            assert alone.record_store.publishes_to is alone.streamer
+        async with conveyor.connect(other, events=f"sqlite:///{tmp_path / 'e.db'}") as mixed:
+            assert isinstance(mixed.record_store, RedisRecordStore)
+            assert mixed.record_store.publishes_to is None
+            await _run_ten(mixed, "redis-records-sqlite-events")
+    finally:
+        for prefixed in (url, other):
+            client = open_client(prefixed)
+            await client.delete_prefix(client.options.keys.pattern)
+            await client.close()
