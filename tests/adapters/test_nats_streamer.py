@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import enum
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -11,7 +13,9 @@ import pytest
 from _nats_support import delete_prefix, nats_url, new_prefix, with_options
 from nats.js.api import StreamConfig
 
+from conveyor import Builder, Run, RunState
 from conveyor.abc import AdapterError, Delivery, Event, EventStreamer, Header
+from conveyor.adapters.memory import MemoryRecordStore, MemoryRoleScheduler
 from conveyor.adapters.nats import NatsEventStreamer
 from conveyor.adaptertest import (
     EventStreamerSuite,
@@ -20,6 +24,7 @@ from conveyor.adaptertest import (
     new_name,
 )
 from conveyor.adaptertest._fixtures import WAIT_TIMEOUT
+from conveyor.testing import run_until_idle
 
 __all__ = ["nats_url"]
 
@@ -222,3 +227,41 @@ async def test_a_tail_reports_a_gap_after_a_reconnect_and_goes_on(
     assert gaps[0] is True
     assert [e.foreign_id for e in events] == ["after"]
     await tail.close()
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+class _Status(enum.IntEnum):
+    UNKNOWN = 0
+    STARTED = 1
+    CHECKED = 2
+    DONE = 3
+
+
+async def _check(run: Run[dict[str, str], _Status]) -> _Status:
+    return _Status.CHECKED
+
+
+async def _finish(run: Run[dict[str, str], _Status]) -> _Status:
+    return _Status.DONE
+
+
+async def test_run_until_idle_sees_the_streamers_receivers_caught_up(
+    nats_streamer: NatsEventStreamer,
+) -> None:
+    # Given a workflow of two steps (sharded three ways) on the streamer, the rest in memory
+    b = Builder(f"idle {uuid.uuid4().hex[:12]}", dict, _Status)  # a space in the name
+    b.add_step(_Status.STARTED, _check, _Status.CHECKED).with_options(parallel_count=3)
+    b.add_step(_Status.CHECKED, _finish, _Status.DONE)
+    store = MemoryRecordStore()
+    wf = b.build(nats_streamer, store, MemoryRoleScheduler())
+    async with wf:
+        # When runs are triggered and run_until_idle returns (it asks the receivers)
+        run_ids = [await wf.trigger(f"user-{i}") for i in range(10)]
+        await run_until_idle(wf, timeout=10.0)
+
+        # Then every run had completed
+        for run_id in run_ids:
+            record = await store.lookup(run_id)
+            assert (record.status, record.run_state) == (_Status.DONE, RunState.COMPLETED)

@@ -103,8 +103,10 @@ class NatsConnection:
                 servers=[self._server],
                 connect_timeout=max(1, round(options.connect_timeout)),
                 reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds, any number
-                max_reconnect_attempts=-1,
-                allow_reconnect=True,
+                # Two attempts now (a server that does not answer is an error for the
+                # caller, not an endless loop); once connected, reconnect forever.
+                max_reconnect_attempts=1,
+                allow_reconnect=False,
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnected,
                 reconnected_cb=self._on_reconnected,
@@ -114,6 +116,8 @@ class NatsConnection:
             with contextlib.suppress(Exception):
                 await nc.close()
             raise translate(exc, f"connecting to {redact(self.url)}", self.url) from exc
+        nc.options["allow_reconnect"] = True
+        nc.options["max_reconnect_attempts"] = -1
         self._nc = nc
         self._js = nc.jetstream(timeout=options.request_timeout)
         checkpoint()

@@ -33,7 +33,7 @@ _GONE = (
 
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` means the server or the connection failed (not the request)."""
-    return isinstance(exc, AdapterUnavailable | _GONE)
+    return isinstance(exc, (AdapterUnavailable, *_GONE))
 
 
 def translate(exc: BaseException, what: str, url: str = "") -> AdapterError:
