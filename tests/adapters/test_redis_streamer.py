@@ -11,11 +11,12 @@ import enum
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from _redis_support import open_redis, redis_url
 
-from conveyor import Builder, Run, RunState
+from conveyor import AdapterUnavailable, Builder, Run, RunState
 from conveyor.abc import Event, EventStreamer, OutgoingEvent
 from conveyor.adapters.memory import MemoryRecordStore, MemoryRoleScheduler
 from conveyor.adapters.redis import RedisClient, RedisEventStreamer
@@ -144,6 +145,117 @@ async def test_a_closed_receivers_unacknowledged_events_go_to_another_process_at
         assert sorted(e.foreign_id for e in got) == ["0", "1"]
         await other.close()
     await first_streamer.close()
+
+
+# ---------------------------------------------------------------- acknowledgements
+
+
+class _CountingAcks:
+    """Records the ``XACK`` commands a client sends; fails the first ``fail`` of them."""
+
+    def __init__(self, client: RedisClient, monkeypatch: pytest.MonkeyPatch, fail: int = 0):
+        self.sent: list[list[str]] = []
+        self.failures = fail
+        self.go = asyncio.Event()  # XACKs wait for it
+        self.go.set()
+        command = client.command
+
+        async def counting(what: str, *args: object) -> Any:
+            if args[0] == "XACK":
+                await self.go.wait()
+                if self.failures:
+                    self.failures -= 1
+                    raise AdapterUnavailable("XACK lost (test)")
+                self.sent.append([str(a) for a in args[3:]])
+            return await command(what, *args)
+
+        monkeypatch.setattr(client, "command", counting)
+
+
+async def _pending(client: RedisClient, topic: str, name: str) -> int:
+    summary = await client.command("test", "XPENDING", client.options.keys.stream(topic), name)
+    return int(summary["pending"])
+
+
+async def test_acks_made_while_one_is_in_flight_go_together_and_close_sends_the_rest(
+    client: RedisClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a receiver handed five events
+    topic, name = new_name("acks"), new_name("reader")
+    streamer = RedisEventStreamer(client)
+    sender = await streamer.new_sender(topic)
+    await sender.send_many([OutgoingEvent(str(i), 1, {}) for i in range(5)])
+    receiver = await streamer.new_receiver(topic, name)
+    events = await receiver.recv(5)
+    assert len(events) == 5
+    acks = _CountingAcks(client, monkeypatch)
+
+    # When all are acknowledged one after another, and the receiver closed at once
+    for event in events:
+        await receiver.ack(event)
+    await receiver.close()
+
+    # Then one XACK carried them all, and the group holds none of them pending
+    assert acks.sent == [[f"{e.id}-0" for e in events]]
+    assert await _pending(client, topic, name) == 0
+    await streamer.close()
+
+
+async def test_an_ack_that_failed_is_sent_again_with_the_next_one(
+    client: RedisClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a receiver handed two events, whose first XACK is lost
+    topic, name = new_name("acks"), new_name("reader")
+    streamer = RedisEventStreamer(client)
+    sender = await streamer.new_sender(topic)
+    await sender.send_many([OutgoingEvent(str(i), 1, {}) for i in range(2)])
+    receiver = await streamer.new_receiver(topic, name)
+    first, second = await receiver.recv(2)
+    acks = _CountingAcks(client, monkeypatch, fail=1)
+    await receiver.ack(first)
+    assert receiver._acking is not None
+    await asyncio.wait({receiver._acking})
+    assert acks.sent == []
+
+    # When the second is acknowledged and the receiver closed
+    await receiver.ack(second)
+    await receiver.close()
+
+    # Then both were acknowledged, the lost one again
+    assert sorted(i for batch in acks.sent for i in batch) == [f"{first.id}-0", f"{second.id}-0"]
+    assert await _pending(client, topic, name) == 0
+    await streamer.close()
+
+
+async def test_an_acked_event_is_not_handed_out_again_while_its_ack_is_in_flight(
+    client: RedisClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a receiver that acknowledged an event whose XACK has not reached the server,
+    # and whose blocked read was then cancelled (so it reads its pending entries again)
+    topic, name = new_name("acks"), new_name("reader")
+    streamer = RedisEventStreamer(client)
+    sender = await streamer.new_sender(topic)
+    await sender.send_many([OutgoingEvent(str(i), 1, {}) for i in range(2)])
+    receiver = await streamer.new_receiver(topic, name)
+    first, _ = await receiver.recv(2)
+    acks = _CountingAcks(client, monkeypatch)
+    acks.go.clear()
+    reading = asyncio.create_task(receiver.recv(5))
+    await asyncio.sleep(0)  # the read starts
+    await receiver.ack(first)
+    reading.cancel()
+    await asyncio.wait({reading})
+
+    # When a new event is sent and the receiver reads again
+    await sender.send("2", 1, {})
+    async with asyncio.timeout(5):
+        got = await receiver.recv(5)
+
+    # Then it hands out the new event, not the acknowledged one
+    assert [e.foreign_id for e in got] == ["2"]
+    acks.go.set()
+    await streamer.close()
+    assert acks.sent == [[f"{first.id}-0"]]
 
 
 # ---------------------------------------------------------------- trimming

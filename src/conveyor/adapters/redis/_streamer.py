@@ -12,7 +12,9 @@ new name reads every retained event from the start, or, with ``stream_from_lates
 group a receiver reads as the consumer named after its streamer (one per process), with
 ``XREADGROUP ... BLOCK`` (on a connection of its own; a cancelled read abandons it, and
 what it may have received is read again from the consumer's pending entries, so a
-cancelled ``recv`` loses nothing), and acknowledges each event with ``XACK``. So a
+cancelled ``recv`` loses nothing), and acknowledges events with ``XACK``, sent in the
+background: the IDs acknowledged while one is in flight go together in the next, and
+``close`` sends what is left. So a
 receiver opened again under the same name in the same process first reads the consumer's
 unacknowledged entries (``XREADGROUP ... 0``): it gets at once exactly what was handed out
 and never acknowledged, then what is new. Entries that another consumer (a process that
@@ -275,6 +277,9 @@ class RedisEventReceiver:
         self._delivered = 0  # highest ID the group delivered as far as this receiver knows
         self._claim_at = 0.0  # monotonic time of the next XAUTOCLAIM pass
         self._claim_from = "0-0"
+        self._acks: list[str] = []  # acknowledged, XACK not yet sent
+        self._acked: set[int] = set()  # acknowledged, XACK not yet done (not handed again)
+        self._acking: asyncio.Task[None] | None = None  # the XACK in flight
         self._closed = False
 
     @property
@@ -351,7 +356,7 @@ class RedisEventReceiver:
             self._history_left = 0
             return []
         self._history = _text(entries[-1][0])
-        fresh = [e for e in events_of(entries) if e.id not in self._handed]
+        fresh = [e for e in events_of(entries) if self._new(e.id)]
         self._history_left = max(0, self._history_left - len(fresh))
         return fresh
 
@@ -372,7 +377,11 @@ class RedisEventReceiver:
         self._claim_from = following
         if following == "0-0":  # a full pass: the next one after a while
             self._claim_at = time.monotonic() + options.claim_idle / 2
-        return [e for e in events_of(reply[1] if reply else ()) if e.id not in self._handed]
+        return [e for e in events_of(reply[1] if reply else ()) if self._new(e.id)]
+
+    def _new(self, event_id: int) -> bool:
+        """Whether an entry read again is neither handed out nor acknowledged already."""
+        return event_id not in self._handed and event_id not in self._acked
 
     async def _read_new(self, max_events: int) -> list[Event]:
         block = round(self._conn.block * 1000)
@@ -406,18 +415,53 @@ class RedisEventReceiver:
         return await command(what, "XREADGROUP", "GROUP", self.name, self._consumer, *args)
 
     async def ack(self, event: Event) -> None:
-        """Acknowledge one event handed out by this receiver (``XACK``)."""
-        await self._client.command(self._what, "XACK", self._stream, self.name, f"{event.id}-0")
+        """Acknowledge one event handed out by this receiver.
+
+        Acknowledgements are sent in the background, one ``XACK`` with every ID
+        acknowledged meanwhile, at most one in flight per receiver (the next batch gathers
+        while it is); ``close`` sends what is left. One that fails is sent again with the
+        next batch; one lost with the process means a delivery again (at least once)."""
         self._handed.discard(event.id)
+        self._acked.add(event.id)
+        self._acks.append(f"{event.id}-0")
+        if self._acking is None or self._acking.done():
+            self._acking = asyncio.get_running_loop().create_task(
+                self._send_acks(), name="conveyor-redis-ack"
+            )
+
+    async def _send_acks(self) -> None:
+        while self._acks:
+            batch, self._acks = self._acks, []
+            try:
+                await self._client.command(self._what, "XACK", self._stream, self.name, *batch)
+                self._acked.difference_update(entry_id(i) for i in batch)
+            except AdapterError as exc:
+                self._acks[:0] = batch  # again with the next batch (or at close)
+                log.warning(
+                    "cannot acknowledge %d events on topic %r: %s", len(batch), self.topic, exc
+                )
+                return
+
+    async def _flush_acks(self) -> None:
+        """Wait for the XACK in flight, then send what is left (errors suppressed)."""
+        if self._acking is not None:
+            await asyncio.wait({self._acking})
+            self._acking = None
+        if self._acks:
+            batch, self._acks = self._acks, []
+            with contextlib.suppress(AdapterError):
+                await self._client.command(self._what, "XACK", self._stream, self.name, *batch)
 
     async def close(self) -> None:
         """Stop receiving; what was handed out and not acknowledged may be taken over by a
-        receiver of the name in another process at once. Idempotent."""
+        receiver of the name in another process at once; what was acknowledged is sent
+        first. Idempotent."""
         if self._closed:
             return
         self._closed = True
         self._streamer._open.discard(self)
         await self._conn.close()
+        await self._flush_acks()
         if self._handed:
             ids = [f"{i}-0" for i in sorted(self._handed)]
             with contextlib.suppress(AdapterError):
