@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import gc
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -265,3 +266,32 @@ async def test_run_until_idle_sees_the_streamers_receivers_caught_up(
         for run_id in run_ids:
             record = await store.lookup(run_id)
             assert (record.status, record.run_state) == (_Status.DONE, RunState.COMPLETED)
+
+
+async def _consumers(nats_url: str, stream: str) -> int:
+    nc = await nats.connect(nats_url)
+    try:
+        return int((await nc.jetstream().stream_info(stream)).state.consumer_count)
+    finally:
+        await nc.close()
+
+
+async def test_a_tail_dropped_without_close_leaves_no_consumer_behind(
+    nats_streamer: NatsEventStreamer, nats_url: str
+) -> None:
+    # Given two tails of a topic, sharing one ephemeral consumer
+    topic = new_name("test")
+    stream = nats_streamer.connection.topic(topic).stream
+    first, second = await nats_streamer.tail(topic), await nats_streamer.tail(topic)
+    assert await _consumers(nats_url, stream) == 1
+
+    # When one is closed and the other dropped without close
+    await first.close()
+    del first, second
+    gc.collect()
+
+    # Then its consumer is deleted once the last tail went (no cursor, nothing left)
+    stopping = set(nats_streamer._tails._stopping)  # the hub stopping in the background
+    assert stopping, "the last tail's going stopped nothing"
+    await asyncio.wait(stopping, timeout=WAIT_TIMEOUT)
+    assert await _consumers(nats_url, stream) == 0

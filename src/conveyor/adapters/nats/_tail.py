@@ -3,7 +3,7 @@
 One ephemeral ordered push consumer per tailed topic per streamer (a ``_Hub``), shared by
 every tail of that topic there: a tail is a buffer in memory, no consumer or connection of
 its own, and one dropped without ``close()`` leaves its hub when collected (the hub's last
-tail gone, the hub unsubscribes, and the server deletes the ephemeral consumer). The hub
+tail gone, the hub unsubscribes and deletes its ephemeral consumer). The hub
 starts after the stream's last sequence when its first tail opens; a tail opened later
 starts after the last sequence at its own opening and skips what is older.
 
@@ -137,16 +137,24 @@ class _Hub:
         if self.users <= 0:
             self._hubs._drop(self)
             with contextlib.suppress(RuntimeError):  # no running loop (interpreter exit)
-                asyncio.get_running_loop().create_task(self.stop())
+                task = asyncio.get_running_loop().create_task(self.stop())
+                self._hubs._stopping.add(task)
+                task.add_done_callback(self._hubs._stopping.discard)
 
     async def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
         sub, self._sub = self._sub, None
-        if sub is not None:
+        if sub is None:
+            return
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()  # type: ignore[attr-defined]
+        consumer = getattr(sub, "_consumer", None)  # the ordered consumer's current one
+        if consumer:  # else the server deletes it after inactive_threshold
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()  # type: ignore[attr-defined]
+                _, js = await self._hubs.conn.client()
+                await js.delete_consumer(self.topic.stream, consumer)
 
 
 class TailHubs:
@@ -155,6 +163,7 @@ class TailHubs:
     def __init__(self, conn: NatsConnection) -> None:
         self.conn: NatsConnection = conn
         self._hubs: dict[str, _Hub] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self._hooked = False
         self._closed = False
@@ -206,3 +215,5 @@ class TailHubs:
             for tail in list(hub.tails):
                 await tail.close()
             await hub.stop()
+        if self._stopping:
+            await asyncio.wait(set(self._stopping))
