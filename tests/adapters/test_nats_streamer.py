@@ -142,7 +142,7 @@ async def test_a_dropped_connection_loses_no_event_and_the_receiver_goes_on(
 
     async def send(i: int) -> None:
         fid = f"run-{i}"
-        headers = {Header.RUN_ID: fid, Header.RECORD_VERSION: "1"}  # a retry is deduplicated
+        headers: dict[str, str] = {Header.RUN_ID: fid, Header.RECORD_VERSION: "1"}  # deduplicated
         while True:
             try:
                 await sender.send(fid, 1, headers)
