@@ -1,8 +1,12 @@
 """NATS JetStream adapters (``pip install 'conveyor[nats]'``, the nats-py client).
 
 ``NatsEventStreamer`` (a stream per topic, a durable pull consumer per receiver name,
-``Delivery.PER_EVENT``), with tails for waits (``NatsTail``); ``NatsConnector`` reads
-outside subjects into a workflow. Names are escaped injectively (``escape``).
+``Delivery.PER_EVENT``), with tails for waits (``NatsTail``); ``NatsRoleScheduler`` (roles
+as compare-and-set keys of a key-value bucket whose TTL is the lease); ``NatsConnector``
+reads an outside stream into a workflow. They share a ``NatsConnection`` (one client
+connection; ``nats://host:4222?prefix=...`` and the options of ``NatsOptions``), or each
+opens its own from a URL. Names are escaped injectively (``escape``). Records and
+timeouts live elsewhere (a SQL store): NATS has no transactions to keep them in.
 """
 
 from ._connection import NatsConnection as NatsConnection
