@@ -33,7 +33,8 @@ _state: dict[str, Any] = {"checked": False, "url": None, "reason": ""}
 
 
 async def _probe(url: str) -> None:
-    nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
+    # max_reconnect_attempts=1: with 0 (or -1) nats-py's first connect retries forever
+    nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=1, allow_reconnect=False)
     try:
         await nc.jetstream().account_info()
     finally:
@@ -47,7 +48,7 @@ def _find_server() -> tuple[str | None, str]:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pool.submit(lambda: asyncio.run(asyncio.wait_for(_probe(url), 5))).result()
     except Exception as exc:
-        return None, f"{url}: {type(exc).__name__}: {exc} (JetStream must be enabled: -js)"
+        return None, f"{url}: {exc!r} (a NATS server with JetStream, -js, is needed)"
     return url, ""
 
 
@@ -78,7 +79,7 @@ def with_options(url: str, **options: object) -> str:
 
 async def delete_prefix(url: str, prefix: str) -> list[str]:
     """Delete every stream (key-value buckets included) of ``prefix``; their names."""
-    nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
+    nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=1, allow_reconnect=False)
     deleted: list[str] = []
     try:
         js = nc.jetstream()
