@@ -27,7 +27,7 @@ from conveyor import Builder, Run, RunState
 from conveyor._connect import event_location
 from conveyor.abc import Parts, PublishesEvents, register_parts
 from conveyor.adapters.memory import MemoryEventStreamer, MemoryRoleScheduler
-from conveyor.adapters.nats import NatsEventStreamer
+from conveyor.adapters.nats import NatsEventStreamer, NatsRoleScheduler
 from conveyor.adapters.postgres import PostgresEventStreamer, PostgresRecordStore
 from conveyor.adapters.redis import (
     RedisEventStreamer,
@@ -282,3 +282,19 @@ async def test_redis_records_publish_their_own_events_unless_events_go_elsewhere
             client = open_client(prefixed)
             await client.delete_prefix(client.options.keys.pattern)
             await client.close()
+
+
+async def test_events_and_roles_on_nats(tmp_path: Path, nats_url: str) -> None:
+    # Given SQLite records with events and roles on one NATS URL (one connection)
+    prefix = _nats_support.new_prefix("mr")
+    broker = _nats_support.with_options(nats_url, prefix=prefix)
+    try:
+        async with conveyor.connect(
+            f"sqlite:///{tmp_path / 'r.db'}", events=broker, roles=broker
+        ) as backend:
+            # Then both come from NATS, and runs go through
+            assert isinstance(backend.streamer, NatsEventStreamer)
+            assert isinstance(backend.role_scheduler, NatsRoleScheduler)
+            await _run_ten(backend, "on-nats-roles")
+    finally:
+        await _nats_support.delete_prefix(nats_url, prefix)
