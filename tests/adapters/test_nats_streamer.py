@@ -15,7 +15,7 @@ from _nats_support import delete_prefix, nats_url, new_prefix, with_options
 from nats.js.api import StreamConfig
 
 from conveyor import Builder, Run, RunState
-from conveyor.abc import AdapterError, Delivery, Event, EventStreamer, Header
+from conveyor.abc import AdapterError, AdapterUnavailable, Delivery, Event, EventStreamer, Header
 from conveyor.adapters.memory import MemoryRecordStore, MemoryRoleScheduler
 from conveyor.adapters.nats import NatsEventStreamer
 from conveyor.adaptertest import (
@@ -228,6 +228,71 @@ async def test_a_tail_reports_a_gap_after_a_reconnect_and_goes_on(
     assert gaps[0] is True
     assert [e.foreign_id for e in events] == ["after"]
     await tail.close()
+
+
+# --------------------------------------------------------------------------- sending
+
+
+async def test_a_send_the_server_refuses_fails_at_once_and_is_not_unavailable(
+    nats_url: str,
+) -> None:
+    # Given a streamer waiting long for acknowledgements, which sent to a topic once
+    prefix = new_prefix()
+    streamer = NatsEventStreamer(with_options(nats_url, prefix=prefix, request_timeout=60))
+    try:
+        topic = new_name("test")
+        sender = await streamer.new_sender(topic)
+        await sender.send("first", 1, {})
+
+        # When the topic's stream is replaced behind its back by one of another name
+        where = streamer.connection.topic(topic)
+        nc = await nats.connect(nats_url)
+        try:
+            js = nc.jetstream()
+            await js.delete_stream(where.stream)
+            await js.add_stream(
+                StreamConfig(name=f"{where.stream}_other", subjects=[where.subject])
+            )
+
+            # Then a send fails at once (the server refused it: not worth a retry), long
+            # before the acknowledgement's timeout
+            with pytest.raises(AdapterError) as refused:
+                async with asyncio.timeout(WAIT_TIMEOUT):
+                    await sender.send("second", 1, {})
+            assert not isinstance(refused.value, AdapterUnavailable)
+            await js.delete_stream(f"{where.stream}_other")
+        finally:
+            await nc.close()
+    finally:
+        await streamer.close()
+        await delete_prefix(nats_url, prefix)
+
+
+async def test_a_stream_deleted_behind_the_streamers_back_is_made_again_by_the_next_send(
+    nats_streamer: NatsEventStreamer, nats_url: str
+) -> None:
+    # Given a topic with a receiver and an event sent
+    topic = new_name("test")
+    sender = await nats_streamer.new_sender(topic)
+    await sender.send("first", 1, {})
+
+    # When its stream is deleted behind the streamer's back
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().delete_stream(nats_streamer.connection.topic(topic).stream)
+    finally:
+        await nc.close()
+
+    # Then the next send fails as unavailable (no stream answered), the one after makes the
+    # stream again, and a new receiver reads what was sent to it
+    with pytest.raises(AdapterUnavailable):
+        async with asyncio.timeout(WAIT_TIMEOUT):
+            await sender.send("lost", 1, {})
+    await sender.send("again", 1, {})
+    receiver = await nats_streamer.new_receiver(topic, new_name("reader"))
+    async with asyncio.timeout(WAIT_TIMEOUT):
+        assert [e.foreign_id for e in await receiver.recv(10)] == ["again"]
+    await receiver.close()
 
 
 # --------------------------------------------------------------------------- the engine

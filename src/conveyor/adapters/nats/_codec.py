@@ -19,9 +19,11 @@ from nats.aio.msg import Msg
 from ..._event import Event, Header
 from ..._protocols import OutgoingEvent
 
-__all__ = ["MSG_ID", "decode", "encode", "message_id", "position"]
+__all__ = ["EXPECTED_STREAM", "MSG_ID", "decode", "encode", "message_id", "position"]
 
 MSG_ID = "Nats-Msg-Id"
+EXPECTED_STREAM = "Nats-Expected-Stream"
+"""The stream a publish must land in (the server refuses it otherwise)."""
 
 
 class _Wire(msgspec.Struct, array_like=True):

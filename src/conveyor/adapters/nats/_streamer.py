@@ -25,9 +25,10 @@ it, so those events come again at once instead of after ``ack_wait``. A receiver
 dies without closing leaves its events to come again after ``ack_wait``.
 
 Sending publishes each event and waits for the server's acknowledgement (a batch is
-published at once, then awaited). Engine events carry ``Nats-Msg-Id`` (a hash of run ID
-and record version), so a copy sent again within ``duplicate_window`` (the relay after a
-failed batch) is dropped by the server.
+published at once, then awaited; see ``_publish``): a publish the server refuses fails at
+once, one lost with the connection fails at the reconnect. Engine events carry
+``Nats-Msg-Id`` (a hash of run ID and record version), so a copy sent again within
+``duplicate_window`` (the relay after a failed batch) is dropped by the server.
 
 Tails (``tail``) share one ephemeral ordered push consumer per tailed topic in this
 process; see ``_tail``.
@@ -49,10 +50,11 @@ from ..._errors import AdapterError, AdapterUnavailable
 from ..._event import Event
 from ..._kit._sender import EventSenderBase
 from ..._protocols import Delivery, OutgoingEvent
-from ._codec import MSG_ID, decode, encode, message_id, position
+from ._codec import EXPECTED_STREAM, MSG_ID, decode, encode, message_id, position
 from ._connection import NatsConnection, Topic
 from ._errors import checkpoint, translate
 from ._names import consumer_name
+from ._publish import Publisher
 from ._pull import PullReader
 from ._tail import NatsTail, TailHubs
 
@@ -83,7 +85,7 @@ class NatsEventStreamer:
         self._receivers: set[NatsEventReceiver] = set()
         self._tails = TailHubs(self._conn)
         self._keeper: asyncio.Task[None] | None = None
-        self._inflight: set[asyncio.Future[Any]] = set()  # publishes not acknowledged yet
+        self._publisher = Publisher(self._conn)
         self._conn.on_reconnect(self._on_reconnect)
         self._closed = False
 
@@ -178,6 +180,7 @@ class NatsEventStreamer:
         for receiver in list(self._receivers):
             await receiver.close()
         await self._tails.close()
+        await self._publisher.close()
         self._conn.remove_reconnect_hook(self._on_reconnect)
         if self._owns:
             await self._conn.close()
@@ -187,11 +190,7 @@ class NatsEventStreamer:
         answer may have been lost with the old connection, and waiting for
         ``request_timeout`` would only delay the caller's retry (which the server drops
         as a duplicate if the first copy was stored, for engine events)."""
-        for future in list(self._inflight):
-            if not future.done():
-                future.set_exception(
-                    AdapterUnavailable("the NATS connection dropped before the server acknowledged")
-                )
+        self._publisher.fail_waiting()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -230,22 +229,22 @@ class NatsEventStreamer:
 
     async def _send(self, topic: str, events: Sequence[OutgoingEvent]) -> None:
         where = await self._conn.ensure(topic)
-        _, js = await self._conn.client()
         timeout = self._conn.options.request_timeout
         what = f"sending to {topic!r}"
-        futures: list[asyncio.Future[Any]] = []
+        publish = self._publisher.publish
+        stream = where.stream
+        futures: list[asyncio.Future[int]] = []
         try:
             for event in events:
                 msg_id = message_id(event.headers)
-                headers = {MSG_ID: msg_id} if msg_id is not None else None
-                future = await js.publish_async(
-                    where.subject, encode(event), stream=where.stream, headers=headers
+                headers = (
+                    {EXPECTED_STREAM: stream, MSG_ID: msg_id}
+                    if msg_id is not None
+                    else {EXPECTED_STREAM: stream}
                 )
-                futures.append(future)
-                self._inflight.add(future)
-                future.add_done_callback(self._inflight.discard)
+                futures.append(await publish(where.subject, encode(event), headers))
             async with asyncio.timeout(timeout):
-                acks = await asyncio.gather(*futures)
+                seqs = await asyncio.gather(*futures)
         except TimeoutError as exc:
             raise AdapterUnavailable(
                 f"NATS unavailable while {what}: no acknowledgement within {timeout}s"
@@ -259,7 +258,7 @@ class NatsEventStreamer:
             for future in futures:
                 if not future.done():
                     future.cancel()
-        self._saw(where.stream, max(int(ack.seq) for ack in acks))
+        self._saw(where.stream, max(seqs))
         await self._ring(where)
         checkpoint()
 

@@ -1,0 +1,139 @@
+"""``Publisher``: JetStream publishes whose acknowledgements are awaited together.
+
+Each message goes out as a core publish with a reply subject under one inbox
+subscription of the publisher (``<inbox>.<n>``); the server's answer (a ``PubAck``, an
+API error, or a no-responders status when no stream has the subject) settles the
+message's future. This is what nats-py's ``publish_async`` does, less its per-message
+overhead (a NUID and random token, a semaphore, a ``PubAck`` dataclass built from
+``json.loads``): the sender publishes a whole batch, then awaits every acknowledgement.
+
+An answer lost with a dropped connection never comes: after a reconnect every future
+still waiting fails with ``AdapterUnavailable`` at once (``fail_waiting``), and the caller
+sends again (an engine event's copy is dropped by the server as a duplicate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from ..._errors import AdapterUnavailable
+from ._connection import NatsConnection
+
+__all__ = ["Publisher"]
+
+_STATUS = "Status"
+_NO_RESPONDERS = "503"
+
+
+class _Error(msgspec.Struct):
+    code: int = 0
+    err_code: int | None = None
+    description: str | None = None
+
+
+class _Ack(msgspec.Struct):
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    error: _Error | None = None
+
+
+_decode_ack = msgspec.json.Decoder(_Ack).decode
+
+
+def _api_error(err: _Error) -> nats.js.errors.Error:
+    """nats-py's exception for a JetStream API error (``from_error`` raises it)."""
+    fields = {"code": err.code, "err_code": err.err_code, "description": err.description}
+    try:
+        nats.js.errors.APIError.from_error(fields)
+    except nats.js.errors.Error as exc:
+        return exc
+    return nats.js.errors.APIError(err.code, err.description, err.err_code)  # not reached
+
+
+class Publisher:
+    """Publishes to JetStream on ``conn``; ``publish`` returns the future of the stored
+    message's stream sequence (see the module)."""
+
+    def __init__(self, conn: NatsConnection) -> None:
+        self._conn = conn
+        self._sub: Subscription | None = None
+        self._starting: asyncio.Lock | None = None
+        self._prefix = ""
+        self._count = 0
+        self._waiting: dict[str, asyncio.Future[int]] = {}
+
+    async def _start(self) -> None:
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._sub is not None:
+                return
+            nc, _ = await self._conn.client()
+            inbox = nc.new_inbox()
+            self._sub = await nc.subscribe(f"{inbox}.*", cb=self._on_answer)
+            self._prefix = f"{inbox}."
+
+    async def publish(
+        self, subject: str, payload: bytes, headers: dict[str, str]
+    ) -> asyncio.Future[int]:
+        """Send one message; the future gets its stream sequence (or the server's error).
+        Cancel the future to stop waiting for it."""
+        if self._sub is None:
+            await self._start()
+        nc, _ = await self._conn.client()
+        self._count += 1
+        token = str(self._count)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = future
+        future.add_done_callback(lambda _: self._waiting.pop(token, None))
+        try:
+            await nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
+        except BaseException:
+            future.cancel()
+            raise
+        return future
+
+    async def _on_answer(self, msg: Msg) -> None:
+        future = self._waiting.get(msg.subject[len(self._prefix) :])
+        if future is None or future.done():
+            return  # given up on, or answered already
+        if not msg.data:
+            status = (msg.headers or {}).get(_STATUS)
+            if status == _NO_RESPONDERS:
+                future.set_exception(nats.js.errors.NoStreamResponseError())
+            else:
+                future.set_exception(nats.js.errors.APIError(code=int(status) if status else None))
+            return
+        try:
+            ack = _decode_ack(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            future.set_exception(nats.js.errors.Error(f"unreadable publish ack: {exc}"))
+            return
+        if ack.error is not None:
+            future.set_exception(_api_error(ack.error))
+            return
+        future.set_result(ack.seq)
+
+    def fail_waiting(self) -> None:
+        """Fail every publish still waiting (the connection dropped: answers are lost)."""
+        for future in list(self._waiting.values()):
+            if not future.done():
+                future.set_exception(
+                    AdapterUnavailable("the NATS connection dropped before the server acknowledged")
+                )
+
+    async def close(self) -> None:
+        """Stop listening for answers (what still waits is failed). Idempotent."""
+        self.fail_waiting()
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # the connection is closing or gone: nothing to undo
+                return
