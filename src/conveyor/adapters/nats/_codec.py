@@ -51,9 +51,24 @@ def message_id(headers: Mapping[str, str]) -> str | None:
 
 
 def position(msg: Msg) -> tuple[int, int, int, datetime]:
-    """Stream sequence, delivery count, consumer's pending count and stored time."""
-    meta = msg.metadata
-    return meta.sequence.stream, meta.num_delivered, meta.num_pending, meta.timestamp
+    """Stream sequence, delivery count, consumer's pending count and stored time, from the
+    message's reply subject: ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.
+    <consumer seq>.<nanoseconds>.<pending>``, or (newer servers) the same after a domain
+    and an account hash, perhaps with a random token at the end; the fields nats-py's
+    ``Msg.metadata`` reads, without building its dataclasses. Raises ``ValueError`` if
+    it is not a JetStream message."""
+    tokens = (msg.reply or "").split(".")
+    count = len(tokens)
+    if tokens[0] != "$JS" or count < 9 or tokens[1] != "ACK":
+        raise ValueError(f"not a JetStream message: {msg.reply!r}")
+    if count == 9:
+        at = 4
+    elif count >= 11:
+        at = 6
+    else:
+        raise ValueError(f"not a JetStream message: {msg.reply!r}")
+    stored = datetime.fromtimestamp(int(tokens[at + 3]) / 1_000_000_000.0, UTC)
+    return int(tokens[at + 1]), int(tokens[at]), int(tokens[at + 4]), stored
 
 
 def decode(msg: Msg, seq: int, stored: datetime) -> Event:

@@ -10,7 +10,9 @@ streamer's ``P.bell.<topic token>``; for a connector, the outside subject itself
 reader also looks again every ``recheck_interval`` seconds (a doorbell is at most once:
 one lost in a reconnect, events NAKed elsewhere, or delivered again after ``ack_wait``),
 sooner while its owner expects events that have not come yet, and at once after a
-reconnect.
+reconnect. A doorbell carrying the reader's ``own_bell`` token was rung by its owner, who
+woke the reader directly (``ring``) already: it is ignored, which saves a pull that would
+find nothing.
 
 A cancelled wait loses nothing: what arrives is buffered, the next ``take`` hands it out.
 Closing waits for the pull in flight to end (it ends at once), unsubscribes, and hands
@@ -60,8 +62,12 @@ class PullReader:
         consumer: str,
         bell: str,
         expecting: Callable[[], bool] | None = None,
+        own_bell: bytes = b"",
     ) -> None:
+        """``own_bell``: the payload of the doorbells the owner rings after waking this
+        reader with ``ring`` (ignored); empty: every doorbell wakes the reader."""
         self._conn = conn
+        self._own_bell = own_bell
         self._expecting = expecting
         self._soon = _SOON
         self.stream: str = stream
@@ -69,6 +75,7 @@ class PullReader:
         self._bell = bell
         options = conn.options
         self._batch = options.fetch_batch
+        self._body = json.dumps({"batch": self._batch, "no_wait": True}).encode()
         self._recheck = options.recheck_interval
         self._buffer: deque[Msg] = deque()
         self._subs: list[Subscription] = []
@@ -115,6 +122,8 @@ class PullReader:
         return list(self._buffer)
 
     async def _on_bell(self, msg: Msg) -> None:
+        if self._own_bell and msg.data == self._own_bell:
+            return  # rung by the owner, who woke this reader already
         self._dirty = True
         self._arrived.set()
 
@@ -204,11 +213,8 @@ class PullReader:
             recheck = min(recheck, self._soon)
             self._soon = min(self._recheck, self._soon * 2)
         self._recheck_at = self._sent_at + recheck
-        body = {"batch": self._batch, "no_wait": True}
         try:
-            await nc.publish(
-                self._next_subject, json.dumps(body).encode(), reply=f"{self._inbox}.{rid}"
-            )
+            await nc.publish(self._next_subject, self._body, reply=f"{self._inbox}.{rid}")
         except Exception as exc:
             self._end()
             self._dirty = True

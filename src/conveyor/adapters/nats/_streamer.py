@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -86,6 +87,7 @@ class NatsEventStreamer:
         self._tails = TailHubs(self._conn)
         self._keeper: asyncio.Task[None] | None = None
         self._publisher = Publisher(self._conn)
+        self._bell = uuid.uuid4().hex.encode()  # the doorbells this streamer rings
         self._conn.on_reconnect(self._on_reconnect)
         self._closed = False
 
@@ -269,7 +271,7 @@ class NatsEventStreamer:
                 receiver._reader.ring()
         try:
             nc, _ = await self._conn.client()
-            await nc.publish(where.bell)
+            await nc.publish(where.bell, self._bell)  # ours ignore it: rung above
         except Exception as exc:  # receivers elsewhere look again by themselves
             log.debug("cannot ring the doorbell of %r: %r", where.name, exc)
 
@@ -312,6 +314,7 @@ class NatsEventReceiver:
             consumer_name(name),
             topic.bell,
             expecting=lambda: self._redeliveries > 0,
+            own_bell=streamer._bell,
         )
         self._held: dict[int, Msg] = {}  # handed out, not acknowledged: seq -> message
         self._handed_high = 0
