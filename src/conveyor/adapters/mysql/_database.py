@@ -12,6 +12,17 @@ Sessions: autocommit on (a unit of work opens its own transaction), READ COMMITT
 stores re-check under row locks, as on PostgreSQL), UTC for ``DATETIME`` values, utf8mb4,
 strict SQL mode (a value that does not fit is an error, not silently cut).
 
+Server restarts. MariaDB (and MySQL) make a commit visible to other sessions before it is
+durable: after a crash, recovery may undo commits that readers had already seen (never one
+whose client was told it succeeded), and the event log's ID counters go back with them, so
+the same IDs are given to new events. What this process learned from reads before a crash
+is therefore not to be trusted after it. Every new connection reads which run of the
+server it reached (``server_start``: its start time and ``server_id``); when that changes,
+the server restarted (or the URL now reaches another server): ``restarts`` counts up and the
+``on_restart`` callbacks run, synchronously, before the connection is handed out, so
+before any result of the new server is read. A reader that awaited a query while
+``restarts`` moved drops what it read (it cannot tell which server answered it).
+
 Wake-ups: MySQL has nothing like LISTEN/NOTIFY. A write in this process fires the
 ``Signal`` of what it changed, so waiters here wake at once; waiters poll for other
 processes' writes (adaptively, see the streamer).
@@ -21,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -51,6 +63,33 @@ SESSION = (
 _TRANSIENT = (DEADLOCK, LOCK_WAIT_TIMEOUT)
 _WRITE_ATTEMPTS = 5
 
+_START_QUERIES = (
+    # ``Uptime`` is the statement's start second minus the server's, ``UNIX_TIMESTAMP()``
+    # the statement's start second: in one statement, the server's start second exactly.
+    "SELECT UNIX_TIMESTAMP() - CAST(VARIABLE_VALUE AS SIGNED), @@server_id "
+    "FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'",
+    # MySQL 5.7+ moved the status variables to the performance schema.
+    "SELECT UNIX_TIMESTAMP() - CAST(VARIABLE_VALUE AS SIGNED), @@server_id "
+    "FROM performance_schema.global_status WHERE VARIABLE_NAME = 'Uptime'",
+)
+
+
+async def server_start(cur: Cursor) -> object:
+    """Which run of which server ``cur``'s session reached: the same value for every
+    session until the server restarts (``None`` if the server does not tell). Raises the
+    driver's error if the connection fails."""
+    for sql in _START_QUERIES:
+        try:
+            await cur.execute(sql)
+        except Exception as exc:
+            if error_code(exc) is None or is_connection_error(exc):
+                raise
+            continue  # not this server's catalogue: the next query
+        row = await cur.fetchone()
+        if row is not None:
+            return tuple(row)
+    return None
+
 
 class Database:
     """The pool and the signals of one backend. ``await Database.open(url)``; ``close()``."""
@@ -72,6 +111,10 @@ class Database:
         )
         self._signals: dict[str, Signal] = {}
         self._closed = False
+        self._server: object = None
+        self._restart_callbacks: list[weakref.WeakMethod[Callable[[], None]]] = []
+        self.restarts: int = 0
+        """How many server restarts this database has seen (module docstring)."""
 
     @classmethod
     async def open(cls, url: str, **options: Any) -> Database:
@@ -135,12 +178,44 @@ class Database:
             async with conn.cursor() as cur:
                 for statement in SESSION:
                     await cur.execute(statement)
+                server = await server_start(cur)
         except BaseException as exc:
             conn.close()
             if isinstance(exc, Exception):
                 raise translate(exc, "setting up a session", a.url) from None
             raise
+        self._reached(server)
         return conn
+
+    def _reached(self, server: object) -> None:
+        """A new connection reached run ``server`` of the server: if that is not the run
+        the earlier ones reached, the server restarted (module docstring)."""
+        if server is None or server == self._server:
+            return
+        restarted = self._server is not None
+        self._server = server
+        if not restarted:
+            return
+        self.restarts += 1
+        log.warning(
+            "the MySQL server at %s restarted: reading the event log again from what it kept",
+            scrub(f"{self.args.host}:{self.args.port}", self.args.url),
+        )
+        alive = []
+        for ref in self._restart_callbacks:
+            callback = ref()
+            if callback is not None:
+                alive.append(ref)
+                try:
+                    callback()
+                except Exception:  # a bug; the others must still forget what they read
+                    log.exception("a restart callback failed")
+        self._restart_callbacks = alive
+
+    def on_restart(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (a bound method, held weakly) when a restart of the server is
+        seen, before the connection that saw it is used (module docstring)."""
+        self._restart_callbacks.append(weakref.WeakMethod(callback))
 
     def signal(self, name: str) -> Signal:
         """The in-process wake-up for ``name`` (a topic, the timeouts, the records)."""

@@ -41,6 +41,21 @@ interval's cursor progress, which means redelivery (at least once), never loss. 
 receivers rewrite their cursor every ``cursor_retention / 8`` so that the pruner sees
 them alive; receivers that never ack (``Workflow.wait`` uses such) write nothing.
 
+Server restarts. A crash of the server may undo commits that readers here had already
+seen (they become visible before they are durable), and the topic's counter goes back with
+them, so their IDs are given to new events. Positions learned from such reads are past
+those new events; so when the ``Database`` sees the server restarted, before the new
+server's answers are read: the ``TopicLog``s forget what they knew, the positions not yet
+written are dropped (a new flusher takes the marks from then on; the old one writes
+nothing more), and every open receiver goes back to its stored cursor (read again; or to
+where it was opened, if it has none) with a new ``AckTracker``: what it hands out again is
+redelivered (at least once; the engine's version rule absorbs it), and an ``ack`` of an
+event handed out before the restart is ignored (its ID may now be another event's). Stored
+cursors are safe: a cursor write that survived the crash was committed after the events
+before it, and commits become durable in order. Tails go on from the topic's last ID with
+a gap (``MySQLTail``). A send whose ``COMMIT`` got no answer is not reported to the
+readers (``appended`` runs only after a commit that succeeded).
+
 Tails (``tail``, the ``TailsTopics`` capability) read like receivers from the topic's
 ``last_id`` at their opening, with no cursor and no connection of their own; see
 ``MySQLTail``. Pruning of consumed events and dead cursors: ``Pruner``.
@@ -48,6 +63,7 @@ Tails (``tail``, the ``TailsTopics`` capability) read like receivers from the to
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -64,7 +80,7 @@ from ..._kit._acks import AckTracker, NotHandedOut
 from ..._kit._flusher import CursorFlusher, CursorKey
 from ..._kit._sender import EventSenderBase
 from ..._protocols import Delivery, OutgoingEvent
-from ._database import Cursor, Database
+from ._database import Connection, Cursor, Database
 from ._tail import MySQLTail, TopicReader
 from ._topics import hub_of
 
@@ -133,15 +149,44 @@ class MySQLEventStreamer:
         )
         self._receivers: set[MySQLEventReceiver] = set()
         self._tails: weakref.WeakSet[MySQLTail] = weakref.WeakSet()  # closed ones go
-        self._cursors = CursorFlusher(
-            self._write_cursors,
-            delay=db.options.ack_flush_interval,
+        self._cursors = self._new_flusher()
+        self._retiring: set[asyncio.Task[None]] = set()  # flushers of before a restart
+        self._closed = False
+        db.on_restart(self._restarted)
+
+    def _new_flusher(self) -> CursorFlusher:
+        """A flusher for the positions learned from now on: it writes only while the
+        server has not restarted since (module docstring)."""
+        restarts = self._db.restarts
+
+        async def write(batch: Mapping[CursorKey, int]) -> None:
+            await self._write_cursors(batch, restarts)
+
+        return CursorFlusher(
+            write,
+            delay=self._db.options.ack_flush_interval,
             refresh=self._open_cursors,
-            refresh_every=db.options.cursor_retention / 8,
+            refresh_every=self._db.options.cursor_retention / 8,
             log=log,
             name="conveyor-mysql-cursor-flusher",
         )
-        self._closed = False
+
+    def _restarted(self) -> None:
+        """The server restarted (called by the ``Database`` before the new server's answers
+        are read): drop the unwritten positions, send every reader back (module
+        docstring)."""
+        if self._closed:
+            return
+        old, self._cursors = self._cursors, self._new_flusher()
+        task = asyncio.get_running_loop().create_task(
+            old.close(), name="conveyor-mysql-cursor-flusher-retired"
+        )
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        for receiver in self._receivers:
+            receiver._restarted()
+        for tail in self._tails:
+            tail._restarted()
 
     async def new_sender(self, topic: str) -> MySQLEventSender:
         self._check_open()
@@ -156,8 +201,7 @@ class MySQLEventStreamer:
         poll_interval: float | None = None,
     ) -> MySQLEventReceiver:
         self._check_open()
-        rows = await self._db.fetch("opening a receiver", self._open_sql, (topic, name, topic))
-        stored, last = rows[0]
+        stored, last = await self._cursor_of(topic, name)
         topic_log = self._hub.log(topic)
         topic_log.advance(0 if last is None else int(last))
         unsaved = self._cursors.unsaved(topic, name)
@@ -173,12 +217,29 @@ class MySQLEventStreamer:
         """A tail of ``topic`` from its ``last_id`` now (``TailsTopics``): no cursor, no
         connection of its own; see ``MySQLTail``."""
         self._check_open()
-        rows = await self._db.fetch("opening a tail", self._last_sql, (topic,))
+        while True:  # (what was read as the server restarted may be gone)
+            restarts = self._db.restarts
+            rows = await self._db.fetch("opening a tail", self._last_sql, (topic,))
+            if self._db.restarts == restarts:
+                break
         topic_log = self._hub.log(topic)
         topic_log.advance(int(rows[0][0]) if rows else 0)
         tail = MySQLTail(self._db, self._hub, topic, topic_log.last, None)
         self._tails.add(tail)
         return tail
+
+    async def _cursor_of(self, topic: str, name: str) -> tuple[int | None, int | None]:
+        """The stored cursor of ``name`` on ``topic`` and the topic's last ID, from a read
+        during which no server restart was seen."""
+        while True:
+            restarts = self._db.restarts
+            rows = await self._db.fetch("opening a receiver", self._open_sql, (topic, name, topic))
+            if self._db.restarts == restarts:
+                stored, last = rows[0]
+                return (
+                    None if stored is None else int(stored),
+                    None if last is None else int(last),
+                )
 
     async def close(self) -> None:
         """Close every receiver and tail still open, write every dirty cursor (best
@@ -193,6 +254,9 @@ class MySQLEventStreamer:
         self._receivers.clear()
         self._tails.clear()
         await self._cursors.close()
+        for task in list(self._retiring):
+            with contextlib.suppress(Exception):
+                await task
         await self._hub.stop_if_idle()
 
     def _check_open(self) -> None:
@@ -256,10 +320,14 @@ class MySQLEventStreamer:
         """The saved cursors of open receivers: rewritten now and then, so the pruner
         sees them alive."""
         for receiver in self._receivers:
-            if receiver._saved:
+            if receiver._saved and not receiver._resync_pending:
                 yield (receiver.topic, receiver.name), receiver._acks.committed
 
-    async def _write_cursors(self, batch: Mapping[CursorKey, int]) -> None:
+    async def _write_cursors(self, batch: Mapping[CursorKey, int], restarts: int) -> None:
+        """Store ``batch``, learned while ``Database.restarts`` was ``restarts``: if the server
+        restarted since, drop it (its positions may be past events the crash undid)."""
+        if self._db.restarts != restarts:
+            return
         keys = sorted(batch)  # one order for every writer: no deadlock between them
         rows = " UNION ALL ".join(
             ["SELECT %s AS topic, %s AS name, %s AS position"]
@@ -268,7 +336,17 @@ class MySQLEventStreamer:
         args: list[object] = []
         for topic, name in keys:
             args += (topic, name, batch[(topic, name)])
-        await self._db.execute("saving event cursors", self._save_sql.format(rows), args)
+        sql = self._save_sql.format(rows)
+
+        async def work(conn: Connection) -> None:
+            # Checked on the connection that writes: one made to a restarted server has
+            # counted the restart before it is handed out.
+            if self._db.restarts != restarts:
+                return
+            async with conn.cursor() as cur:
+                await cur.execute(sql, args)
+
+        await self._db.run("saving event cursors", work)
 
     def _forget(self, receiver: MySQLEventReceiver) -> None:
         self._receivers.discard(receiver)
@@ -300,8 +378,33 @@ class MySQLEventReceiver(TopicReader):
         super().__init__(streamer._db, streamer._hub, topic, start, poll_interval)
         self._streamer = streamer
         self.name = name
+        self._start = start  # where it goes back to after a restart if it has no cursor
         self._acks = AckTracker(start)
         self._saved = saved  # whether a cursor row exists (or is on its way)
+        self._restarts = 0
+        self._handed: dict[int, Event] = {}
+        """After a server restart: the events handed out since, not yet passed by the
+        cursor, in ID order (an ack must be of one of them, not of an older event that had
+        the same ID)."""
+
+    def _restarted(self) -> None:
+        self._restarts += 1
+        self._handed = {}  # every ack of what was handed out so far is ignored
+        super()._restarted()
+
+    async def _resync(self) -> None:
+        streamer = self._streamer
+        stored, last = await streamer._cursor_of(self.topic, self.name)
+        self._log.advance(0 if last is None else last)
+        unsaved = streamer._cursors.unsaved(self.topic, self.name)  # marked since
+        if unsaved is not None:
+            stored = max(stored or 0, unsaved)
+        start = self._start if stored is None else stored
+        self._next = start
+        self._acks = AckTracker(start)
+        self._saved = stored is not None
+        self._handed = {}
+        self._resync_pending = False
 
     async def recv(self, max_events: int = 1) -> Sequence[Event]:
         limit = max(1, max_events)
@@ -313,6 +416,8 @@ class MySQLEventReceiver(TopicReader):
                 raise AdapterError(f"receiver {self.name!r} is closed")
             if events:
                 self._acks.hand_out(event.id for event in events)
+                if self._restarts:
+                    self._handed.update((event.id, event) for event in events)
                 return events
             await self._wait(generation)
 
@@ -326,9 +431,18 @@ class MySQLEventReceiver(TopicReader):
         """
         if self._closed:
             return 0
+        if self._resync_pending:  # going back after a server restart
+            return 1
         return 1 if self._log.has_after(self._next) else 0
 
     async def ack(self, event: Event) -> None:
+        """Acknowledge ``event``; raises ``AdapterError`` if it was never handed out. After
+        a server restart an event handed out before it is ignored (see the module
+        docstring), as is any event not handed out since."""
+        if self._restarts:
+            handed = self._handed.get(event.id)
+            if handed is None or not (handed is event or handed == event):
+                return
         try:
             moved = self._acks.ack(event.id)
         except NotHandedOut:
@@ -337,7 +451,14 @@ class MySQLEventReceiver(TopicReader):
             ) from None
         if moved:
             self._saved = True
-            self._streamer._cursors.mark(self.topic, self.name, self._acks.committed)
+            committed = self._acks.committed
+            self._streamer._cursors.mark(self.topic, self.name, committed)
+            handed_out = self._handed
+            while handed_out:
+                first = next(iter(handed_out))
+                if first > committed:
+                    break
+                del handed_out[first]
 
     async def close(self) -> None:
         """Stop receiving and write this receiver's cursor (if it moved). Idempotent.

@@ -22,6 +22,14 @@ events, or a send from this process, whose consumers elsewhere are likely to ans
 doubling while idle up to its cap: ``poll_max``, or the smallest ``poll_interval`` of an
 open receiver if that is shorter. A hop from one process to another thus waits about
 ``poll_min / 2`` while work flows, and an idle process costs one query per ``poll_max``.
+
+Server restarts. What a read saw may not have been durable (``Database``): after a crash
+the server may have undone it, and given its IDs to new events. When the ``Database`` sees
+the server restarted, every log forgets what it knew (``TopicLog.reset``: ``last`` back to
+0, kept events dropped, readers woken), and the next poll reads each topic's ``last_id``
+from the ``topics`` table again before it reads events; a poll or read that was under way
+when the restart was seen drops what it found. (The readers go back too: see the
+streamer.)
 """
 
 from __future__ import annotations
@@ -105,6 +113,13 @@ class TopicLog:
             self.last = last
             self.signal.fire()
 
+    def reset(self) -> None:
+        """Forget what is known of the topic (the server restarted: what was read may be
+        gone, and its IDs given to other events), and wake the readers."""
+        self.last = 0
+        self.events, self.start, self.end = [], 0, 0
+        self.signal.fire()
+
     def cover(self, after: int, upto: int, events: Sequence[Event]) -> None:
         """``events`` (in ID order) are every event with ``after < id <= upto``, all
         committed: keep them for this process's readers, and ``advance`` to ``upto``."""
@@ -169,6 +184,9 @@ class TopicHub:
         self._busy_until = 0.0
         self.polls: int = 0
         """How many polls ran (for tests and metrics)."""
+        self._stale = False  # the server restarted: read every topic's last_id first
+        self._last_ids_sql = f"SELECT topic, last_id FROM {db.tables.topics} WHERE topic IN "
+        db.on_restart(self._restarted)
         self._poll_part = (
             f"(SELECT topic, {EVENT_COLUMNS} FROM {db.tables.events} "
             f"WHERE topic = %s AND id > %s ORDER BY id LIMIT {TopicLog.LIMIT})"
@@ -187,6 +205,13 @@ class TopicHub:
         if found is None:
             found = self._logs[topic] = TopicLog(topic, self._db.signal(f"e:{topic}"))
         return found
+
+    def _restarted(self) -> None:
+        """The server restarted (called by the ``Database``): forget every topic."""
+        for topic_log in self._logs.values():
+            topic_log.reset()
+        self._stale = True
+        self._nudge.fire()
 
     def join(self, topic: str, poll_interval: float | None) -> TopicLog:
         """A reader of ``topic`` opens here: poll for it (at least every
@@ -269,11 +294,17 @@ class TopicHub:
         if not reading:
             return False
         self.polls += 1
+        if self._stale:
+            return await self._read_last_ids(reading)
+        db = self._db
+        restarts = db.restarts
         sql = " UNION ALL ".join([self._poll_part] * len(reading))
         args: list[object] = []
         for topic_log in reading:
             args += (topic_log.topic, topic_log.last)
-        rows = await self._db.fetch("polling the event log", sql, args)
+        rows = await db.fetch("polling the event log", sql, args)
+        if db.restarts != restarts:  # the server restarted meanwhile: who answered is unknown
+            return True
         found: dict[str, list[Any]] = {}
         for row in rows:
             found.setdefault(row[0], []).append(row[1:])
@@ -290,6 +321,19 @@ class TopicHub:
                 kept = [event for event in events if event.id > before]
                 topic_log.cover(before, upto, kept)
         return moved
+
+    async def _read_last_ids(self, reading: Sequence[TopicLog]) -> bool:
+        """After a server restart: each topic's ``last_id`` as the server has it now."""
+        db = self._db
+        restarts = db.restarts
+        sql = self._last_ids_sql + "(" + ", ".join(["%s"] * len(reading)) + ")"
+        rows = await db.fetch("reading the event log's topics", sql, [t.topic for t in reading])
+        if db.restarts != restarts:  # restarted again: still stale
+            return True
+        self._stale = False
+        for topic, last in rows:
+            self.log(topic).advance(int(last))
+        return True
 
 
 _hubs: weakref.WeakKeyDictionary[Database, TopicHub] = weakref.WeakKeyDictionary()
