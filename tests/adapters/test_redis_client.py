@@ -1,0 +1,140 @@
+"""``RedisClient`` pipelines the commands and scripts made while a batch is in flight:
+each caller gets its own reply or error, in order, and a cancelled caller leaves the
+others alone.
+
+Every test has a key prefix of its own (``open_redis``), deleted at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+from _redis_support import open_redis, redis_url
+
+from conveyor import AdapterError
+from conveyor.adapters.redis import RedisClient
+from conveyor.adapters.redis._client import Script
+
+__all__ = ["redis_url"]
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[RedisClient]:
+    async with open_redis(redis_url) as opened:
+        yield opened
+
+
+def _counting(client: RedisClient, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the pipelines ``client`` sends from now on."""
+    sizes: list[int] = []
+    send = client._pipeline_replies
+
+    async def counting(commands: Sequence[Sequence[object]]) -> list[Any]:
+        sizes.append(len(commands))
+        return await send(commands)
+
+    monkeypatch.setattr(client, "_pipeline_replies", counting)
+    return sizes
+
+
+def _new_script(body: str) -> Script:
+    """A script no server has seen yet (its first ``EVALSHA`` meets ``NOSCRIPT``)."""
+    return Script(f"-- {uuid.uuid4().hex}\n{body}")
+
+
+async def test_commands_made_together_go_in_one_round_trip_with_their_own_replies(
+    client: RedisClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a key per caller
+    key = f"{client.options.key_prefix}:n"
+    await client.command("test", "SET", key, "0")
+    sizes = _counting(client, monkeypatch)
+
+    # When ten callers send at once, one of them a command the server refuses
+    async def call(i: int) -> Any:
+        if i == 5:
+            return await client.command("test", "HGET", key, "f")  # a string, not a hash
+        return await client.command("test", "INCR", key)
+
+    results = await asyncio.gather(*(call(i) for i in range(10)), return_exceptions=True)
+
+    # Then they went in one pipeline, in order, and only the refused one failed
+    assert sizes == [10]
+    assert isinstance(results[5], AdapterError)
+    assert "WRONGTYPE" in str(results[5])
+    assert [r for i, r in enumerate(results) if i != 5] == list(range(1, 10))
+
+
+async def test_an_unknown_script_runs_alone_or_in_a_batch(client: RedisClient) -> None:
+    # Given scripts the server has never seen
+    key = f"{client.options.key_prefix}:s"
+    alone = _new_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    batched = _new_script("return redis.call('INCRBY', KEYS[1], ARGV[1]) * 10")
+
+    # When one runs by itself, and then several with a plain command in between
+    assert await client.run("test", alone, [key], [1]) == 1
+    results = await asyncio.gather(
+        client.run("test", batched, [key], [1]),
+        client.command("test", "GET", key),
+        client.run("test", batched, [key], [1]),
+    )
+
+    # Then each ran once, in order
+    assert list(results) == [20, b"2", 30]
+
+
+async def test_a_script_the_server_forgot_is_run_again_from_its_source(
+    client: RedisClient,
+) -> None:
+    # Given scripts this client ran before as far as it knows, which the server does not
+    # know (as after a restart)
+    key = f"{client.options.key_prefix}:f"
+    forgotten = _new_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    client._loaded.add(forgotten.sha)
+
+    # When it runs alone, and then twice in a batch
+    assert await client.run("test", forgotten, [key], [1]) == 1
+    client._loaded.discard(forgotten.sha)
+    other = _new_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    client._loaded.add(other.sha)
+    results = await asyncio.gather(
+        client.run("test", other, [key], [10]), client.run("test", other, [key], [100])
+    )
+
+    # Then each ran exactly once
+    assert sorted(results) == [11, 111]
+    assert await client.command("test", "GET", key) == b"111"
+
+
+async def test_a_cancelled_caller_leaves_the_others_their_replies(
+    client: RedisClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a batch in flight, and three callers queued behind it
+    key = f"{client.options.key_prefix}:c"
+    first = asyncio.create_task(client.command("test", "INCR", key))
+    await asyncio.sleep(0)  # the first batch is sent
+    queued = [asyncio.create_task(client.command("test", "INCR", key)) for _ in range(3)]
+    await asyncio.sleep(0)
+
+    # When the middle one is cancelled
+    queued[1].cancel()
+
+    # Then the others get their replies, and the cancelled command was never sent
+    assert await first == 1
+    assert [await queued[0], await queued[2]] == [2, 3]
+    with pytest.raises(asyncio.CancelledError):
+        await queued[1]
+    assert await client.command("test", "GET", key) == b"3"
+
+
+async def test_a_closed_client_refuses_commands(redis_url: str) -> None:
+    async with open_redis(redis_url) as client:
+        await client.command("test", "PING")
+    with pytest.raises(AdapterError, match="closed"):
+        await client.command("test", "PING")
