@@ -2,10 +2,11 @@
 
 Each script runs atomically on the server. ``WRITE`` applies a batch of record writes, each
 with its own outcome: the compare-and-set on the run's version, the one active run per
-workflow and foreign ID, the record, its indexes, its history entry and its outbox event,
-all or nothing per write. The scripts build the key names of a write from the prefix and
-the escaped names they are given (``ARGV``), which Redis allows outside Redis Cluster: the
-adapter targets one Redis server (or a primary with replicas), not a cluster.
+workflow and foreign ID, the record, its indexes, its history entry and its event (in
+the outbox, or on its topic's stream), all or nothing per write. The scripts build the
+key names of a write from the prefix and the escaped names they are given (``ARGV``),
+which Redis allows outside Redis Cluster: the adapter targets one Redis server (or a
+primary with replicas), not a cluster.
 
 Every script starts with ``#!lua`` (no flags): Redis then refuses a script that writes at
 its start when the server is out of memory, instead of failing it half-way (a script's

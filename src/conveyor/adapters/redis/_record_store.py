@@ -8,11 +8,20 @@ no backend can store is refused before anything is sent (``InvalidForeignID``). 
 workflow name, foreign ID, run ID and ``created_at`` are its identity: written when it is
 inserted, never changed by an update.
 
-Outbox. One stream per workflow, oldest first; ``delete_outbox_events`` finds an event's
-entry by its outbox ID. ``wait_for_outbox`` blocks in ``XREAD ... STREAMS <outbox> 0`` on a
-connection of its own: it returns at once while the outbox holds an event, and the moment
-a write of any process adds one (no polling; a write in this process wakes it the same
-way, the server unblocks the read as the script's ``XADD`` runs).
+Events. Built with ``events=streamer`` (what ``open_backend`` builds unless
+``publish_events=false``), the write script appends each applied write's event to its
+topic's stream itself, with the topic's counter and the entry format of the streamer's
+send (``_entries``), exactly as the outbox relay would send it (``PublishesEvents``): no
+outbox entry, no relay hop; the streamer is told the new IDs (its receivers count them
+pending at once, and it trims those topics like the ones it sends to). Readers blocked
+on the stream, in any process, are woken by the server as the script's ``XADD`` runs.
+
+Outbox (without a streamer). One stream per workflow, oldest first;
+``delete_outbox_events`` finds an event's entry by its outbox ID. ``wait_for_outbox``
+blocks in ``XREAD ... STREAMS <outbox> 0`` on a connection of its own: it returns at once
+while the outbox holds an event, and the moment a write of any process adds one (no
+polling; a write in this process wakes it the same way, the server unblocks the read as
+the script's ``XADD`` runs).
 
 Reads. ``lookup`` and ``latest`` read a run's hash (a hash that no longer decodes raises
 ``DecodeError`` with a stand-in, and ``list`` returns the stand-in); ``list``,
