@@ -295,6 +295,41 @@ async def test_a_stream_deleted_behind_the_streamers_back_is_made_again_by_the_n
     await receiver.close()
 
 
+async def test_a_receiver_whose_pull_came_before_the_server_told_its_consumer_looks_again_soon(
+    nats_url: str,
+) -> None:
+    # Given a receiver that looks again by itself only every minute
+    prefix = new_prefix()
+    streamer = NatsEventStreamer(with_options(nats_url, prefix=prefix, recheck_interval=60))
+    try:
+        topic = new_name("test")
+        receiver = await streamer.new_receiver(topic, new_name("reader"))
+        where = streamer.connection.topic(topic)
+        reader = receiver._reader
+
+        # When its streamer learns that event 1 was stored (as from a publish's
+        # acknowledgement) and the pull its doorbell makes finds nothing (the server tells
+        # consumers about a stored message asynchronously: here it is not even stored yet)
+        streamer._saw(where.stream, 1)
+        await reader._pull()  # the pull the doorbell makes
+        async with asyncio.timeout(WAIT_TIMEOUT):
+            await reader._ended.wait()
+        assert reader.buffered == 0
+        nc = await nats.connect(nats_url)
+        try:
+            await nc.jetstream().publish(where.subject, b'["late", 1, {}]')  # no doorbell
+        finally:
+            await nc.close()
+
+        # Then it looks again soon by itself and hands the event out
+        async with asyncio.timeout(WAIT_TIMEOUT):
+            assert [e.foreign_id for e in await receiver.recv(10)] == ["late"]
+        await receiver.close()
+    finally:
+        await streamer.close()
+        await delete_prefix(nats_url, prefix)
+
+
 # --------------------------------------------------------------------------- the engine
 
 

@@ -9,10 +9,10 @@ pulls with ``no_wait`` (the server answers at once with what it has, up to
 streamer's ``P.bell.<topic token>``; for a connector, the outside subject itself). A
 reader also looks again every ``recheck_interval`` seconds (a doorbell is at most once:
 one lost in a reconnect, events NAKed elsewhere, or delivered again after ``ack_wait``),
-sooner while its owner expects events that have not come yet, and at once after a
-reconnect. A doorbell carrying the reader's ``own_bell`` token was rung by its owner, who
-woke the reader directly (``ring``) already: it is ignored, which saves a pull that would
-find nothing.
+sooner while its owner expects events that have not come yet (``expecting``, asked
+before each wait: see ``_SOON``), and at once after a reconnect. A doorbell carrying the
+reader's ``own_bell`` token was rung by its owner, who woke the reader directly (``ring``)
+already: it is ignored, which saves a pull that would find nothing.
 
 A cancelled wait loses nothing: what arrives is buffered, the next ``take`` hands it out.
 Closing waits for the pull in flight to end (it ends at once), unsubscribes, and hands
@@ -45,9 +45,11 @@ _STATUS = "Status"
 _HEARTBEAT = "100"
 _NORMAL_END = ("404", "408")  # no messages; fewer than asked (no_wait)
 _SOON = 0.02
-"""First pause between pulls while the owner expects events that have not come (events
-NAKed by a reader that just closed: the server applies a NAK asynchronously), doubling up
-to ``recheck_interval``."""
+"""First pause between pulls while the owner expects events that have not come, doubling
+up to ``recheck_interval``: events NAKed by a reader that just closed (the server applies
+a NAK asynchronously), or events whose publish was acknowledged (the server tells its
+consumers about a stored message asynchronously, so a ``no_wait`` pull made at once after
+the acknowledgement may find nothing yet)."""
 _RETRY_AFTER_ERROR = 0.5
 """Seconds before pulling again after a request ended in an error status (no busy loop)."""
 
@@ -87,6 +89,7 @@ class PullReader:
         self._sent_at = 0.0
         self._dirty = True  # something may have come since the last pull
         self._recheck_at = 0.0
+        self._soon_at = 0.0  # sooner than _recheck_at while the owner expects events
         self._retry_at = 0.0
         self.error_status: str | None = None
         """The status that ended the last pull in error (e.g. 409), until one succeeds."""
@@ -164,6 +167,9 @@ class PullReader:
                 self._end()
         self._arrived.set()
 
+    def _expects(self) -> bool:
+        return self._expecting is not None and self._expecting()
+
     def _end(self) -> None:
         self._active = None
         self._ended.set()
@@ -193,6 +199,11 @@ class PullReader:
             elif self._dirty or now >= self._recheck_at:
                 await self._pull()
                 continue
+            elif self._expects():
+                if now >= self._soon_at:
+                    await self._pull()
+                    continue
+                wait = self._soon_at - now
             else:
                 wait = self._recheck_at - now
             with contextlib.suppress(TimeoutError):
@@ -208,11 +219,11 @@ class PullReader:
         self._ended.clear()
         self._remaining = self._batch
         self._sent_at = time.monotonic()
-        recheck = self._recheck
-        if self._expecting is not None and self._expecting():
-            recheck = min(recheck, self._soon)
+        self._recheck_at = self._sent_at + self._recheck
+        self._soon_at = self._recheck_at
+        if self._expects():
+            self._soon_at = self._sent_at + min(self._recheck, self._soon)
             self._soon = min(self._recheck, self._soon * 2)
-        self._recheck_at = self._sent_at + recheck
         try:
             await nc.publish(self._next_subject, self._body, reply=f"{self._inbox}.{rid}")
         except Exception as exc:

@@ -313,7 +313,7 @@ class NatsEventReceiver:
             topic.stream,
             consumer_name(name),
             topic.bell,
-            expecting=lambda: self._redeliveries > 0,
+            expecting=self._expecting,
             own_bell=streamer._bell,
         )
         self._held: dict[int, Msg] = {}  # handed out, not acknowledged: seq -> message
@@ -354,6 +354,15 @@ class NatsEventReceiver:
         self._held[seq] = msg
         self._handed_high = max(self._handed_high, seq)
         return decode(msg, seq, stored)
+
+    def _expecting(self) -> bool:
+        """Whether events this receiver has not been handed yet are known to exist: left
+        unacknowledged by earlier receivers of the name, or sent up to a sequence beyond
+        the last one delivered (the pull that the sender's doorbell made may have come
+        too soon to find them: see ``_pull``)."""
+        if self._redeliveries > 0:
+            return True
+        return self._streamer._known_last.get(self._stream, 0) > self._seen_high
 
     def pending(self) -> int:
         """How many events this process knows this receiver has not handed out yet
