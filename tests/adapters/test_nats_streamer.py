@@ -330,6 +330,52 @@ async def test_a_receiver_whose_pull_came_before_the_server_told_its_consumer_lo
         await delete_prefix(nats_url, prefix)
 
 
+async def test_a_doorbell_from_elsewhere_tells_a_receiver_which_events_exist(
+    nats_url: str,
+) -> None:
+    # Given a receiver that looks again by itself only every minute, and another streamer
+    # (another process) on the topic
+    prefix = new_prefix()
+    here = NatsEventStreamer(with_options(nats_url, prefix=prefix, recheck_interval=60))
+    elsewhere = NatsEventStreamer(with_options(nats_url, prefix=prefix))
+    try:
+        topic = new_name("test")
+        receiver = await here.new_receiver(topic, new_name("reader"))
+        where = here.connection.topic(topic)
+        reader = receiver._reader
+        await reader._pull()
+        async with asyncio.timeout(WAIT_TIMEOUT):
+            await reader._ended.wait()
+        assert receiver.pending() == 0
+
+        # When the other streamer rings the doorbell for event 1 (its publish acknowledged)
+        # before the receiver's consumer can hand it out (here: not even stored yet)
+        reader._arrived.clear()
+        elsewhere._saw(where.stream, 1)
+        await elsewhere._ring(await elsewhere.connection.ensure(topic))
+        async with asyncio.timeout(WAIT_TIMEOUT):
+            await reader._arrived.wait()
+
+        # Then the receiver counts the event as pending, and when the pull the doorbell
+        # made finds nothing, it looks again soon by itself and hands the event out
+        assert receiver.pending() == 1
+        await reader._pull()
+        async with asyncio.timeout(WAIT_TIMEOUT):
+            await reader._ended.wait()
+        nc = await nats.connect(nats_url)
+        try:
+            await nc.jetstream().publish(where.subject, b'["late", 1, {}]')  # no doorbell
+        finally:
+            await nc.close()
+        async with asyncio.timeout(WAIT_TIMEOUT):
+            assert [e.foreign_id for e in await receiver.recv(10)] == ["late"]
+        await receiver.close()
+    finally:
+        await elsewhere.close()
+        await here.close()
+        await delete_prefix(nats_url, prefix)
+
+
 # --------------------------------------------------------------------------- the engine
 
 

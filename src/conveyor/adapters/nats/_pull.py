@@ -10,9 +10,10 @@ streamer's ``P.bell.<topic token>``; for a connector, the outside subject itself
 reader also looks again every ``recheck_interval`` seconds (a doorbell is at most once:
 one lost in a reconnect, events NAKed elsewhere, or delivered again after ``ack_wait``),
 sooner while its owner expects events that have not come yet (``expecting``, asked
-before each wait: see ``_SOON``), and at once after a reconnect. A doorbell carrying the
-reader's ``own_bell`` token was rung by its owner, who woke the reader directly (``ring``)
-already: it is ignored, which saves a pull that would find nothing.
+before each wait: see ``_SOON``), and at once after a reconnect. The owner may look at
+each doorbell's payload first (``heard``) and have it ignored: the streamer's own
+doorbells, rung after it woke its readers directly (``ring``), which saves a pull that
+would find nothing.
 
 A cancelled wait loses nothing: what arrives is buffered, the next ``take`` hands it out.
 Closing waits for the pull in flight to end (it ends at once), unsubscribes, and hands
@@ -64,12 +65,12 @@ class PullReader:
         consumer: str,
         bell: str,
         expecting: Callable[[], bool] | None = None,
-        own_bell: bytes = b"",
+        heard: Callable[[bytes], bool] | None = None,
     ) -> None:
-        """``own_bell``: the payload of the doorbells the owner rings after waking this
-        reader with ``ring`` (ignored); empty: every doorbell wakes the reader."""
+        """``heard`` is called with each doorbell's payload: ``False`` ignores it (without
+        it, every doorbell wakes the reader)."""
         self._conn = conn
-        self._own_bell = own_bell
+        self._heard = heard
         self._expecting = expecting
         self._soon = _SOON
         self.stream: str = stream
@@ -125,8 +126,8 @@ class PullReader:
         return list(self._buffer)
 
     async def _on_bell(self, msg: Msg) -> None:
-        if self._own_bell and msg.data == self._own_bell:
-            return  # rung by the owner, who woke this reader already
+        if self._heard is not None and not self._heard(msg.data):
+            return
         self._dirty = True
         self._arrived.set()
 

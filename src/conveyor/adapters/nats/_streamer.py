@@ -265,13 +265,15 @@ class NatsEventStreamer:
         checkpoint()
 
     async def _ring(self, where: Topic) -> None:
-        """Wake the topic's receivers, here and elsewhere (they pull at once)."""
+        """Wake the topic's receivers, here and elsewhere (they pull at once); the doorbell
+        says which streamer rang and the last sequence it knows of (``_heard``)."""
         for receiver in self._receivers:
             if receiver.topic == where.name:
                 receiver._reader.ring()
         try:
             nc, _ = await self._conn.client()
-            await nc.publish(where.bell, self._bell)  # ours ignore it: rung above
+            last = self._known_last.get(where.stream, 0)
+            await nc.publish(where.bell, b"%s %d" % (self._bell, last))  # ours ignore it
         except Exception as exc:  # receivers elsewhere look again by themselves
             log.debug("cannot ring the doorbell of %r: %r", where.name, exc)
 
@@ -314,7 +316,7 @@ class NatsEventReceiver:
             consumer_name(name),
             topic.bell,
             expecting=self._expecting,
-            own_bell=streamer._bell,
+            heard=self._heard,
         )
         self._held: dict[int, Msg] = {}  # handed out, not acknowledged: seq -> message
         self._handed_high = 0
@@ -355,6 +357,18 @@ class NatsEventReceiver:
         self._handed_high = max(self._handed_high, seq)
         return decode(msg, seq, stored)
 
+    def _heard(self, payload: bytes) -> bool:
+        """A doorbell of the topic: ``<streamer token> <last stream sequence>`` from a
+        streamer (anything from others). This streamer's own is ignored (it woke its
+        receivers already); another's tells which events exist (``pending``,
+        ``_expecting``)."""
+        token, _, last = payload.partition(b" ")
+        if token == self._streamer._bell:
+            return False
+        if last.isdigit():
+            self._streamer._saw(self._stream, int(last))
+        return True
+
     def _expecting(self) -> bool:
         """Whether events this receiver has not been handed yet are known to exist: left
         unacknowledged by earlier receivers of the name, or sent up to a sequence beyond
@@ -367,8 +381,9 @@ class NatsEventReceiver:
     def pending(self) -> int:
         """How many events this process knows this receiver has not handed out yet
         (``ReportsPending``): those it received and holds, those up to the last sequence
-        this process saw (its own sends, other messages' pending counts) and not yet
-        delivered, and those earlier receivers of the name left unacknowledged."""
+        this process saw (its own sends, other messages' pending counts, other processes'
+        doorbells) and not yet delivered, and those earlier receivers of the name left
+        unacknowledged."""
         if self._closed:
             return 0
         known = self._streamer._known_last.get(self._stream, 0)
