@@ -148,6 +148,29 @@ def setup_urls(
     raise ValueError(name)
 
 
+async def _clean_up(store: str, parts: dict[str, str]) -> None:
+    """Delete the keys and streams a measurement left on the shared servers."""
+    from conveyor.adapters.redis import open_client
+
+    for url in [store, *parts.values()]:
+        if url.startswith("redis://"):
+            client = open_client(url)
+            try:
+                await client.delete_prefix(client.options.keys.pattern)
+            finally:
+                await client.close()
+        elif url.startswith("nats://"):
+            prefix = urlsplit(url).query.partition("prefix=")[2].partition("&")[0]
+            nc = await nats.connect(urlunsplit(urlsplit(url)._replace(query="")))
+            try:
+                js = nc.jetstream()
+                for info in await js.streams_info():
+                    if (info.config.name or "").startswith((f"{prefix}_", f"KV_{prefix}_")):
+                        await js.delete_stream(info.config.name or "")
+            finally:
+                await nc.close()
+
+
 def redis_ceiling(url: str, clients: int = 16, n: int = 100_000) -> float:
     port = str(urlsplit(url).port)
     out = subprocess.run(
@@ -207,14 +230,15 @@ def main() -> None:
                 for workers, wait in shapes:
                     database = f"bench_brokers_{uuid.uuid4().hex[:8]}"
                     asyncio.run(_admin(args.admin_url, f'CREATE DATABASE "{database}"'))
+                    store, parts = setup_urls(args, name, database, private)
                     try:
-                        store, parts = setup_urls(args, name, database, private)
                         key = f"{name}{'-wait' if wait else ''}-w{workers}"
                         samples.setdefault(key, []).append(
                             throughput(args, store, parts, workers, wait)
                         )
                     finally:
                         asyncio.run(_admin(args.admin_url, f'DROP DATABASE "{database}"'))
+                        asyncio.run(_clean_up(store, parts))
         ceilings = {
             "redis_xadd_per_s": round(redis_ceiling(private)),
             "nats_publish_ack_per_s": round(asyncio.run(nats_ceiling(args.nats))),
