@@ -50,6 +50,27 @@ class Topic:
         """The doorbell: a core subject rung after events are stored (``_pull``)."""
 
 
+class _Client(Client):
+    """nats-py's client, whose read loop survives the answer to an abandoned ``flush``.
+
+    ``flush()`` sends a PING and queues a future for its PONG; when the flush times out
+    or its caller is cancelled (a receiver closed while its process is cancelled), the
+    future is cancelled but stays queued. nats-py (2.16) then sets the result of that
+    cancelled future when the PONG comes: ``InvalidStateError`` ends the read loop while
+    the client still counts as connected, so nothing more is read (no publish is
+    acknowledged, no message arrives) until the stale-connection check reconnects,
+    minutes later. Here the PONG answers its own PING, and an abandoned one is skipped.
+    """
+
+    async def _process_pong(self) -> None:
+        if self._pongs:
+            future = self._pongs.pop(0)
+            if not future.done():
+                future.set_result(True)
+            self._pongs_received += 1
+            self._pings_outstanding = 0
+
+
 class NatsConnection:
     """A lazily opened client connection with its JetStream context (see the module).
 
@@ -96,7 +117,7 @@ class NatsConnection:
         return self._nc, self._js
 
     async def _open(self) -> None:
-        nc = Client()
+        nc = _Client()
         options = self.options
         try:
             await nc.connect(
