@@ -244,6 +244,9 @@ class Supervisor:
         while not child.done():
             if not ctx.busy:
                 child.cancel()  # between pieces of work: nothing started is lost
+                # Let it close what it holds (a broker's receiver hands its events back)
+                # rather than cancelling that too; a stop's grace still bounds the wait.
+                await asyncio.wait({child})
                 return
             await asyncio.wait({child, ctx.done_with_work()}, return_when=asyncio.FIRST_COMPLETED)
 

@@ -154,9 +154,15 @@ async def consume(
             ctx.busy = False
             ctx.progress()
     finally:
-        ctx.busy = False
-        await intake.close()
-        await receiver.close()
+        # Closing counts as work in hand: a draining supervisor waits for it instead of
+        # cancelling it half-way (a broker's receiver hands its unacknowledged events back
+        # as it closes; cut short, they would wait for the broker's redelivery timeout).
+        ctx.busy = True
+        try:
+            await intake.close()
+            await receiver.close()
+        finally:
+            ctx.busy = False
 
 
 class _Intake:
