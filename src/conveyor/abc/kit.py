@@ -7,6 +7,9 @@ Each piece is small, knows no driver, and takes the storage side as a callback:
   and is delivered again.
 - ``CursorFlusher`` (with ``CursorKey`` and ``WriteCursors``): makes ``ack`` cheap; marked
   cursor positions are written in batches soon after, retried on failure, and on close.
+- ``DeadlineLease``: a held role that counts as lost at its deadline unless renewed
+  (``_extend``), with a timer so ``wait_lost`` returns then; subclass it to add a fencing
+  token.
 - ``EventSenderBase``: subclass it and implement ``deliver``; ``send``, the closed check
   (``AdapterError``) and an idempotent ``close`` are done.
 - ``Signal``: a broadcast wake-up with a generation count, so a waiter never sleeps
@@ -23,6 +26,7 @@ from .._kit._flusher import CursorFlusher as CursorFlusher
 from .._kit._flusher import CursorKey as CursorKey
 from .._kit._flusher import WriteCursors as WriteCursors
 from .._kit._hash import fnv1a64 as fnv1a64
+from .._kit._lease import DeadlineLease as DeadlineLease
 from .._kit._sender import EventSenderBase as EventSenderBase
 from .._kit._signal import Signal as Signal
 from .._kit._spread import assign_roles as assign_roles
@@ -31,6 +35,7 @@ __all__ = (
     "AckTracker",
     "CursorFlusher",
     "CursorKey",
+    "DeadlineLease",
     "EventSenderBase",
     "NotHandedOut",
     "Signal",

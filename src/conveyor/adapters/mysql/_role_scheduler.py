@@ -62,6 +62,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from ..._errors import AdapterError
+from ..._kit._lease import DeadlineLease
 from ..._kit._spread import assign_roles
 from ._database import Connection, Cursor, Database
 from ._errors import translate
@@ -77,47 +78,14 @@ MAX_ROLE_CHARS = 512
 _LOCK_WAIT = "SET SESSION innodb_lock_wait_timeout = 1"
 
 
-class MySQLLease:
+class MySQLLease(DeadlineLease):
     """A held role. ``epoch`` increases with every acquisition of the role (a fencing token)."""
 
-    __slots__ = ("_handle", "_lost", "deadline", "epoch", "reason", "role")
+    __slots__ = ("epoch",)
 
     def __init__(self, role: str, epoch: int, deadline: float) -> None:
-        self.role: str = role
         self.epoch: int = epoch
-        self.deadline: float = deadline
-        """Monotonic time at which the lease counts as lost unless renewed before."""
-        self.reason: str = ""
-        self._lost = asyncio.Event()
-        self._handle: asyncio.TimerHandle | None = None
-        self._arm()
-
-    def lost(self) -> bool:
-        if not self._lost.is_set() and time.monotonic() >= self.deadline:
-            self._lose("lease expired")
-        return self._lost.is_set()
-
-    async def wait_lost(self) -> None:
-        await self._lost.wait()
-
-    def _arm(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-        delay = max(0.0, self.deadline - time.monotonic())
-        self._handle = asyncio.get_running_loop().call_later(delay, self.lost)
-
-    def _extend(self, deadline: float) -> None:
-        if deadline > self.deadline and not self._lost.is_set():
-            self.deadline = deadline
-            self._arm()
-
-    def _lose(self, reason: str) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        if not self._lost.is_set():
-            self.reason = reason
-            self._lost.set()
+        super().__init__(role, deadline)
 
 
 class MySQLRoleScheduler:

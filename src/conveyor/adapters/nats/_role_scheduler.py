@@ -47,6 +47,7 @@ from nats.js.api import DeliverPolicy, KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from ..._errors import AdapterError
+from ..._kit._lease import DeadlineLease
 from ..._kit._spread import assign_roles
 from ._connection import NatsConnection
 from ._errors import translate
@@ -59,50 +60,21 @@ log = logging.getLogger("conveyor.adapters.nats")
 _OP = "KV-Operation"
 
 
-class NatsLease:
+class NatsLease(DeadlineLease):
     """A held role. ``epoch`` is the revision of the key when it was taken (it only grows)."""
 
-    __slots__ = ("_handle", "_lost", "deadline", "epoch", "reason", "revision", "role")
+    __slots__ = ("epoch", "revision")
 
     def __init__(self, role: str, revision: int, deadline: float) -> None:
-        self.role: str = role
         self.epoch: int = revision
         self.revision: int = revision
         """The revision this holder wrote last (what its next renewal compares with)."""
-        self.deadline: float = deadline
-        """Monotonic time at which the lease counts as lost unless renewed before."""
-        self.reason: str = ""
-        self._lost = asyncio.Event()
-        self._handle: asyncio.TimerHandle | None = None
-        self._arm()
+        super().__init__(role, deadline)
 
-    def lost(self) -> bool:
-        if not self._lost.is_set() and time.monotonic() >= self.deadline:
-            self._lose("lease expired")
-        return self._lost.is_set()
-
-    async def wait_lost(self) -> None:
-        await self._lost.wait()
-
-    def _arm(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-        delay = max(0.0, self.deadline - time.monotonic())
-        self._handle = asyncio.get_running_loop().call_later(delay, self.lost)
-
-    def _extend(self, revision: int, deadline: float) -> None:
+    def _renewed(self, revision: int, deadline: float) -> None:
+        """A renewal wrote ``revision``: the lease holds until ``deadline``."""
         self.revision = revision
-        if deadline > self.deadline and not self._lost.is_set():
-            self.deadline = deadline
-            self._arm()
-
-    def _lose(self, reason: str) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        if not self._lost.is_set():
-            self.reason = reason
-            self._lost.set()
+        self._extend(deadline)
 
 
 class _Seen:
@@ -339,7 +311,7 @@ class NatsRoleScheduler:
                     lease._lose("taken over (the lease had expired)")
                     self._held.pop(role, None)
                     continue
-                lease._extend(revision, sent + self._ttl - self._margin)
+                lease._renewed(revision, sent + self._ttl - self._margin)
             for role, released in list(self._releases.items()):
                 await _delete(kv, f"r.{escape(role)}", released.revision)
                 if self._releases.get(role) is released:

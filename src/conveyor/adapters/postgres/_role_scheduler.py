@@ -47,6 +47,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from ..._errors import AdapterError
+from ..._kit._lease import DeadlineLease
 from ..._kit._spread import assign_roles
 from ._database import Connection, Database
 from ._errors import is_connection_error, translate
@@ -56,31 +57,14 @@ __all__ = ["PostgresLease", "PostgresRoleScheduler"]
 log = logging.getLogger("conveyor.adapters.postgres")
 
 
-class PostgresLease:
+class PostgresLease(DeadlineLease):
     """A held role. ``epoch`` increases with every acquisition of the role (a fencing token)."""
 
-    __slots__ = ("_lost", "deadline", "epoch", "reason", "role")
+    __slots__ = ("epoch",)
 
     def __init__(self, role: str, epoch: int, deadline: float) -> None:
-        self.role: str = role
         self.epoch: int = epoch
-        self.deadline: float = deadline
-        """Monotonic time at which the lease counts as lost unless renewed before."""
-        self.reason: str = ""
-        self._lost = asyncio.Event()
-
-    def lost(self) -> bool:
-        if not self._lost.is_set() and time.monotonic() >= self.deadline:
-            self._lose("lease expired")
-        return self._lost.is_set()
-
-    async def wait_lost(self) -> None:
-        await self._lost.wait()
-
-    def _lose(self, reason: str) -> None:
-        if not self._lost.is_set():
-            self.reason = reason
-            self._lost.set()
+        super().__init__(role, deadline)
 
 
 class PostgresRoleScheduler:
@@ -307,7 +291,7 @@ SELECT pg_notify({t.channel!r}, 'r:') FROM released
         deadline = sent + self._ttl - self._margin
         for role, lease in list(self._held.items()):
             if role in renewed:
-                lease.deadline = max(lease.deadline, deadline)
+                lease._extend(deadline)
             elif role in held:
                 lease._lose("taken over (the lease had expired)")
         missing = [r for r in waiting if r not in seen]

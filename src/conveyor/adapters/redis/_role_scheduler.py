@@ -58,8 +58,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import ClassVar
 
 from ..._errors import AdapterError
+from ..._kit._lease import DeadlineLease
 from ..._kit._signal import Signal
 from ..._kit._spread import assign_roles
 from ._client import RedisClient, Script
@@ -121,48 +123,12 @@ with ``ARGV[3] == '0'``, remove it; then ``[now_ms, member, entry, ...]`` of the
 members (entries are ``"<expires_ms> <joined_ms> <roles JSON>"``), expired ones dropped."""
 
 
-class RedisLease:
+class RedisLease(DeadlineLease):
     """A held role (``Lease``); ``reason`` tells why it was lost."""
 
-    __slots__ = ("_handle", "_lost", "deadline", "reason", "role")
+    __slots__ = ()
 
-    def __init__(self, role: str, deadline: float) -> None:
-        self.role: str = role
-        self.deadline: float = deadline
-        """Monotonic time at which the lease counts as lost unless renewed before."""
-        self.reason: str = ""
-        self._lost = asyncio.Event()
-        self._handle: asyncio.TimerHandle | None = None
-        self._arm()
-
-    def lost(self) -> bool:
-        """True once the holder must stop working under the role."""
-        if not self._lost.is_set() and time.monotonic() >= self.deadline:
-            self._lose("lease expired (no renewal got through)")
-        return self._lost.is_set()
-
-    async def wait_lost(self) -> None:
-        """Return when the role is lost (or the lease released)."""
-        await self._lost.wait()
-
-    def _arm(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-        delay = max(0.0, self.deadline - time.monotonic())
-        self._handle = asyncio.get_running_loop().call_later(delay, self.lost)
-
-    def _extend(self, deadline: float) -> None:
-        if deadline > self.deadline and not self._lost.is_set():
-            self.deadline = deadline
-            self._arm()
-
-    def _lose(self, reason: str) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        if not self._lost.is_set():
-            self.reason = reason
-            self._lost.set()
+    EXPIRED: ClassVar[str] = "lease expired (no renewal got through)"
 
 
 class _Member:
