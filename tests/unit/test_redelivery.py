@@ -3,15 +3,18 @@
 A broker with per-event acknowledgements (``Delivery.PER_EVENT``) hands an unacknowledged
 event out again after a crash, possibly after newer events of the same run. The engine
 reads the run's current version and ignores an event that announces an older one, so a
-run that passes the same status twice still runs that status's step exactly twice.
+run that passes the same status twice still runs that status's step exactly twice. A copy
+that lands in the same batch as its original (the outbox relay publishing again after a
+crash, beside the broker's redelivery of the first copy) is dropped before the batch's
+steps run concurrently, so the step does not run twice in vain.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 
 from prometheus_client import CollectorRegistry
 
@@ -62,18 +65,18 @@ async def test_late_copies_of_events_about_older_versions_run_no_step() -> None:
     base: Env = new_env()
     streamer = RedeliveringStreamer()
     registry = CollectorRegistry()
-    ran: set[tuple[str, Loop, int]] = set()
+    ran: Counter[tuple[str, Loop, int]] = Counter()
 
     async def begin(run: Run[Doc, Loop]) -> Loop:
-        ran.add((run.run_id, run.status, run.meta.version))
+        ran[(run.run_id, run.status, run.meta.version)] += 1
         return Loop.START
 
     async def start(run: Run[Doc, Loop]) -> Loop:
-        ran.add((run.run_id, run.status, run.meta.version))
+        ran[(run.run_id, run.status, run.meta.version)] += 1
         return Loop.AGAIN if run.meta.version < 6 else Loop.DONE
 
     async def again(run: Run[Doc, Loop]) -> Loop:
-        ran.add((run.run_id, run.status, run.meta.version))
+        ran[(run.run_id, run.status, run.meta.version)] += 1
         return Loop.START
 
     b = Builder("redelivered", Doc, Loop)
@@ -116,13 +119,71 @@ async def test_late_copies_of_events_about_older_versions_run_no_step() -> None:
         for status in (Loop.BEGIN, Loop.START, Loop.AGAIN)
     )
     assert stale > 0
-    # And every step ran on each version its run reached there, and on no other
+    # And every step ran once on each version its run reached there, and on no other
     visits = [(Loop.BEGIN, 1), (Loop.START, 2), (Loop.AGAIN, 3), (Loop.START, 4)]
     visits += [(Loop.AGAIN, 5), (Loop.START, 6)]
-    assert ran == {(run_id, s, v) for run_id in run_ids for s, v in visits}
+    assert ran == Counter((run_id, s, v) for run_id in run_ids for s, v in visits)
     # And each run's versions were written once each, in the graph's order
     statuses = [s for s, _ in visits] + [Loop.DONE]
     for i, run_id in enumerate(run_ids):
         written = base.store.snapshots("redelivered", f"fid-{i}", run_id)
         assert [(r.meta.version, r.status) for r in written] == list(enumerate(statuses, start=1))
         assert written[-1].run_state is RunState.COMPLETED
+
+
+async def test_a_copy_in_the_same_batch_as_its_original_runs_no_second_step() -> None:
+    # Given a three-step workflow on a streamer that appends every event twice in a row,
+    # so that a copy and its original come in one batch
+    base: Env = new_env()
+    streamer = RedeliveringStreamer(lag=0)
+    registry = CollectorRegistry()
+    ran: Counter[tuple[str, Loop, int]] = Counter()
+    started = asyncio.Event()
+
+    def step(to: Loop) -> Callable[[Run[Doc, Loop]], Awaitable[Loop]]:
+        async def run_step(run: Run[Doc, Loop]) -> Loop:
+            ran[(run.run_id, run.status, run.meta.version)] += 1
+            await started.wait()  # every run is triggered before any step goes on
+            return to
+
+        return run_step
+
+    b = Builder("copied", Doc, Loop)
+    b.add_step(Loop.BEGIN, step(Loop.START), Loop.START)
+    b.add_step(Loop.START, step(Loop.AGAIN), Loop.AGAIN)
+    b.add_step(Loop.AGAIN, step(Loop.DONE), Loop.DONE)
+    wf = b.build(
+        streamer,
+        base.store,
+        base.roles,
+        clock=base.clock,
+        default_options=FAST,
+        metrics_registry=registry,
+    )
+
+    # When 20 runs go through it
+    await wf.run()
+    try:
+        run_ids = [await wf.trigger(f"fid-{i}") for i in range(20)]
+        started.set()
+        async with asyncio.timeout(WAIT):
+            for i, run_id in enumerate(run_ids):
+                await wf.wait(f"fid-{i}", run_id, Loop.DONE)
+        await run_until_idle(wf, timeout=WAIT)
+    finally:
+        await wf.stop()
+
+    # Then each step ran exactly once per run
+    visits = [(Loop.BEGIN, 1), (Loop.START, 2), (Loop.AGAIN, 3)]
+    assert ran == Counter((run_id, s, v) for run_id in run_ids for s, v in visits)
+    # ... though copies came in the batches of their originals: they were dropped there
+    assert streamer.again >= 20 * 3
+    copies = registry.get_sample_value(
+        "workflow_process_skipped_events_count_total",
+        {
+            "workflow_name": "copied",
+            "process_name": "begin-consumer-1-of-1",
+            "reason": "copy of an event in the same batch",
+        },
+    )
+    assert (copies or 0) > 0

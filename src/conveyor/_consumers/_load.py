@@ -10,6 +10,7 @@ from .._protocols import RecordStore
 from .._record import Record
 
 __all__ = [
+    "STALE_REASON",
     "Ignore",
     "Quarantine",
     "StaleRecord",
@@ -18,6 +19,10 @@ __all__ = [
     "load_current",
     "load_record",
 ]
+
+
+STALE_REASON = "event record version lower than latest record version"
+"""The skipped-events reason for an event about an older version of its run (the original's)."""
 
 
 def event_version(event: Event) -> int:
@@ -80,7 +85,7 @@ async def load_current(
     record = await load_record(store, event)
     announced = event_version(event)
     if record.meta.version > announced:
-        raise Ignore("event record version lower than latest record version")
+        raise Ignore(STALE_REASON)
     if record.meta.version < announced:
         raise StaleRecord(
             "stale record lookup: record version is lower than event record version "

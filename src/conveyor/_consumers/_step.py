@@ -18,15 +18,19 @@ from .._record import Record
 from .._types import AsyncStep
 from .._writer import RecordWriter
 from ._consume import Outcome
-from ._load import Ignore, Quarantine, Undecodable, event_version, load_current
+from ._load import STALE_REASON, Ignore, Quarantine, Undecodable, event_version, load_current
 
-__all__ = ["SKIP_REASON", "StepHandler"]
+__all__ = ["COPY_REASON", "SKIP_REASON", "StepHandler"]
 
 T = TypeVar("T")
 S = TypeVar("S", bound=enum.IntEnum)
 
 SKIP_REASON = "next value specified skip"
 """The skipped-events reason when a step returns ``run.skip()`` (the original's)."""
+
+COPY_REASON = "copy of an event in the same batch"
+"""The skipped-events reason for a second copy of an event in one batch (a broker's
+redelivery, or the outbox relay publishing again after a crash)."""
 
 _Prepared = RecordWrite | BaseException | None
 
@@ -60,11 +64,12 @@ class StepHandler(Generic[T, S]):
         self._on_skip = on_skip
 
     async def __call__(self, events: Sequence[Event]) -> Outcome:
+        acks: list[Event] = []
         if len(events) == 1:
             results: list[_Prepared] = [await self._guarded(events[0])]
         else:
+            events, acks = self._one_per_run(events)
             results = list(await asyncio.gather(*(self._guarded(e) for e in events)))
-        acks: list[Event] = []
         retries: list[tuple[Event, float]] = []
         error: BaseException | None = None
         writes: list[RecordWrite] = []
@@ -89,6 +94,33 @@ class StepHandler(Generic[T, S]):
                     continue
                 acks.append(event)
         return Outcome(acks, error, retries)
+
+    def _one_per_run(self, events: Sequence[Event]) -> tuple[list[Event], list[Event]]:
+        """The batch's events to handle, at most one per run, and the others (to acknowledge).
+
+        A batch's events run concurrently, so two about one run would both read its record
+        and both run the step, one of them in vain. Of a run's events, only the one about
+        its latest version can apply (an event exists only once its version is stored), so
+        the others are dropped here as the version rule would drop them.
+        """
+        latest: dict[str, Event] = {}
+        for event in events:
+            kept = latest.get(event.foreign_id)
+            if kept is None or event_version(event) > event_version(kept):
+                latest[event.foreign_id] = event
+        if len(latest) == len(events):
+            return list(events), []
+        chosen = {id(e) for e in latest.values()}
+        handle: list[Event] = []
+        dropped: list[Event] = []
+        for event in events:
+            if id(event) in chosen:
+                handle.append(event)
+                continue
+            dropped.append(event)
+            same = event_version(event) == event_version(latest[event.foreign_id])
+            self._on_skip(COPY_REASON if same else STALE_REASON)
+        return handle, dropped
 
     async def _guarded(self, event: Event) -> _Prepared:
         tracing = self._telemetry.tracing
