@@ -22,7 +22,8 @@ def backoff_delay(base: float, attempt: int) -> float:
     """Exponential backoff with full jitter: uniform in [base/2, base * 2**(attempt-1)]."""
     if base <= 0:
         return 0.0
-    ceiling = min(_MAX_BACKOFF, base * (2 ** max(0, attempt - 1)))
+    # The exponent is capped: 2.0**1024 overflows a float (a run failing for weeks).
+    ceiling = min(_MAX_BACKOFF, base * 2.0 ** min(max(0, attempt - 1), 64))
     return random.uniform(min(base / 2, ceiling), ceiling)
 
 
