@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
+from _mysql_processes import until
 from _redis_support import open_redis, redis_url
 
-from conveyor import AdapterError
+from conveyor import AdapterError, AdapterUnavailable
 from conveyor.adapters.redis import RedisClient
 from conveyor.adapters.redis._client import Script
 
@@ -138,3 +139,57 @@ async def test_a_closed_client_refuses_commands(redis_url: str) -> None:
         await client.command("test", "PING")
     with pytest.raises(AdapterError, match="closed"):
         await client.command("test", "PING")
+
+
+async def test_a_dropped_connection_fails_its_commands_and_the_next_one_reconnects(
+    client: RedisClient,
+) -> None:
+    # Given a client whose pipelining connection is up
+    name = f"pipe-{uuid.uuid4().hex[:8]}"
+    await client.command("test", "CLIENT", "SETNAME", name)
+    # When the server kills that connection while a command waits on it (BLPOP holds the
+    # reply back until the kill lands)
+    waiting = asyncio.ensure_future(
+        client.command("test", "BLPOP", f"{client.options.key_prefix}:never", 5)
+    )
+    async with open_redis(client.url) as other:
+
+        async def blocked() -> str | None:
+            listing = await other.command("test", "CLIENT", "LIST", "TYPE", "normal")
+            for line in listing.decode().splitlines():
+                fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+                if fields.get("name") == name and fields.get("cmd") == "blpop":
+                    return str(fields["id"])
+            return None
+
+        connection = await until("the BLPOP waiting on the server", blocked, 5.0)
+        assert await other.command("test", "CLIENT", "KILL", "ID", connection) == 1
+    # Then the waiting command fails as unavailable (worth a retry), not with a driver's error
+    with pytest.raises(AdapterUnavailable):
+        await waiting
+    # And the next command gets a new connection
+    assert await client.command("test", "PING") in (b"PONG", True)
+
+
+async def test_the_url_selects_its_database(redis_url: str) -> None:
+    # Given a client on database 1 of the test server
+    base = redis_url.rsplit("/", 1)[0]
+    async with open_redis(f"{base}/1") as client:
+        key = f"{client.options.key_prefix}:db"
+        await client.command("test", "SET", key, "here")
+        # Then the key is in database 1, not in 0
+        assert await client.command("test", "GET", key) == b"here"
+        async with open_redis(f"{base}/0") as zero:
+            assert await zero.command("test", "EXISTS", key) == 0
+
+
+async def test_a_wrong_password_is_an_error_without_the_password(redis_url: str) -> None:
+    # Given a URL whose password the server refuses (it has none set)
+    host = redis_url.split("://", 1)[1].rsplit("/", 1)[0]
+    url = f"redis://someone:s3cret-pw@{host}/0"
+    async with open_redis(url, cleanup=False) as client:
+        # Then a command fails with conveyor's error, which never shows the password
+        with pytest.raises(AdapterError) as caught:
+            await client.command("test", "PING")
+    assert "s3cret-pw" not in str(caught.value)
+    assert "s3cret-pw" not in repr(caught.value)

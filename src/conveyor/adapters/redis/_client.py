@@ -1,20 +1,23 @@
 """``RedisClient``: the one door of the Redis adapters to redis-py, and its errors as conveyor's.
 
-The adapters send raw commands (``execute_command``) through this class, never redis-py's
-typed helpers, so they see the replies redis-py's RESP2 callbacks make (lists, ``bytes``)
-and nothing else; redis-py is reached through the small ``Protocol``s below, so the
-adapters' public types are complete. Its errors become ``AdapterUnavailable`` (the server
+The adapters send raw commands through this class, never redis-py's typed helpers, so they
+see the replies redis-py's RESP2 callbacks make (lists, ``bytes``) and nothing else;
+redis-py is reached through the small ``Protocol`` below, so the adapters' public types are
+complete. Its errors become ``AdapterUnavailable`` (the server
 cannot be reached, the connection died, a reply timed out: worth a retry) or
 ``AdapterError`` (everything else), their messages scrubbed of the URL's secrets.
 
 Single commands and scripts are pipelined (``RedisClient.command``, ``run``): the ones
-made while a batch is in flight go to the server together in the next, one round trip.
+made while a batch is in flight go to the server together in the next, one round trip, on
+the client's one pipelining connection (``_pipe.Pipe``: hiredis-parsed, redis-py's reply
+callbacks applied; measured cheaper than redis-py's pool and pipeline objects).
 
-redis-py's own retries are off (``Retry(NoBackoff(), 0)``): a send whose reply was lost
-must not be sent again behind the caller's back, and the callers (the role scheduler's
-rounds, the engine's error backoff) retry anyway. Blocking reads (``XREADGROUP BLOCK``,
-``XREAD BLOCK``) each run on a connection of their own (``BlockingConnection``), so a
-reader waiting for events never holds one of the pool's.
+Nothing is sent again behind the caller's back (redis-py's own retries are off, for the
+blocking reads; the pipe has none): a send whose reply was lost may have run, and the
+callers (the role scheduler's rounds, the engine's error backoff) retry anyway. Blocking
+reads (``XREADGROUP BLOCK``, ``XREAD BLOCK``) each run on a connection of their own
+(``BlockingConnection``), so a reader waiting for events never holds up the pipelined
+commands.
 """
 
 from __future__ import annotations
@@ -32,24 +35,17 @@ from redis.backoff import NoBackoff
 from ..._errors import AdapterError, AdapterUnavailable
 from ..._urls import redact, scrub
 from ._options import RedisOptions, split_url
+from ._pipe import Pipe
 
 __all__ = ["BlockingConnection", "RedisClient", "Script", "open_client", "translate"]
 
 T = TypeVar("T")
 
 
-class _Pipeline(Protocol):
-    def execute_command(self, *args: object) -> object: ...
-
-    async def execute(self, raise_on_error: bool = True) -> list[Any]: ...
-
-    async def reset(self) -> None: ...
-
-
 class _Redis(Protocol):
-    async def execute_command(self, *args: object) -> Any: ...
+    response_callbacks: Any
 
-    def pipeline(self, transaction: bool = True) -> _Pipeline: ...
+    async def execute_command(self, *args: object) -> Any: ...
 
     async def aclose(self) -> None: ...
 
@@ -105,24 +101,17 @@ class Script:
         self.sha: str = hashlib.sha1(source.encode()).hexdigest()
 
 
-def _client(url: str, options: RedisOptions, *, single: bool, read_timeout: float) -> _Redis:
-    kwargs: dict[str, Any] = {
-        "decode_responses": False,
-        "socket_connect_timeout": options.connect_timeout,
-        "socket_timeout": read_timeout,
-        "retry": Retry(NoBackoff(), 0),
-        "health_check_interval": 0,
-    }
-    if single:
-        client = redis.asyncio.Redis.from_url(url, single_connection_client=True, **kwargs)
-    else:
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url,
-            max_connections=options.max_connections,
-            timeout=options.command_timeout,
-            **kwargs,
-        )
-        client = redis.asyncio.Redis.from_pool(pool)  # closes the pool with the client
+def _client(url: str, options: RedisOptions, *, read_timeout: float) -> _Redis:
+    """A redis-py client on one connection of its own (made at its first command)."""
+    client = redis.asyncio.Redis.from_url(
+        url,
+        single_connection_client=True,
+        decode_responses=False,
+        socket_connect_timeout=options.connect_timeout,
+        socket_timeout=read_timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
     return cast(_Redis, client)
 
 
@@ -137,7 +126,12 @@ class RedisClient:
         self.url: str = url
         self.display_url: str = display_url or url
         self.options: RedisOptions = options
-        self._redis = _client(url, options, single=False, read_timeout=options.command_timeout)
+        self._pipe = Pipe(
+            url,
+            connect_timeout=options.connect_timeout,
+            command_timeout=options.command_timeout,
+            callbacks=_client(url, options, read_timeout=0).response_callbacks,
+        )
         self._queue: list[_Queued] = []  # commands waiting for the batch in flight
         self._senders: set[asyncio.Task[None]] = set()  # batches in flight
         self._loaded: set[str] = set()  # scripts this client ran (sent by SHA from then on)
@@ -188,27 +182,12 @@ class RedisClient:
             while self._queue:
                 batch = [q for q in self._queue if not q.reply.done()]  # cancelled callers
                 self._queue = []
-                if len(batch) == 1:
-                    await self._send_one(batch[0])
-                elif batch:
+                if batch:
                     await self._send_batch(batch)
         finally:
             task = asyncio.current_task()
             if task is not None:
                 self._senders.discard(task)
-
-    async def _send_one(self, queued: _Queued) -> None:
-        try:
-            try:
-                reply = await self._redis.execute_command(*self._args(queued))
-            except redis.exceptions.NoScriptError:
-                assert queued.script is not None
-                reply = await self._redis.execute_command(*queued.as_eval())
-        except (TimeoutError, Exception) as exc:
-            queued.fail(translate(exc, queued.what, self.display_url), exc)
-        else:
-            self._ran(queued)
-            queued.done(reply)
 
     def _args(self, queued: _Queued) -> tuple[object, ...]:
         """A script this client has not run yet goes as ``EVAL`` (which loads it), so that
@@ -245,13 +224,7 @@ class RedisClient:
                 queued.done(reply)
 
     async def _pipeline_replies(self, commands: Sequence[Sequence[object]]) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
-        try:
-            for command in commands:
-                pipe.execute_command(*command)
-            return await pipe.execute(raise_on_error=False)
-        finally:
-            await pipe.reset()
+        return await self._pipe.send(commands)
 
     async def pipeline(
         self,
@@ -277,15 +250,10 @@ class RedisClient:
         return replies
 
     async def _pipeline(self, what: str, commands: Sequence[Sequence[object]]) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
         try:
-            for command in commands:
-                pipe.execute_command(*command)
-            replies = await _guarded(pipe.execute(raise_on_error=False))
+            replies = await _guarded(self._pipe.send(commands))
         except (TimeoutError, Exception) as exc:
             raise translate(exc, what, self.display_url) from exc
-        finally:
-            await _guarded(pipe.reset())
         out: list[Any] = []
         for reply in replies:
             if isinstance(reply, Exception):
@@ -327,10 +295,7 @@ class RedisClient:
         queued, self._queue = self._queue, []
         for q in queued:
             q.fail(AdapterError(f"Redis client is closed ({redact(self.display_url)})"), None)
-        try:
-            await self._redis.aclose()
-        except Exception:  # closing sockets that already failed
-            pass
+        self._pipe.close()
 
 
 _IN_FLIGHT = 1
@@ -382,7 +347,6 @@ class BlockingConnection:
             self._redis = _client(
                 self._client.url,
                 options,
-                single=True,
                 read_timeout=self.block + options.command_timeout,
             )
         return self._redis

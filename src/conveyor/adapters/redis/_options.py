@@ -40,8 +40,9 @@ class RedisOptions:
     key_prefix: str = "conveyor"
     """Prefix of every key, for several conveyor installations on one Redis database."""
     max_connections: int = 50
-    """Connections of the shared pool (each open receiver and tail read has its own on top,
-    held while it blocks in ``XREADGROUP``/``XREAD``)."""
+    """Accepted and checked, but no longer used: a client's commands are pipelined on one
+    connection (each open receiver and tail read has its own on top, held while it blocks
+    in ``XREADGROUP``/``XREAD``)."""
     connect_timeout: float = 5.0
     command_timeout: float = 10.0
     """Longest wait for a reply to a command (a blocking read: its block time plus this)."""
