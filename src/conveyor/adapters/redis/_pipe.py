@@ -8,7 +8,8 @@ an ``asyncio.Protocol`` whose bytes are parsed by hiredis (redis-py's own fast p
 used directly), the commands of a batch packed into one write, the replies matched to
 the batches in order. It speaks RESP3, as redis-py's own connections do, and the replies
 pass through the callbacks of a redis-py client by command name (``callbacks``), so the
-adapters see the shapes ``execute_command`` gives.
+adapters see the shapes ``execute_command`` gives (redis-py 8 and later speak RESP3 and
+convert to its RESP2 shapes: hence ``redis>=8``, ``hiredis>=3`` for RESP3 parsing).
 
 A connection is made at the first batch (``HELLO 3``, with ``AUTH`` and ``SELECT`` from
 the URL) and made again after it fails. A failure of the connection (closed, unreadable
