@@ -1,36 +1,32 @@
-"""``RedisClient``: the one door of the Redis adapters to redis-py, and its errors as conveyor's.
+"""``RedisClient``: the Redis adapters' one way to the server, and its errors as conveyor's.
 
-The adapters send raw commands through this class, never redis-py's typed helpers, so they
-see the replies redis-py's RESP2 callbacks make (lists, ``bytes``) and nothing else;
-redis-py is reached through the small ``Protocol`` below, so the adapters' public types are
-complete. Its errors become ``AdapterUnavailable`` (the server
-cannot be reached, the connection died, a reply timed out: worth a retry) or
-``AdapterError`` (everything else), their messages scrubbed of the URL's secrets.
+The adapters send raw commands through this class, so they see the replies redis-py's
+reply callbacks make (lists, ``bytes``) and nothing else. Its errors become
+``AdapterUnavailable`` (the server cannot be reached, the connection died, a reply timed
+out: worth a retry) or ``AdapterError`` (everything else), their messages scrubbed of the
+URL's secrets.
 
 Single commands and scripts are pipelined (``RedisClient.command``, ``run``): the ones
 made while a batch is in flight go to the server together in the next, one round trip, on
 the client's one pipelining connection (``_pipe.Pipe``: hiredis-parsed, redis-py's reply
-callbacks applied; measured cheaper than redis-py's pool and pipeline objects).
+callbacks applied; measured cheaper than redis-py's own pool, pipeline and connection
+objects, which the adapters used before). Blocking reads (``XREADGROUP BLOCK``, ``XREAD
+BLOCK``) each run on a ``Pipe`` of their own (``BlockingConnection``), so a reader waiting
+for events never holds up the pipelined commands.
 
-Nothing is sent again behind the caller's back (redis-py's own retries are off, for the
-blocking reads; the pipe has none): a send whose reply was lost may have run, and the
-callers (the role scheduler's rounds, the engine's error backoff) retry anyway. Blocking
-reads (``XREADGROUP BLOCK``, ``XREAD BLOCK``) each run on a connection of their own
-(``BlockingConnection``), so a reader waiting for events never holds up the pipelined
-commands.
+Nothing is sent again behind the caller's back: a send whose reply was lost may have run,
+and the callers (the role scheduler's rounds, the engine's error backoff) retry anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Sequence
-from typing import Any, Protocol, TypeVar, cast
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
 
 import redis.asyncio
 import redis.exceptions
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from ..._errors import AdapterError, AdapterUnavailable
 from ..._urls import redact, scrub
@@ -39,38 +35,9 @@ from ._pipe import Pipe
 
 __all__ = ["BlockingConnection", "RedisClient", "Script", "open_client", "translate"]
 
-T = TypeVar("T")
-
 
 class _Redis(Protocol):
     response_callbacks: Any
-
-    async def execute_command(self, *args: object) -> Any: ...
-
-    async def aclose(self) -> None: ...
-
-
-async def _guarded(call: Awaitable[T]) -> T:
-    """Await a redis-py call so that a cancellation is never lost.
-
-    redis-py 8 can swallow a cancellation that arrives while a command is in flight (the
-    command then completes and the caller goes on as if never cancelled: a loop told to
-    stop would run forever). The call runs as a task of its own; a cancelled caller
-    raises ``CancelledError`` at once and the call is cancelled too (it may still finish
-    by itself).
-    """
-    task = asyncio.ensure_future(call)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        task.cancel()
-        task.add_done_callback(_retrieve)
-        raise
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # a call abandoned by a cancelled caller: nobody wants its outcome
 
 
 def translate(exc: BaseException, what: str, url: str) -> AdapterError:
@@ -101,18 +68,11 @@ class Script:
         self.sha: str = hashlib.sha1(source.encode()).hexdigest()
 
 
-def _client(url: str, options: RedisOptions, *, read_timeout: float) -> _Redis:
-    """A redis-py client on one connection of its own (made at its first command)."""
-    client = redis.asyncio.Redis.from_url(
-        url,
-        single_connection_client=True,
-        decode_responses=False,
-        socket_connect_timeout=options.connect_timeout,
-        socket_timeout=read_timeout,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=0,
-    )
-    return cast(_Redis, client)
+def _callbacks(url: str) -> Any:
+    """redis-py's reply callbacks by command name, as a client of its for ``url`` applies
+    them (the client never connects)."""
+    client = cast(_Redis, redis.asyncio.Redis.from_url(url, decode_responses=False))
+    return client.response_callbacks
 
 
 class RedisClient:
@@ -126,11 +86,13 @@ class RedisClient:
         self.url: str = url
         self.display_url: str = display_url or url
         self.options: RedisOptions = options
+        self.callbacks: Any = _callbacks(url)
+        """redis-py's reply callbacks, by command name (see ``_pipe``)."""
         self._pipe = Pipe(
             url,
             connect_timeout=options.connect_timeout,
             command_timeout=options.command_timeout,
-            callbacks=_client(url, options, read_timeout=0).response_callbacks,
+            callbacks=self.callbacks,
         )
         self._queue: list[_Queued] = []  # commands waiting for the batch in flight
         self._senders: set[asyncio.Task[None]] = set()  # batches in flight
@@ -251,7 +213,7 @@ class RedisClient:
 
     async def _pipeline(self, what: str, commands: Sequence[Sequence[object]]) -> list[Any]:
         try:
-            replies = await _guarded(self._pipe.send(commands))
+            replies = await self._pipe.send(commands)
         except (TimeoutError, Exception) as exc:
             raise translate(exc, what, self.display_url) from exc
         out: list[Any] = []
@@ -333,49 +295,46 @@ class _Queued:
 
 class BlockingConnection:
     """One connection for one reader's blocking reads (made at the first read, made again
-    after a failure). A cancelled read leaves it usable: redis-py drops a connection whose
-    reply was not read."""
+    after a failure or a cancelled read, whose reply may still come)."""
 
     def __init__(self, client: RedisClient, block: float) -> None:
         self._client = client
         self.block: float = block
-        self._redis: _Redis | None = None
+        self._pipe: Pipe | None = None
 
-    def _connection(self) -> _Redis:
-        if self._redis is None:
-            options = self._client.options
-            self._redis = _client(
-                self._client.url,
-                options,
-                read_timeout=self.block + options.command_timeout,
+    def _connection(self) -> Pipe:
+        if self._pipe is None:
+            client = self._client
+            self._pipe = Pipe(
+                client.url,
+                connect_timeout=client.options.connect_timeout,
+                command_timeout=self.block + client.options.command_timeout,
+                callbacks=client.callbacks,
             )
-        return self._redis
+        return self._pipe
 
     async def command(self, what: str, *args: object) -> Any:
         """Send one (blocking) command on this connection; its reply."""
         try:
-            return await _guarded(self._connection().execute_command(*args))
+            (reply,) = await self._connection().send([args])
         except asyncio.CancelledError:
-            self._abandon()  # its read may still be running: a later command needs another
+            self._abandon()  # its reply may still come: a later command needs another
             raise
         except (TimeoutError, Exception) as exc:
-            await self.close()
+            self._abandon()
             raise translate(exc, what, self._client.display_url) from exc
+        if isinstance(reply, Exception):
+            raise translate(reply, what, self._client.display_url) from reply
+        return reply
 
     def _abandon(self) -> None:
-        conn, self._redis = self._redis, None
-        if conn is not None:
-            closing = asyncio.ensure_future(conn.aclose())
-            closing.add_done_callback(_retrieve)
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            pipe.close()
 
     async def close(self) -> None:
         """Close the connection (a later command opens another). Idempotent."""
-        conn, self._redis = self._redis, None
-        if conn is not None:
-            try:
-                await conn.aclose()
-            except Exception:
-                pass
+        self._abandon()
 
 
 def _no_script(reply: object) -> bool:

@@ -36,6 +36,8 @@ __all__ = ["Pipe", "pack"]
 def _arg(value: object) -> bytes:
     if isinstance(value, bytes):
         return value
+    if type(value) is str:
+        return value.encode()
     if isinstance(value, str):
         return value.encode()
     if isinstance(value, bool) or value is None:
@@ -52,11 +54,14 @@ def _arg(value: object) -> bytes:
 def pack(commands: Sequence[Sequence[object]]) -> bytes:
     """The commands in the RESP wire format, one after the other."""
     out: list[bytes] = []
+    append = out.append
     for command in commands:
-        out.append(b"*%d\r\n" % len(command))
+        append(b"*%d\r\n" % len(command))
         for value in command:
-            raw = _arg(value)
-            out.append(b"$%d\r\n%b\r\n" % (len(raw), raw))
+            raw = value if type(value) is bytes else _arg(value)
+            append(b"$%d\r\n" % len(raw))
+            append(raw)  # not copied into a formatted string: payloads can be large
+            append(b"\r\n")
     return b"".join(out)
 
 
@@ -114,6 +119,7 @@ class _Protocol(asyncio.Protocol):
             batch = self.waiting.popleft()
             if not batch.future.done():
                 batch.future.set_exception(error)
+                batch.future.exception()  # retrieved: its caller may have stopped waiting
         if self.transport is not None:
             self.transport.close()
 
