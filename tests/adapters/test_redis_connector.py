@@ -3,13 +3,15 @@ suite, and how entry fields map to ``ConnectorEvent``s."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
+from _mysql_processes import until
 from _redis_support import open_redis, redis_url
 
-from conveyor.abc import ConnectorConstructor, ConnectorEvent
+from conveyor.abc import ConnectorConstructor, ConnectorEvent, ReportsPending
 from conveyor.adapters.redis import RedisClient, RedisStreamConnector
 from conveyor.adaptertest import ConnectorMaker, ConnectorSuite, new_name
 
@@ -89,3 +91,37 @@ async def test_entry_fields_map_to_the_event_and_other_fields_become_headers(
         assert second.created_at is None
     finally:
         await connector.close()
+
+
+async def test_the_consumer_reports_what_is_pending_until_it_has_read_to_the_end(
+    client: RedisClient,
+) -> None:
+    # Given an outside stream with two entries, and a consumer of it
+    stream = f"{client.options.key_prefix}:outside:{new_name('pending')}"
+    await _seed(client, stream, [ConnectorEvent(id=str(i), foreign_id=f"f{i}") for i in (1, 2)])
+    connector = RedisStreamConnector(client, stream)
+    try:
+        consumer = await connector.make(new_name("reader"))
+        assert isinstance(consumer, ReportsPending)
+        # Then before any read something may be pending
+        assert consumer.pending() >= 1
+        # When both are read and acknowledged, and the next read waits for more
+        events = await consumer.recv(10)
+        assert [e.id for e in events] == ["1", "2"]
+        assert consumer.pending() >= 2
+        for event in events:
+            await consumer.ack(event)
+        waiting = asyncio.ensure_future(consumer.recv(10))
+        await until("the consumer caught up", lambda: _zero(consumer), 5.0)
+        # Then nothing is pending; when another entry comes, it is delivered and pending
+        await _seed(client, stream, [ConnectorEvent(id="3", foreign_id="f3")])
+        (third,) = await waiting
+        assert third.id == "3"
+        assert consumer.pending() >= 1
+        await consumer.ack(third)
+    finally:
+        await connector.close()
+
+
+async def _zero(consumer: ReportsPending) -> bool:
+    return consumer.pending() == 0

@@ -123,28 +123,42 @@ class RedisStreamConsumer:
         self._order: collections.deque[str] = collections.deque()  # handed out, in order
         self._acked: set[str] = set()
         self._entry_of: dict[int, tuple[str, ConnectorEvent]] = {}
+        self._caught_up = False  # a read found nothing after the cursor
         self._closed = False
 
+    def pending(self) -> int:
+        """A hint (``ReportsPending``): entries handed out and not acknowledged, and one
+        more until a read has found nothing after the cursor (so a workflow is idle only
+        once its connector has read the stream to its end)."""
+        if self._closed:
+            return 0
+        return len(self._order) + (0 if self._caught_up else 1)
+
     async def recv(self, max_events: int = 1) -> Sequence[ConnectorEvent]:
-        """Wait for at least one entry; return up to ``max_events`` (cancellable)."""
+        """Wait for at least one entry; return up to ``max_events`` (cancellable).
+
+        The first read after entries were found does not block, so that finding nothing
+        marks the consumer caught up (``pending``) before it waits."""
         connector = self._connector
         while True:
             if self._closed:
                 raise AdapterError("connector consumer is closed")
+            block = ("BLOCK", round(self._conn.block * 1000)) if self._caught_up else ()
             reply = await self._conn.command(
                 f"reading stream {connector.stream!r}",
                 "XREAD",
                 "COUNT",
                 max(1, max_events),
-                "BLOCK",
-                round(self._conn.block * 1000),
+                *block,
                 "STREAMS",
                 connector.stream,
                 self._position,
             )
             entries: list[Any] = [e for _, found in reply or () for e in found]
             if not entries:
+                self._caught_up = True
                 continue
+            self._caught_up = False
             events: list[ConnectorEvent] = []
             for raw_id, fields in entries:
                 entry_id = _text(raw_id)
