@@ -123,8 +123,8 @@ async def throughput(
             ids.add(await trigger(wf, f"{tag}-t-{i}", {"n": i}))
 
     await asyncio.gather(*(client(c) for c in range(clients)))
-    seen = 0
-    while seen < runs:
+    finished: set[str] = set()  # by run ID: a copy of a completion event counts once
+    while len(finished) < runs:
         try:
             events = await done.recv(1024)
         except AdapterError:  # the database is away (pg_restart.py restarts it): retry
@@ -132,7 +132,7 @@ async def throughput(
             continue
         for event in events:
             if event.foreign_id in ids and event.headers.get(Header.RUN_STATE) == completed:
-                seen += 1
+                finished.add(event.foreign_id)
     elapsed = time.perf_counter() - start
     await done.close()
     # Every run must have finished at the expected version (trigger + 3 steps).

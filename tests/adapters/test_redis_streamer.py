@@ -147,6 +147,48 @@ async def test_a_closed_receivers_unacknowledged_events_go_to_another_process_at
     await first_streamer.close()
 
 
+async def test_events_delivered_to_a_cancelled_read_go_to_another_process_at_once(
+    redis_url: str, client: RedisClient
+) -> None:
+    # Given a receiver whose blocking read was cancelled after the server delivered two
+    # events to it (a role hand-over cancels an idle receiver; the read's reply never came):
+    # the same read, made by its consumer outside the receiver, delivers them unseen
+    topic, name = new_name("unseen"), new_name("reader")
+    first_streamer = RedisEventStreamer(client)
+    sender = await first_streamer.new_sender(topic)
+    first = await first_streamer.new_receiver(topic, name)
+    reading = asyncio.ensure_future(first.recv(10))
+    await sender.send_many([OutgoingEvent(str(i), 1, {}) for i in range(2)])
+    got_first = await reading
+    for event in got_first:
+        await first.ack(event)
+    await sender.send_many([OutgoingEvent(str(i), 1, {}) for i in range(2, 4)])
+    stream = client.options.keys.stream(topic)
+    consumer = first._consumer  # type: ignore[attr-defined]
+    unseen = await client.command(
+        "test", "XREADGROUP", "GROUP", name, consumer, "COUNT", 10, "STREAMS", stream, ">"
+    )
+    assert unseen, "the events were not delivered to the receiver's consumer"
+
+    # When it closes and a receiver of that name opens in another process (claim_idle an
+    # hour)
+    await first.close()
+    async with open_redis(
+        redis_url, prefix=client.options.key_prefix, cleanup=False, claim_idle=3600.0
+    ) as other_client:
+        other = RedisEventStreamer(other_client)
+        receiver = await other.new_receiver(topic, name)
+
+        # Then it gets both without waiting for them to be idle
+        got: list[Event] = []
+        async with asyncio.timeout(5):
+            while len(got) < 2:
+                got.extend(await receiver.recv(10))
+        assert sorted(e.foreign_id for e in got) == ["2", "3"]
+        await other.close()
+    await first_streamer.close()
+
+
 # ---------------------------------------------------------------- acknowledgements
 
 

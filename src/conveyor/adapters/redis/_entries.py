@@ -22,6 +22,7 @@ from ..._protocols import OutgoingEvent
 from ._client import Script
 
 __all__ = [
+    "RELEASE",
     "SEND",
     "TRIM",
     "entry_id",
@@ -49,6 +50,30 @@ return last
 )
 """Append ``ARGV[1]`` events (foreign ID, type, headers JSON each) to stream ``KEYS[1]``
 with IDs from counter ``KEYS[2]``; the last ID."""
+
+RELEASE = Script(
+    """
+local page = tonumber(ARGV[4])
+local released = 0
+local start = '-'
+while true do
+  local rows = redis.call('XPENDING', KEYS[1], ARGV[1], start, '+', page, ARGV[2])
+  if #rows == 0 then return released end
+  local claim = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
+  for _, row in ipairs(rows) do claim[#claim + 1] = row[1] end
+  claim[#claim + 1] = 'IDLE'
+  claim[#claim + 1] = ARGV[3]
+  claim[#claim + 1] = 'JUSTID'
+  redis.call(unpack(claim))
+  released = released + #rows
+  if #rows < page then return released end
+  start = '(' .. rows[#rows][1]
+end
+"""
+)
+"""Give every entry pending for consumer ``ARGV[2]`` of group ``ARGV[1]`` on stream
+``KEYS[1]`` the idle time ``ARGV[3]`` (ms), ``ARGV[4]`` entries at a time: another
+consumer's ``XAUTOCLAIM`` takes them at once. How many."""
 
 TRIM = Script(
     """

@@ -53,7 +53,7 @@ from ..._errors import AdapterError
 from ..._event import Event
 from ..._protocols import Delivery, OutgoingEvent
 from ._client import BlockingConnection, RedisClient
-from ._entries import SEND, TRIM, entry_id, events_of, send_args, stream_entries
+from ._entries import RELEASE, SEND, TRIM, entry_id, events_of, send_args, stream_entries
 from ._tail import RedisTail, TailHub
 
 __all__ = ["RedisEventReceiver", "RedisEventSender", "RedisEventStreamer"]
@@ -62,6 +62,8 @@ log = logging.getLogger("conveyor.adapters.redis")
 
 _RELEASED_IDLE_MS = 10**12
 """Idle time (ms) a closing receiver gives its unacknowledged entries: claimable at once."""
+_RELEASE_PAGE = 500
+"""Pending entries the release script lists (``XPENDING``) and releases per ``XCLAIM``."""
 
 
 class RedisEventStreamer:
@@ -462,22 +464,21 @@ class RedisEventReceiver:
         self._streamer._open.discard(self)
         await self._conn.close()
         await self._flush_acks()
-        if self._handed:
-            ids = [f"{i}-0" for i in sorted(self._handed)]
-            with contextlib.suppress(AdapterError):
-                await self._client.command(
-                    self._what,
-                    "XCLAIM",
-                    self._stream,
-                    self.name,
-                    self._consumer,
-                    0,
-                    *ids,
-                    "IDLE",
-                    _RELEASED_IDLE_MS,
-                    "JUSTID",
-                )
-            self._handed.clear()
+        with contextlib.suppress(AdapterError):
+            await self._release_pending()
+        self._handed.clear()
+
+    async def _release_pending(self) -> None:
+        """Make every entry still pending for this consumer claimable at once: those handed
+        out and not acknowledged, and those a cancelled read had the server deliver while
+        its reply never came (a hand-over cancels an idle receiver in its blocking read;
+        left alone, those would wait ``claim_idle`` for another process's ``XAUTOCLAIM``)."""
+        await self._client.run(
+            self._what,
+            RELEASE,
+            [self._stream],
+            [self.name, self._consumer, _RELEASED_IDLE_MS, _RELEASE_PAGE],
+        )
 
 
 def _text(value: object) -> str:
