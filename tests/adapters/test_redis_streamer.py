@@ -164,7 +164,7 @@ async def test_events_delivered_to_a_cancelled_read_go_to_another_process_at_onc
         await first.ack(event)
     await sender.send_many([OutgoingEvent(str(i), 1, {}) for i in range(2, 4)])
     stream = client.options.keys.stream(topic)
-    consumer = first._consumer  # type: ignore[attr-defined]
+    consumer = first._consumer
     unseen = await client.command(
         "test", "XREADGROUP", "GROUP", name, consumer, "COUNT", 10, "STREAMS", stream, ">"
     )
