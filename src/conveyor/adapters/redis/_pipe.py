@@ -158,9 +158,10 @@ class Pipe:
         return out
 
     async def _round_trip(self, protocol: _Protocol, data: bytes, size: int) -> list[Any]:
+        if protocol.closed or protocol.transport is None:  # lost since it was handed out
+            raise redis.exceptions.ConnectionError("Connection closed by server")
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         protocol.waiting.append(_Batch(size, future))
-        assert protocol.transport is not None
         protocol.transport.write(data)
         try:
             async with asyncio.timeout(self._command_timeout):
