@@ -131,20 +131,29 @@ async def test_a_closed_receivers_unacknowledged_events_go_to_another_process_at
     await first.close()
 
     # When a receiver of that name opens in another process (claim_idle an hour)
+    # Then it gets both without waiting for them to be idle
+    assert await _another_process_gets(redis_url, client, topic, name, 2) == ["0", "1"]
+    await first_streamer.close()
+
+
+async def _another_process_gets(
+    redis_url: str, client: RedisClient, topic: str, name: str, n: int
+) -> list[str]:
+    """The foreign IDs of the first ``n`` events a receiver ``name`` gets in another
+    process (a client of its own, ``claim_idle`` an hour), within 5 s."""
     async with open_redis(
         redis_url, prefix=client.options.key_prefix, cleanup=False, claim_idle=3600.0
     ) as other_client:
         other = RedisEventStreamer(other_client)
-        receiver = await other.new_receiver(topic, name)
-
-        # Then it gets both without waiting for them to be idle
-        got: list[Event] = []
-        async with asyncio.timeout(5):
-            while len(got) < 2:
-                got.extend(await receiver.recv(10))
-        assert sorted(e.foreign_id for e in got) == ["0", "1"]
-        await other.close()
-    await first_streamer.close()
+        try:
+            receiver = await other.new_receiver(topic, name)
+            got: list[Event] = []
+            async with asyncio.timeout(5):
+                while len(got) < n:
+                    got.extend(await receiver.recv(10))
+        finally:
+            await other.close()
+    return sorted(e.foreign_id for e in got)
 
 
 async def test_events_delivered_to_a_cancelled_read_go_to_another_process_at_once(
@@ -173,19 +182,8 @@ async def test_events_delivered_to_a_cancelled_read_go_to_another_process_at_onc
     # When it closes and a receiver of that name opens in another process (claim_idle an
     # hour)
     await first.close()
-    async with open_redis(
-        redis_url, prefix=client.options.key_prefix, cleanup=False, claim_idle=3600.0
-    ) as other_client:
-        other = RedisEventStreamer(other_client)
-        receiver = await other.new_receiver(topic, name)
-
-        # Then it gets both without waiting for them to be idle
-        got: list[Event] = []
-        async with asyncio.timeout(5):
-            while len(got) < 2:
-                got.extend(await receiver.recv(10))
-        assert sorted(e.foreign_id for e in got) == ["2", "3"]
-        await other.close()
+    # Then it gets both without waiting for them to be idle
+    assert await _another_process_gets(redis_url, client, topic, name, 2) == ["2", "3"]
     await first_streamer.close()
 
 
