@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from prometheus_client import CollectorRegistry
 
-from conveyor import Builder, Run, RunState
+from conveyor import Builder, Run, RunState, Workflow
 from conveyor.abc import Delivery, OutgoingEvent
 from conveyor.adapters.memory import MemoryEventStreamer
 from conveyor.testing import run_until_idle
@@ -83,25 +83,10 @@ async def test_late_copies_of_events_about_older_versions_run_no_step() -> None:
     b.add_step(Loop.BEGIN, begin, Loop.START)
     b.add_step(Loop.START, start, Loop.AGAIN, Loop.DONE)
     b.add_step(Loop.AGAIN, again, Loop.START)
-    wf = b.build(
-        streamer,
-        base.store,
-        base.roles,
-        clock=base.clock,
-        default_options=FAST,
-        metrics_registry=registry,
-    )
+    wf = _build(b, streamer, base, registry)
 
     # When 20 runs go through it
-    await wf.run()
-    try:
-        run_ids = [await wf.trigger(f"fid-{i}") for i in range(20)]
-        async with asyncio.timeout(WAIT):
-            for i, run_id in enumerate(run_ids):
-                await wf.wait(f"fid-{i}", run_id, Loop.DONE)
-        await run_until_idle(wf, timeout=WAIT)
-    finally:
-        await wf.stop()
+    run_ids = await _drive(wf, 20)
 
     # Then late copies came, and those about an older version of their run were dropped by
     # the version rule (counted as skipped), however late
@@ -152,26 +137,10 @@ async def test_a_copy_in_the_same_batch_as_its_original_runs_no_second_step() ->
     b.add_step(Loop.BEGIN, step(Loop.START), Loop.START)
     b.add_step(Loop.START, step(Loop.AGAIN), Loop.AGAIN)
     b.add_step(Loop.AGAIN, step(Loop.DONE), Loop.DONE)
-    wf = b.build(
-        streamer,
-        base.store,
-        base.roles,
-        clock=base.clock,
-        default_options=FAST,
-        metrics_registry=registry,
-    )
+    wf = _build(b, streamer, base, registry)
 
-    # When 20 runs go through it
-    await wf.run()
-    try:
-        run_ids = [await wf.trigger(f"fid-{i}") for i in range(20)]
-        started.set()
-        async with asyncio.timeout(WAIT):
-            for i, run_id in enumerate(run_ids):
-                await wf.wait(f"fid-{i}", run_id, Loop.DONE)
-        await run_until_idle(wf, timeout=WAIT)
-    finally:
-        await wf.stop()
+    # When 20 runs go through it (every one triggered before any step goes on)
+    run_ids = await _drive(wf, 20, triggered=started.set)
 
     # Then each step ran exactly once per run
     visits = [(Loop.BEGIN, 1), (Loop.START, 2), (Loop.AGAIN, 3)]
@@ -187,3 +156,34 @@ async def test_a_copy_in_the_same_batch_as_its_original_runs_no_second_step() ->
         },
     )
     assert (copies or 0) > 0
+
+
+def _build(
+    b: Builder[Doc, Loop], streamer: MemoryEventStreamer, base: Env, registry: CollectorRegistry
+) -> Workflow[Doc, Loop]:
+    return b.build(
+        streamer,
+        base.store,
+        base.roles,
+        clock=base.clock,
+        default_options=FAST,
+        metrics_registry=registry,
+    )
+
+
+async def _drive(
+    wf: Workflow[Doc, Loop], n: int, *, triggered: Callable[[], object] = lambda: None
+) -> list[str]:
+    """Run ``wf``, trigger ``n`` runs (then call ``triggered``), wait until each is DONE and
+    the workflow is idle, stop it; the run IDs."""
+    await wf.run()
+    try:
+        run_ids = [await wf.trigger(f"fid-{i}") for i in range(n)]
+        triggered()
+        async with asyncio.timeout(WAIT):
+            for i, run_id in enumerate(run_ids):
+                await wf.wait(f"fid-{i}", run_id, Loop.DONE)
+        await run_until_idle(wf, timeout=WAIT)
+    finally:
+        await wf.stop()
+    return run_ids

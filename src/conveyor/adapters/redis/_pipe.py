@@ -36,8 +36,6 @@ __all__ = ["Pipe", "pack"]
 def _arg(value: object) -> bytes:
     if isinstance(value, bytes):
         return value
-    if type(value) is str:
-        return value.encode()
     if isinstance(value, str):
         return value.encode()
     if isinstance(value, bool) or value is None:
@@ -110,7 +108,6 @@ class _Protocol(asyncio.Protocol):
                     batch.future.set_result(batch.replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
         self.fail(redis.exceptions.ConnectionError(f"Connection closed by server ({exc})"))
 
     def fail(self, error: Exception) -> None:
@@ -209,18 +206,17 @@ class Pipe:
         db = int(settings.get("db") or 0)
         if db:
             hello.append(("SELECT", db))
-        if hello:
-            try:
-                replies = await self._round_trip(protocol, pack(hello), len(hello))
-            except BaseException:
+        try:
+            replies = await self._round_trip(protocol, pack(hello), len(hello))
+        except BaseException:
+            protocol.fail(redis.exceptions.ConnectionError("connection set-up failed"))
+            raise
+        for reply in replies:
+            if isinstance(reply, Exception):
                 protocol.fail(redis.exceptions.ConnectionError("connection set-up failed"))
-                raise
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    protocol.fail(redis.exceptions.ConnectionError("connection set-up failed"))
-                    if "WRONGPASS" in str(reply) or "AUTH" in str(reply):
-                        raise redis.exceptions.AuthenticationError(str(reply))
-                    raise reply
+                if "WRONGPASS" in str(reply) or "AUTH" in str(reply):
+                    raise redis.exceptions.AuthenticationError(str(reply))
+                raise reply
         return protocol
 
     def close(self) -> None:
