@@ -17,6 +17,7 @@ from conveyor.adapters.memory import (
 )
 from conveyor.adaptertest import (
     ConnectorMaker,
+    ConnectorReportsPendingSuite,
     ConnectorSuite,
     EventStreamerSuite,
     KeepsDefinitionsSuite,
@@ -65,13 +66,23 @@ class TestMemoryTimeoutStore(TimeoutStoreSuite):
         return MemoryTimeoutStore()
 
 
-class TestMemoryConnector(ConnectorSuite):
+class _MemoryConnectorMaker:
+    """The seeded-connector fixture both connector suites run with."""
+
     @pytest.fixture
     async def make_connector(self) -> ConnectorMaker:
         async def make(events: Sequence[ConnectorEvent]) -> ConnectorConstructor:
             return MemoryConnector(events)
 
         return make
+
+
+class TestMemoryConnector(_MemoryConnectorMaker, ConnectorSuite):
+    pass
+
+
+class TestMemoryConnectorReportsPending(_MemoryConnectorMaker, ConnectorReportsPendingSuite):
+    pass
 
 
 # --------------------------------------------------------------------------- capabilities

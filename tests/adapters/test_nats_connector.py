@@ -12,7 +12,7 @@ from nats.js.api import StreamConfig
 from conveyor.abc import ConnectorConstructor, ConnectorEvent
 from conveyor.adapters.nats import NatsConnector
 from conveyor.adapters.nats._connector import EVENT_TYPE_HEADER, FOREIGN_ID_HEADER
-from conveyor.adaptertest import ConnectorMaker, ConnectorSuite
+from conveyor.adaptertest import ConnectorMaker, ConnectorReportsPendingSuite, ConnectorSuite
 
 __all__ = ["nats_url"]
 
@@ -36,7 +36,9 @@ async def seed(url: str, stream: str, subject: str, events: Sequence[ConnectorEv
         await nc.close()
 
 
-class TestNatsConnector(ConnectorSuite):
+class _NatsConnectorMaker:
+    """The seeded-connector fixture both connector suites run with."""
+
     @pytest.fixture
     async def make_connector(self, nats_url: str) -> AsyncIterator[ConnectorMaker]:
         prefix = new_prefix("c")
@@ -56,3 +58,11 @@ class TestNatsConnector(ConnectorSuite):
             for connector in made:
                 await connector.close()
             await delete_prefix(nats_url, prefix)
+
+
+class TestNatsConnector(_NatsConnectorMaker, ConnectorSuite):
+    pass
+
+
+class TestNatsConnectorReportsPending(_NatsConnectorMaker, ConnectorReportsPendingSuite):
+    pass

@@ -13,7 +13,12 @@ from _redis_support import open_redis, redis_url
 
 from conveyor.abc import ConnectorConstructor, ConnectorEvent, ReportsPending
 from conveyor.adapters.redis import RedisClient, RedisStreamConnector
-from conveyor.adaptertest import ConnectorMaker, ConnectorSuite, new_name
+from conveyor.adaptertest import (
+    ConnectorMaker,
+    ConnectorReportsPendingSuite,
+    ConnectorSuite,
+    new_name,
+)
 
 __all__ = ["redis_url"]
 
@@ -44,7 +49,9 @@ async def _seed(client: RedisClient, stream: str, events: Sequence[ConnectorEven
         )
 
 
-class TestRedisStreamConnector(ConnectorSuite):
+class _RedisConnectorMaker:
+    """The seeded-connector fixture both connector suites run with."""
+
     @pytest.fixture
     async def make_connector(self, client: RedisClient) -> AsyncIterator[ConnectorMaker]:
         made: list[RedisStreamConnector] = []
@@ -59,6 +66,14 @@ class TestRedisStreamConnector(ConnectorSuite):
         yield make
         for connector in made:
             await connector.close()
+
+
+class TestRedisStreamConnector(_RedisConnectorMaker, ConnectorSuite):
+    pass
+
+
+class TestRedisStreamConnectorReportsPending(_RedisConnectorMaker, ConnectorReportsPendingSuite):
+    pass
 
 
 async def test_entry_fields_map_to_the_event_and_other_fields_become_headers(

@@ -385,6 +385,30 @@ class ConnectorWithOneSharedCursor(MemoryConnector):
         return await super().make("")
 
 
+class _ConsumerPendingZero(MemoryConnectorConsumer):
+    def pending(self) -> int:
+        return 0
+
+
+class ConnectorWhosePendingIsAlwaysZero(MemoryConnector):
+    """Its consumers report being caught up, however many events wait."""
+
+    async def make(self, name: str) -> MemoryConnectorConsumer:
+        return _ConsumerPendingZero(self, name, self._cursors.get(name, 0))
+
+
+class _ConsumerPendingOne(MemoryConnectorConsumer):
+    def pending(self) -> int:
+        return 1
+
+
+class ConnectorWhosePendingIsAlwaysOne(MemoryConnector):
+    """Its consumers never report being caught up."""
+
+    async def make(self, name: str) -> MemoryConnectorConsumer:
+        return _ConsumerPendingOne(self, name, self._cursors.get(name, 0))
+
+
 def _maker(connector_type: type[MemoryConnector]) -> Callable[[], ConnectorMaker]:
     def build() -> ConnectorMaker:
         async def make(events: Sequence[ConnectorEvent]) -> ConnectorConstructor:
@@ -1016,6 +1040,9 @@ VARIANTS: dict[str, Variant] = {
         "ConnectorSuite", "make_connector", _maker(MemoryConnector), _CONNECTORS
     ),
     # Correct capabilities (the publishing store is a memory double of PostgreSQL's).
+    "memory-connector-reports-pending": Variant(
+        "ConnectorReportsPendingSuite", "make_connector", _maker(MemoryConnector), _CONNECTORS
+    ),
     "memory-receivers-report-pending": Variant(
         "ReportsPendingSuite", "streamer", MemoryEventStreamer, _PENDING
     ),
@@ -1123,6 +1150,18 @@ VARIANTS: dict[str, Variant] = {
     ),
     "timeout-store-close-raises-the-second-time": Variant(
         "TimeoutStoreSuite", "timeout_store", TimeoutStoreClosingOnce, _TIMEOUTS
+    ),
+    "connector-pending-always-zero": Variant(
+        "ConnectorReportsPendingSuite",
+        "make_connector",
+        _maker(ConnectorWhosePendingIsAlwaysZero),
+        _CONNECTORS,
+    ),
+    "connector-pending-always-one": Variant(
+        "ConnectorReportsPendingSuite",
+        "make_connector",
+        _maker(ConnectorWhosePendingIsAlwaysOne),
+        _CONNECTORS,
     ),
     "pending-always-zero": Variant(
         "ReportsPendingSuite", "streamer", StreamerWhosePendingIsAlwaysZero, _PENDING
@@ -1348,6 +1387,7 @@ def test_harness_passes_the_correct_memory_adapter(
     "key",
     [
         "memory-receivers-report-pending",
+        "memory-connector-reports-pending",
         "memory-publishing-store",
         "memory-store-keeps-snapshots",
         "memory-store-notifies-changes",
@@ -1551,6 +1591,19 @@ def test_harness_passes_every_case_of_a_capability_suite_on_a_correct_adapter(
             "timeout-store-close-raises-the-second-time",
             {"test_close_is_idempotent"},
             id="timeout-store-close-raises-the-second-time",
+        ),
+        pytest.param(
+            "connector-pending-always-zero",
+            {
+                "test_pending_is_positive_while_a_seeded_event_waits_to_be_handed_out",
+                "test_unacknowledged_events_are_pending_for_a_reopened_consumer",
+            },
+            id="connector-pending-always-zero",
+        ),
+        pytest.param(
+            "connector-pending-always-one",
+            {"test_pending_falls_to_zero_once_everything_is_handed_out_and_acknowledged"},
+            id="connector-pending-always-one",
         ),
         pytest.param(
             "pending-always-zero",

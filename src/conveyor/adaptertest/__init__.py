@@ -14,7 +14,8 @@ extra: pytest and pytest-asyncio). An adapter's test module subclasses it as
 
 An adapter that claims a capability (``conveyor.abc.ReportsPending`` and the others) runs
 its suite too, with the fixture of the contract it extends: ``ReportsPendingSuite`` and
-``TailsTopicsSuite`` (``streamer``), ``KeepsSnapshotsSuite``, ``NotifiesChangesSuite``,
+``TailsTopicsSuite`` (``streamer``), ``ConnectorReportsPendingSuite``
+(``make_connector``), ``KeepsSnapshotsSuite``, ``NotifiesChangesSuite``,
 ``ReportsOutboxSuite``, ``RecordsFailuresSuite``, ``KeepsHistorySuite``,
 ``ListsRunsSuite``, ``KeepsDefinitionsSuite`` and ``PinsEventLocationSuite`` (``store``),
 and ``PublishesEventsSuite``, whose ``store_and_streamer`` fixture yields a
@@ -39,6 +40,7 @@ pytest.register_assert_rewrite(
     "conveyor.adaptertest._store_capabilities",
     "conveyor.adaptertest._tails",
     "conveyor.adaptertest._connector",
+    "conveyor.adaptertest._connector_pending",
     "conveyor.adaptertest._definitions",
     "conveyor.adaptertest._event_location",
     "conveyor.adaptertest._event_streamer",
@@ -53,6 +55,9 @@ pytest.register_assert_rewrite(
 
 from ._connector import ConnectorMaker as ConnectorMaker  # noqa: E402
 from ._connector import ConnectorSuite as ConnectorSuite  # noqa: E402
+from ._connector_pending import (  # noqa: E402
+    ConnectorReportsPendingSuite as ConnectorReportsPendingSuite,
+)
 from ._definitions import KeepsDefinitionsSuite as KeepsDefinitionsSuite  # noqa: E402
 from ._event_location import PinsEventLocationSuite as PinsEventLocationSuite  # noqa: E402
 from ._event_streamer import EventStreamerSuite as EventStreamerSuite  # noqa: E402
@@ -78,6 +83,7 @@ from ._timeout_store import TimeoutStoreSuite as TimeoutStoreSuite  # noqa: E402
 
 __all__ = (
     "ConnectorMaker",
+    "ConnectorReportsPendingSuite",
     "ConnectorSuite",
     "EventStreamerSuite",
     "KeepsDefinitionsSuite",

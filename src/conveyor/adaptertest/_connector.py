@@ -20,7 +20,7 @@ from ..adapters.memory import MemoryEventStreamer, MemoryRecordStore, MemoryRole
 from ..testing import require
 from ._fixtures import WAIT_TIMEOUT, User, new_name, within
 
-__all__ = ["ConnectorMaker", "ConnectorSuite"]
+__all__ = ["ConnectorCases", "ConnectorMaker", "ConnectorSuite", "Consumers"]
 
 ConnectorMaker = Callable[[Sequence[ConnectorEvent]], Awaitable[ConnectorConstructor]]
 """``await make(events)`` gives a constructor whose consumers read exactly ``events``, in order."""
@@ -74,43 +74,14 @@ class Consumers:
             raise errors[0]
 
 
-class ConnectorSuite:
-    """Conformance cases every connector (``ConnectorConstructor`` and its consumers) must pass.
-
-    Subclass it in a test module as ``Test<YourConnector>`` and override the
-    ``make_connector`` fixture to yield an **async** maker: ``await make(events)`` returns a
-    constructor whose consumers read a fresh stream holding exactly ``events`` (IDs,
-    foreign IDs, types and headers as given), in that order, with no cursor committed
-    yet. It is a coroutine so that seeding a real backend can do I/O::
-
-        class TestMyConnector(ConnectorSuite):
-            @pytest.fixture
-            async def make_connector(self) -> AsyncIterator[ConnectorMaker]:
-                made: list[MyConnector] = []
-
-                async def make(events: Sequence[ConnectorEvent]) -> ConnectorConstructor:
-                    connector = await MyConnector.seeded(new_topic(), events)
-                    made.append(connector)
-                    return connector
-
-                yield make
-                for connector in made:
-                    await connector.close()
-
-    The whole-workflow cases run on the memory streamer, record store and role scheduler;
-    only the connector is under test. With pytest-asyncio's ``asyncio_mode = "auto"`` the
-    override works as written; in strict mode decorate it with ``@pytest_asyncio.fixture``.
-    ``wait_timeout`` bounds every wait for an event; ``workflow_timeout`` bounds each
-    whole-workflow case.
-    """
+class ConnectorCases:
+    """What the connector suites share: the ``make_connector`` fixture to override, the
+    consumers of a case (all closed when it ends) and the receiving helpers."""
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
 
     wait_timeout: ClassVar[float] = WAIT_TIMEOUT
     """Seconds a case waits for an expected event before failing."""
-
-    workflow_timeout: ClassVar[float] = 2 * WAIT_TIMEOUT
-    """Seconds a whole-workflow case may take (start, every run, stop)."""
 
     @pytest_asyncio.fixture
     async def make_connector(self) -> AsyncIterator[ConnectorMaker]:
@@ -146,6 +117,40 @@ class ConnectorSuite:
 
         await within(collect(), self.wait_timeout, f"{count} events (got {len(events)})")
         return events
+
+
+class ConnectorSuite(ConnectorCases):
+    """Conformance cases every connector (``ConnectorConstructor`` and its consumers) must pass.
+
+    Subclass it in a test module as ``Test<YourConnector>`` and override the
+    ``make_connector`` fixture to yield an **async** maker: ``await make(events)`` returns a
+    constructor whose consumers read a fresh stream holding exactly ``events`` (IDs,
+    foreign IDs, types and headers as given), in that order, with no cursor committed
+    yet. It is a coroutine so that seeding a real backend can do I/O::
+
+        class TestMyConnector(ConnectorSuite):
+            @pytest.fixture
+            async def make_connector(self) -> AsyncIterator[ConnectorMaker]:
+                made: list[MyConnector] = []
+
+                async def make(events: Sequence[ConnectorEvent]) -> ConnectorConstructor:
+                    connector = await MyConnector.seeded(new_topic(), events)
+                    made.append(connector)
+                    return connector
+
+                yield make
+                for connector in made:
+                    await connector.close()
+
+    The whole-workflow cases run on the memory streamer, record store and role scheduler;
+    only the connector is under test. With pytest-asyncio's ``asyncio_mode = "auto"`` the
+    override works as written; in strict mode decorate it with ``@pytest_asyncio.fixture``.
+    ``wait_timeout`` bounds every wait for an event; ``workflow_timeout`` bounds each
+    whole-workflow case.
+    """
+
+    workflow_timeout: ClassVar[float] = 2 * WAIT_TIMEOUT
+    """Seconds a whole-workflow case may take (start, every run, stop)."""
 
     # ------------------------------------------------------------ whole workflow (§2.5)
 
