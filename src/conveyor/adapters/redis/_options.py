@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from ..._errors import AdapterError
 from ..._urls import redact
-from .._values import Kind, at_most, boolean, integer, numbers, parse, show, text
+from .._values import Kind, at_most, boolean, numbers, parse, show, text
 
 __all__ = ["Keys", "RedisOptions", "SCHEMES", "split_url"]
 
@@ -38,11 +38,11 @@ class RedisOptions:
     keyword arguments win. Durations are in seconds."""
 
     key_prefix: str = "conveyor"
-    """Prefix of every key, for several conveyor installations on one Redis database."""
-    max_connections: int = 50
-    """Accepted and checked, but no longer used: a client's commands are pipelined on one
-    connection (each open receiver and tail read has its own on top, held while it blocks
-    in ``XREADGROUP``/``XREAD``)."""
+    """Prefix of every key, for several conveyor installations on one Redis database.
+
+    There is no pool size: a client pipelines its commands on one connection of its own,
+    and each open receiver and tail has one more, held while it blocks in ``XREADGROUP``
+    or ``XREAD``."""
     connect_timeout: float = 5.0
     command_timeout: float = 10.0
     """Longest wait for a reply to a command (a blocking read: its block time plus this)."""
@@ -86,7 +86,6 @@ class RedisOptions:
 _FIELDS = {f.name: f for f in dataclasses.fields(RedisOptions)}
 _KINDS: dict[str, Kind] = {
     "key_prefix": "text",
-    "max_connections": "integer",
     "publish_events": "boolean",
 }
 _AT_LEAST = {"role_grace": 0.0, "trim_interval": 0.0, "event_retention": 0.0}
@@ -103,7 +102,6 @@ _ABOVE = {
 def _check(options: RedisOptions) -> None:
     """Raise ``AdapterError`` for the first option of the wrong type or out of range."""
     text("key_prefix", options.key_prefix, max_bytes=MAX_KEY_PREFIX_BYTES, empty=False)
-    integer("max_connections", options.max_connections, at_least=1)
     boolean("publish_events", options.publish_events)
     values = {name: getattr(options, name) for name in _FIELDS}
     numbers(values, skip=_KINDS, at_least=_AT_LEAST, above=_ABOVE)
