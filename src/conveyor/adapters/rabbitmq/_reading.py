@@ -1,0 +1,240 @@
+"""``CursorReader``: one subscription to a stream, read under an offset reference.
+
+What the event receiver and the connector consumer share. The reader asks the node for
+the offset stored under its reference (in the cursor stream), subscribes right after it,
+or, without one, from the stream's first message (or from the next one written, for
+``stream_from_latest``), and hands out what arrives in offset order.
+
+The cursor is the last offset of the unbroken run of acknowledged messages: handed-out
+offsets wait in order, and an acknowledgement moves the cursor over every leading one
+that is acknowledged. A moved cursor is stored once per turn of the event loop (one
+``store_offset`` frame, however many acknowledgements came) and at ``close``; a reader
+opened again under the reference starts right after it, so an acknowledged message that
+followed an unacknowledged one comes again too (``Delivery.CURSOR``). A process that dies
+loses at most what it acknowledged in its last turn: those come again, at once, to the
+next reader.
+
+Flow control is the protocol's credit: ``credit`` chunks may be on their way; each chunk
+that arrives gives one back unless ``max_buffer`` messages wait to be handed out (then
+``take`` gives it back as it hands them out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from ..._errors import AdapterError
+from . import _wire as wire
+from ._client import StreamClient
+from ._wire import Chunk, Code
+
+__all__ = ["CursorReader"]
+
+T = TypeVar("T")
+
+Decode = Callable[[int, bytes | None, datetime], T]
+"""Makes what is handed out from a message's offset, bytes (``None`` if unreadable) and
+its chunk's time."""
+
+
+class CursorReader(Generic[T]):
+    """Reads ``stream`` under ``reference`` (cursor kept in ``cursors``); see the module."""
+
+    def __init__(
+        self,
+        client: StreamClient,
+        *,
+        stream: str,
+        cursors: str,
+        reference: str,
+        decode: Decode[T],
+        what: str,
+    ) -> None:
+        self.stream = stream
+        self._client = client
+        self._cursors = cursors
+        self._reference = reference
+        self._decode = decode
+        self._what = what
+        options = client.options
+        self._credit = options.credit
+        self._max_buffer = options.max_buffer
+        self._subscription: int | None = None
+        self._start = 0  # the first offset to hand out (earlier ones in a chunk are skipped)
+        self._buffer: deque[tuple[int, T]] = deque()
+        self._owed = 0
+        self._wake = asyncio.Event()
+        self._order: deque[int] = deque()  # handed out, in offset order (acked ones lazily)
+        self._unacked: set[int] = set()
+        self._handed_high = -1
+        self._cursor: int | None = None  # last offset of the unbroken acknowledged run
+        self._stored: int | None = None
+        self._storing = False
+        self._error: AdapterError | None = None
+        self._closed = False
+
+    @property
+    def cursor(self) -> int | None:
+        """The last offset of the unbroken run of acknowledged messages (or the stored one),
+        ``None`` while there is none."""
+        return self._cursor
+
+    @property
+    def buffered(self) -> int:
+        """Messages received and not handed out yet."""
+        return len(self._buffer)
+
+    async def start(self, *, from_latest: bool) -> None:
+        """Find the stored cursor and subscribe after it (module docstring)."""
+        client = self._client
+        code, reader = await client.request(
+            functools.partial(
+                wire.query_offset_frame, reference=self._reference, stream=self._cursors
+            ),
+            f"reading the cursor of {self._what}",
+            allow=(Code.NO_OFFSET,),
+        )
+        offset: int | None = None
+        if code == Code.OK:
+            self._stored = self._cursor = offset = reader.u64()
+            self._start = offset + 1
+            self._handed_high = offset
+        subscription = client.subscription_id(self)
+        try:
+            await client.request(
+                functools.partial(
+                    wire.subscribe_frame,
+                    subscription_id=subscription,
+                    stream=self.stream,
+                    offset=None if offset is None else offset + 1,
+                    first=not from_latest,
+                    credit=self._credit,
+                ),
+                f"subscribing {self._what}",
+            )
+        except BaseException:
+            client.release_subscription(subscription)
+            raise
+        self._subscription = subscription
+
+    # ------------------------------------------------------------------ from the client
+
+    def deliver(self, chunk: Chunk) -> None:
+        if self._closed:
+            return
+        created_at = datetime.fromtimestamp(chunk.timestamp_ms / 1000, UTC)
+        offset = chunk.first_offset
+        start = self._start
+        decode = self._decode
+        buffer = self._buffer
+        for data in wire.chunk_records(chunk):
+            if offset >= start:
+                buffer.append((offset, decode(offset, data, created_at)))
+            offset += 1
+        if self._cursor is None and buffer and self._handed_high < 0:
+            self._handed_high = buffer[0][0] - 1  # the run starts at the first one delivered
+        if len(buffer) < self._max_buffer:
+            self._give(1)
+        else:
+            self._owed += 1
+        self._wake.set()
+
+    def lost(self, error: AdapterError) -> None:
+        self._error = error
+        self._subscription = None
+        self._wake.set()
+
+    def _give(self, credit: int) -> None:
+        subscription = self._subscription
+        if subscription is None or not self._client.alive:
+            return
+        with contextlib.suppress(AdapterError):
+            self._client.send(wire.credit_frame(subscription, credit))
+
+    # ------------------------------------------------------------------ handing out
+
+    async def take(self, max_items: int) -> list[tuple[int, T]]:
+        """Wait for messages; up to ``max_items`` of them (cancellable; nothing is lost)."""
+        while True:
+            if self._closed:
+                raise AdapterError(f"{self._what} is closed")
+            if self._error is not None:
+                raise self._error
+            if self._buffer:
+                return self._hand_out(max(1, max_items))
+            self._wake.clear()
+            await self._wake.wait()
+
+    def _hand_out(self, limit: int) -> list[tuple[int, T]]:
+        buffer = self._buffer
+        out: list[tuple[int, T]] = []
+        order = self._order
+        unacked = self._unacked
+        while buffer and len(out) < limit:
+            item = buffer.popleft()
+            out.append(item)
+            order.append(item[0])
+            unacked.add(item[0])
+        self._handed_high = out[-1][0]
+        if self._owed and len(buffer) < self._max_buffer:
+            owed, self._owed = self._owed, 0
+            self._give(owed)
+        return out
+
+    def ack(self, offset: int) -> None:
+        """Acknowledge a handed-out offset (in any order); the cursor moves over the run."""
+        unacked = self._unacked
+        if offset not in unacked:
+            if offset <= self._handed_high:
+                return  # acknowledged already
+            raise AdapterError(f"offset {offset} was not handed out by {self._what}")
+        unacked.discard(offset)
+        order = self._order
+        while order and order[0] not in unacked:
+            order.popleft()
+        cursor = order[0] - 1 if order else self._handed_high
+        if self._cursor is None or cursor > self._cursor:
+            self._cursor = cursor
+            if not self._storing:
+                self._storing = True
+                asyncio.get_running_loop().call_soon(self._store)
+
+    def _store(self) -> None:
+        self._storing = False
+        cursor = self._cursor
+        if cursor is None or (self._stored is not None and cursor <= self._stored):
+            return
+        if not self._client.alive:
+            return  # the next reader starts after the cursor stored last: those come again
+        with contextlib.suppress(AdapterError):
+            self._client.send(wire.store_offset_frame(self._reference, self._cursors, cursor))
+            self._stored = cursor
+
+    async def close(self) -> None:
+        """Store the cursor, end the subscription. Idempotent."""
+        if self._closed:
+            return
+        self._store()
+        self._closed = True
+        self._wake.set()
+        subscription, self._subscription = self._subscription, None
+        if subscription is None:
+            return
+        client = self._client
+        try:
+            if client.alive:
+                with contextlib.suppress(AdapterError):
+                    await client.request(
+                        functools.partial(wire.unsubscribe_frame, subscription_id=subscription),
+                        f"closing {self._what}",
+                        allow=(Code.SUBSCRIPTION_ID_DOES_NOT_EXIST,),
+                    )
+        finally:
+            client.release_subscription(subscription)
+            self._buffer.clear()

@@ -1,0 +1,189 @@
+"""``RabbitEventStreamer``: conveyor's topics on RabbitMQ streams (the stream protocol).
+
+Layout: a stream per topic, ``<prefix>.<topic>`` (``_names``), holding nothing but the
+topic's events, so an event's ID is its offset and a topic's IDs are consecutive (0, 1,
+2, ...): the engine's shards (``id % parallel_count``) split them evenly. The receivers'
+offsets live beside it, in the topic's cursor stream ``<prefix>~.<topic>``, which holds
+no messages, only the node's offset tracking: tracking written into the events stream
+would take offsets there too and leave gaps in the IDs.
+
+Retention is the stream's (``max_age``, 7 days by default; ``max_length_bytes``): events
+stay for every reader, acknowledged or not, so a new receiver name reads every retained
+event from the start, or, with ``stream_from_latest``, from the next event written after
+``new_receiver`` subscribed.
+
+Receivers. A receiver name is an offset reference (``_reading``): delivery is
+``Delivery.CURSOR``. Acknowledgements are per event, in any order; the stored cursor
+moves over the unbroken run of acknowledged events, and a receiver opened again under
+the name (after a close, or another process's crash) starts right after it at once:
+nothing waits for a timeout. Events come in offset order, also the second time.
+
+Sending publishes with confirms: ``send_many`` writes the batch (as few frames as the
+node's frame size allows) and returns once the node confirmed every event; a refused
+event fails the call with ``AdapterError``, a confirm that does not come within
+``request_timeout`` or a lost connection with ``AdapterUnavailable`` (the caller, the
+outbox relay, sends again; the engine's version rule makes a copy harmless).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+from ..._errors import AdapterError
+from ..._event import Event
+from ..._kit._sender import EventSenderBase
+from ..._protocols import Delivery, OutgoingEvent
+from ._client import StreamMissing
+from ._codec import decode, encode
+from ._connection import RabbitConnection, Topic
+from ._names import reference
+from ._reading import CursorReader
+
+__all__ = ["RabbitEventReceiver", "RabbitEventSender", "RabbitEventStreamer"]
+
+
+class RabbitEventStreamer:
+    """``EventStreamer`` on RabbitMQ streams (see the module docstring).
+
+    ``RabbitEventStreamer("rabbitmq-stream://guest:guest@127.0.0.1:5552/?prefix=app")``
+    opens (on first use) and owns a connection; ``RabbitEventStreamer(connection)``
+    shares one it does not close.
+    """
+
+    delivery: ClassVar[Delivery] = Delivery.CURSOR
+
+    def __init__(self, connection: RabbitConnection | str, **options: Any) -> None:
+        if isinstance(connection, str):
+            self._conn = RabbitConnection(connection, **options)
+            self._owns = True
+        else:
+            if options:
+                raise TypeError("options go to the RabbitConnection, not the streamer")
+            self._conn = connection
+            self._owns = False
+        self._receivers: set[RabbitEventReceiver] = set()
+        self._closed = False
+
+    @property
+    def connection(self) -> RabbitConnection:
+        """The connection the streamer uses."""
+        return self._conn
+
+    async def new_sender(self, topic: str) -> RabbitEventSender:
+        self._check_open()
+        self._conn.topic(topic)  # a name RabbitMQ cannot take fails here
+        return RabbitEventSender(self, topic)
+
+    async def new_receiver(
+        self,
+        topic: str,
+        name: str,
+        *,
+        stream_from_latest: bool = False,
+        poll_interval: float | None = None,
+    ) -> RabbitEventReceiver:
+        """A receiver reading ``topic`` after the cursor stored under ``name`` (without
+        one: from the start, or from the next event with ``stream_from_latest``). Pushed,
+        so ``poll_interval`` is ignored."""
+        self._check_open()
+        ref = reference(name)
+        where = await self._conn.ensure(topic)
+        client = await self._conn.client()
+        receiver = RabbitEventReceiver(
+            self,
+            where,
+            name,
+            CursorReader(
+                client,
+                stream=where.stream,
+                cursors=where.cursors,
+                reference=ref,
+                decode=_event,
+                what=f"receiver {name!r} of topic {topic!r}",
+            ),
+        )
+        try:
+            await receiver._reader.start(from_latest=stream_from_latest)
+        except BaseException:
+            await receiver._reader.close()
+            raise
+        self._receivers.add(receiver)
+        return receiver
+
+    async def close(self) -> None:
+        """Close every receiver still open (storing its cursor), and the connection if
+        the streamer opened it. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for receiver in list(self._receivers):
+            await receiver.close()
+        if self._owns:
+            await self._conn.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise AdapterError("the RabbitMQ event streamer is closed")
+
+    def _forget(self, receiver: RabbitEventReceiver) -> None:
+        self._receivers.discard(receiver)
+
+    async def _send(self, topic: str, events: Sequence[OutgoingEvent]) -> None:
+        messages = [encode(event) for event in events]
+        for attempt in (1, 2):
+            where = await self._conn.ensure(topic)
+            client = await self._conn.client()
+            try:
+                await client.publish(where.stream, messages)
+                return
+            except StreamMissing:
+                self._conn.forget(topic)  # deleted behind our back: made again, sent once more
+                if attempt == 2:
+                    raise
+            except ValueError as exc:  # an event larger than a frame
+                raise AdapterError(f"cannot send to {topic!r}: {exc}") from None
+
+
+def _event(offset: int, data: bytes | None, created_at: datetime) -> Event:
+    return decode(data, offset, created_at)
+
+
+class RabbitEventSender(EventSenderBase):
+    """Publishes to one topic of a ``RabbitEventStreamer`` (with confirms)."""
+
+    def __init__(self, streamer: RabbitEventStreamer, topic: str) -> None:
+        super().__init__(topic)
+        self._streamer = streamer
+
+    async def deliver(self, events: Sequence[OutgoingEvent]) -> None:
+        await self._streamer._send(self.topic, events)
+
+
+class RabbitEventReceiver:
+    """Reads one topic of a ``RabbitEventStreamer`` under a name (its offset reference)."""
+
+    def __init__(
+        self,
+        streamer: RabbitEventStreamer,
+        topic: Topic,
+        name: str,
+        reader: CursorReader[Event],
+    ) -> None:
+        self._streamer = streamer
+        self.topic: str = topic.name
+        self.name: str = name
+        self._reader = reader
+
+    async def recv(self, max_events: int = 1) -> Sequence[Event]:
+        """Wait for events; up to ``max_events`` of them (cancellable; nothing is lost)."""
+        return [event for _, event in await self._reader.take(max_events)]
+
+    async def ack(self, event: Event) -> None:
+        self._reader.ack(event.id)
+
+    async def close(self) -> None:
+        """Store the cursor and stop receiving. Idempotent."""
+        self._streamer._forget(self)
+        await self._reader.close()
