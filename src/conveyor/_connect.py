@@ -141,6 +141,7 @@ _OPENERS: dict[str, _Entry] = {
     "rediss": _Entry("conveyor.adapters.redis:open_backend", publishes=True),
     "nats": _Entry("conveyor.adapters.nats._parts:open_parts", parts_only=True),
     "tls": _Entry("conveyor.adapters.nats._parts:open_parts", parts_only=True),
+    "rabbitmq-stream": _Entry("conveyor.adapters.rabbitmq._parts:open_parts", parts_only=True),
 }
 _EXTRAS = {
     "sqlite": "sqlite",
@@ -152,6 +153,7 @@ _EXTRAS = {
     "rediss": "redis",
     "nats": "nats",
     "tls": "nats",
+    "rabbitmq-stream": "rabbitmq",
 }
 
 

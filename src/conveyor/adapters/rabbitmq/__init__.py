@@ -9,7 +9,14 @@ a workflow. They share a ``RabbitConnection``
 elsewhere (a SQL store, Redis): RabbitMQ has no transactions to keep them in.
 """
 
+from ._amqp import AmqpMessage as AmqpMessage
+from ._amqp import decode_message as decode_message
+from ._amqp import encode_message as encode_message
 from ._connection import RabbitConnection as RabbitConnection
+from ._connector import RabbitConnector as RabbitConnector
+from ._connector import RabbitConnectorConsumer as RabbitConnectorConsumer
+from ._connector import StreamMessage as StreamMessage
+from ._connector import message_event as message_event
 from ._names import stream_name as stream_name
 from ._options import RabbitOptions as RabbitOptions
 from ._streamer import RabbitEventReceiver as RabbitEventReceiver
@@ -17,10 +24,17 @@ from ._streamer import RabbitEventSender as RabbitEventSender
 from ._streamer import RabbitEventStreamer as RabbitEventStreamer
 
 __all__ = (
+    "AmqpMessage",
     "RabbitConnection",
+    "RabbitConnector",
+    "RabbitConnectorConsumer",
     "RabbitEventReceiver",
     "RabbitEventSender",
     "RabbitEventStreamer",
     "RabbitOptions",
+    "StreamMessage",
+    "decode_message",
+    "encode_message",
+    "message_event",
     "stream_name",
 )

@@ -105,7 +105,8 @@ class CursorReader(Generic[T]):
             self._stored = self._cursor = offset = reader.u64()
             self._start = offset + 1
             self._handed_high = offset
-        subscription = client.subscription_id(self)
+        # Known before the answer: chunks may come first, and each gives its credit back.
+        subscription = self._subscription = client.subscription_id(self)
         try:
             await client.request(
                 functools.partial(
@@ -119,9 +120,9 @@ class CursorReader(Generic[T]):
                 f"subscribing {self._what}",
             )
         except BaseException:
+            self._subscription = None
             client.release_subscription(subscription)
             raise
-        self._subscription = subscription
 
     # ------------------------------------------------------------------ from the client
 

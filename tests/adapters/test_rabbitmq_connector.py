@@ -1,0 +1,214 @@
+"""The RabbitMQ connector: the conformance suite on a stream seeded per case, the mapping
+of AMQP 1.0 messages, and 1,000 outside messages read by three shards."""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+
+import pytest
+from _rabbitmq_support import delete_streams, new_prefix, rabbitmq_url
+
+from conveyor import Builder, Run, WorkflowInProgress
+from conveyor.abc import AdapterError, ConnectorConstructor, ConnectorEvent
+from conveyor.adapters.memory import MemoryEventStreamer, MemoryRecordStore, MemoryRoleScheduler
+from conveyor.adapters.rabbitmq import (
+    RabbitConnection,
+    RabbitConnector,
+    StreamMessage,
+    decode_message,
+    encode_message,
+    message_event,
+)
+from conveyor.adapters.rabbitmq import _wire as wire
+from conveyor.adaptertest import ConnectorMaker, ConnectorSuite
+from conveyor.adaptertest._fixtures import WAIT_TIMEOUT, User
+from conveyor.testing import require
+
+__all__ = ["rabbitmq_url"]
+
+pytestmark = pytest.mark.rabbitmq
+
+
+async def seed(url: str, stream: str, events: Sequence[ConnectorEvent]) -> None:
+    """A stream ``stream`` holding ``events`` as AMQP 1.0 messages, as an outside producer
+    writes them (``message_event`` maps them back)."""
+    connection = RabbitConnection(url)
+    try:
+        client = await connection.client()
+        await client.request(
+            functools.partial(wire.create_frame, stream=stream, arguments={}), "creating"
+        )
+        messages = [
+            encode_message(
+                e.foreign_id.encode(),
+                message_id=e.id,
+                subject=e.type or None,
+                application_properties=dict(e.headers),
+            )
+            for e in events
+        ]
+        for start in range(0, len(messages), 200):
+            await client.publish(stream, messages[start : start + 200])
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def outside(rabbitmq_url: str) -> AsyncIterator[list[str]]:
+    """Names for outside streams, deleted at the end."""
+    names: list[str] = []
+    try:
+        yield names
+    finally:
+        await delete_streams(rabbitmq_url, names)
+
+
+class TestRabbitConnector(ConnectorSuite):
+    @pytest.fixture
+    async def make_connector(
+        self, rabbitmq_url: str, outside: list[str]
+    ) -> AsyncIterator[ConnectorMaker]:
+        prefix = new_prefix("c")
+        made: list[RabbitConnector] = []
+
+        async def make(events: Sequence[ConnectorEvent]) -> ConnectorConstructor:
+            stream = f"{prefix}-outside{len(made)}"
+            outside.append(stream)
+            await seed(rabbitmq_url, stream, events)
+            connector = RabbitConnector(rabbitmq_url, stream=stream)
+            made.append(connector)
+            return connector
+
+        try:
+            yield make
+        finally:
+            for connector in made:
+                await connector.close()
+
+
+# --------------------------------------------------------------------------- mapping
+
+# What another client (rstream 1.1, Python) writes for
+# AMQPMessage(body=b"hello", properties=Properties(message_id="m-1", subject="user.created",
+# creation_time=1700000000000), application_properties={"Foreign-Id": "fid ☃", "n": 5,
+# "b": True}): the connector reads it without that client.
+_RSTREAM_MESSAGE = bytes.fromhex(
+    "005373c0270da1036d2d314040a10c757365722e637265617465644040404040830000018bcfe568004040"
+    "40005374c12006a10a466f726569676e2d4964a10766696420e29883a1016e5405a101625601005375a005"
+    "68656c6c6f"
+)
+
+
+def test_an_amqp_message_of_another_client_maps_to_an_event() -> None:
+    stored = datetime(2026, 1, 1, tzinfo=UTC)
+
+    event = message_event(StreamMessage(7, _RSTREAM_MESSAGE, stored))
+
+    assert event == ConnectorEvent(
+        id="m-1",
+        foreign_id="fid ☃",
+        type="user.created",
+        headers={"n": "5", "b": "true"},
+        created_at=datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC),
+    )
+
+
+def test_a_message_without_properties_maps_its_offset_and_body() -> None:
+    stored = datetime(2026, 1, 1, tzinfo=UTC)
+
+    amqp = message_event(StreamMessage(7, encode_message(b"user-1"), stored))
+    raw = message_event(StreamMessage(8, b"not amqp \xff", stored))
+
+    assert (amqp.id, amqp.foreign_id, amqp.type, amqp.created_at) == ("7", "user-1", "", stored)
+    assert (raw.id, raw.foreign_id) == ("8", "not amqp \ufffd")
+
+
+def test_encode_message_round_trips() -> None:
+    created = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    data = encode_message(
+        b"x" * 300,
+        message_id="id " * 100,
+        subject="s",
+        creation_time=created,
+        application_properties={"k": "v" * 300},
+    )
+
+    message = decode_message(data)
+
+    assert message.body == b"x" * 300
+    assert message.message_id == "id " * 100
+    assert (message.subject, message.creation_time) == ("s", created)
+    assert dict(message.application_properties) == {"k": "v" * 300}
+
+
+def test_bytes_that_are_not_a_message_raise_value_error() -> None:
+    with pytest.raises(ValueError, match=r"AMQP 1\.0"):
+        decode_message(b"\x53\x01")
+
+
+async def test_a_missing_stream_fails_with_a_clear_error(rabbitmq_url: str) -> None:
+    connector = RabbitConnector(rabbitmq_url, stream=f"{new_prefix()}-nowhere")
+    try:
+        with pytest.raises(AdapterError, match="STREAM_DOES_NOT_EXIST"):
+            await connector.make("reader")
+    finally:
+        await connector.close()
+
+
+# --------------------------------------------------------------------------- 1,000 messages
+
+
+class _Status(enum.IntEnum):
+    UNKNOWN = 0
+    STARTED = 1
+    DONE = 2
+
+
+async def test_a_thousand_outside_messages_start_exactly_one_run_each_over_three_shards(
+    rabbitmq_url: str, outside: list[str]
+) -> None:
+    # Given 1,000 messages in an outside stream, and a connector reading it in 3 shards
+    stream = f"{new_prefix('k')}-orders"
+    outside.append(stream)
+    seeded = [ConnectorEvent(id=f"order-{i}", foreign_id=f"customer-{i}") for i in range(1000)]
+    await seed(rabbitmq_url, stream, seeded)
+    calls: Counter[str] = Counter()
+
+    async def start_run(wf: object, event: ConnectorEvent) -> None:
+        calls[event.id] += 1
+        try:
+            await workflow.trigger(event.foreign_id, initial=User(uid=event.foreign_id))
+        except WorkflowInProgress:
+            pass
+
+    async def finish(run: Run[User, _Status]) -> _Status:
+        return _Status.DONE
+
+    connector = RabbitConnector(rabbitmq_url, stream=stream)
+    b = Builder(f"orders-{new_prefix()}", User, _Status)
+    b.add_step(_Status.STARTED, finish, _Status.DONE)
+    b.add_connector("orders", connector, start_run).with_options(parallel_count=3)
+    workflow = b.build(MemoryEventStreamer(), MemoryRecordStore(), MemoryRoleScheduler())
+
+    # When the workflow runs until every message has its run done
+    try:
+        async with workflow:
+            for event in seeded:
+                await require(
+                    workflow,
+                    event.foreign_id,
+                    _Status.DONE,
+                    User(uid=event.foreign_id),
+                    timeout=4 * WAIT_TIMEOUT,
+                )
+    finally:
+        await connector.close()
+
+    # Then each message started exactly one run
+    assert calls == Counter({e.id: 1 for e in seeded})
+    for event in seeded[::97]:
+        assert len(await workflow.list_runs(event.foreign_id)) == 1
