@@ -7,6 +7,9 @@ a claim that does not hold fails there rather than in a user's test.
 
 - ``ReportsPending`` (an ``EventReceiver``): tells whether events it has not handed out
   exist. ``conveyor.testing.run_until_idle`` needs it of every receiver a workflow opens.
+- ``ReadsPartitions`` (an ``EventReceiver`` or a connector consumer): its topic is split
+  into partitions (Kafka), each in its own order with its own cursor; it tells which one
+  an event came from, so order and cursors are checked per partition.
 - ``PublishesEvents`` (a ``RecordStore``): each write appends its own event to the
   streamer's log in the write's transaction, so the workflow runs no outbox relay (the
   original's ``WithoutOutbox``, chosen by the store instead of a flag).
@@ -55,6 +58,7 @@ __all__ = [
     "PublishesEvents",
     "RecordsFailures",
     "ReportsOutbox",
+    "ReadsPartitions",
     "ReportsPending",
     "RunPage",
     "RunQuery",
@@ -77,6 +81,22 @@ class ReportsPending(Protocol):
         one whose notification has arrived), a receiver that has not yet handed that event
         out must report a positive number; once it has handed everything out, ``0``.
         """
+        ...
+
+
+@runtime_checkable
+class ReadsPartitions(Protocol):
+    """An event receiver (or connector consumer) over a partitioned log, such as Kafka.
+
+    Its topic is split into partitions; every event of one foreign ID (one run) goes to the
+    same partition. Each partition keeps its own order and, under ``Delivery.CURSOR``, its
+    own cursor: first deliveries come in increasing ``id`` order *within a partition*
+    (events of different partitions interleave in any order), and a receiver opened again
+    starts each partition after that partition's unbroken run of acknowledgements.
+    """
+
+    def partition(self, event: object) -> int:
+        """The partition ``event``, handed out by this receiver, was read from."""
         ...
 
 

@@ -77,7 +77,8 @@ class Delivery(enum.Enum):
     """A table log: one cursor per receiver name, which advances only over an unbroken run
     of acknowledged events. A receiver opened again starts after that run, so an
     acknowledged event that followed an unacknowledged one comes again too, and events
-    always come in increasing ``id`` order."""
+    always come in increasing ``id`` order. A partitioned log (``ReadsPartitions``,
+    Kafka) keeps one such cursor, and that order, per partition."""
 
     PER_EVENT = "per_event"
     """A broker that acknowledges each message (Redis consumer groups, NATS JetStream,
@@ -90,7 +91,8 @@ class Delivery(enum.Enum):
 class EventReceiver(Protocol):
     """Reads one topic under the receiver's name (its consumer group, its cursor).
 
-    Delivery is at least once. First deliveries come in increasing ``id`` order. What a
+    Delivery is at least once. First deliveries come in increasing ``id`` order (within
+    each partition, for a receiver that ``ReadsPartitions``). What a
     receiver opened later under the same name is handed again depends on the streamer's
     ``delivery`` profile (``Delivery``): after the last unbroken run of acknowledged
     events (``CURSOR``), or exactly the unacknowledged events (``PER_EVENT``). An event

@@ -209,6 +209,7 @@ ADAPTER_AUTHORS = (
     "RecordWrite",
     "RecordsFailures",
     "ReportsOutbox",
+    "ReadsPartitions",
     "ReportsPending",
     "RoleScheduler",
     "RunPage",

@@ -23,6 +23,7 @@ from .._capabilities import PinsEventLocation as PinsEventLocation
 from .._capabilities import PublishesEvents as PublishesEvents
 from .._capabilities import RecordsFailures as RecordsFailures
 from .._capabilities import ReportsOutbox as ReportsOutbox
+from .._capabilities import ReadsPartitions as ReadsPartitions
 from .._capabilities import ReportsPending as ReportsPending
 from .._capabilities import RunPage as RunPage
 from .._capabilities import RunQuery as RunQuery
@@ -108,6 +109,7 @@ __all__ = (
     "RecordWrite",
     "RecordsFailures",
     "ReportsOutbox",
+    "ReadsPartitions",
     "ReportsPending",
     "RoleScheduler",
     "RunPage",

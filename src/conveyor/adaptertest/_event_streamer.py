@@ -33,6 +33,7 @@ from ._fixtures import (
     new_name,
     within,
 )
+from ._partitions import assert_in_log_order, redelivered
 
 __all__ = ["EventStreamerSuite"]
 
@@ -68,6 +69,14 @@ class Endpoints:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+def _fid(event: Event) -> str:
+    return event.foreign_id
+
+
+def _id_key(event: Event) -> str:
+    return str(event.id)
 
 
 def _headers(topic: str, **extra: str) -> dict[str, str]:
@@ -356,12 +365,14 @@ class EventStreamerSuite(StreamerCases):
 
         ids = [e.id for e in events]
         assert all(i >= 0 for i in ids)
-        assert ids == sorted(set(ids)), f"ids not strictly increasing: {ids}"
-        assert foreign_ids(events) == [
-            *(f"single-{i}" for i in range(3)),
-            *(f"batch-{i}" for i in range(3)),
-            "last",
-        ]
+        assert len(set(ids)) == len(ids), f"ids not unique: {ids}"
+        assert_in_log_order(receiver, events, _id_key, sorted(map(_id_key, events), key=int))
+        assert_in_log_order(
+            receiver,
+            events,
+            _fid,
+            [*(f"single-{i}" for i in range(3)), *(f"batch-{i}" for i in range(3)), "last"],
+        )
 
     async def test_send_many_keeps_order(self, endpoints: Endpoints) -> None:
         topic = new_name("test")
@@ -372,9 +383,10 @@ class EventStreamerSuite(StreamerCases):
         await sender.send_many(outgoing)
         events = await self._collect(receiver, 5)
 
-        assert [(e.foreign_id, e.type, dict(e.headers)) for e in events] == [
+        assert_in_log_order(receiver, events, _fid, [o.foreign_id for o in outgoing])
+        assert sorted((e.foreign_id, e.type, dict(e.headers)) for e in events) == sorted(
             (o.foreign_id, o.type, dict(o.headers)) for o in outgoing
-        ]
+        )
 
     async def test_send_many_of_no_events_sends_nothing(self, endpoints: Endpoints) -> None:
         topic = new_name("test")
@@ -397,7 +409,7 @@ class EventStreamerSuite(StreamerCases):
             batch = await self._recv(receiver, max_events=2)  # asserts 1 <= len <= 2
             received.extend(batch)
 
-        assert foreign_ids(received) == ["0", "1", "2", "3", "4"]
+        assert_in_log_order(receiver, received, _fid, ["0", "1", "2", "3", "4"])
 
     async def test_recv_hands_out_each_event_once_per_receiver(self, endpoints: Endpoints) -> None:
         topic = new_name("test")
@@ -409,7 +421,7 @@ class EventStreamerSuite(StreamerCases):
         await sender.send("3", 1, _headers(topic))
         after = await self._recv(receiver, max_events=10)
 
-        assert foreign_ids(first) == ["0", "1", "2"]
+        assert_in_log_order(receiver, first, _fid, ["0", "1", "2"])
         assert foreign_ids(after) == ["3"]
 
     async def test_topics_are_independent(self, endpoints: Endpoints) -> None:
@@ -472,8 +484,8 @@ class EventStreamerSuite(StreamerCases):
 
         await sender.send_many([OutgoingEvent(str(i), 1, _headers(topic)) for i in range(3)])
 
-        assert foreign_ids(await self._collect(first, 3)) == ["0", "1", "2"]
-        assert foreign_ids(await self._collect(second, 3)) == ["0", "1", "2"]
+        assert_in_log_order(first, await self._collect(first, 3), _fid, ["0", "1", "2"])
+        assert_in_log_order(second, await self._collect(second, 3), _fid, ["0", "1", "2"])
 
     async def test_cursors_are_kept_per_receiver_name(self, endpoints: Endpoints) -> None:
         topic = new_name("test")
@@ -487,7 +499,7 @@ class EventStreamerSuite(StreamerCases):
 
         # ``b`` has no cursor yet: it starts at the beginning, whatever ``a`` committed.
         reader_b = await endpoints.receiver(topic, name_b)
-        assert foreign_ids(await self._collect(reader_b, 3)) == ["0", "1", "2"]
+        assert_in_log_order(reader_b, await self._collect(reader_b, 3), _fid, ["0", "1", "2"])
         # ``a`` resumes after its own acknowledgements.
         await sender.send("3", 1, _headers(topic))
         reader_a = await endpoints.receiver(topic, name_a)
@@ -516,12 +528,12 @@ class EventStreamerSuite(StreamerCases):
         sender = await endpoints.sender(topic)
         await sender.send_many([OutgoingEvent(str(i), 1, _headers(topic)) for i in range(2)])
         receiver = await endpoints.receiver(topic, name)
-        assert foreign_ids(await self._collect(receiver, 2)) == ["0", "1"]
+        assert_in_log_order(receiver, await self._collect(receiver, 2), _fid, ["0", "1"])
         await receiver.close()  # nothing acknowledged
 
         reopened = await endpoints.receiver(topic, name)
 
-        assert foreign_ids(await self._collect(reopened, 2)) == ["0", "1"]
+        assert_in_log_order(reopened, await self._collect(reopened, 2), _fid, ["0", "1"])
 
     async def test_the_streamer_declares_its_delivery_profile(
         self, streamer: EventStreamer
@@ -540,9 +552,12 @@ class EventStreamerSuite(StreamerCases):
         sender = await endpoints.sender(topic)
         await sender.send_many([OutgoingEvent(str(i), 1, _headers(topic)) for i in range(1, 6)])
         receiver = await endpoints.receiver(topic, name)
-        events = {e.foreign_id: e for e in await self._collect(receiver, 5)}
-        for fid in ("5", "1", "4", "2"):  # out of order, and never "3"
+        handed = await self._collect(receiver, 5)
+        events = {e.foreign_id: e for e in handed}
+        acked = ("5", "1", "4", "2")  # out of order, and never "3"
+        for fid in acked:
             await receiver.ack(events[fid])
+        again = redelivered(receiver, handed, _fid, acked)
         await receiver.close()
 
         # When a receiver of the same name opens, and a new event follows
@@ -550,10 +565,13 @@ class EventStreamerSuite(StreamerCases):
         await sender.send("6", 1, _headers(topic))
 
         # Then a table log starts after the unbroken run of acknowledgements ("1", "2"),
-        # in order; a broker hands out again only the unacknowledged "3" (in any order
-        # with what is new); both then hand out the new event
+        # in order (a partitioned log: in each partition, after that partition's run); a
+        # broker hands out again only the unacknowledged "3" (in any order with what is
+        # new); both then hand out the new event
         if endpoints.streamer.delivery is Delivery.CURSOR:
-            assert foreign_ids(await self._collect(reopened, 4)) == ["3", "4", "5", "6"]
+            expected = [*again, "6"]
+            got = await self._collect(reopened, len(expected))
+            assert_in_log_order(reopened, got, _fid, expected)
         else:
             assert sorted(foreign_ids(await self._collect(reopened, 2))) == ["3", "6"]
 

@@ -1,0 +1,249 @@
+"""``PartitionReader``: a consumer of assigned partitions with a committed offset each.
+
+What the streamer's receivers and the connector's consumers share. Partitions are assigned
+(``assign``), never balanced by a consumer group: a group's rebalance after a crash waits
+out ``session.timeout.ms``, while here the engine's role decides who reads. The receiver's
+name is the group ID only to keep committed offsets (commits need no membership). Each
+partition has an ``AckTracker``: its offset is committed only over an unbroken run of
+acknowledged messages, soon after the acknowledgement (``commit_interval``) and at close.
+
+The consumer's calls block, so each reader has a thread of its own: one fetch at a time runs
+there (``poll`` for the first message, then what is already buffered), and a fetch whose
+caller was cancelled still lands in the reader's buffer, so nothing it got is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+
+from ..._errors import AdapterError
+from ..._kit._acks import AckTracker, NotHandedOut
+from ._client import base_config
+from ._errors import translate
+from ._options import KafkaOptions
+
+__all__ = ["PartitionReader", "position"]
+
+log = logging.getLogger("conveyor.adapters.kafka")
+
+_FETCH_MAX: Final = 500
+_POLL: Final = 0.2
+"""Seconds one blocking poll waits: bounds how long ``close`` waits for a fetch."""
+
+
+def position(message: Message) -> tuple[int, int]:
+    """The partition and offset of a message the cluster delivered."""
+    partition, offset = message.partition(), message.offset()
+    if partition is None or offset is None:  # only produced messages lack them
+        raise AdapterError("a Kafka message without a partition or offset")
+    return partition, offset
+
+
+class PartitionReader:
+    """Reads ``partitions`` of ``topic`` from the offsets committed under ``group``."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        options: KafkaOptions,
+        topic: str,
+        group: str,
+        partitions: Sequence[int],
+    ) -> None:
+        self.topic = topic
+        self.group = group
+        self.partitions = tuple(partitions)
+        self._options = options
+        self._config = base_config(bootstrap, options) | {
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": int(options.fetch_wait * 1000),
+            "fetch.error.backoff.ms": 50,
+        }
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="conveyor-kafka-reader")
+        self._consumer: Consumer | None = None
+        self._trackers: dict[int, AckTracker] = {}
+        self._buffer: deque[Message] = deque()
+        self._fetching: asyncio.Future[list[Message]] | None = None
+        self._failure: BaseException | None = None
+        self._dirty: set[int] = set()
+        self._flush: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    async def open(self, *, from_latest: bool) -> None:
+        """Connect and position every partition: after its committed offset, else at the
+        start, or (``from_latest``) at its end now, which is committed at once so that a
+        reader opened again later starts there too."""
+        await self._run(self._open, from_latest)
+
+    def _open(self, from_latest: bool) -> None:
+        try:
+            consumer = self._consumer = Consumer(self._config)
+            timeout = self._options.request_timeout
+            committed = consumer.committed(
+                [TopicPartition(self.topic, p) for p in self.partitions], timeout=timeout
+            )
+            start: list[TopicPartition] = []
+            fresh: list[TopicPartition] = []
+            for tp in committed:
+                if tp.error is not None:
+                    raise translate(tp.error, f"reading the offsets of {self.group!r}")
+                if tp.offset >= 0:
+                    start.append(TopicPartition(self.topic, tp.partition, tp.offset))
+                elif from_latest:
+                    _low, high = consumer.get_watermark_offsets(
+                        TopicPartition(self.topic, tp.partition), timeout=timeout, cached=False
+                    )
+                    fresh.append(TopicPartition(self.topic, tp.partition, high))
+                else:
+                    start.append(TopicPartition(self.topic, tp.partition, OFFSET_BEGINNING))
+            if fresh:
+                consumer.commit(offsets=fresh, asynchronous=False)
+            positions = start + fresh
+            for tp in positions:
+                # the tracker's cursor is the last position acknowledged: one before the next
+                first = tp.offset if tp.offset >= 0 else 0
+                self._trackers[tp.partition] = AckTracker(first - 1)
+            consumer.assign(positions)
+        except AdapterError:
+            raise
+        except Exception as exc:
+            raise translate(exc, f"opening a reader of topic {self.topic!r}") from exc
+
+    # ------------------------------------------------------------ reading
+
+    async def fetch(self, max_events: int) -> list[Message]:
+        """Wait for at least one message; return up to ``max_events`` (cancellable: a
+        fetch cut short keeps what it got for the next call)."""
+        while True:
+            if self._buffer:
+                count = min(max_events, len(self._buffer))
+                taken = [self._buffer.popleft() for _ in range(count)]
+                for message in taken:
+                    partition, offset = position(message)
+                    tracker = self._trackers.get(partition)
+                    if tracker is not None:
+                        tracker.hand_out((offset,))
+                return taken
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure
+            if self._closed:
+                raise AdapterError(f"the reader of topic {self.topic!r} is closed")
+            if self._fetching is None:
+                loop = asyncio.get_running_loop()
+                fetching = loop.run_in_executor(self._thread, self._fetch)
+                fetching.add_done_callback(self._landed)
+                self._fetching = fetching
+            with contextlib.suppress(Exception):  # kept by ``_landed``, raised above
+                await asyncio.shield(self._fetching)
+
+    def pending(self) -> int:
+        """Messages fetched and not yet handed out (a hint: 0 may still be behind)."""
+        return len(self._buffer)
+
+    def _fetch(self) -> list[Message]:
+        consumer = self._consumer
+        assert consumer is not None
+        first = consumer.poll(_POLL)
+        if first is None:
+            return []
+        messages = [first, *consumer.consume(_FETCH_MAX - 1, 0)]
+        good: list[Message] = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                good.append(message)
+            elif error.fatal():
+                raise translate(error, f"reading topic {self.topic!r}")
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.warning("Kafka reader of %r: %s", self.topic, error.str())
+        return good
+
+    def _landed(self, fetching: asyncio.Future[list[Message]]) -> None:
+        self._fetching = None
+        if fetching.cancelled():
+            return
+        failure = fetching.exception()
+        if failure is not None:
+            self._failure = failure
+            return
+        self._buffer.extend(fetching.result())
+
+    # ------------------------------------------------------------ acknowledging
+
+    def ack(self, partition: int, offset: int) -> None:
+        """Acknowledge one message; its partition's offset is committed soon after if it
+        moved. Raises ``AdapterError`` for a message this reader did not hand out."""
+        tracker = self._trackers.get(partition)
+        try:
+            if tracker is None:
+                raise NotHandedOut(offset)
+            moved = tracker.ack(offset)
+        except NotHandedOut:
+            raise AdapterError(
+                f"ack of an event this receiver of {self.topic!r} did not hand out"
+            ) from None
+        if moved and not self._closed:
+            self._dirty.add(partition)
+            if self._flush is None:
+                loop = asyncio.get_running_loop()
+                self._flush = loop.call_later(self._options.commit_interval, self._commit_soon)
+
+    def _offsets(self) -> list[TopicPartition]:
+        dirty, self._dirty = self._dirty, set()
+        return [TopicPartition(self.topic, p, self._trackers[p].committed + 1) for p in dirty]
+
+    def _commit_soon(self) -> None:
+        self._flush = None
+        offsets = self._offsets()
+        if offsets and self._consumer is not None:
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            except Exception as exc:  # commit again later: the offsets are still ahead
+                self._dirty.update(tp.partition for tp in offsets)
+                log.warning("Kafka commit for %r failed: %r", self.group, exc)
+
+    # ------------------------------------------------------------ closing
+
+    async def close(self) -> None:
+        """Stop reading, commit what was acknowledged, leave. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        fetching = self._fetching
+        if fetching is not None:
+            await asyncio.wait({fetching})
+        self._buffer.clear()
+        try:
+            await self._run(self._close, self._offsets())
+        finally:
+            self._thread.shutdown(wait=False)
+
+    def _close(self, offsets: list[TopicPartition]) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is None:
+            return
+        try:
+            if offsets:
+                consumer.commit(offsets=offsets, asynchronous=False)
+        except Exception as exc:
+            log.warning("Kafka commit for %r at close failed: %r", self.group, exc)
+        finally:
+            consumer.close()
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)

@@ -1,0 +1,141 @@
+"""The Kafka cluster for the test run: a librdkafka mock cluster in a process of its own.
+
+There is no Kafka broker here, so a session fixture starts ``_kafka_mock.py`` (librdkafka's
+mock cluster, which speaks the Kafka protocol on loopback) and every test, and the worker
+processes of the crash test, connect to its bootstrap address. ``CONVEYOR_TEST_KAFKA``
+names a real cluster instead. Without confluent-kafka, or when the mock does not start,
+the Kafka tests are skipped with the reason, unless ``CI=true``: then they fail
+(``_services``). Tests that use ``kafka`` carry the ``kafka`` marker.
+
+The mock has no CreateTopics, so topics are created through its process
+(``MockClusterAdmin``, a ``TopicAdmin``); against a real cluster ``KafkaTopicAdmin`` is used.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import pytest
+
+from _services import unavailable
+
+try:
+    import confluent_kafka  # noqa: F401
+except ImportError:  # pragma: no cover - depends on the environment
+    unavailable(
+        "Kafka", "confluent-kafka is not installed (pip install 'conveyor[kafka]')", module=True
+    )
+
+from conveyor.adapters.kafka import KafkaTopicAdmin, TopicAdmin, TopicSpec
+
+__all__ = ["KafkaCluster", "MockCluster", "MockClusterAdmin", "kafka", "start_mock"]
+
+MOCK_SCRIPT = pathlib.Path(__file__).with_name("_kafka_mock.py")
+
+
+class MockCluster:
+    """A running ``_kafka_mock.py``: its bootstrap address and topic creation."""
+
+    def __init__(self, process: subprocess.Popen[str], bootstrap: str) -> None:
+        self.process = process
+        self.bootstrap = bootstrap
+        self._lock = threading.Lock()
+
+    def create(self, topic: str, partitions: int, replication: int = 1) -> None:
+        """Create ``topic`` (a no-op if it exists). Raises ``RuntimeError`` on failure."""
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        with self._lock:
+            self.process.stdin.write(f"create {topic} {partitions} {replication}\n")
+            self.process.stdin.flush()
+            answer = self.process.stdout.readline().strip()
+        if answer != "ok":
+            raise RuntimeError(f"mock cluster could not create {topic!r}: {answer or 'gone'}")
+
+    def stop(self) -> None:
+        """Close its stdin (it exits) and wait for it."""
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(10)
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_mock() -> MockCluster:
+    """Start a mock cluster process. Raises ``RuntimeError`` if it does not come up."""
+    process = subprocess.Popen(
+        [sys.executable, str(MOCK_SCRIPT)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    bootstrap = process.stdout.readline().strip()
+    if not bootstrap:
+        process.kill()
+        process.wait()
+        raise RuntimeError("the librdkafka mock cluster did not start")
+    return MockCluster(process, bootstrap)
+
+
+class MockClusterAdmin:
+    """``TopicAdmin`` through the mock cluster's process (it has no CreateTopics)."""
+
+    def __init__(self, cluster: MockCluster) -> None:
+        self._cluster = cluster
+
+    async def create_topics(self, topics: Sequence[TopicSpec]) -> None:
+        import asyncio
+
+        for spec in topics:
+            await asyncio.to_thread(self._cluster.create, spec.name, spec.partitions, 1)
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class KafkaCluster:
+    """Where the tests' cluster is, and how topics are created on it."""
+
+    bootstrap: str
+    mock: MockCluster | None
+
+    @property
+    def url(self) -> str:
+        """``kafka://<bootstrap>`` (add options with ``?``)."""
+        return f"kafka://{self.bootstrap}"
+
+    def admin(self) -> TopicAdmin:
+        """A ``TopicAdmin`` for this cluster."""
+        if self.mock is not None:
+            return MockClusterAdmin(self.mock)
+        return KafkaTopicAdmin(self.bootstrap)
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[KafkaCluster]:
+    """The session's Kafka cluster; skips (fails with CI=true) without one."""
+    real = os.environ.get("CONVEYOR_TEST_KAFKA")
+    if real:
+        yield KafkaCluster(real, None)
+        return
+    try:
+        mock = start_mock()
+    except (OSError, RuntimeError) as exc:
+        unavailable("Kafka", f"the librdkafka mock cluster did not start: {exc!r}")
+    try:
+        yield KafkaCluster(mock.bootstrap, mock)
+    finally:
+        mock.stop()
