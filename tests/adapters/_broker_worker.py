@@ -10,10 +10,11 @@ running. Reads commands from stdin, one a line:
 
 - ``go <n> <prefix>`` triggers ``n`` runs (foreign IDs ``<prefix>-<i>``) and prints
   ``triggered <n>``;
-- ``drop`` (events on NATS only) drops the client's TCP connection to the NATS server from
-  this side, as a network failure would (``shutdown(SHUT_RDWR)`` of the client's socket:
-  the client sees the connection end and reconnects by itself), waits for the client to
-  reconnect and prints ``reconnected after <seconds> s``.
+- ``drop`` (events on NATS or RabbitMQ) drops the client's TCP connection to the server
+  from this side, as a network failure would (``shutdown(SHUT_RDWR)`` of the client's
+  socket: the NATS client sees the connection end and reconnects by itself; the RabbitMQ
+  receivers fail and the engine opens them again on a new connection), waits for the
+  client to reconnect and prints ``reconnected after <seconds> s``.
   The Redis tests drop connections from the server side instead (``CLIENT KILL``).
 
 End of stdin stops it (exit code 0 once everything is closed; a stop that takes over
@@ -180,6 +181,28 @@ async def drop_nats(backend: conveyor.Backend) -> float:
         connection.remove_reconnect_hook(reconnected)
 
 
+async def drop_rabbitmq(backend: conveyor.Backend) -> float:
+    """Shut the RabbitMQ stream connection's socket down under it, wait until the client
+    sees it lost and a new one is open (the receivers fail and the engine opens them again
+    on it): how many seconds that took."""
+    from conveyor.adapters.rabbitmq import RabbitEventStreamer
+
+    streamer = backend.streamer
+    if not isinstance(streamer, RabbitEventStreamer):
+        raise RuntimeError(f"events are not on RabbitMQ: {streamer!r}")
+    connection = streamer.connection
+    old = await connection.client()
+    transport = old._protocol.transport
+    assert transport is not None
+    sock: socket.socket = transport.get_extra_info("socket")
+    started = time.monotonic()
+    sock.shutdown(socket.SHUT_RDWR)
+    async with asyncio.timeout(STUCK):
+        await old.wait_lost()
+        await connection.client()
+    return time.monotonic() - started
+
+
 def _dump_tasks() -> None:
     """Print every task's stack to stderr (the stop is taking too long)."""
     print(f"still stopping after {STUCK} s; tasks:", file=sys.stderr)
@@ -203,7 +226,8 @@ async def main(records: str, events: str, roles: str, journal_schema: str, work:
                     break
                 command, *args = line.split()
                 if command == "drop":
-                    took = await drop_nats(backend)
+                    rabbit = events.startswith("rabbitmq-stream:")
+                    took = await (drop_rabbitmq(backend) if rabbit else drop_nats(backend))
                     print(f"reconnected after {took:.2f} s", flush=True)
                     continue
                 count, prefix = args

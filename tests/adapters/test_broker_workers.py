@@ -46,11 +46,12 @@ import pytest
 from _mysql_processes import client_ports, until
 from _nats_support import delete_prefix, nats_url
 from _pg_support import migrated, open_database, pg_url
+from _rabbitmq_support import delete_streams, rabbitmq_url
 from _redis_support import FAST_ROLES, new_prefix, open_redis, redis_url
 
 from conveyor.adapters.redis import RedisClient
 
-__all__ = ["nats_url", "pg_url", "redis_url"]
+__all__ = ["nats_url", "pg_url", "rabbitmq_url", "redis_url"]
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.processes]
 
@@ -77,7 +78,10 @@ RECHECK = 0.5
 BROKERS = [
     pytest.param("redis", id="events-on-redis"),
     pytest.param("nats", id="events-on-nats", marks=pytest.mark.nats),
+    pytest.param("rabbitmq", id="events-on-rabbitmq", marks=pytest.mark.rabbitmq),
 ]
+RABBITMQ_TOPICS = ["1", "2", "3", "4", "run-state-change", "delete"]
+"""The worker's topics (``broker_processes-<these>``), whose streams a RabbitMQ test deletes."""
 
 
 def _with_query(url: str, **options: object) -> str:
@@ -140,10 +144,13 @@ CREATE TRIGGER log_write AFTER INSERT OR UPDATE ON {records}
 
 @pytest.fixture(params=BROKERS)
 def broker(request: pytest.FixtureRequest) -> tuple[str, str]:
-    """Where the events go: ``("redis", "")`` or ``("nats", <the NATS server's URL>)`` (the
-    NATS server is needed, and looked for, only then)."""
+    """Where the events go: ``("redis", "")``, ``("nats", <the NATS server's URL>)`` or
+    ``("rabbitmq", <the RabbitMQ node's stream URL>)`` (that server is needed, and looked
+    for, only then)."""
     name: str = request.param
-    return name, request.getfixturevalue("nats_url") if name == "nats" else ""
+    if name in ("nats", "rabbitmq"):
+        return name, request.getfixturevalue(f"{name}_url")
+    return name, ""
 
 
 @pytest.fixture
@@ -162,6 +169,8 @@ async def deployment(
         if broker_name == "nats"
         else roles  # one URL: the streamer and the role scheduler share a pool
     )
+    if broker_name == "rabbitmq":  # the broker's URL; no timeouts: receivers start at the cursor
+        events = _with_query(nats_url, prefix=nats_prefix)
     await migrated(pg_url, schema)
     try:
         async with (
@@ -189,6 +198,8 @@ async def deployment(
     finally:
         if broker_name == "nats":
             await delete_prefix(nats_url, nats_prefix)
+        if broker_name == "rabbitmq":
+            await delete_streams(nats_url, _rabbitmq_streams(nats_prefix))
 
 
 class Worker:
@@ -399,12 +410,12 @@ async def test_a_worker_whose_broker_connections_drop_loses_nothing(
         dropped_at = await _now(d)
         killed = await _kill_redis_clients(d.redis, victim.pid)
         assert killed > 0, "the worker had no Redis connection"
-        if d.broker == "nats":
+        if d.broker in ("nats", "rabbitmq"):
             victim.send("drop")
             while (said := await victim.line()).startswith("triggered"):
                 pass
             assert said.startswith("reconnected after"), said
-            print(f"NATS client {said}")
+            print(f"{d.broker} client {said}")
         assert await _done(d) < RUNS, "every run finished before the drop: nothing was tested"
 
         # Then every run completes, at the version of its last step
@@ -446,6 +457,14 @@ async def _kill_redis_clients(redis: RedisClient, pid: int) -> int:
         if port.isdigit() and int(port) in ports:
             killed += int(await redis.command("test", "CLIENT", "KILL", "ID", fields["id"]))
     return killed
+
+
+def _rabbitmq_streams(prefix: str) -> list[str]:
+    """The streams (events and cursors) of the worker's topics under ``prefix``."""
+    from conveyor.adapters.rabbitmq import stream_name
+
+    topics = [f"broker_processes-{t}" for t in RABBITMQ_TOPICS]
+    return [stream_name(p, t) for t in topics for p in (prefix, f"{prefix}~")]
 
 
 async def _at_least(d: Deployment, n: int) -> bool:

@@ -133,6 +133,7 @@ class StreamClient:
         self._declaring: dict[str, asyncio.Future[Publisher]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self._error: AdapterError | None = None
+        self._ended = asyncio.Event()
         self._closed = False
 
     @classmethod
@@ -218,6 +219,10 @@ class StreamClient:
     def alive(self) -> bool:
         """Whether the connection is up (not lost, not closed)."""
         return self._error is None and not self._closed
+
+    async def wait_lost(self) -> None:
+        """Return once the connection has ended (lost or closed)."""
+        await self._ended.wait()
 
     def check(self) -> None:
         """Raise the error that ended the connection, if it ended."""
@@ -455,6 +460,7 @@ class StreamClient:
         if self._error is not None:
             return
         self._error = error
+        self._ended.set()
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(error)
