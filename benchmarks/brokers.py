@@ -12,6 +12,8 @@ times, every run checked at its final version by ``benchmarks/throughput.py``:
   relay sends to PostgreSQL's event log (``publish_events=false``): the baseline;
 - ``pg-redis``: records on PostgreSQL, events on Redis Streams (the outbox relay sends them);
 - ``pg-nats``: records on PostgreSQL, events on NATS JetStream;
+- ``pg-rabbitmq``: records on PostgreSQL, events on RabbitMQ streams (``--rabbitmq``, the
+  stream protocol; not in the default ``--setups``);
 - ``redis``: everything on a private ``redis-server`` this script starts on a free port with
   ``appendonly yes``, ``appendfsync everysec`` in a temporary folder.
 
@@ -143,6 +145,8 @@ def setup_urls(
         return pg, {"events": f"{args.redis}?key_prefix=bench{tag}"}
     if name == "pg-nats":
         return pg, {"events": f"{args.nats}?prefix=bench{tag}"}
+    if name == "pg-rabbitmq":
+        return pg, {"events": f"{args.rabbitmq}?prefix=bench{tag}"}
     if name == "redis":
         return f"{private}?key_prefix=bench{tag}", {}
     raise ValueError(name)
@@ -169,6 +173,21 @@ async def _clean_up(store: str, parts: dict[str, str]) -> None:
                         await js.delete_stream(info.config.name or "")
             finally:
                 await nc.close()
+        elif url.startswith("rabbitmq-stream://"):
+            await _delete_rabbitmq_streams(url)
+
+
+async def _delete_rabbitmq_streams(url: str) -> None:
+    """Delete the streams (events and cursors) of ``throughput.py``'s topics."""
+    from conveyor.adapters.rabbitmq import RabbitConnection, stream_name
+
+    connection = RabbitConnection(url)
+    prefix = connection.options.prefix
+    topics = [f"bench-{t}" for t in ("1", "2", "3", "4", "run-state-change", "delete")]
+    try:
+        await connection.delete([stream_name(p, t) for t in topics for p in (prefix, f"{prefix}~")])
+    finally:
+        await connection.close()
 
 
 def redis_ceiling(url: str, clients: int = 16, n: int = 100_000) -> float:
@@ -219,6 +238,7 @@ def main() -> None:
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1/postgres")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222")
+    parser.add_argument("--rabbitmq", default="rabbitmq-stream://guest:guest@127.0.0.1:5552/")
     args = parser.parse_args()
     setups = args.setups.split(",")
     counts = [int(w) for w in args.workers.split(",")]
