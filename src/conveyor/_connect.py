@@ -142,6 +142,7 @@ _OPENERS: dict[str, _Entry] = {
     "nats": _Entry("conveyor.adapters.nats._parts:open_parts", parts_only=True),
     "tls": _Entry("conveyor.adapters.nats._parts:open_parts", parts_only=True),
     "rabbitmq-stream": _Entry("conveyor.adapters.rabbitmq._parts:open_parts", parts_only=True),
+    "kafka": _Entry("conveyor.adapters.kafka._parts:open_parts", parts_only=True),
 }
 _EXTRAS = {
     "sqlite": "sqlite",
@@ -154,6 +155,7 @@ _EXTRAS = {
     "nats": "nats",
     "tls": "nats",
     "rabbitmq-stream": "rabbitmq",
+    "kafka": "kafka",
 }
 
 

@@ -19,6 +19,12 @@ from ._admin import KafkaTopicAdmin as KafkaTopicAdmin
 from ._admin import TopicAdmin as TopicAdmin
 from ._admin import TopicSpec as TopicSpec
 from ._client import KafkaClient as KafkaClient
+from ._connector import EVENT_ID_HEADER as EVENT_ID_HEADER
+from ._connector import EVENT_TYPE_HEADER as EVENT_TYPE_HEADER
+from ._connector import KafkaConnector as KafkaConnector
+from ._connector import KafkaConnectorConsumer as KafkaConnectorConsumer
+from ._connector import Mapper as Mapper
+from ._connector import message_event as message_event
 from ._names import escape as escape
 from ._names import unescape as unescape
 from ._options import KafkaOptions as KafkaOptions
@@ -27,14 +33,20 @@ from ._streamer import KafkaEventSender as KafkaEventSender
 from ._streamer import KafkaEventStreamer as KafkaEventStreamer
 
 __all__ = (
+    "EVENT_ID_HEADER",
+    "EVENT_TYPE_HEADER",
     "KafkaClient",
+    "KafkaConnector",
+    "KafkaConnectorConsumer",
     "KafkaEventReceiver",
     "KafkaEventSender",
     "KafkaEventStreamer",
     "KafkaOptions",
     "KafkaTopicAdmin",
+    "Mapper",
     "TopicAdmin",
     "TopicSpec",
     "escape",
+    "message_event",
     "unescape",
 )

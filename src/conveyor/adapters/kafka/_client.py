@@ -106,8 +106,9 @@ class KafkaClient:
 
     # ------------------------------------------------------------ topics
 
-    async def partitions(self, topic: str) -> int:
-        """How many partitions ``topic`` has (creating it first if ``create_topics``).
+    async def partitions(self, topic: str, *, create: bool = True) -> int:
+        """How many partitions ``topic`` has (creating it first if ``create_topics`` and
+        ``create``).
 
         Raises ``AdapterError`` if it does not exist (and may not be created).
         """
@@ -116,6 +117,8 @@ class KafkaClient:
             return known
         count: int = await self._call(self._lookup, topic)
         if count == 0:
+            if not create:
+                raise AdapterError(f"Kafka topic {topic!r} does not exist")
             if not self.options.create_topics:
                 raise AdapterError(
                     f"Kafka topic {topic!r} does not exist: create it with `conveyor "
