@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import os
 import uuid
 from typing import Any
@@ -22,8 +23,16 @@ import pytest
 
 from _services import unavailable
 from conveyor.adapters.rabbitmq import RabbitConnection
+from conveyor.adapters.rabbitmq import _wire as wire
 
-__all__ = ["delete_streams", "new_prefix", "rabbitmq_url", "with_options"]
+__all__ = [
+    "delete_streams",
+    "new_prefix",
+    "rabbitmq_url",
+    "stored_offset",
+    "until_stored",
+    "with_options",
+]
 
 _DEFAULT = "rabbitmq-stream://guest:guest@127.0.0.1:5552/"
 _state: dict[str, Any] = {"checked": False, "url": None, "reason": ""}
@@ -85,3 +94,27 @@ async def delete_streams(url: str, names: list[str]) -> None:
         await connection.delete(names)
     finally:
         await connection.close()
+
+
+async def stored_offset(url: str, stream: str, reference: str) -> int | None:
+    """The offset stored under ``reference`` in ``stream`` (read on a connection of its
+    own), ``None`` if there is none."""
+    connection = RabbitConnection(url)
+    try:
+        client = await connection.client()
+        code, reader = await client.request(
+            functools.partial(wire.query_offset_frame, reference=reference, stream=stream),
+            "reading an offset",
+            allow=(wire.Code.NO_OFFSET,),
+        )
+        return reader.u64() if code == wire.Code.OK else None
+    finally:
+        await connection.close()
+
+
+async def until_stored(url: str, stream: str, reference: str, offset: int) -> None:
+    """Wait (polling, with a deadline) until the cursor under ``reference`` is ``offset``."""
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while (found := await stored_offset(url, stream, reference)) != offset:
+        assert asyncio.get_running_loop().time() < deadline, f"cursor {found}, not {offset}"
+        await asyncio.sleep(0.01)  # a condition poll with a deadline, not a fixed wait

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from _rabbitmq_support import delete_streams, new_prefix, rabbitmq_url, with_options
+from _rabbitmq_support import delete_streams, new_prefix, rabbitmq_url, until_stored, with_options
 
-from conveyor.abc import Delivery, EventStreamer
+from conveyor.abc import (
+    AdapterError,
+    AdapterUnavailable,
+    Delivery,
+    Event,
+    EventStreamer,
+    OutgoingEvent,
+)
 from conveyor.adapters.rabbitmq import RabbitEventStreamer
-from conveyor.adaptertest import EventStreamerSuite
+from conveyor.adaptertest import EventStreamerSuite, new_name
+from conveyor.adaptertest._fixtures import WAIT_TIMEOUT, within
 
 __all__ = ["rabbitmq_url"]
 
@@ -35,3 +46,190 @@ class TestRabbitEventStreamer(EventStreamerSuite):
 
 def test_the_streamer_keeps_a_cursor_per_receiver_name() -> None:
     assert RabbitEventStreamer.delivery is Delivery.CURSOR
+
+
+# --------------------------------------------------------------------------- layout
+
+
+async def test_event_ids_are_consecutive_offsets_whatever_the_cursors_store(
+    rabbit_streamer: RabbitEventStreamer,
+) -> None:
+    # Given events sent, received and acknowledged one by one (each ack stores a cursor)
+    topic = new_name("test")
+    sender = await rabbit_streamer.new_sender(topic)
+    receiver = await rabbit_streamer.new_receiver(topic, new_name("reader"))
+    ids: list[int] = []
+    for i in range(20):
+        await sender.send(f"run-{i}", 1, {})
+        (event,) = await within(receiver.recv(), WAIT_TIMEOUT, "an event")
+        await receiver.ack(event)
+        await asyncio.sleep(0)  # the cursor is stored in this turn of the loop
+        ids.append(event.id)
+
+    # Then the IDs have no gaps (cursors live in the topic's cursor stream), so the
+    # engine's shards (id % n) split the events evenly
+    assert ids == list(range(ids[0], ids[0] + 20))
+    assert Counter(i % 4 for i in ids) == dict.fromkeys(range(4), 5)
+
+
+async def test_topic_names_rabbitmq_would_not_take_as_they_are_work(
+    rabbit_streamer: RabbitEventStreamer,
+) -> None:
+    for topic in ("sync user 2-1", "a.b", "amq.topic", "☃ %2F"):
+        sender = await rabbit_streamer.new_sender(topic)
+        receiver = await rabbit_streamer.new_receiver(topic, "reader ☃")
+        await sender.send(topic, 1, {})
+
+        (event,) = await within(receiver.recv(), WAIT_TIMEOUT, f"the event of {topic!r}")
+
+        assert event.foreign_id == topic
+        await receiver.close()
+
+
+async def test_a_topic_too_long_for_rabbitmq_fails_clearly(
+    rabbit_streamer: RabbitEventStreamer,
+) -> None:
+    with pytest.raises(AdapterError, match="too long for RabbitMQ"):
+        await rabbit_streamer.new_sender("t" * 300)
+    with pytest.raises(AdapterError, match="too long for RabbitMQ"):
+        await rabbit_streamer.new_receiver("t" * 300, "reader")
+    with pytest.raises(AdapterError, match="at most 255 bytes"):
+        await rabbit_streamer.new_receiver("t", "r" * 300)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+async def test_a_wrong_password_is_refused_without_showing_it(rabbitmq_url: str) -> None:
+    parts = urlsplit(rabbitmq_url)
+    wrong = parts._replace(netloc=f"{parts.username}:n0t-th3-pw@{parts.hostname}:{parts.port}")
+    streamer = RabbitEventStreamer(urlunsplit(wrong))
+    try:
+        sender = await streamer.new_sender("t")  # connects at first use
+        with pytest.raises(AdapterError) as raised:
+            await sender.send("1", 1, {})
+    finally:
+        await streamer.close()
+
+    assert "refused user" in str(raised.value)
+    assert "n0t-th3-pw" not in str(raised.value)
+    assert not isinstance(raised.value, AdapterUnavailable), "a refusal is not worth a retry"
+
+
+async def _drop(streamer: RabbitEventStreamer) -> None:
+    """Cut the streamer's connection from this side, as a network failure would."""
+    client = await streamer.connection.client()
+    transport = client._protocol.transport
+    assert transport is not None
+    transport.abort()
+    await within(client.wait_lost(), WAIT_TIMEOUT, "the connection to end")
+
+
+async def test_a_lost_connection_fails_the_receiver_and_a_new_one_goes_on_from_the_cursor(
+    rabbitmq_url: str, rabbit_streamer: RabbitEventStreamer
+) -> None:
+    # Given a receiver that acknowledged the first two of four events, then holds two
+    topic, name = new_name("test"), new_name("reader")
+    sender = await rabbit_streamer.new_sender(topic)
+    await sender.send_many([OutgoingEvent(str(i), 1, {}) for i in range(4)])
+    receiver = await rabbit_streamer.new_receiver(topic, name)
+    events: list[Event] = []
+    while len(events) < 4:
+        events += await within(receiver.recv(4), WAIT_TIMEOUT, "the events")
+    for event in events[:2]:
+        await receiver.ack(event)
+    cursors = rabbit_streamer.connection.topic(topic).cursors
+    await until_stored(rabbitmq_url, cursors, name, events[1].id)
+
+    # When the connection drops under it
+    await _drop(rabbit_streamer)
+
+    # Then its recv fails as unavailable (the engine opens a new receiver), a new one of
+    # the name gets the two unacknowledged events at once, and sending works again
+    with pytest.raises(AdapterUnavailable):
+        await receiver.recv()
+    await receiver.close()
+    reopened = await rabbit_streamer.new_receiver(topic, name)
+    await sender.send("4", 1, {})
+    again: list[Event] = []
+    while len(again) < 3:
+        again += await within(reopened.recv(4), WAIT_TIMEOUT, "the events again")
+    assert [e.foreign_id for e in again] == ["2", "3", "4"]
+
+
+async def test_a_sender_whose_confirm_is_lost_with_the_connection_fails_unavailable(
+    rabbit_streamer: RabbitEventStreamer,
+) -> None:
+    topic = new_name("test")
+    sender = await rabbit_streamer.new_sender(topic)
+    await sender.send("warm", 1, {})
+    client = await rabbit_streamer.connection.client()
+    transport = client._protocol.transport
+    assert transport is not None
+
+    sending = asyncio.create_task(sender.send("lost", 1, {}))
+    await asyncio.sleep(0)  # written, not yet confirmed
+    transport.abort()
+
+    with pytest.raises(AdapterUnavailable):
+        await within(sending, WAIT_TIMEOUT, "the send to fail")
+    await sender.send("after", 1, {})  # a new connection
+
+
+async def test_a_stream_deleted_behind_the_streamers_back_is_made_again_on_send(
+    rabbitmq_url: str, rabbit_streamer: RabbitEventStreamer
+) -> None:
+    topic = new_name("test")
+    sender = await rabbit_streamer.new_sender(topic)
+    await sender.send("first", 1, {})
+    await delete_streams(rabbitmq_url, rabbit_streamer.connection.known_streams)
+
+    await sender.send("second", 1, {})
+
+    receiver = await rabbit_streamer.new_receiver(topic, new_name("reader"))
+    (event,) = await within(receiver.recv(5), WAIT_TIMEOUT, "the event")
+    assert event.foreign_id == "second"
+
+
+async def test_a_process_that_dies_leaves_its_unacknowledged_events_to_the_next_receiver(
+    rabbitmq_url: str, rabbit_streamer: RabbitEventStreamer
+) -> None:
+    # Given a receiver in another "process" (a streamer of its own) that acknowledged the
+    # first of three events and dies (its connection cut, nothing closed)
+    topic, name = new_name("test"), new_name("reader")
+    prefix = rabbit_streamer.connection.options.prefix
+    other = RabbitEventStreamer(with_options(rabbitmq_url, prefix=prefix))
+    sender = await rabbit_streamer.new_sender(topic)
+    await sender.send_many([OutgoingEvent(str(i), 1, {}) for i in range(3)])
+    doomed = await other.new_receiver(topic, name)
+    held: list[Event] = []
+    while len(held) < 3:
+        held += await within(doomed.recv(3), WAIT_TIMEOUT, "the events")
+    await doomed.ack(held[0])
+    cursors = rabbit_streamer.connection.topic(topic).cursors
+    await until_stored(rabbitmq_url, cursors, name, held[0].id)  # sent, not lost with the kill
+    await _drop(other)
+
+    # When another receiver of the name opens, then it gets the other two at once
+    successor = await rabbit_streamer.new_receiver(topic, name)
+    again: list[Event] = []
+    while len(again) < 2:
+        again += await within(successor.recv(3), WAIT_TIMEOUT, "the events again")
+    assert [e.foreign_id for e in again] == ["1", "2"]
+    await other.close()
+
+
+async def test_closing_the_streamer_leaves_no_task_behind(rabbitmq_url: str) -> None:
+    before = asyncio.all_tasks()
+    streamer = RabbitEventStreamer(with_options(rabbitmq_url, prefix=new_prefix(), heartbeat=2))
+    topic = new_name("test")
+    sender = await streamer.new_sender(topic)
+    receiver = await streamer.new_receiver(topic, new_name("reader"))
+    await sender.send("1", 1, {})
+    await within(receiver.recv(), WAIT_TIMEOUT, "the event")
+    made = streamer.connection.known_streams
+
+    await streamer.close()
+
+    assert asyncio.all_tasks() == before
+    await delete_streams(rabbitmq_url, made)
