@@ -225,6 +225,12 @@ def event_location(url: str | None, store_url: str) -> str:
         return "store"
     try:
         parts = urlsplit(url)
+    except ValueError:
+        raise AdapterError(f"not a valid events URL: {redact(url)}") from None
+    servers = parts.netloc.rpartition("@")[2]
+    if "," in servers:  # several bootstrap servers (kafka://a:9092,b:9092): as listed
+        return f"{parts.scheme}://{servers.lower()}{parts.path}"
+    try:
         host, port = parts.hostname or "", parts.port
     except ValueError:
         raise AdapterError(f"not a valid events URL: {redact(url)}") from None
