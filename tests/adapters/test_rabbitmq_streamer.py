@@ -19,7 +19,7 @@ from conveyor.abc import (
     OutgoingEvent,
 )
 from conveyor.adapters.rabbitmq import RabbitEventStreamer
-from conveyor.adaptertest import EventStreamerSuite, new_name
+from conveyor.adaptertest import EventStreamerSuite, ReportsPendingSuite, new_name
 from conveyor.adaptertest._fixtures import WAIT_TIMEOUT, within
 
 __all__ = ["rabbitmq_url"]
@@ -39,6 +39,12 @@ async def rabbit_streamer(rabbitmq_url: str) -> AsyncIterator[RabbitEventStreame
 
 
 class TestRabbitEventStreamer(EventStreamerSuite):
+    @pytest.fixture
+    async def streamer(self, rabbit_streamer: RabbitEventStreamer) -> EventStreamer:
+        return rabbit_streamer
+
+
+class TestRabbitReportsPending(ReportsPendingSuite):
     @pytest.fixture
     async def streamer(self, rabbit_streamer: RabbitEventStreamer) -> EventStreamer:
         return rabbit_streamer
@@ -233,3 +239,48 @@ async def test_closing_the_streamer_leaves_no_task_behind(rabbitmq_url: str) -> 
 
     assert asyncio.all_tasks() == before
     await delete_streams(rabbitmq_url, made)
+
+
+async def test_a_receiver_reopened_after_everything_was_acknowledged_is_caught_up(
+    rabbit_streamer: RabbitEventStreamer,
+) -> None:
+    # Given a receiver that acknowledged all three events of its topic, and closed
+    topic, name = new_name("test"), new_name("reader")
+    sender = await rabbit_streamer.new_sender(topic)
+    await sender.send_many([OutgoingEvent(str(i), 1, {}) for i in range(3)])
+    first = await rabbit_streamer.new_receiver(topic, name)
+    events: list[Event] = []
+    while len(events) < 3:
+        events += await within(first.recv(3), WAIT_TIMEOUT, "the events")
+    for event in events[1:] + events[:1]:  # the cursor moves only with the last ack
+        await first.ack(event)
+    await first.close()
+
+    # When it opens again, then nothing is pending; a new event is, until handed out
+    reopened = await rabbit_streamer.new_receiver(topic, name)
+    assert reopened.pending() == 0
+    await sender.send("3", 1, {})
+    assert reopened.pending() > 0
+    (event,) = await within(reopened.recv(3), WAIT_TIMEOUT, "the new event")
+    assert (event.foreign_id, reopened.pending()) == ("3", 0)
+
+
+async def test_events_another_process_sent_are_pending_once_they_arrive(
+    rabbitmq_url: str, rabbit_streamer: RabbitEventStreamer
+) -> None:
+    topic = new_name("test")
+    receiver = await rabbit_streamer.new_receiver(topic, new_name("reader"))
+    prefix = rabbit_streamer.connection.options.prefix
+    other = RabbitEventStreamer(with_options(rabbitmq_url, prefix=prefix))
+    try:
+        await (await other.new_sender(topic)).send("elsewhere", 1, {})
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_TIMEOUT
+        while receiver.pending() == 0:  # pushed by the node: within a round trip
+            assert loop.time() < deadline, "the other process's event never became pending"
+            await asyncio.sleep(0.005)  # a condition poll with a deadline
+    finally:
+        await other.close()
+    (event,) = await within(receiver.recv(3), WAIT_TIMEOUT, "the event")
+    assert (event.foreign_id, receiver.pending()) == ("elsewhere", 0)

@@ -18,6 +18,15 @@ moves over the unbroken run of acknowledged events, and a receiver opened again 
 the name (after a close, or another process's crash) starts right after it at once:
 nothing waits for a timeout. Events come in offset order, also the second time.
 
+Pending (``ReportsPending``): each event carries the sending streamer's token and its
+count of events sent to the topic (``_codec``). A receiver reports what it holds and has
+not handed out, plus how many of its own streamer's events it has not received yet (its
+streamer's count for the topic, less the highest count it received): an event this
+process sent is pending at once, one another process sent once it arrives (push: within
+a round trip). A receiver opened again under a name in the same process starts from what
+the last one left unacknowledged; under a name another process read, events this process
+sent before count as pending until one sent later arrives.
+
 Sending publishes with confirms: ``send_many`` writes the batch (as few frames as the
 node's frame size allows) and returns once the node confirmed every event; a refused
 event fails the call with ``AdapterError``, a confirm that does not come within
@@ -27,6 +36,8 @@ outbox relay, sends again; the engine's version rule makes a copy harmless).
 
 from __future__ import annotations
 
+import uuid
+from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar
@@ -36,7 +47,7 @@ from ..._event import Event
 from ..._kit._sender import EventSenderBase
 from ..._protocols import Delivery, OutgoingEvent
 from ._client import StreamMissing
-from ._codec import decode, encode
+from ._codec import Decoded, decode, encode
 from ._connection import RabbitConnection, Topic
 from ._names import reference
 from ._reading import CursorReader
@@ -64,6 +75,9 @@ class RabbitEventStreamer:
             self._conn = connection
             self._owns = False
         self._receivers: set[RabbitEventReceiver] = set()
+        self._token = uuid.uuid4().hex[:8]
+        self._sent: dict[str, int] = {}  # stream -> events this streamer sent to it
+        self._resume: dict[tuple[str, str], int] = {}  # (stream, name) -> own count seen
         self._closed = False
 
     @property
@@ -91,24 +105,24 @@ class RabbitEventStreamer:
         ref = reference(name)
         where = await self._conn.ensure(topic)
         client = await self._conn.client()
-        receiver = RabbitEventReceiver(
-            self,
-            where,
-            name,
-            CursorReader(
-                client,
-                stream=where.stream,
-                cursors=where.cursors,
-                reference=ref,
-                decode=_event,
-                what=f"receiver {name!r} of topic {topic!r}",
-            ),
+        receiver = RabbitEventReceiver(self, where, name)
+        reader = receiver._reader = CursorReader(
+            client,
+            stream=where.stream,
+            cursors=where.cursors,
+            reference=ref,
+            decode=receiver._arrived,
+            what=f"receiver {name!r} of topic {topic!r}",
         )
         try:
-            await receiver._reader.start(from_latest=stream_from_latest)
+            await reader.start(from_latest=stream_from_latest)
         except BaseException:
-            await receiver._reader.close()
+            await reader.close()
             raise
+        if reader.cursor is not None:
+            receiver._own_seen = self._resume.get((where.stream, name), 0)
+        elif stream_from_latest:
+            receiver._own_seen = self._sent.get(where.stream, 0)
         self._receivers.add(receiver)
         return receiver
 
@@ -131,7 +145,11 @@ class RabbitEventStreamer:
         self._receivers.discard(receiver)
 
     async def _send(self, topic: str, events: Sequence[OutgoingEvent]) -> None:
-        messages = [encode(event) for event in events]
+        where = self._conn.topic(topic)
+        first = self._sent.get(where.stream, 0) + 1
+        self._sent[where.stream] = first + len(events) - 1  # pending at once, here
+        token = self._token
+        messages = [encode(event, token, first + i) for i, event in enumerate(events)]
         for attempt in (1, 2):
             where = await self._conn.ensure(topic)
             client = await self._conn.client()
@@ -144,10 +162,6 @@ class RabbitEventStreamer:
                     raise
             except ValueError as exc:  # an event larger than a frame
                 raise AdapterError(f"cannot send to {topic!r}: {exc}") from None
-
-
-def _event(offset: int, data: bytes | None, created_at: datetime) -> Event:
-    return decode(data, offset, created_at)
 
 
 class RabbitEventSender(EventSenderBase):
@@ -164,26 +178,45 @@ class RabbitEventSender(EventSenderBase):
 class RabbitEventReceiver:
     """Reads one topic of a ``RabbitEventStreamer`` under a name (its offset reference)."""
 
-    def __init__(
-        self,
-        streamer: RabbitEventStreamer,
-        topic: Topic,
-        name: str,
-        reader: CursorReader[Event],
-    ) -> None:
+    _reader: CursorReader[Decoded]
+
+    def __init__(self, streamer: RabbitEventStreamer, topic: Topic, name: str) -> None:
+        """Made by ``RabbitEventStreamer.new_receiver``, which gives it its reader."""
         self._streamer = streamer
         self.topic: str = topic.name
         self.name: str = name
-        self._reader = reader
+        self._stream = topic.stream
+        self._own_seen = 0  # the highest count of this streamer's events received
+        self._own: deque[tuple[int, int]] = deque()  # (offset, count) of those, in order
+
+    def _arrived(self, offset: int, data: bytes | None, created_at: datetime) -> Decoded:
+        decoded = decode(data, offset, created_at)
+        if decoded.origin == self._streamer._token:
+            self._own_seen = max(self._own_seen, decoded.seq)
+            self._own.append((offset, decoded.seq))
+        return decoded
+
+    def pending(self) -> int:
+        """Events received and not handed out, plus this streamer's events sent to the
+        topic and not received yet (``ReportsPending``; see the module docstring)."""
+        sent = self._streamer._sent.get(self._stream, 0)
+        return self._reader.buffered + max(0, sent - self._own_seen)
 
     async def recv(self, max_events: int = 1) -> Sequence[Event]:
         """Wait for events; up to ``max_events`` of them (cancellable; nothing is lost)."""
-        return [event for _, event in await self._reader.take(max_events)]
+        return [decoded.event for _, decoded in await self._reader.take(max_events)]
 
     async def ack(self, event: Event) -> None:
         self._reader.ack(event.id)
+        cursor = self._reader.cursor
+        own = self._own
+        while own and cursor is not None and own[0][0] <= cursor:
+            own.popleft()
 
     async def close(self) -> None:
         """Store the cursor and stop receiving. Idempotent."""
         self._streamer._forget(self)
         await self._reader.close()
+        # What comes again to the next receiver of the name here: all after the cursor.
+        again = self._own[0][1] - 1 if self._own else self._own_seen
+        self._streamer._resume[(self._stream, self.name)] = again
