@@ -371,6 +371,39 @@ class Operator:
         outcome.refused += done.refused
         return outcome
 
+    async def move_status(
+        self, workflow: str, source: int, destination: int, reason: str = ""
+    ) -> BulkOutcome:
+        """Move up to ``BULK_LIMIT`` runs of ``workflow`` in flight (Initiated, Running or
+        Paused) at status ``source`` to status ``destination``: for runs a new definition
+        stranded (``conveyor check``), to a status it consumes. Each write keeps the run's
+        state, is a compare-and-set on the version listed, and its event reaches the
+        consumer of ``destination``. ``cursor`` is set while more runs may wait there.
+        """
+        if source == destination:
+            raise InvalidTransition(f"runs are at status {source} already")
+        if not isinstance(self.store, ListsRuns):
+            raise WorkflowError(f"{type(self.store).__name__} cannot list runs")
+        query = RunQuery(
+            workflow_name=workflow,
+            statuses=(source,),
+            run_states=(RunState.INITIATED, RunState.RUNNING, RunState.PAUSED),
+        )
+        page = await self.store.list_runs(query, limit=BULK_LIMIT)
+        text = reason or f"moved from status {source} to {destination} by an operator"
+        writes = [self.writer.update(r, status=destination, reason=text) for r in page.records]
+        outcome = BulkOutcome(cursor=page.cursor)
+        if not writes:
+            return outcome
+        for write, result in zip(writes, await self.writer.write_many(writes), strict=True):
+            if result is None:
+                outcome.moved.append(write.record)
+            elif isinstance(result, VersionConflict):
+                outcome.changed.append(write.record.run_id)
+            else:
+                outcome.refused.append((write.record.run_id, str(result)))
+        return outcome
+
     async def _write_for(self, action: Action, record: Record, reason: str) -> RecordWrite:
         """The write that applies ``action`` to ``record`` (raises ``InvalidTransition``)."""
         if action == "retry":

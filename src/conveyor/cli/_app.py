@@ -78,6 +78,7 @@ def cli() -> None:
       conveyor demo                                 a sample workflow, with the web UI
       conveyor migrate --store sqlite:///orders.db  create a store's schema
       conveyor worker myapp:builder --store URL     run your workflow's processes
+      conveyor check myapp:builder --store URL      what deploying it does to runs in flight
       conveyor runs list --store URL                see what the runs are doing
       conveyor ui --store URL                       the web UI over a store
 
@@ -236,6 +237,44 @@ def migration_summary(report: MigrationReport | None, shown_url: str) -> str:
         f"upgraded schema from version {report.from_version} to {report.to_version} "
         f"in {shown_url}: {steps}{tables}"
     )
+
+
+@cli.command(short_help="What deploying workflow definitions would do to runs in flight.")
+@click.argument("targets", nargs=-1, required=True, metavar="MODULE:ATTR...")
+@STORE
+@click.option(
+    "--samples",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Run IDs shown per finding, and stored objects tried against the object type.",
+)
+def check(targets: tuple[str, ...], url: str, samples: int) -> None:
+    """Compare workflow definitions with the ones the store registered, and list what
+    deploying them would do to runs in flight (Initiated, Running, Paused).
+
+    STRANDED: runs waiting at a status the new definition drops, or no longer moves runs
+    from (no step, callback or timeout), and sampled runs whose stored object the new
+    object type cannot decode. Changed: destinations removed from a step, callbacks,
+    timeouts or steps removed, a renamed object type. Exits 1 when runs would be
+    stranded, so it can gate a deployment; 0 otherwise. Each MODULE:ATTR is what
+    `conveyor worker` takes.
+
+    \b
+    Example:
+      conveyor check myapp.orders:builder --store postgresql://app@db/orders
+    """
+    from ._check import check_targets, report_lines
+    from ._worker import WorkerError
+
+    try:
+        checks = _run(check_targets(list(targets), url, samples), url)
+    except WorkerError as exc:
+        raise click.ClickException(str(exc)) from None
+    for result in checks:
+        for line in report_lines(result):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    sys.exit(1 if any(c.strands_runs for c in checks) else 0)
 
 
 @cli.command(short_help="Run the background processes of workflows.")

@@ -474,3 +474,57 @@ def _action_command(action: Action) -> click.Command:
 
 for _action in ACTIONS:
     runs.add_command(_action_command(_action))
+
+
+@runs.command("move", short_help="Move the runs waiting at a status to another status.")
+@STORE
+@click.option("--workflow", required=True, help="The workflow whose runs move.")
+@click.option("--from", "source", required=True, help="The status they wait at (name or number).")
+@click.option("--to", "destination", required=True, help="The status to move them to.")
+@click.option("--reason", default="", help="Why, kept in each run's history.")
+@click.option("--json", "as_json", is_flag=True, help="Print the moved and skipped runs as JSON.")
+def move_runs(
+    url: str, workflow: str, source: str, destination: str, reason: str, as_json: bool
+) -> None:
+    """Move every run in flight (Initiated, Running or Paused) of a workflow at one status
+    to another: for runs stranded at a status a new definition dropped or no longer
+    consumes (`conveyor check` lists them). Each run keeps its state and object; its next
+    version is at the new status, whose step, callback or timeout then takes it. A run that
+    moves meanwhile is skipped and counted. Statuses are names the registered definitions
+    know (a status dropped from the code's enum: give its number).
+
+    \b
+    Example:
+      conveyor runs move --workflow orders --from AWAITING_PAYMENT --to PLACED \\
+          --reason "payment is a step now" --store postgresql://app@db/orders
+    """
+
+    async def go() -> tuple[list[Record], list[str], list[tuple[str, str]]]:
+        async with _operator(url) as op:
+            start, end = await op.statuses([source, destination], workflow)
+            moved: list[Record] = []
+            changed: list[str] = []
+            refused: dict[str, str] = {}
+            while True:
+                outcome = await op.move_status(workflow, start, end, reason)
+                moved += outcome.moved
+                changed += outcome.changed
+                refused.update(outcome.refused)
+                if not outcome.moved:  # nothing left, or only runs that moved meanwhile
+                    return moved, changed, list(refused.items())
+
+    moved, changed, refused = run(go(), url)
+    if as_json:
+        _print_json(
+            {
+                "moved": [_record_json(r) for r in moved],
+                "changed": changed,
+                "refused": [{"run_id": r, "why": why} for r, why in refused],
+            }
+        )
+        return
+    click.echo(
+        f"moved {len(moved)} run(s) from {source} to {destination}"
+        + (f"; {len(changed)} moved meanwhile (run the command again)" if changed else "")
+        + (f"; {len(refused)} refused" if refused else "")
+    )

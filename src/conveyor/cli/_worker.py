@@ -26,6 +26,7 @@ from prometheus_client import REGISTRY, make_wsgi_app
 
 from .._builder import Builder
 from .._connect import Backend, connect
+from .._upgrade import stranded_at_start
 from .._urls import redact
 from .._workflow import Workflow
 
@@ -95,6 +96,27 @@ def _factory(target: str, obj: object) -> Factory:
     )
 
 
+async def _warn_of_stranded_runs(wf: Workflow[Any, Any]) -> None:
+    """Log a warning for runs in flight at statuses ``wf`` never moves runs from (they
+    would wait there for ever, silently). A failed look is logged, never fatal."""
+    try:
+        stranded = await stranded_at_start(wf.definition, wf.record_store)
+    except Exception as exc:  # the worker starts anyway: this is advice, not a gate
+        log.warning("could not look for stranded runs of %s: %s", wf.name, exc)
+        return
+    for s in stranded:
+        log.warning(
+            "%s: %d run(s) in flight wait at %s (%d), which this worker never moves runs "
+            "from (%s), e.g. %s; see `conveyor check`",
+            wf.name,
+            s.count,
+            s.name,
+            s.status,
+            s.reason,
+            ", ".join(s.sample_run_ids),
+        )
+
+
 class _Health:
     """What the metrics endpoint reports as readiness (read from its thread)."""
 
@@ -159,6 +181,7 @@ async def run_worker(
         async with connect(url, **(parts or {})) as backend:
             workflows = [factory(backend) for _, factory in factories]
             for wf in workflows:
+                await _warn_of_stranded_runs(wf)
                 await wf.run()
             health.ready = True
             log.info(
