@@ -16,10 +16,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import _nats_support
+import _rabbitmq_support
 import _redis_support
 import pytest
 from _nats_support import nats_url
 from _pg_support import pg_url
+from _rabbitmq_support import rabbitmq_url
 from _redis_support import redis_url
 
 import conveyor
@@ -39,7 +41,7 @@ from conveyor.adapters.redis import (
 from conveyor.adapters.sqlite import SQLiteEventStreamer, SQLiteRecordStore, SQLiteRoleScheduler
 from conveyor.testing import run_until_idle
 
-__all__ = ["nats_url", "pg_url", "redis_url"]
+__all__ = ["nats_url", "pg_url", "rabbitmq_url", "redis_url"]
 
 WAIT = 30.0
 
@@ -219,6 +221,27 @@ async def test_events_on_redis_with_roles_on_redis(
         client = open_client(broker)
         await client.delete_prefix(client.options.keys.pattern)
         await client.close()
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.parametrize("records", ["sqlite", "postgresql"])
+async def test_events_on_rabbitmq_with_roles_on_the_record_store(
+    records: str, tmp_path: Path, pg_url: str, rabbitmq_url: str
+) -> None:
+    # Given records (and roles) in SQLite or PostgreSQL, events on RabbitMQ streams
+    from conveyor.adapters.rabbitmq import RabbitEventStreamer
+
+    events = _rabbitmq_support.with_options(rabbitmq_url, prefix=_rabbitmq_support.new_prefix())
+    store = f"sqlite:///{tmp_path / 'r.db'}" if records == "sqlite" else _installation(pg_url)
+    made: list[str] = []
+    try:
+        async with conveyor.connect(store, events=events) as backend:
+            # Then runs go through the outbox to the topics' streams
+            assert isinstance(backend.streamer, RabbitEventStreamer)
+            await _run_ten(backend, f"on-rabbitmq-{records}")
+            made = backend.streamer.connection.known_streams
+    finally:
+        await _rabbitmq_support.delete_streams(rabbitmq_url, made)
 
 
 @pytest.mark.parametrize("records", ["sqlite", "postgresql"])
