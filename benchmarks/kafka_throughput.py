@@ -1,0 +1,95 @@
+"""Throughput with events on Kafka beside PostgreSQL-with-outbox, in one run; one JSON line.
+
+    python benchmarks/kafka_throughput.py [--pg postgresql://127.0.0.1:5432/test]
+                                          [--runs 5000] [--latency-runs 300] [--rounds 1]
+
+Starts a librdkafka mock cluster (``tests/adapters/_kafka_mock.py``: three brokers on
+loopback, **no disk and no replication**, so the figure is the client path's cost, not a
+real cluster's), creates ``throughput.py``'s topics on it (3 partitions each) under a fresh
+prefix per measurement, and runs ``throughput.py`` with records on PostgreSQL (a fresh
+schema each) for ``pg-kafka`` (events on the mock cluster) and ``pg-outbox`` (events in
+PostgreSQL too), 1 and 2 worker processes, interleaved. Prints the figures of each and
+the ratio of pg-kafka to pg-outbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path[:0] = [str(HERE.parent / "tests" / "adapters"), str(HERE.parent / "tests")]
+
+from _kafka_support import MockCluster, start_mock  # noqa: E402
+
+from conveyor.adapters.kafka import escape  # noqa: E402
+
+TOPICS = ("1", "2", "3", "4", "run-state-change", "delete")
+
+
+def measure(
+    args: argparse.Namespace, store: str, events: str | None, workers: int
+) -> dict[str, float]:
+    command = [sys.executable, str(HERE / "throughput.py"), "--store", store]
+    command += ["--runs", str(args.runs), "--latency-runs", str(args.latency_runs)]
+    command += ["--workers", str(workers)]
+    if events:
+        command += ["--events", events]
+    out = subprocess.run(command, check=True, capture_output=True, text=True, timeout=900)
+    figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def kafka_events(mock: MockCluster) -> str:
+    prefix = f"bench{uuid.uuid4().hex[:8]}-"
+    for t in TOPICS:
+        mock.create(escape(f"bench-{t}", prefix), 3)
+    return f"kafka://{mock.bootstrap}?prefix={prefix}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pg", default="postgresql://127.0.0.1:5432/test")
+    parser.add_argument("--runs", type=int, default=5000)
+    parser.add_argument("--latency-runs", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    mock = start_mock()
+    results: dict[str, list[dict[str, float]]] = {}
+    try:
+        for _ in range(args.rounds):
+            for workers in (1, 2):
+                for setup in ("pg-outbox", "pg-kafka"):
+                    schema = f"bk_{uuid.uuid4().hex[:8]}"
+                    store = f"{args.pg}?schema={schema}&migrate=true"
+                    if setup == "pg-outbox":
+                        store += "&publish_events=false"
+                    events = kafka_events(mock) if setup == "pg-kafka" else None
+                    key = f"{setup}-w{workers}"
+                    results.setdefault(key, []).append(measure(args, store, events, workers))
+    finally:
+        mock.stop()
+    report: dict[str, object] = {}
+    for key, figures in results.items():
+        report[key] = {
+            name: statistics.median(f[name] for f in figures)
+            for name in figures[0]
+            if isinstance(figures[0][name], int | float)
+        }
+    for workers in (1, 2):
+        kafka = report[f"pg-kafka-w{workers}"]
+        outbox = report[f"pg-outbox-w{workers}"]
+        assert isinstance(kafka, dict)
+        assert isinstance(outbox, dict)
+        rate = "runs_per_s"
+        report[f"ratio-w{workers}"] = round(kafka[rate] / outbox[rate], 2)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
