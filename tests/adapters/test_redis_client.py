@@ -13,12 +13,14 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
+import redis.exceptions
 from _mysql_processes import until
 from _redis_support import open_redis, redis_url
 
 from conveyor import AdapterError, AdapterUnavailable
 from conveyor.adapters.redis import RedisClient
 from conveyor.adapters.redis._client import Script
+from conveyor.adapters.redis._pipe import pack
 
 __all__ = ["redis_url"]
 
@@ -193,3 +195,32 @@ async def test_a_wrong_password_is_an_error_without_the_password(redis_url: str)
             await client.command("test", "PING")
     assert "s3cret-pw" not in str(caught.value)
     assert "s3cret-pw" not in repr(caught.value)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("SET", "k", b"v\x00\r\n"),
+        ("EVALSHA", "a" * 40, 2, "key:é", "key:2", 2**70, -0.0, 1e-7, 0.1, float("inf")),
+        ["XADD", "s", "*", "f", memoryview(b"view")],
+    ],
+    ids=["bytes", "every-scalar", "list-and-memoryview"],
+)
+def test_commands_are_packed_as_the_wire_format_says(args: Sequence[object]) -> None:
+    def resp(value: object) -> bytes:
+        raw = value if isinstance(value, bytes) else (
+            bytes(value) if isinstance(value, memoryview) else (
+                repr(value) if isinstance(value, float) else str(value)
+            ).encode()
+        )  # fmt: skip
+        return b"$%d\r\n%s\r\n" % (len(raw), raw)
+
+    expected = b"*%d\r\n" % len(args) + b"".join(resp(a) for a in args)
+
+    assert pack([args, args]) == expected * 2
+
+
+@pytest.mark.parametrize("bad", [None, True, object()], ids=["none", "bool", "object"])
+def test_an_argument_redis_cannot_take_is_a_data_error_naming_it(bad: object) -> None:
+    with pytest.raises(redis.exceptions.DataError, match="invalid Redis argument"):
+        pack([("SET", "k", "v"), ("SET", "k", bad)])

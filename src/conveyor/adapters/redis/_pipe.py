@@ -49,8 +49,8 @@ def _arg(value: object) -> bytes:
     raise redis.exceptions.DataError(f"invalid Redis argument of type {type(value).__name__}")
 
 
-def pack(commands: Sequence[Sequence[object]]) -> bytes:
-    """The commands in the RESP wire format, one after the other."""
+def _pack_slowly(commands: Sequence[Sequence[object]]) -> bytes:
+    """``pack`` in Python: the same bytes, and the argument that cannot be sent named."""
     out: list[bytes] = []
     append = out.append
     for command in commands:
@@ -61,6 +61,21 @@ def pack(commands: Sequence[Sequence[object]]) -> bytes:
             append(raw)  # not copied into a formatted string: payloads can be large
             append(b"\r\n")
     return b"".join(out)
+
+
+def pack(commands: Sequence[Sequence[object]]) -> bytes:
+    """The commands in the RESP wire format, one after the other.
+
+    Packed by hiredis's C packer (2.6 times as fast as the same loop in Python, which a
+    profile of everything-on-Redis showed at a tenth of the process); an argument it
+    refuses (``None``, a ``bool``, another type) is named by the Python packer's
+    ``DataError``.
+    """
+    pack_command: Any = hiredis.pack_command  # its stub types a 1-tuple
+    try:
+        return b"".join([pack_command(c if type(c) is tuple else tuple(c)) for c in commands])
+    except TypeError:
+        return _pack_slowly(commands)  # raises DataError for the argument it refuses
 
 
 def _error(reply: hiredis.ReplyError) -> redis.exceptions.ResponseError:
