@@ -64,7 +64,7 @@ from ..._runstate import RunState
 from .._listing import from_us, to_us
 from .._rows import HeaderDecoder
 from ._client import RedisClient, open_client
-from ._entries import headers_field
+from ._entries import compact_json, headers_field
 from ._listing import Listing
 from ._options import Keys
 from ._record_keys import FIELDS, RecordKeys, decode_run, encode_reached, part, timestamp
@@ -79,8 +79,7 @@ _DELETES_PER_SCRIPT: Final = 1000
 _headers = HeaderDecoder(logging.getLogger("conveyor.adapters.redis"))
 
 
-def _json(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"))
+_json = compact_json
 
 
 def _write_args(write: RecordWrite, events: Keys | None) -> list[Any]:
