@@ -39,8 +39,8 @@ class Event:
     """One event as a receiver hands it out.
 
     ``id`` is assigned by the streamer (non-negative, unique per topic, increasing in
-    delivery order, per partition on a partitioned log) and drives sharding; ``foreign_id`` carries the run ID for engine
-    events (as in the original).
+    delivery order: per partition on a partitioned log) and drives sharding;
+    ``foreign_id`` carries the run ID for engine events (as in the original).
     """
 
     id: int

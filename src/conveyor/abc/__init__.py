@@ -21,9 +21,9 @@ from .._capabilities import ListsRuns as ListsRuns
 from .._capabilities import NotifiesChanges as NotifiesChanges
 from .._capabilities import PinsEventLocation as PinsEventLocation
 from .._capabilities import PublishesEvents as PublishesEvents
+from .._capabilities import ReadsPartitions as ReadsPartitions
 from .._capabilities import RecordsFailures as RecordsFailures
 from .._capabilities import ReportsOutbox as ReportsOutbox
-from .._capabilities import ReadsPartitions as ReadsPartitions
 from .._capabilities import ReportsPending as ReportsPending
 from .._capabilities import RunPage as RunPage
 from .._capabilities import RunQuery as RunQuery
