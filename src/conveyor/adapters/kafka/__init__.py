@@ -10,10 +10,10 @@ elsewhere (a SQL store, Redis).
 
 try:
     import confluent_kafka as _driver  # noqa: F401
-except ImportError as exc:  # pragma: no cover - depends on the installation
+except ImportError as _missing:  # pragma: no cover - depends on the installation
     raise ImportError(
         "conveyor.adapters.kafka needs confluent-kafka: pip install 'conveyor[kafka]'"
-    ) from exc
+    ) from _missing
 
 from ._admin import KafkaTopicAdmin as KafkaTopicAdmin
 from ._admin import TopicAdmin as TopicAdmin
