@@ -191,14 +191,16 @@ async def drop_rabbitmq(backend: conveyor.Backend) -> float:
     if not isinstance(streamer, RabbitEventStreamer):
         raise RuntimeError(f"events are not on RabbitMQ: {streamer!r}")
     connection = streamer.connection
-    old = await connection.client()
-    transport = old._protocol.transport
-    assert transport is not None
-    sock: socket.socket = transport.get_extra_info("socket")
+    clients = [await connection.client(publishing=p) for p in (False, True)]
     started = time.monotonic()
-    sock.shutdown(socket.SHUT_RDWR)
+    for old in clients:
+        transport = old._protocol.transport
+        assert transport is not None
+        sock: socket.socket = transport.get_extra_info("socket")
+        sock.shutdown(socket.SHUT_RDWR)
     async with asyncio.timeout(STUCK):
-        await old.wait_lost()
+        for old in clients:
+            await old.wait_lost()
         await connection.client()
     return time.monotonic() - started
 

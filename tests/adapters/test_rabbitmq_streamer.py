@@ -16,6 +16,7 @@ from conveyor.abc import (
     Delivery,
     Event,
     EventStreamer,
+    Header,
     OutgoingEvent,
 )
 from conveyor.adapters.rabbitmq import RabbitEventStreamer
@@ -123,18 +124,19 @@ async def test_a_wrong_password_is_refused_without_showing_it(rabbitmq_url: str)
 
 
 async def _drop(streamer: RabbitEventStreamer) -> None:
-    """Cut the streamer's connection from this side, as a network failure would."""
-    client = await streamer.connection.client()
-    transport = client._protocol.transport
-    assert transport is not None
-    transport.abort()
-    await within(client.wait_lost(), WAIT_TIMEOUT, "the connection to end")
+    """Cut the streamer's connections from this side, as a network failure would."""
+    for publishing in (False, True):
+        client = await streamer.connection.client(publishing=publishing)
+        transport = client._protocol.transport
+        assert transport is not None
+        transport.abort()
+        await within(client.wait_lost(), WAIT_TIMEOUT, "the connection to end")
 
 
-async def test_a_lost_connection_fails_the_receiver_and_a_new_one_goes_on_from_the_cursor(
+async def test_a_receiver_goes_on_over_a_new_connection_when_its_connection_drops(
     rabbitmq_url: str, rabbit_streamer: RabbitEventStreamer
 ) -> None:
-    # Given a receiver that acknowledged the first two of four events, then holds two
+    # Given a receiver that was handed four events and acknowledged the first two
     topic, name = new_name("test"), new_name("reader")
     sender = await rabbit_streamer.new_sender(topic)
     await sender.send_many([OutgoingEvent(str(i), 1, {}) for i in range(4)])
@@ -144,23 +146,20 @@ async def test_a_lost_connection_fails_the_receiver_and_a_new_one_goes_on_from_t
         events += await within(receiver.recv(4), WAIT_TIMEOUT, "the events")
     for event in events[:2]:
         await receiver.ack(event)
-    cursors = rabbit_streamer.connection.topic(topic).cursors
-    await until_stored(rabbitmq_url, cursors, name, events[1].id)
 
-    # When the connection drops under it
+    # When the connections drop under it
     await _drop(rabbit_streamer)
 
-    # Then its recv fails as unavailable (the engine opens a new receiver), a new one of
-    # the name gets the two unacknowledged events at once, and sending works again
-    with pytest.raises(AdapterUnavailable):
-        await receiver.recv()
-    await receiver.close()
-    reopened = await rabbit_streamer.new_receiver(topic, name)
+    # Then it goes on (subscribed again after what it had received): the next event
+    # comes, nothing twice, and acknowledging the two it held moves the cursor on
     await sender.send("4", 1, {})
-    again: list[Event] = []
-    while len(again) < 3:
-        again += await within(reopened.recv(4), WAIT_TIMEOUT, "the events again")
-    assert [e.foreign_id for e in again] == ["2", "3", "4"]
+    (event,) = await within(receiver.recv(4), WAIT_TIMEOUT, "the event after the drop")
+    assert event.foreign_id == "4"
+    for held in [*events[2:], event]:
+        await receiver.ack(held)
+    cursors = rabbit_streamer.connection.topic(topic).cursors
+    await until_stored(rabbitmq_url, cursors, name, event.id)
+    await receiver.close()
 
 
 async def test_a_sender_whose_confirm_is_lost_with_the_connection_fails_unavailable(
@@ -169,7 +168,7 @@ async def test_a_sender_whose_confirm_is_lost_with_the_connection_fails_unavaila
     topic = new_name("test")
     sender = await rabbit_streamer.new_sender(topic)
     await sender.send("warm", 1, {})
-    client = await rabbit_streamer.connection.client()
+    client = await rabbit_streamer.connection.client(publishing=True)
     transport = client._protocol.transport
     assert transport is not None
 
@@ -284,3 +283,64 @@ async def test_events_another_process_sent_are_pending_once_they_arrive(
         await other.close()
     (event,) = await within(receiver.recv(3), WAIT_TIMEOUT, "the event")
     assert (event.foreign_id, receiver.pending()) == ("elsewhere", 0)
+
+
+# --------------------------------------------------------------------------- copies
+
+
+def _engine_headers(topic: str, run_id: str, version: int) -> dict[str, str]:
+    return {Header.TOPIC: topic, Header.RUN_ID: run_id, Header.RECORD_VERSION: str(version)}
+
+
+async def test_a_second_copy_of_an_engine_event_is_handed_out_by_no_receiver(
+    rabbit_streamer: RabbitEventStreamer,
+) -> None:
+    # Given an engine event sent twice (the relay sending again after a crash), with
+    # another event between the copies, and an event without engine headers sent twice
+    topic = new_name("test")
+    sender = await rabbit_streamer.new_sender(topic)
+    first = await rabbit_streamer.new_receiver(topic, new_name("shard-1"))
+    second = await rabbit_streamer.new_receiver(topic, new_name("shard-2"))
+    await sender.send("run-1", 1, _engine_headers(topic, "run-1", 2))
+    await sender.send("run-2", 1, _engine_headers(topic, "run-2", 2))
+    await sender.send("run-1", 1, _engine_headers(topic, "run-1", 2))  # the copy
+    await sender.send("run-1", 1, _engine_headers(topic, "run-1", 3))  # the next write
+    await sender.send_many([OutgoingEvent("plain", 1, {}), OutgoingEvent("plain", 1, {})])
+
+    # Then every receiver hands out the first copy only (the same one: the same offset)
+    for receiver in (first, second):
+        events: list[Event] = []
+        while len(events) < 5:
+            events += await within(receiver.recv(10), WAIT_TIMEOUT, "the events")
+        assert [(e.foreign_id, e.headers.get(Header.RECORD_VERSION)) for e in events] == [
+            ("run-1", "2"),
+            ("run-2", "2"),
+            ("run-1", "3"),
+            ("plain", None),
+            ("plain", None),
+        ]
+        assert events[0].id == min(e.id for e in events)
+        assert receiver.pending() == 0
+
+
+async def test_a_receiver_opened_after_the_first_copy_still_skips_the_second(
+    rabbitmq_url: str, rabbit_streamer: RabbitEventStreamer
+) -> None:
+    # Given a receiver name whose cursor is stored right after an engine event's first copy
+    topic, name = new_name("test"), new_name("reader")
+    sender = await rabbit_streamer.new_sender(topic)
+    receiver = await rabbit_streamer.new_receiver(topic, name)
+    await sender.send("run-1", 1, _engine_headers(topic, "run-1", 2))
+    (original,) = await within(receiver.recv(), WAIT_TIMEOUT, "the first copy")
+    await receiver.ack(original)
+    await receiver.close()
+    cursors = rabbit_streamer.connection.topic(topic).cursors
+    await until_stored(rabbitmq_url, cursors, name, original.id)
+
+    # When the copy follows, then a receiver opened again (it looks back before its
+    # cursor) does not hand it out, and hands out what is new
+    await sender.send("run-1", 1, _engine_headers(topic, "run-1", 2))
+    await sender.send("run-2", 1, _engine_headers(topic, "run-2", 2))
+    reopened = await rabbit_streamer.new_receiver(topic, name)
+    events = await within(reopened.recv(10), WAIT_TIMEOUT, "the new event")
+    assert [e.foreign_id for e in events] == ["run-2"]

@@ -137,6 +137,7 @@ class RabbitConnector:
 
         reader = CursorReader(
             client,
+            connect=self._conn.client,
             stream=self.stream,
             cursors=self.stream,
             reference=ref,

@@ -45,6 +45,9 @@ class RabbitOptions:
     """Chunks a receiver lets the node send ahead of what it has handed out."""
     max_buffer: int = 2_000
     """A receiver holding this many events it has not handed out asks for no more chunks."""
+    dedupe_window: int = 10_000
+    """A receiver hands out only the first copy of an engine event (same run ID and record
+    version) among this many offsets (the relay sends again after a crash; 0: off)."""
     connect_timeout: float = 5.0
     request_timeout: float = 5.0
     """Longest wait for an answer of the node (a request, a publish confirm)."""
@@ -82,6 +85,7 @@ _KINDS: dict[str, Kind] = {
     "max_segment_size_bytes": "integer",
     "credit": "integer",
     "max_buffer": "integer",
+    "dedupe_window": "integer",
     "heartbeat": "integer",
 }
 _AT_LEAST = {"max_age": 0.0}
@@ -104,6 +108,7 @@ def _check(options: RabbitOptions) -> None:
         raise AdapterError(f"option credit={options.credit} must be at most 1000")
     integer("max_buffer", options.max_buffer, at_least=1)
     integer("heartbeat", options.heartbeat, at_least=0)
+    integer("dedupe_window", options.dedupe_window, at_least=0)
     values = {name: getattr(options, name) for name in _FIELDS}
     numbers(values, skip=_KINDS, at_least=_AT_LEAST, above=_ABOVE)
 

@@ -14,6 +14,21 @@ followed an unacknowledged one comes again too (``Delivery.CURSOR``). A process 
 loses at most what it acknowledged in its last turn: those come again, at once, to the
 next reader.
 
+Copies. The outbox relay sends an event again when it died between sending and deleting
+its outbox rows, and the copy lands at another offset, so in another shard: handed out,
+both copies would run the same step at once in two processes. A reader given an
+``identity`` (engine events: run ID and record version) hands out only the first copy of
+an identity among the last ``dedupe_window`` offsets it read; every reader of the topic
+reads the same stream, so all of them keep the same copy. A reader opened at a stored
+cursor first reads the ``dedupe_window`` offsets before it (handing none out) to know
+what came before.
+
+A lost connection does not end the reader: once it has handed out what it had received,
+``take`` subscribes again on a new connection (``connect``) right after the last message
+it received, and goes on; what it handed out stays handed out, and its acknowledgements
+move the cursor as before. Only if no new connection can be made (or the stream is gone)
+does ``take`` raise (``AdapterUnavailable``, ``AdapterError``).
+
 Flow control is the protocol's credit: ``credit`` chunks may be on their way; each chunk
 that arrives gives one back unless ``max_buffer`` messages wait to be handed out (then
 ``take`` gives it back as it hands them out).
@@ -25,7 +40,7 @@ import asyncio
 import contextlib
 import functools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
@@ -50,14 +65,18 @@ class CursorReader(Generic[T]):
         self,
         client: StreamClient,
         *,
+        connect: Callable[[], Awaitable[StreamClient]],
         stream: str,
         cursors: str,
         reference: str,
         decode: Decode[T],
         what: str,
+        identity: Callable[[T], str | None] | None = None,
     ) -> None:
         self.stream = stream
         self._client = client
+        self._connect = connect
+        self._first = True
         self._cursors = cursors
         self._reference = reference
         self._decode = decode
@@ -67,6 +86,11 @@ class CursorReader(Generic[T]):
         self._max_buffer = options.max_buffer
         self._subscription: int | None = None
         self._start = 0  # the first offset to hand out (earlier ones in a chunk are skipped)
+        self._from = 0  # the next offset to read (before _start: the look back for copies)
+        self._identity = identity
+        self._window = options.dedupe_window if identity is not None else 0
+        self._seen: dict[str, int] = {}  # identity -> offset of its first copy
+        self._seen_order: deque[tuple[int, str]] = deque()
         self._buffer: deque[tuple[int, T]] = deque()
         self._owed = 0
         self._wake = asyncio.Event()
@@ -92,19 +116,26 @@ class CursorReader(Generic[T]):
 
     async def start(self, *, from_latest: bool) -> None:
         """Find the stored cursor and subscribe after it (module docstring)."""
-        client = self._client
-        code, reader = await client.request(
+        self._first = not from_latest
+        code, reader = await self._client.request(
             functools.partial(
                 wire.query_offset_frame, reference=self._reference, stream=self._cursors
             ),
             f"reading the cursor of {self._what}",
             allow=(Code.NO_OFFSET,),
         )
-        offset: int | None = None
         if code == Code.OK:
             self._stored = self._cursor = offset = reader.u64()
             self._start = offset + 1
+            self._from = max(0, self._start - self._window)
             self._handed_high = offset
+        await self._subscribe()
+
+    async def _subscribe(self) -> None:
+        """Subscribe on the current client from ``_from`` (from the first message, or the
+        next one written, when nothing was read and no cursor was stored)."""
+        client = self._client
+        known = self._cursor is not None or self._handed_high >= 0 or self._from > 0
         # Known before the answer: chunks may come first, and each gives its credit back.
         subscription = self._subscription = client.subscription_id(self)
         try:
@@ -113,8 +144,8 @@ class CursorReader(Generic[T]):
                     wire.subscribe_frame,
                     subscription_id=subscription,
                     stream=self.stream,
-                    offset=None if offset is None else offset + 1,
-                    first=not from_latest,
+                    offset=self._from if known else None,
+                    first=self._first,
                     credit=self._credit,
                 ),
                 f"subscribing {self._what}",
@@ -122,6 +153,18 @@ class CursorReader(Generic[T]):
         except BaseException:
             self._subscription = None
             client.release_subscription(subscription)
+            raise
+
+    async def _resubscribe(self) -> None:
+        """After a lost connection: subscribe again on a new one, after what was received."""
+        error = self._error
+        self._error = None
+        try:
+            self._client = await self._connect()
+            await self._subscribe()
+        except BaseException:
+            if self._error is None:
+                self._error = error
             raise
 
     # ------------------------------------------------------------------ from the client
@@ -132,12 +175,19 @@ class CursorReader(Generic[T]):
         created_at = datetime.fromtimestamp(chunk.timestamp_ms / 1000, UTC)
         offset = chunk.first_offset
         start = self._start
+        first = self._from
         decode = self._decode
         buffer = self._buffer
+        identity = self._identity
         for data in wire.chunk_records(chunk):
-            if offset >= start:
-                buffer.append((offset, decode(offset, data, created_at)))
+            if offset >= first:
+                item = decode(offset, data, created_at)
+                key = identity(item) if identity is not None else None
+                copy = key is not None and self._copy(key, offset)
+                if offset >= start and not copy:
+                    buffer.append((offset, item))
             offset += 1
+        self._from = max(first, offset)  # read; a subscription made again goes on from here
         if self._cursor is None and buffer and self._handed_high < 0:
             self._handed_high = buffer[0][0] - 1  # the run starts at the first one delivered
         if len(buffer) < self._max_buffer:
@@ -145,6 +195,22 @@ class CursorReader(Generic[T]):
         else:
             self._owed += 1
         self._wake.set()
+
+    def _copy(self, key: str, offset: int) -> bool:
+        """Whether ``key`` came at an earlier offset within the window (else remember it)."""
+        seen = self._seen
+        earlier = seen.get(key)
+        if earlier is not None and earlier < offset:
+            return True
+        seen[key] = offset
+        order = self._seen_order
+        order.append((offset, key))
+        horizon = offset - self._window
+        while order and order[0][0] <= horizon:
+            old_offset, old_key = order.popleft()
+            if seen.get(old_key) == old_offset:
+                del seen[old_key]
+        return False
 
     def lost(self, error: AdapterError) -> None:
         self._error = error
@@ -165,10 +231,11 @@ class CursorReader(Generic[T]):
         while True:
             if self._closed:
                 raise AdapterError(f"{self._what} is closed")
-            if self._error is not None:
-                raise self._error
             if self._buffer:
                 return self._hand_out(max(1, max_items))
+            if self._error is not None:
+                await self._resubscribe()
+                continue
             self._wake.clear()
             await self._wake.wait()
 

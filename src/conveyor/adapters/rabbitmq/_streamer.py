@@ -27,6 +27,10 @@ a round trip). A receiver opened again under a name in the same process starts f
 the last one left unacknowledged; under a name another process read, events this process
 sent before count as pending until one sent later arrives.
 
+Copies of an engine event (the relay sending again after a crash) are handed out once:
+the first copy among the last ``dedupe_window`` offsets (``_reading``), as the PostgreSQL
+log and NATS (``Nats-Msg-Id``) drop them on the way in.
+
 Sending publishes with confirms: ``send_many`` writes the batch (as few frames as the
 node's frame size allows) and returns once the node confirmed every event; a refused
 event fails the call with ``AdapterError``, a confirm that does not come within
@@ -43,7 +47,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from ..._errors import AdapterError
-from ..._event import Event
+from ..._event import Event, Header
 from ..._kit._sender import EventSenderBase
 from ..._protocols import Delivery, OutgoingEvent
 from ._client import StreamMissing
@@ -108,11 +112,13 @@ class RabbitEventStreamer:
         receiver = RabbitEventReceiver(self, where, name)
         reader = receiver._reader = CursorReader(
             client,
+            connect=self._conn.client,
             stream=where.stream,
             cursors=where.cursors,
             reference=ref,
             decode=receiver._arrived,
             what=f"receiver {name!r} of topic {topic!r}",
+            identity=_identity,
         )
         try:
             await reader.start(from_latest=stream_from_latest)
@@ -152,7 +158,7 @@ class RabbitEventStreamer:
         messages = [encode(event, token, first + i) for i, event in enumerate(events)]
         for attempt in (1, 2):
             where = await self._conn.ensure(topic)
-            client = await self._conn.client()
+            client = await self._conn.client(publishing=True)
             try:
                 await client.publish(where.stream, messages)
                 return
@@ -162,6 +168,14 @@ class RabbitEventStreamer:
                     raise
             except ValueError as exc:  # an event larger than a frame
                 raise AdapterError(f"cannot send to {topic!r}: {exc}") from None
+
+
+def _identity(decoded: Decoded) -> str | None:
+    """An engine event's identity (one per record write), else ``None``."""
+    headers = decoded.event.headers
+    run_id = headers.get(Header.RUN_ID)
+    version = headers.get(Header.RECORD_VERSION)
+    return None if run_id is None or version is None else f"{run_id}\0{version}"
 
 
 class RabbitEventSender(EventSenderBase):
