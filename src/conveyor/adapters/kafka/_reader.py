@@ -58,9 +58,9 @@ class PartitionReader:
         group: str,
         partitions: Sequence[int],
     ) -> None:
-        self.topic = topic
-        self.group = group
-        self.partitions = tuple(partitions)
+        self.topic: str = topic
+        self.group: str = group
+        self.partitions: tuple[int, ...] = tuple(partitions)
         self._options = options
         self._config = base_config(bootstrap, options) | {
             "group.id": group,
