@@ -2,6 +2,9 @@
 
     python benchmarks/kafka_throughput.py [--pg postgresql://127.0.0.1:5432/test]
                                           [--runs 5000] [--latency-runs 300] [--rounds 1]
+                                          [--clients 16] [--workers 1,2]
+                                          [--setups pg-outbox,pg-kafka]
+                                          [--kafka-options fetch_wait=0.005&linger=0]
 
 Starts a librdkafka mock cluster (``tests/adapters/_kafka_mock.py``: three brokers on
 loopback, **no disk and no replication**, so the figure is the client path's cost, not a
@@ -9,7 +12,8 @@ real cluster's), creates ``throughput.py``'s topics on it (3 partitions each) un
 prefix per measurement, and runs ``throughput.py`` with records on PostgreSQL (a fresh
 schema each) for ``pg-kafka`` (events on the mock cluster) and ``pg-outbox`` (events in
 PostgreSQL too), 1 and 2 worker processes, interleaved. Prints the figures of each and
-the ratio of pg-kafka to pg-outbox.
+the ratio of pg-kafka to pg-outbox. ``--clients`` callers trigger the runs (16, as
+``benchmarks/brokers.py``, whose figures the README's broker table shows).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ def measure(
 ) -> dict[str, float]:
     command = [sys.executable, str(HERE / "throughput.py"), "--store", store]
     command += ["--runs", str(args.runs), "--latency-runs", str(args.latency_runs)]
-    command += ["--workers", str(workers)]
+    command += ["--workers", str(workers), "--clients", str(args.clients)]
     if events:
         command += ["--events", events]
     out = subprocess.run(command, check=True, capture_output=True, text=True, timeout=900)
@@ -45,11 +49,11 @@ def measure(
     return figures
 
 
-def kafka_events(mock: MockCluster) -> str:
+def kafka_events(mock: MockCluster, options: str) -> str:
     prefix = f"bench{uuid.uuid4().hex[:8]}-"
     for t in TOPICS:
         mock.create(escape(f"bench-{t}", prefix), 3)
-    return f"kafka://{mock.bootstrap}?prefix={prefix}"
+    return f"kafka://{mock.bootstrap}?prefix={prefix}" + (f"&{options}" if options else "")
 
 
 def main() -> None:
@@ -58,18 +62,24 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5000)
     parser.add_argument("--latency-runs", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--clients", type=int, default=16, help="as benchmarks/brokers.py")
+    parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated")
+    parser.add_argument("--setups", default="pg-outbox,pg-kafka", help="comma-separated")
+    parser.add_argument("--kafka-options", default="", help="added to the kafka:// query")
     args = parser.parse_args()
+    counts = [int(w) for w in args.workers.split(",")]
+    setups = args.setups.split(",")
     mock = start_mock()
     results: dict[str, list[dict[str, float]]] = {}
     try:
         for _ in range(args.rounds):
-            for workers in (1, 2):
-                for setup in ("pg-outbox", "pg-kafka"):
+            for workers in counts:
+                for setup in setups:
                     schema = f"bk_{uuid.uuid4().hex[:8]}"
                     store = f"{args.pg}?schema={schema}&migrate=true"
                     if setup == "pg-outbox":
                         store += "&publish_events=false"
-                    events = kafka_events(mock) if setup == "pg-kafka" else None
+                    events = kafka_events(mock, args.kafka_options) if setup == "pg-kafka" else None
                     key = f"{setup}-w{workers}"
                     results.setdefault(key, []).append(measure(args, store, events, workers))
     finally:
@@ -81,9 +91,11 @@ def main() -> None:
             for name in figures[0]
             if isinstance(figures[0][name], int | float)
         }
-    for workers in (1, 2):
-        kafka = report[f"pg-kafka-w{workers}"]
-        outbox = report[f"pg-outbox-w{workers}"]
+    for workers in counts:
+        kafka = report.get(f"pg-kafka-w{workers}")
+        outbox = report.get(f"pg-outbox-w{workers}")
+        if kafka is None or outbox is None:
+            continue
         assert isinstance(kafka, dict)
         assert isinstance(outbox, dict)
         rate = "runs_per_s"

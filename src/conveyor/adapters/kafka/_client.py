@@ -87,20 +87,24 @@ class KafkaClient:
     def produce(
         self,
         topic: str,
-        key: bytes,
-        value: bytes,
-        headers: Sequence[tuple[str, bytes]],
+        messages: Sequence[tuple[bytes, bytes, Sequence[tuple[str, bytes]]]],
         loop: asyncio.AbstractEventLoop,
     ) -> Delivery:
-        """Queue one message; the future resolves when the cluster has it (or fails)."""
+        """Queue ``messages`` (key, value, headers) in order; the future resolves when the
+        cluster has them all, or fails with the first failure.
+
+        The delivery reports are counted on the producer's thread and the event loop is
+        woken once per batch, not once per message.
+        """
         done: Delivery = loop.create_future()
-
-        def report(error: KafkaError | None, _message: Message) -> None:
-            loop.call_soon_threadsafe(_settle, done, error, topic)
-
+        batch = _Batch(done, loop, topic, len(messages))
+        produce = self.producer().produce
         try:
-            self.producer().produce(topic, value, key, headers=list(headers), on_delivery=report)
+            for key, value, headers in messages:
+                produce(topic, value, key, headers=list(headers), on_delivery=batch.report)
         except (BufferError, Exception) as exc:
+            # what was queued is still reported (the batch settles once); this fails now
+            batch.abandon()
             raise translate(exc, f"sending to topic {topic!r}") from exc
         return done
 
@@ -178,13 +182,41 @@ class KafkaClient:
         producer, poller = self._producer, self._poller
         if producer is not None and poller is not None:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._threads, producer.flush, self.options.request_timeout)
-            self._stop.set()
+            self._stop.set()  # then flush serves the last reports: one thread at a time
             await loop.run_in_executor(self._threads, poller.join)
+            await loop.run_in_executor(self._threads, producer.flush, self.options.request_timeout)
             self._producer = self._poller = None  # librdkafka's handle goes with the object
         if self._admin is not None and self._own_admin:
             await self._admin.close()
         self._threads.shutdown(wait=False)
+
+
+class _Batch:
+    """The delivery reports of one batch, counted on the producer's thread (librdkafka
+    calls ``report`` there, one call at a time), settling its future once."""
+
+    __slots__ = ("_done", "_failure", "_left", "_loop", "_topic")
+
+    def __init__(
+        self, done: Delivery, loop: asyncio.AbstractEventLoop, topic: str, count: int
+    ) -> None:
+        self._done = done
+        self._loop = loop
+        self._topic = topic
+        self._left = count
+        self._failure: KafkaError | None = None
+
+    def report(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None and self._failure is None:
+            self._failure = error
+        self._left -= 1
+        if self._left == 0:
+            self._loop.call_soon_threadsafe(_settle, self._done, self._failure, self._topic)
+
+    def abandon(self) -> None:
+        """A message of the batch could not be queued: its caller gets that error; the
+        reports of the others are still counted down but settle nothing."""
+        self._left = -1
 
 
 def _settle(done: Delivery, error: KafkaError | None, topic: str) -> None:

@@ -9,7 +9,10 @@ acknowledged messages, soon after the acknowledgement (``commit_interval``) and 
 
 The consumer's calls block, so each reader has a thread of its own: one fetch at a time runs
 there (``poll`` for the first message, then what is already buffered), and a fetch whose
-caller was cancelled still lands in the reader's buffer, so nothing it got is lost.
+caller was cancelled still lands in the reader's buffer, so nothing it got is lost. Commits
+run on a second thread: even an asynchronous ``commit`` waits while the consumer is inside
+``poll`` (measured: up to the whole poll timeout), which on the event loop stalled every
+other task of the process.
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ class PartitionReader:
             "fetch.error.backoff.ms": 50,
         }
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="conveyor-kafka-reader")
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="conveyor-kafka-commit")
+        self._committing: asyncio.Future[None] | None = None
         self._consumer: Consumer | None = None
         self._trackers: dict[int, AckTracker] = {}
         self._buffer: deque[Message] = deque()
@@ -205,14 +210,33 @@ class PartitionReader:
         return [TopicPartition(self.topic, p, self._trackers[p].committed + 1) for p in dirty]
 
     def _commit_soon(self) -> None:
+        """Commit the moved offsets on the committer thread (one commit at a time: one
+        that finds a commit in flight is left to that commit's end)."""
         self._flush = None
+        consumer = self._consumer
+        if consumer is None or self._committing is not None:
+            return
         offsets = self._offsets()
-        if offsets and self._consumer is not None:
-            try:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
-            except Exception as exc:  # commit again later: the offsets are still ahead
+        if not offsets:
+            return
+        loop = asyncio.get_running_loop()
+        committing = loop.run_in_executor(self._committer, self._commit, consumer, offsets)
+        self._committing = committing
+
+        def done(future: asyncio.Future[None]) -> None:
+            self._committing = None
+            failure = None if future.cancelled() else future.exception()
+            if failure is not None:  # commit again later: the offsets are still ahead
                 self._dirty.update(tp.partition for tp in offsets)
-                log.warning("Kafka commit for %r failed: %r", self.group, exc)
+                log.warning("Kafka commit for %r failed: %r", self.group, failure)
+            if self._dirty and self._flush is None and not self._closed:
+                self._flush = loop.call_later(self._options.commit_interval, self._commit_soon)
+
+        committing.add_done_callback(done)
+
+    @staticmethod
+    def _commit(consumer: Consumer, offsets: list[TopicPartition]) -> None:
+        consumer.commit(offsets=offsets, asynchronous=True)
 
     # ------------------------------------------------------------ closing
 
@@ -224,14 +248,15 @@ class PartitionReader:
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
-        fetching = self._fetching
-        if fetching is not None:
-            await asyncio.wait({fetching})
+        pending = {f for f in (self._fetching, self._committing) if f is not None}
+        if pending:
+            await asyncio.wait(pending)
         self._buffer.clear()
         try:
             await self._run(self._close, self._offsets())
         finally:
             self._thread.shutdown(wait=False)
+            self._committer.shutdown(wait=False)
 
     def _close(self, offsets: list[TopicPartition]) -> None:
         consumer, self._consumer = self._consumer, None

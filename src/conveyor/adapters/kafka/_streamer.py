@@ -146,22 +146,15 @@ class KafkaEventSender(EventSenderBase):
         self._client = client
 
     async def deliver(self, events: Sequence[OutgoingEvent]) -> None:
-        loop = asyncio.get_running_loop()
-        produce = self._client.produce
-        deliveries = [
-            produce(
-                self._kafka_topic,
+        messages = [
+            (
                 e.foreign_id.encode(),
                 str(int(e.type)).encode(),
                 [(k, v.encode()) for k, v in e.headers.items()],
-                loop,
             )
             for e in events
         ]
-        results = await asyncio.gather(*deliveries, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await self._client.produce(self._kafka_topic, messages, asyncio.get_running_loop())
 
 
 class KafkaEventReceiver:
