@@ -1,8 +1,8 @@
 """Many processes on a mixed deployment: records (and their outbox) on PostgreSQL, events
-on Redis Streams or NATS JetStream, roles on Redis. Three workers of a workflow with
-``parallel_count=3`` (``_broker_worker.py``); one of them is SIGKILLed between a third
-and two thirds of the way, while it has a step attempt started and not committed, or has
-every broker connection dropped under it.
+on Redis Streams, NATS JetStream, RabbitMQ streams or Kafka, roles on Redis. Three workers
+of a workflow with ``parallel_count=3`` (``_broker_worker.py``); one of them is SIGKILLed
+between a third and two thirds of the way, while it has a step attempt started and not
+committed, or has every broker connection dropped under it.
 
 Evidence comes from PostgreSQL. The workers journal every step attempt as it starts,
 with an attempt token the step also puts in the run's object, and every role they hold.
@@ -19,7 +19,9 @@ What bounds recovery after a SIGKILL (the URLs below set every one of them short
 - its events handed out and never acknowledged come again only once claimed: on Redis
   after ``claim_idle`` of the events URL (1 s here; the new holder's receiver runs
   ``XAUTOCLAIM`` every ``claim_idle / 2``), on NATS after ``ack_wait`` (1.5 s here), seen
-  by a waiting receiver within ``recheck_interval`` (0.5 s here). Both run from the
+  by a waiting receiver within ``recheck_interval`` (0.5 s here); on Kafka (the mock
+  cluster) at once, the new holder's receiver opening the partitions at their committed
+  offsets. Both run from the
   takeover on, so the slower of the two chains bounds it: about 4 s here, 12 s to 40 s with
   the defaults (``role_ttl`` 10 + ``role_renew`` 1, then ``claim_idle`` 30 or ``ack_wait``
   30 + ``recheck_interval`` 5).
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _kafka_support import kafka
 from _mysql_processes import client_ports, until
 from _nats_support import delete_prefix, nats_url
 from _pg_support import migrated, open_database, pg_url
@@ -51,7 +54,7 @@ from _redis_support import FAST_ROLES, new_prefix, open_redis, redis_url
 
 from conveyor.adapters.redis import RedisClient
 
-__all__ = ["nats_url", "pg_url", "rabbitmq_url", "redis_url"]
+__all__ = ["kafka", "nats_url", "pg_url", "rabbitmq_url", "redis_url"]
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.processes]
 
@@ -79,7 +82,10 @@ BROKERS = [
     pytest.param("redis", id="events-on-redis"),
     pytest.param("nats", id="events-on-nats", marks=pytest.mark.nats),
     pytest.param("rabbitmq", id="events-on-rabbitmq", marks=pytest.mark.rabbitmq),
+    pytest.param("kafka", id="events-on-kafka", marks=pytest.mark.kafka),
 ]
+DROPS_CONNECTIONS = BROKERS[:3]
+"""The brokers whose client connections the connection test drops (not Kafka's yet)."""
 RABBITMQ_TOPICS = ["1", "2", "3", "4", "run-state-change", "delete"]
 """The worker's topics (``broker_processes-<these>``), whose streams a RabbitMQ test deletes."""
 
@@ -148,9 +154,25 @@ def broker(request: pytest.FixtureRequest) -> tuple[str, str]:
     ``("rabbitmq", <the RabbitMQ node's stream URL>)`` (that server is needed, and looked
     for, only then)."""
     name: str = request.param
+    if name == "kafka":
+        return name, _kafka_events(request.getfixturevalue("kafka"))
     if name in ("nats", "rabbitmq"):
         return name, request.getfixturevalue(f"{name}_url")
     return name, ""
+
+
+def _kafka_events(cluster: Any) -> str:
+    """The events URL of a Kafka test, under a prefix of this test's: on the mock cluster
+    the worker's topics are created first (3 partitions each, through the mock's process:
+    it has no CreateTopics); on a real one the workers create them (``create_topics``)."""
+    from conveyor.adapters.kafka import escape
+
+    prefix = f"kbw{uuid.uuid4().hex[:8]}-"
+    if cluster.mock is None:
+        return f"{cluster.url}?prefix={prefix}&create_topics=true"
+    for t in RABBITMQ_TOPICS:
+        cluster.mock.create(escape(f"broker_processes-{t}", prefix), 3)
+    return f"{cluster.url}?prefix={prefix}"
 
 
 @pytest.fixture
@@ -171,6 +193,8 @@ async def deployment(
     )
     if broker_name == "rabbitmq":  # the broker's URL; no timeouts: receivers start at the cursor
         events = _with_query(nats_url, prefix=nats_prefix)
+    if broker_name == "kafka":  # receivers start at their committed offsets
+        events = nats_url
     await migrated(pg_url, schema)
     try:
         async with (
@@ -386,6 +410,7 @@ async def test_three_workers_survive_a_sigkill_with_events_on_a_broker(
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize("broker", DROPS_CONNECTIONS, indirect=True)
 async def test_a_worker_whose_broker_connections_drop_loses_nothing(
     deployment: Deployment, tmp_path: Path
 ) -> None:

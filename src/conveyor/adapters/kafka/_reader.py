@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from ..._errors import AdapterError
 from ..._kit._acks import AckTracker, NotHandedOut
@@ -105,20 +105,22 @@ class PartitionReader:
                     raise translate(tp.error, f"reading the offsets of {self.group!r}")
                 if tp.offset >= 0:
                     start.append(TopicPartition(self.topic, tp.partition, tp.offset))
-                elif from_latest:
-                    _low, high = consumer.get_watermark_offsets(
-                        TopicPartition(self.topic, tp.partition), timeout=timeout, cached=False
-                    )
+                    continue
+                # an explicit offset, not OFFSET_BEGINNING: librdkafka resolves that through
+                # its offset-reset path, measured at 0.5 s before the first message
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, tp.partition), timeout=timeout, cached=False
+                )
+                if from_latest:
                     fresh.append(TopicPartition(self.topic, tp.partition, high))
                 else:
-                    start.append(TopicPartition(self.topic, tp.partition, OFFSET_BEGINNING))
+                    start.append(TopicPartition(self.topic, tp.partition, low))
             if fresh:
                 consumer.commit(offsets=fresh, asynchronous=False)
             positions = start + fresh
             for tp in positions:
                 # the tracker's cursor is the last position acknowledged: one before the next
-                first = tp.offset if tp.offset >= 0 else 0
-                self._trackers[tp.partition] = AckTracker(first - 1)
+                self._trackers[tp.partition] = AckTracker(tp.offset - 1)
             consumer.assign(positions)
         except AdapterError:
             raise
