@@ -174,7 +174,7 @@ async def amqp(url: str, messages: int, publishers: int, queue_type: str) -> dic
             if got == total and not done.done():
                 done.set_result(None)
 
-        arguments = {"x-stream-offset": "first"} if queue_type == "stream" else None
+        arguments: Any = {"x-stream-offset": "first"} if queue_type == "stream" else None
         start = time.perf_counter()
         await consumer.basic_consume(queue, on_message, arguments=arguments)
         await asyncio.wait_for(done, 300)
@@ -188,7 +188,7 @@ async def amqp(url: str, messages: int, publishers: int, queue_type: str) -> dic
 
         reader = await conn.channel()
         await reader.basic_qos(prefetch_count=10)
-        latest = {"x-stream-offset": "next"} if queue_type == "stream" else None
+        latest: Any = {"x-stream-offset": "next"} if queue_type == "stream" else None
         await reader.basic_consume(latency_queue, on_latency, arguments=latest)
         await asyncio.sleep(0.2)  # a stream consumer at "next" attaches asynchronously
         samples: list[float] = []
