@@ -149,7 +149,8 @@ class RabbitConnector:
         except BaseException:
             await reader.close()
             raise
-        consumer = RabbitConnectorConsumer(self, reader)
+        consumer = RabbitConnectorConsumer(self)
+        consumer._reader = reader
         self._consumers.add(consumer)
         return consumer
 
@@ -171,9 +172,11 @@ class RabbitConnector:
 class RabbitConnectorConsumer:
     """Reads the outside stream under one name (``ConnectorConsumer``)."""
 
-    def __init__(self, connector: RabbitConnector, reader: CursorReader[ConnectorEvent]) -> None:
+    _reader: CursorReader[ConnectorEvent]
+
+    def __init__(self, connector: RabbitConnector) -> None:
+        """Made by ``RabbitConnector.make``, which gives it its reader."""
         self._connector = connector
-        self._reader = reader
         self._offsets: dict[int, int] = {}  # id() of a handed-out event -> its offset
 
     async def recv(self, max_events: int = 1) -> Sequence[ConnectorEvent]:
