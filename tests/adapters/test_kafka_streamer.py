@@ -10,7 +10,7 @@ from _kafka_support import KafkaCluster, kafka
 
 from conveyor.abc import EventStreamer
 from conveyor.adapters.kafka import KafkaEventStreamer
-from conveyor.adaptertest import EventStreamerSuite
+from conveyor.adaptertest import EventStreamerSuite, ReportsPendingSuite, TailsTopicsSuite
 
 __all__ = ["kafka"]
 
@@ -27,6 +27,18 @@ async def kafka_streamer(kafka: KafkaCluster) -> AsyncIterator[KafkaEventStreame
 
 
 class TestKafkaEventStreamer(EventStreamerSuite):
+    @pytest.fixture
+    async def streamer(self, kafka_streamer: KafkaEventStreamer) -> EventStreamer:
+        return kafka_streamer
+
+
+class TestKafkaTails(TailsTopicsSuite):
+    @pytest.fixture
+    async def streamer(self, kafka_streamer: KafkaEventStreamer) -> EventStreamer:
+        return kafka_streamer
+
+
+class TestKafkaPending(ReportsPendingSuite):
     @pytest.fixture
     async def streamer(self, kafka_streamer: KafkaEventStreamer) -> EventStreamer:
         return kafka_streamer

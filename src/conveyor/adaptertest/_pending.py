@@ -2,6 +2,8 @@
 
 Run it beside ``EventStreamerSuite`` with the same ``streamer`` fixture. Its first case
 checks the claim (``isinstance``); the others the promise on ``conveyor.abc.ReportsPending``.
+A receiver over a partitioned log (``ReadsPartitions``) hands events out in send order per
+partition; order is checked per partition for it (``assert_in_log_order``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ._fixtures import (
     foreign_ids,
     new_name,
 )
+from ._partitions import assert_in_log_order
 
 __all__ = ["ReportsPendingSuite"]
 
@@ -76,7 +79,7 @@ class ReportsPendingSuite(StreamerCases):
                 assert _pending_of(receiver) > 0, f"{3 - len(handed_out)} not handed out yet"
 
         # And then 0 (nothing was acknowledged: handed out is what counts)
-        assert foreign_ids(handed_out) == ["0", "1", "2"]
+        assert_in_log_order(receiver, handed_out, _foreign_id, ["0", "1", "2"])
         assert _pending_of(receiver) == 0, "every event sent was handed out"
 
     async def test_pending_is_zero_after_one_recv_handed_out_every_event(
@@ -95,7 +98,7 @@ class ReportsPendingSuite(StreamerCases):
             handed_out.extend(await self._recv(receiver, 10))
 
         # Then it reports 0, and acknowledging changes nothing
-        assert foreign_ids(handed_out) == ["a", "b"]
+        assert_in_log_order(receiver, handed_out, _foreign_id, ["a", "b"])
         assert _pending_of(receiver) == 0
         for event in handed_out:
             await receiver.ack(event)
@@ -171,7 +174,7 @@ class ReportsPendingSuite(StreamerCases):
         again: list[Event] = []
         while len(again) < 2:
             again.extend(await self._recv(reopened, 10))
-        assert foreign_ids(again) == ["0", "1"]
+        assert_in_log_order(reopened, again, _foreign_id, ["0", "1"])
         assert _pending_of(reopened) == 0
 
     async def test_a_closed_receiver_still_answers_pending(self, endpoints: Endpoints) -> None:
@@ -187,3 +190,7 @@ class ReportsPendingSuite(StreamerCases):
 
         # Then pending() answers with a number instead of raising
         _pending_of(receiver)
+
+
+def _foreign_id(event: Event) -> str:
+    return event.foreign_id

@@ -3,7 +3,10 @@
 Run it beside ``EventStreamerSuite`` with the same ``streamer`` fixture. Its first case
 checks the claim (``isinstance``); the others the promise on ``conveyor.abc.Tail``. No
 case waits for time to pass: to show that a tail got nothing it should not have, a case
-sends a later marker event and checks that the marker comes next.
+sends a later marker event and checks that the marker comes next. A tail over a
+partitioned log (one that ``ReadsPartitions``, as Kafka's) keeps the send order per
+partition; order is checked per partition for it, and over the whole topic otherwise
+(``assert_in_log_order``).
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from typing import TypeVar
 
 import pytest_asyncio
 
-from .._capabilities import Tail, TailBatch, TailsTopics
+from .._capabilities import ReadsPartitions, Tail, TailBatch, TailsTopics
 from .._event import Event
 from .._protocols import EventStreamer, OutgoingEvent
 from ._event_streamer import Endpoints, StreamerCases, _headers, _yield_to_others
 from ._fixtures import foreign_ids, new_name, within
+from ._partitions import assert_in_log_order
 
 __all__ = ["TailsTopicsSuite"]
 
@@ -143,9 +147,12 @@ class TailsTopicsSuite(StreamerCases):
 
         # Then the tail hands out exactly the later three, in order
         events = await self._collect(tail, 3)
-        assert foreign_ids(events) == ["after-0", "after-1", "after-2"]
-        ids = [e.id for e in events]
-        assert ids == sorted(set(ids)), f"ids not strictly increasing: {ids}"
+        assert_in_log_order(tail, events, _foreign_id, ["after-0", "after-1", "after-2"])
+        by_partition: dict[int, list[int]] = {}
+        for e in events:
+            by_partition.setdefault(_partition_of(tail, e), []).append(e.id)
+        for ids in by_partition.values():
+            assert ids == sorted(set(ids)), f"ids not strictly increasing: {ids}"
 
     async def test_events_round_trip_foreign_id_type_and_headers(
         self, endpoints: Endpoints, tails: Tails
@@ -203,7 +210,7 @@ class TailsTopicsSuite(StreamerCases):
 
         # Then each comes out once, in order, the marker last
         events = await self._collect(tail, 701)
-        assert foreign_ids(events) == [*(str(i) for i in range(700)), "marker"]
+        assert_in_log_order(tail, events, _foreign_id, [*(str(i) for i in range(700)), "marker"])
 
     async def test_two_tails_of_one_topic_each_get_every_event(
         self, endpoints: Endpoints, tails: Tails
@@ -217,8 +224,8 @@ class TailsTopicsSuite(StreamerCases):
         await sender.send_many([OutgoingEvent(str(i), 1, _headers(topic)) for i in range(3)])
 
         # Then each tail hands out all three: reading one takes nothing from the other
-        assert foreign_ids(await self._collect(first, 3)) == ["0", "1", "2"]
-        assert foreign_ids(await self._collect(second, 3)) == ["0", "1", "2"]
+        assert_in_log_order(first, await self._collect(first, 3), _foreign_id, ["0", "1", "2"])
+        assert_in_log_order(second, await self._collect(second, 3), _foreign_id, ["0", "1", "2"])
 
     async def test_a_tail_opened_later_starts_at_its_own_open(
         self, endpoints: Endpoints, tails: Tails
@@ -252,7 +259,8 @@ class TailsTopicsSuite(StreamerCases):
 
         # Then this tail's next batch is the marker alone, and the other tail has its own
         assert foreign_ids((await self._batch(tail)).events) == ["marker"]
-        assert foreign_ids(await self._collect(other_tail, 3)) == ["0", "1", "2"]
+        got = await self._collect(other_tail, 3)
+        assert_in_log_order(other_tail, got, _foreign_id, ["0", "1", "2"])
 
     # ------------------------------------------------------------ no cursor, no acks
 
@@ -280,7 +288,8 @@ class TailsTopicsSuite(StreamerCases):
         received: list[Event] = []
         while len(received) < 22:
             received.extend(await self._recv(receiver, 50))
-        assert foreign_ids(received) == ["before", *(str(i) for i in range(20)), "after"]
+        expected = ["before", *(str(i) for i in range(20)), "after"]
+        assert_in_log_order(receiver, received, _foreign_id, expected)
         assert foreign_ids(await self._recv(latest, 10)) == ["after"]
 
     # ------------------------------------------------------------ closing
@@ -360,3 +369,11 @@ class TailsTopicsSuite(StreamerCases):
         assert foreign_ids(await self._collect(tail, 1)) == ["later"]
         for closed in opened[:3]:
             assert await self._ended(closed)
+
+
+def _foreign_id(event: Event) -> str:
+    return event.foreign_id
+
+
+def _partition_of(tail: Tail, event: Event) -> int:
+    return tail.partition(event) if isinstance(tail, ReadsPartitions) else 0

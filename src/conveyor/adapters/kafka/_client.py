@@ -53,6 +53,9 @@ class KafkaClient:
         self._lock = threading.Lock()
         self._threads = ThreadPoolExecutor(4, thread_name_prefix="conveyor-kafka")
         self._partitions: dict[str, int] = {}
+        self.ends: dict[tuple[str, int], int] = {}
+        """Per topic and partition, one past the highest offset this client's producer
+        got a delivery report for (what receivers of this process know is there)."""
         self._closed = False
 
     # ------------------------------------------------------------ producing
@@ -97,7 +100,7 @@ class KafkaClient:
         woken once per batch, not once per message.
         """
         done: Delivery = loop.create_future()
-        batch = _Batch(done, loop, topic, len(messages))
+        batch = _Batch(done, loop, topic, len(messages), self.ends)
         produce = self.producer().produce
         try:
             for key, value, headers in messages:
@@ -195,20 +198,33 @@ class _Batch:
     """The delivery reports of one batch, counted on the producer's thread (librdkafka
     calls ``report`` there, one call at a time), settling its future once."""
 
-    __slots__ = ("_done", "_failure", "_left", "_loop", "_topic")
+    __slots__ = ("_done", "_ends", "_failure", "_left", "_loop", "_topic")
 
     def __init__(
-        self, done: Delivery, loop: asyncio.AbstractEventLoop, topic: str, count: int
+        self,
+        done: Delivery,
+        loop: asyncio.AbstractEventLoop,
+        topic: str,
+        count: int,
+        ends: dict[tuple[str, int], int],
     ) -> None:
         self._done = done
         self._loop = loop
         self._topic = topic
         self._left = count
+        self._ends = ends
         self._failure: KafkaError | None = None
 
-    def report(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None and self._failure is None:
-            self._failure = error
+    def report(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            if self._failure is None:
+                self._failure = error
+        else:
+            partition, offset = message.partition(), message.offset()
+            if partition is not None and offset is not None:
+                key = (self._topic, partition)
+                if offset + 1 > self._ends.get(key, 0):
+                    self._ends[key] = offset + 1
         self._left -= 1
         if self._left == 0:
             self._loop.call_soon_threadsafe(_settle, self._done, self._failure, self._topic)

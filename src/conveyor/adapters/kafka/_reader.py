@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
@@ -60,6 +60,7 @@ class PartitionReader:
         topic: str,
         group: str,
         partitions: Sequence[int],
+        ends: Mapping[tuple[str, int], int] | None = None,
     ) -> None:
         self.topic: str = topic
         self.group: str = group
@@ -78,6 +79,11 @@ class PartitionReader:
         self._committing: asyncio.Future[None] | None = None
         self._consumer: Consumer | None = None
         self._trackers: dict[int, AckTracker] = {}
+        self._next: dict[int, int] = {}
+        """Per partition, the offset of the next message to hand out."""
+        self._ends: dict[int, int] = {}
+        """Per partition, its high watermark when opened."""
+        self._sent: Mapping[tuple[str, int], int] = {} if ends is None else ends
         self._buffer: deque[Message] = deque()
         self._fetching: asyncio.Future[list[Message]] | None = None
         self._failure: BaseException | None = None
@@ -103,15 +109,15 @@ class PartitionReader:
             for tp in committed:
                 if tp.error is not None:
                     raise translate(tp.error, f"reading the offsets of {self.group!r}")
-                if tp.offset >= 0:
-                    start.append(TopicPartition(self.topic, tp.partition, tp.offset))
-                    continue
                 # an explicit offset, not OFFSET_BEGINNING: librdkafka resolves that through
                 # its offset-reset path, measured at 0.5 s before the first message
                 low, high = consumer.get_watermark_offsets(
                     TopicPartition(self.topic, tp.partition), timeout=timeout, cached=False
                 )
-                if from_latest:
+                self._ends[tp.partition] = high
+                if tp.offset >= 0:
+                    start.append(TopicPartition(self.topic, tp.partition, tp.offset))
+                elif from_latest:
                     fresh.append(TopicPartition(self.topic, tp.partition, high))
                 else:
                     start.append(TopicPartition(self.topic, tp.partition, low))
@@ -121,6 +127,7 @@ class PartitionReader:
             for tp in positions:
                 # the tracker's cursor is the last position acknowledged: one before the next
                 self._trackers[tp.partition] = AckTracker(tp.offset - 1)
+                self._next[tp.partition] = tp.offset
             consumer.assign(positions)
         except AdapterError:
             raise
@@ -141,6 +148,7 @@ class PartitionReader:
                     tracker = self._trackers.get(partition)
                     if tracker is not None:
                         tracker.hand_out((offset,))
+                    self._next[partition] = offset + 1
                 return taken
             if self._failure is not None:
                 failure, self._failure = self._failure, None
@@ -156,8 +164,18 @@ class PartitionReader:
                 await asyncio.shield(self._fetching)
 
     def pending(self) -> int:
-        """Messages fetched and not yet handed out (a hint: 0 may still be behind)."""
-        return len(self._buffer)
+        """At least how many messages of the partitions this reader has not handed out, as
+        far as this process knows (``ReportsPending``): a partition is behind while its
+        known end, the high watermark at ``open`` or past what this process's producer
+        delivered to it, is past the next offset to hand out. No request: the sends of
+        other processes count once fetched."""
+        behind = len(self._buffer)
+        if behind:
+            return behind
+        for partition, next_offset in self._next.items():
+            end = max(self._ends.get(partition, 0), self._sent.get((self.topic, partition), 0))
+            behind += max(0, end - next_offset)
+        return behind
 
     def _fetch(self) -> list[Message]:
         consumer = self._consumer

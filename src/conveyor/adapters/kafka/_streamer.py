@@ -14,17 +14,15 @@
   ``p % n == i - 1`` when ``n`` divides the partition count (then exactly its own events
   are there); otherwise it reads every partition and the engine filters, so a shard never
   misses an event whatever ``parallel_count`` and the partition count are.
+- **Tails** (``TailsTopics``, for ``wait``) share one consumer per streamer (``_tail``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import ClassVar, Final
-
-from confluent_kafka import Message
 
 from ..._errors import AdapterError
 from ..._event import Event
@@ -32,9 +30,11 @@ from ..._kit._sender import EventSenderBase
 from ..._protocols import Delivery, OutgoingEvent
 from ._admin import TopicAdmin
 from ._client import KafkaClient
+from ._events import event_of
 from ._names import escape
 from ._options import KafkaOptions, split_url
 from ._reader import PartitionReader, position
+from ._tail import KafkaTail, TailHub
 
 __all__ = ["KafkaEventReceiver", "KafkaEventSender", "KafkaEventStreamer", "shard_partitions"]
 
@@ -76,6 +76,7 @@ class KafkaEventStreamer:
         else:
             bootstrap, opts = split_url(url, dict(options))
             self._client, self._owns = KafkaClient(bootstrap, opts, admin=admin), True
+        self._hub: TailHub | None = None
         self._closed = False
 
     @property
@@ -115,6 +116,7 @@ class KafkaEventStreamer:
             kafka_topic,
             name,
             shard_partitions(name, count),
+            client.ends,
         )
         try:
             await reader.open(from_latest=stream_from_latest)
@@ -122,6 +124,21 @@ class KafkaEventStreamer:
             await reader.close()
             raise
         return KafkaEventReceiver(reader, count)
+
+    async def tail(self, topic: str) -> KafkaTail:
+        """A tail of ``topic`` from its current end (``TailsTopics``): every event sent
+        after this returns comes out of it. All tails of the streamer share one consumer
+        (``TailHub``); one whose consumer failed is replaced at the next call."""
+        self._check_open()
+        kafka_topic = self.topic(topic)
+        count = await self._client.partitions(kafka_topic)
+        hub = self._hub
+        if hub is None or hub.failure is not None:
+            if hub is not None:
+                await hub.close()
+            client = self._client
+            hub = self._hub = TailHub(client.bootstrap, client.options)
+        return await hub.open(kafka_topic, count)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -131,6 +148,9 @@ class KafkaEventStreamer:
         if self._closed:
             return
         self._closed = True
+        hub, self._hub = self._hub, None
+        if hub is not None:
+            await hub.close()
         if self._owns:
             await self._client.close()
 
@@ -178,31 +198,14 @@ class KafkaEventReceiver:
 
     async def recv(self, max_events: int = 1) -> Sequence[Event]:
         messages = await self._reader.fetch(max_events)
-        events = [self._event(m) for m in messages]
+        events = [event_of(m, self._count) for m in messages]
         for message, event in zip(messages, events, strict=True):
             self._handed[event.id] = position(message)
         return events
 
-    def _event(self, message: Message) -> Event:
-        partition, offset = position(message)
-        headers: Mapping[str, str]
-        try:
-            event_type = int(message.value() or b"")
-            headers = _headers(message)
-        except (ValueError, UnicodeDecodeError):
-            event_type, headers = 0, {}
-        key = message.key()
-        _kind, stamp = message.timestamp()
-        return Event(
-            id=offset * self._count + partition,
-            foreign_id=_text(key, "replace") if key else "",
-            type=event_type,
-            headers=headers,
-            created_at=datetime.fromtimestamp(stamp / 1000, UTC),
-        )
-
     def pending(self) -> int:
-        """Messages fetched and not yet handed out (a hint)."""
+        """Events of its partitions not handed out yet, as far as this process knows
+        (``ReportsPending``: see ``PartitionReader.pending``)."""
         return self._reader.pending()
 
     async def ack(self, event: Event) -> None:
@@ -214,15 +217,3 @@ class KafkaEventReceiver:
     async def close(self) -> None:
         self._handed.clear()
         await self._reader.close()
-
-
-def _text(value: str | bytes | None, errors: str = "strict") -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else value.decode("utf-8", errors)
-
-
-def _headers(message: Message) -> dict[str, str]:
-    raw = message.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return {key: _text(value) for key, value in pairs}
