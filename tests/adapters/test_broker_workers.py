@@ -172,7 +172,9 @@ def _kafka_events(cluster: Any) -> str:
         return f"{cluster.url}?prefix={prefix}&create_topics=true"
     for t in RABBITMQ_TOPICS:
         cluster.mock.create(escape(f"broker_processes-{t}", prefix), 3)
-    return f"{cluster.url}?prefix={prefix}"
+    # the mock answers a fetch that finds nothing only after the whole fetch wait, so with
+    # the default (0.05 s) events reach a worker in bunches; a real broker answers at once
+    return f"{cluster.url}?prefix={prefix}&fetch_wait=0.005"
 
 
 @pytest.fixture
