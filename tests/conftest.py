@@ -14,6 +14,8 @@ SERVICE_FIXTURES = {
     "mysql_url": "mysql",
     "redis_url": "redis",
     "nats_url": "nats",
+    "rabbitmq_url": "rabbitmq",
+    "kafka": "kafka",
 }
 """Fixture name -> the marker of the service it connects to."""
 
