@@ -250,11 +250,8 @@ def main() -> None:
             for workers, wait in shapes:
                 database = f"bench_brokers_{uuid.uuid4().hex[:8]}"
                 asyncio.run(_admin(args.admin_url, f'CREATE DATABASE "{database}"'))
-                # a new private server for each measurement: on one kept for the whole run,
-                # the AOF of the measurements before grew past its rewrite threshold, and a
-                # background rewrite (a fork copying the data set) cost the measurement
-                # that met it (1,400-1,800 runs/s against 2,000-2,700 on a new server, same
-                # code, same minutes)
+                # a new private server for each measurement, so that each starts from an
+                # empty data set and AOF, whatever ran before it
                 with private_redis() as private:
                     store, parts = setup_urls(args, name, database, private)
                     try:
