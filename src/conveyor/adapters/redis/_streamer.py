@@ -279,6 +279,7 @@ class RedisEventReceiver:
         self._delivered = 0  # highest ID the group delivered as far as this receiver knows
         self._claim_at = 0.0  # monotonic time of the next XAUTOCLAIM pass
         self._claim_from = "0-0"
+        self._more = False  # the last read of new entries found some: try again unblocked
         self._acks: list[str] = []  # acknowledged, XACK not yet sent
         self._acked: set[int] = set()  # acknowledged, XACK not yet done (not handed again)
         self._acking: asyncio.Task[None] | None = None  # the XACK in flight
@@ -386,18 +387,30 @@ class RedisEventReceiver:
         return event_id not in self._handed and event_id not in self._acked
 
     async def _read_new(self, max_events: int) -> list[Event]:
+        """New entries: after a read that found some, first without blocking on the
+        client's pipelined connection (where the read shares a write and a round trip with
+        the other commands in flight: under load most reads find entries, and a blocking
+        read of its own cost a send and a wake-up each); else a blocking read on this
+        receiver's own connection."""
+        if self._more:
+            events = await self._read_group_new(self._client.command, "COUNT", max_events)
+            if events:
+                return events
         block = round(self._conn.block * 1000)
         wait = max(1, min(block, round((self._claim_at - time.monotonic()) * 1000)))
+        return await self._read_group_new(self._conn.command, "COUNT", max_events, "BLOCK", wait)
+
+    async def _read_group_new(self, command: Any, *args: object) -> list[Event]:
         try:
-            reply = await self._group_read(
-                self._conn.command, "COUNT", max_events, "BLOCK", wait, "STREAMS", self._stream, ">"
-            )
+            reply = await self._group_read(command, *args, "STREAMS", self._stream, ">")
         except BaseException:
             # Cancelled or failed: the server may have delivered entries to this consumer
             # whose reply never arrived; they are in its pending entries, read them again.
             self._history = "0"
+            self._more = False
             raise
         events = events_of(stream_entries(reply))
+        self._more = bool(events)
         if events:
             self._delivered = max(self._delivered, events[-1].id)
             self._streamer.saw(self.topic, events[-1].id)
