@@ -41,6 +41,7 @@ block on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
@@ -100,7 +101,14 @@ _NUMBERS: Final = frozenset({"run_state", "status", "version"})
 
 def part(name: str) -> str:
     """A user's name as a key part: percent-escaped, no ``:``."""
+    if _UNESCAPED(name):  # the common case (a UUID, a plain name), as quote leaves it
+        return name
     return quote(name, safe="")
+
+
+_UNESCAPED: Final = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+"""Whether ``quote(name, safe="")`` leaves ``name`` as it is (these are its unreserved
+characters): matched in half the time ``quote`` takes."""
 
 
 def timestamp(moment: datetime) -> bytes:
