@@ -22,7 +22,7 @@ from conveyor.adapters.kafka import (
     TopicSpec,
 )
 from conveyor.adapters.memory import MemoryEventStreamer, MemoryRecordStore, MemoryRoleScheduler
-from conveyor.adaptertest import ConnectorMaker, ConnectorSuite
+from conveyor.adaptertest import ConnectorMaker, ConnectorReportsPendingSuite, ConnectorSuite
 from conveyor.testing import run_until_idle
 
 __all__ = ["kafka"]
@@ -52,7 +52,9 @@ async def seed_topic(kafka: KafkaCluster, events: Sequence[ConnectorEvent]) -> s
     return topic
 
 
-class TestKafkaConnector(ConnectorSuite):
+class _KafkaConnectorMaker:
+    """The seeded-connector fixture both connector suites run with."""
+
     @pytest.fixture
     async def make_connector(self, kafka: KafkaCluster) -> AsyncIterator[ConnectorMaker]:
         made: list[KafkaConnector] = []
@@ -65,6 +67,14 @@ class TestKafkaConnector(ConnectorSuite):
         yield make
         for connector in made:
             await connector.close()
+
+
+class TestKafkaConnector(_KafkaConnectorMaker, ConnectorSuite):
+    pass
+
+
+class TestKafkaConnectorReportsPending(_KafkaConnectorMaker, ConnectorReportsPendingSuite):
+    pass
 
 
 class Status(enum.IntEnum):

@@ -24,18 +24,21 @@ from conveyor.adapters.rabbitmq import (
     message_event,
 )
 from conveyor.adapters.rabbitmq import _wire as wire
-from conveyor.adaptertest import ConnectorMaker, ConnectorSuite
+from conveyor.adaptertest import ConnectorMaker, ConnectorReportsPendingSuite, ConnectorSuite
 from conveyor.adaptertest._fixtures import WAIT_TIMEOUT, User
-from conveyor.testing import require
+from conveyor.testing import require, run_until_idle
 
 __all__ = ["rabbitmq_url"]
 
 pytestmark = pytest.mark.rabbitmq
 
 
-async def seed(url: str, stream: str, events: Sequence[ConnectorEvent]) -> None:
+async def seed(
+    url: str, stream: str, events: Sequence[ConnectorEvent], *, per_publish: int = 200
+) -> None:
     """A stream ``stream`` holding ``events`` as AMQP 1.0 messages, as an outside producer
-    writes them (``message_event`` maps them back)."""
+    writes them (``message_event`` maps them back), ``per_publish`` a confirmed publish
+    (so a chunk at least each)."""
     connection = RabbitConnection(url)
     try:
         client = await connection.client()
@@ -51,8 +54,8 @@ async def seed(url: str, stream: str, events: Sequence[ConnectorEvent]) -> None:
             )
             for e in events
         ]
-        for start in range(0, len(messages), 200):
-            await client.publish(stream, messages[start : start + 200])
+        for start in range(0, len(messages), per_publish):
+            await client.publish(stream, messages[start : start + per_publish])
     finally:
         await connection.close()
 
@@ -67,7 +70,9 @@ async def outside(rabbitmq_url: str) -> AsyncIterator[list[str]]:
         await delete_streams(rabbitmq_url, names)
 
 
-class TestRabbitConnector(ConnectorSuite):
+class _RabbitConnectorMaker:
+    """The seeded-connector fixture both connector suites run with."""
+
     @pytest.fixture
     async def make_connector(
         self, rabbitmq_url: str, outside: list[str]
@@ -88,6 +93,14 @@ class TestRabbitConnector(ConnectorSuite):
         finally:
             for connector in made:
                 await connector.close()
+
+
+class TestRabbitConnector(_RabbitConnectorMaker, ConnectorSuite):
+    pass
+
+
+class TestRabbitConnectorReportsPending(_RabbitConnectorMaker, ConnectorReportsPendingSuite):
+    pass
 
 
 # --------------------------------------------------------------------------- mapping
@@ -212,3 +225,38 @@ async def test_a_thousand_outside_messages_start_exactly_one_run_each_over_three
     assert calls == Counter({e.id: 1 for e in seeded})
     for event in seeded[::97]:
         assert len(await workflow.list_runs(event.foreign_id)) == 1
+
+
+async def test_run_until_idle_returns_once_the_connector_read_the_stream_to_its_end(
+    rabbitmq_url: str, outside: list[str]
+) -> None:
+    # Given 60 messages in an outside stream, a chunk each, read by a connector in 2 shards
+    # that lets one chunk at a time come (so the node sends most only after round trips)
+    stream = f"{new_prefix('i')}-orders"
+    outside.append(stream)
+    seeded = [ConnectorEvent(id=f"order-{i}", foreign_id=f"customer-{i}") for i in range(60)]
+    await seed(rabbitmq_url, stream, seeded, per_publish=1)
+
+    async def start_run(wf: object, event: ConnectorEvent) -> None:
+        await workflow.trigger(event.foreign_id, initial=User(uid=event.foreign_id))
+
+    async def finish(run: Run[User, _Status]) -> _Status:
+        return _Status.DONE
+
+    connector = RabbitConnector(rabbitmq_url, stream=stream, credit=1)
+    b = Builder(f"idle-{new_prefix()}", User, _Status)
+    b.add_step(_Status.STARTED, finish, _Status.DONE)
+    b.add_connector("orders", connector, start_run).with_options(parallel_count=2)
+    workflow = b.build(MemoryEventStreamer(), MemoryRecordStore(), MemoryRoleScheduler())
+
+    # When the workflow runs until it is idle (its connector consumers report pending)
+    try:
+        async with workflow:
+            await run_until_idle(workflow, timeout=4 * WAIT_TIMEOUT)
+
+            # Then idle came only after every message had started its run, and it is done
+            for event in seeded:
+                runs = await workflow.list_runs(event.foreign_id)
+                assert [r.status for r in runs] == [_Status.DONE], event.foreign_id
+    finally:
+        await connector.close()

@@ -7,6 +7,11 @@ moves over the unbroken run of acknowledged messages (``_reading``), so a consum
 again under the name starts right after the run, as the connector contract says. A new
 name starts at the stream's first retained message.
 
+Pending (``ReportsPending``): a consumer counts the messages it holds (handed out and
+not acknowledged, or received and not handed out) and one more until a ``recv`` has found
+the stream's end, so ``run_until_idle`` sees a workflow with the connector go idle only
+once its consumers read the stream to its end (``_reading``).
+
 How a message maps to a ``ConnectorEvent`` (``message_event``, or pass ``mapper``). An
 AMQP 1.0 message (what RabbitMQ's stream clients write; ``_amqp``):
 
@@ -143,6 +148,7 @@ class RabbitConnector:
             reference=ref,
             decode=decode,
             what=f"connector consumer {name!r} of stream {self.stream!r}",
+            find_end=True,
         )
         try:
             await reader.start(from_latest=False)
@@ -178,6 +184,18 @@ class RabbitConnectorConsumer:
         """Made by ``RabbitConnector.make``, which gives it its reader."""
         self._connector = connector
         self._offsets: dict[int, int] = {}  # id() of a handed-out event -> its offset
+        self._closed = False
+
+    def pending(self) -> int:
+        """A hint (``ReportsPending``): messages handed out and not acknowledged, received
+        and not handed out, and one more until a ``recv`` found the stream's end (the node
+        had nothing more to send; ``_reading``), so a workflow is idle only once its
+        connector has read the stream to its end. Messages written after that count once
+        they arrive (pushed: within a round trip)."""
+        if self._closed:
+            return 0
+        reader = self._reader
+        return len(self._offsets) + reader.buffered + (0 if reader.caught_up else 1)
 
     async def recv(self, max_events: int = 1) -> Sequence[ConnectorEvent]:
         """Wait for events; up to ``max_events`` of them (cancellable; nothing is lost)."""
@@ -194,6 +212,7 @@ class RabbitConnectorConsumer:
 
     async def close(self) -> None:
         """Store the cursor and stop reading. Idempotent."""
+        self._closed = True
         self._connector._forget(self)
         self._offsets.clear()
         await self._reader.close()

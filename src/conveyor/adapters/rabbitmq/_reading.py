@@ -32,6 +32,15 @@ does ``take`` raise (``AdapterUnavailable``, ``AdapterError``).
 Flow control is the protocol's credit: ``credit`` chunks may be on their way; each chunk
 that arrives gives one back unless ``max_buffer`` messages wait to be handed out (then
 ``take`` gives it back as it hands them out).
+
+The end of the stream (``find_end``, for the connector's ``pending``). The stream
+protocol of RabbitMQ 3.10 tells a subscriber nothing when it has read to the end (its
+``StreamStats`` command came in 3.11). But the node sends a subscription every chunk it
+has, up to the credit given, as it handles the subscribe or credit frame, before it reads
+the connection's next frame. So a ``take`` that finds nothing to hand out sends a request
+(a cursor query) behind its credit frames: if, when the answer comes, fewer chunks
+arrived than credit was given before it, the node had no more to send; the reader is
+``caught_up`` until the next chunk arrives.
 """
 
 from __future__ import annotations
@@ -72,6 +81,7 @@ class CursorReader(Generic[T]):
         decode: Decode[T],
         what: str,
         identity: Callable[[T], str | None] | None = None,
+        find_end: bool = False,
     ) -> None:
         self.stream = stream
         self._client = client
@@ -102,6 +112,10 @@ class CursorReader(Generic[T]):
         self._storing = False
         self._error: AdapterError | None = None
         self._closed = False
+        self._find_end = find_end
+        self._given = 0  # credit given to the current subscription
+        self._chunks = 0  # chunks it delivered
+        self._caught_up = False
 
     @property
     def cursor(self) -> int | None:
@@ -113,6 +127,12 @@ class CursorReader(Generic[T]):
     def buffered(self) -> int:
         """Messages received and not handed out yet."""
         return len(self._buffer)
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether the node had nothing more to send when last asked, and nothing arrived
+        since (only with ``find_end``; see the module docstring)."""
+        return self._caught_up
 
     async def start(self, *, from_latest: bool) -> None:
         """Find the stored cursor and subscribe after it (module docstring)."""
@@ -138,6 +158,7 @@ class CursorReader(Generic[T]):
         known = self._cursor is not None or self._handed_high >= 0 or self._from > 0
         # Known before the answer: chunks may come first, and each gives its credit back.
         subscription = self._subscription = client.subscription_id(self)
+        self._given, self._chunks, self._caught_up = self._credit, 0, False
         try:
             await client.request(
                 functools.partial(
@@ -172,6 +193,8 @@ class CursorReader(Generic[T]):
     def deliver(self, chunk: Chunk) -> None:
         if self._closed:
             return
+        self._chunks += 1
+        self._caught_up = False
         created_at = datetime.fromtimestamp(chunk.timestamp_ms / 1000, UTC)
         offset = chunk.first_offset
         start = self._start
@@ -223,6 +246,7 @@ class CursorReader(Generic[T]):
             return
         with contextlib.suppress(AdapterError):
             self._client.send(wire.credit_frame(subscription, credit))
+            self._given += credit
 
     # ------------------------------------------------------------------ handing out
 
@@ -237,7 +261,32 @@ class CursorReader(Generic[T]):
                 await self._resubscribe()
                 continue
             self._wake.clear()
+            if self._find_end and not self._caught_up and await self._ask_end():
+                continue
             await self._wake.wait()
+
+    async def _ask_end(self) -> bool:
+        """Ask the node behind the credit given whether it had more to send (module
+        docstring); whether it answered."""
+        subscription, given = self._subscription, self._given
+        try:
+            await self._client.request(
+                functools.partial(
+                    wire.query_offset_frame, reference=self._reference, stream=self._cursors
+                ),
+                f"reaching the end of the stream for {self._what}",
+                allow=(Code.NO_OFFSET,),
+            )
+        except AdapterError:
+            return False  # a lost connection shows as ``_error``; else the next chunk wakes
+        if (
+            subscription is not None
+            and subscription == self._subscription
+            and given > self._chunks
+            and not self._buffer
+        ):
+            self._caught_up = True
+        return True
 
     def _hand_out(self, limit: int) -> list[tuple[int, T]]:
         buffer = self._buffer
