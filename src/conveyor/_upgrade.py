@@ -109,18 +109,21 @@ async def _in_flight(
     return count, tuple(r.run_id for r in page.records)
 
 
-async def check_upgrade(
-    definition: Definition[T, S], store: RecordStore, *, samples: int = 5
-) -> UpgradeCheck:
-    """Compare ``definition`` with the latest one ``store`` registered for its workflow,
-    and count the runs in flight the difference reaches (``samples`` run IDs each).
+@dataclass(frozen=True, slots=True)
+class _Survey:
+    """The registered versions compared with, and the runs in flight counted per status."""
 
-    Statuses are counted that either definition names, or that any registered version
-    named, so runs left at a status by a version before the latest are found too. Raises
-    ``TypeError`` if the store cannot list runs (``ListsRuns``).
-    """
-    if not isinstance(store, ListsRuns):
-        raise TypeError(f"{type(store).__name__} cannot list runs: nothing can be checked")
+    new: dict[str, Any]
+    old: dict[str, Any]
+    versions: Sequence[Any]
+    names: dict[int, str]
+    counts: dict[int, tuple[int, tuple[str, ...]]]
+    stranded: list[Stranded]
+    notes: list[str]
+
+
+async def _survey(definition: Definition[T, S], store: ListsRuns, samples: int) -> _Survey:
+    """What ``check_upgrade`` and ``stranded_at_start`` share: the stranded runs."""
     name = definition.name
     new = _document(definition)
     versions: Sequence[Any] = ()
@@ -156,23 +159,51 @@ async def check_upgrade(
             else "no step, callback or timeout of the new definition consumes it"
         )
         stranded.append(Stranded(status, names.get(status, str(status)), count, sample, reason))
+    return _Survey(new, old, versions, names, counts, stranded, notes)
 
-    changes = _changes(old, new, names, counts) if old else []
+
+async def check_upgrade(
+    definition: Definition[T, S], store: RecordStore, *, samples: int = 5
+) -> UpgradeCheck:
+    """Compare ``definition`` with the latest one ``store`` registered for its workflow,
+    and count the runs in flight the difference reaches (``samples`` run IDs each).
+
+    Statuses are counted that either definition names, or that any registered version
+    named, so runs left at a status by a version before the latest are found too. Raises
+    ``TypeError`` if the store cannot list runs (``ListsRuns``).
+    """
+    if not isinstance(store, ListsRuns):
+        raise TypeError(f"{type(store).__name__} cannot list runs: nothing can be checked")
+    survey = await _survey(definition, store, samples)
+    old, new, versions = survey.old, survey.new, survey.versions
+    changes = _changes(old, new, survey.names, survey.counts) if old else []
     undecodable, error = await _try_decoding(definition, store, samples)
     if old and old.get("object_type") != new["object_type"]:
         changes.append(
             Change(f"object type {old.get('object_type')} is now {new['object_type']}", 0)
         )
     return UpgradeCheck(
-        workflow_name=name,
+        workflow_name=definition.name,
         registered_version=versions[-1].version if versions else None,
         same_definition=bool(versions) and versions[-1].document == definition_document(definition),
-        stranded=tuple(stranded),
+        stranded=tuple(survey.stranded),
         undecodable=undecodable,
         decode_error=error,
         changes=tuple(changes),
-        notes=tuple(notes),
+        notes=tuple(survey.notes),
     )
+
+
+async def stranded_at_start(
+    definition: Definition[T, S], store: RecordStore, *, samples: int = 3
+) -> list[Stranded]:
+    """The runs in flight at statuses ``definition`` does not move runs from, among the
+    statuses any registered version named (what a worker warns about as it starts; only
+    the counts: no object is decoded, no change listed). Empty when the store cannot list
+    runs or keeps no definitions."""
+    if not isinstance(store, ListsRuns) or not isinstance(store, KeepsDefinitions):
+        return []
+    return (await _survey(definition, store, samples)).stranded
 
 
 def _changes(
@@ -232,15 +263,3 @@ async def _try_decoding(
             failed.append(record.run_id)
             error = error or str(exc)
     return tuple(failed), error
-
-
-async def stranded_at_start(
-    definition: Definition[T, S], store: RecordStore, *, samples: int = 3
-) -> list[Stranded]:
-    """The runs in flight at statuses ``definition`` does not move runs from, among the
-    statuses any registered version named (what a worker warns about as it starts).
-    Empty when the store cannot list runs or keeps no definitions."""
-    if not isinstance(store, ListsRuns) or not isinstance(store, KeepsDefinitions):
-        return []
-    check = await check_upgrade(definition, store, samples=samples)
-    return list(check.stranded)
