@@ -12,6 +12,9 @@ Each piece is small, knows no driver, and takes the storage side as a callback:
   token.
 - ``EventSenderBase``: subclass it and implement ``deliver``; ``send``, the closed check
   (``AdapterError``) and an idempotent ``close`` are done.
+- ``QueuedTail``: the hand-out side of a ``Tail`` that a shared reader feeds (``push``
+  events and gaps, ``fail``): batches of what waits, the iteration and an idempotent
+  ``close``; subclass it to keep where the tail starts and implement ``_on_close``.
 - ``Signal``: a broadcast wake-up with a generation count, so a waiter never sleeps
   through a change that happened between its last look and its wait.
 - ``assign_roles``: the one algorithm that spreads roles fairly and stably over live
@@ -30,6 +33,7 @@ from .._kit._lease import DeadlineLease as DeadlineLease
 from .._kit._sender import EventSenderBase as EventSenderBase
 from .._kit._signal import Signal as Signal
 from .._kit._spread import assign_roles as assign_roles
+from .._kit._tail import QueuedTail as QueuedTail
 
 __all__ = (
     "AckTracker",
@@ -38,6 +42,7 @@ __all__ = (
     "DeadlineLease",
     "EventSenderBase",
     "NotHandedOut",
+    "QueuedTail",
     "Signal",
     "WriteCursors",
     "assign_roles",

@@ -24,7 +24,6 @@ users open new ones, on a new hub).
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import queue
 import threading
@@ -34,10 +33,9 @@ from typing import Final
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from ..._capabilities import TailBatch
 from ..._errors import AdapterError
 from ..._event import Event
-from ..._kit._signal import Signal
+from ..._kit._tail import QueuedTail
 from ._client import base_config
 from ._errors import translate
 from ._events import event_of
@@ -52,19 +50,15 @@ _WAIT: Final = 0.05
 """Seconds one fetch of the hub's thread waits: bounds how late it serves a command."""
 
 
-class KafkaTail:
+class KafkaTail(QueuedTail):
     """Follows one topic from where it was opened (``Tail``); see the module docstring."""
 
     def __init__(self, hub: TailHub, topic: str, partitions: int) -> None:
+        super().__init__(topic, batch=_FETCH_MAX)
         self._hub = hub
-        self.topic: str = topic
         self.partitions: int = partitions
         self._next: dict[int, int] = {}
         """Per partition, the first offset not yet handed out."""
-        self._batches: collections.deque[TailBatch] = collections.deque()
-        self._signal = Signal()
-        self._failure: BaseException | None = None
-        self._closed = False
 
     def partition(self, event: object) -> int:
         """The partition ``event`` was read from (``id % partitions``; ``ReadsPartitions``:
@@ -84,47 +78,13 @@ class KafkaTail:
                 continue
             self._next[partition] = offset + 1
             events.append(event_of(message, self.partitions))
-        if events or gap:
-            self._batches.append(TailBatch(events, gap))
-            self._signal.fire()
+        self.push(events, gap=gap)
 
     def _fail(self, failure: BaseException) -> None:
-        self._failure = failure
-        self._signal.fire()
+        self.fail(f"the tail of Kafka topic {self.topic!r} failed", failure)
 
-    def __aiter__(self) -> KafkaTail:
-        return self
-
-    async def __anext__(self) -> TailBatch:
-        while True:
-            if self._closed:
-                raise StopAsyncIteration
-            if self._batches:
-                return self._take()
-            if self._failure is not None:
-                raise AdapterError(f"the tail of Kafka topic {self.topic!r} failed") from (
-                    self._failure
-                )
-            await self._signal.wait()
-
-    def _take(self) -> TailBatch:
-        """Every batch waiting, as one (a gap in any of them is the batch's gap)."""
-        gap = False
-        events: list[Event] = []
-        while self._batches and len(events) < _FETCH_MAX:
-            batch = self._batches.popleft()
-            gap = gap or batch.gap
-            events.extend(batch.events)
-        return TailBatch(events, gap)
-
-    async def close(self) -> None:
-        """Stop: a pending or later read ends the iteration. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._batches.clear()
+    def _on_close(self) -> None:
         self._hub._leave(self)
-        self._signal.fire()
 
 
 class TailHub:

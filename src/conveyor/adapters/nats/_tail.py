@@ -21,15 +21,14 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections import deque
 
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from ..._capabilities import TailBatch
 from ..._errors import AdapterError
 from ..._event import Event
+from ..._kit._tail import QueuedTail
 from ._codec import decode, position
 from ._connection import NatsConnection, Topic
 from ._errors import checkpoint, translate
@@ -43,51 +42,24 @@ TAIL_BATCH = 500
 _HEARTBEAT = 5.0
 
 
-class NatsTail:
+class NatsTail(QueuedTail):
     """Follows one topic of a ``NatsEventStreamer`` from where it was opened (a ``Tail``)."""
 
     def __init__(self, hub: _Hub, start: int) -> None:
-        self.topic: str = hub.topic.name
+        super().__init__(hub.topic.name, batch=TAIL_BATCH)
         self._start = start
-        self._events: deque[Event] = deque()
-        self._gap = False
-        self._arrived = asyncio.Event()
-        self._closed = False
         self._leave = weakref.finalize(self, hub.leave)
         self._leave.atexit = False
 
     def _offer(self, event: Event) -> None:
-        if event.id > self._start and not self._closed:
+        if event.id > self._start and not self.closed:
             self._start = event.id
-            self._events.append(event)
-            self._arrived.set()
+            self.push((event,))
 
     def _mark_gap(self) -> None:
-        if not self._closed:
-            self._gap = True
-            self._arrived.set()
+        self.push((), gap=True)
 
-    def __aiter__(self) -> NatsTail:
-        return self
-
-    async def __anext__(self) -> TailBatch:
-        while True:
-            self._arrived.clear()
-            if self._closed:
-                raise StopAsyncIteration
-            if self._gap or self._events:
-                gap, self._gap = self._gap, False
-                count = min(TAIL_BATCH, len(self._events))
-                return TailBatch([self._events.popleft() for _ in range(count)], gap=gap)
-            await self._arrived.wait()
-
-    async def close(self) -> None:
-        """Stop: a pending or later read ends the iteration. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._events.clear()
-        self._arrived.set()
+    def _on_close(self) -> None:
         self._leave()
 
 

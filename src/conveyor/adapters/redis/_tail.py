@@ -20,17 +20,15 @@ ends). Not detected: events trimmed before the hub read them (a tail behind by m
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from ..._capabilities import TailBatch
 from ..._errors import AdapterError
 from ..._event import Event
-from ..._kit._signal import Signal
+from ..._kit._tail import QueuedTail
 from ._client import RedisClient
 from ._entries import entry_id, events_of
 
@@ -45,58 +43,26 @@ _BATCH = 500
 """The most events one read takes per topic."""
 
 
-class RedisTail:
+class RedisTail(QueuedTail):
     """Follows one topic from where it was opened (``Tail``); see the module docstring."""
 
     def __init__(self, hub: TailHub, topic: str, start: int) -> None:
+        super().__init__(topic, batch=_BATCH)
         self._hub = hub
-        self.topic: str = topic
         self.start: int = start
         """Events with higher IDs than this are handed out."""
-        self._batches: collections.deque[TailBatch] = collections.deque()
-        self._signal = Signal()
-        self._closed = False
 
     def _push(self, events: list[Event], gap: bool = False) -> None:
         events = [e for e in events if e.id > self.start]
         if events:
             self.start = events[-1].id
-        if events or gap:
-            self._batches.append(TailBatch(events, gap))
-            self._signal.fire()
+        self.push(events, gap=gap)
 
     def _restart(self, start: int) -> None:
         self.start = start
 
-    def __aiter__(self) -> RedisTail:
-        return self
-
-    async def __anext__(self) -> TailBatch:
-        while True:
-            if self._closed:
-                raise StopAsyncIteration
-            if self._batches:
-                return self._take()
-            await self._signal.wait()
-
-    def _take(self) -> TailBatch:
-        """Every batch waiting, as one (a gap in any of them is the batch's gap)."""
-        gap = False
-        events: list[Event] = []
-        while self._batches and len(events) < _BATCH:
-            batch = self._batches.popleft()
-            gap = gap or batch.gap
-            events.extend(batch.events)
-        return TailBatch(events, gap)
-
-    async def close(self) -> None:
-        """Stop: a pending or later read ends the iteration. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._batches.clear()
+    def _on_close(self) -> None:
         self._hub._leave(self)
-        self._signal.fire()
 
 
 class _Follow:
