@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections import Counter
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
@@ -20,7 +21,12 @@ from conveyor.abc import (
     OutgoingEvent,
 )
 from conveyor.adapters.rabbitmq import RabbitEventStreamer
-from conveyor.adaptertest import EventStreamerSuite, ReportsPendingSuite, new_name
+from conveyor.adaptertest import (
+    EventStreamerSuite,
+    ReportsPendingSuite,
+    TailsTopicsSuite,
+    new_name,
+)
 from conveyor.adaptertest._fixtures import WAIT_TIMEOUT, within
 
 __all__ = ["rabbitmq_url"]
@@ -40,6 +46,12 @@ async def rabbit_streamer(rabbitmq_url: str) -> AsyncIterator[RabbitEventStreame
 
 
 class TestRabbitEventStreamer(EventStreamerSuite):
+    @pytest.fixture
+    async def streamer(self, rabbit_streamer: RabbitEventStreamer) -> EventStreamer:
+        return rabbit_streamer
+
+
+class TestRabbitTails(TailsTopicsSuite):
     @pytest.fixture
     async def streamer(self, rabbit_streamer: RabbitEventStreamer) -> EventStreamer:
         return rabbit_streamer
@@ -344,3 +356,84 @@ async def test_a_receiver_opened_after_the_first_copy_still_skips_the_second(
     reopened = await rabbit_streamer.new_receiver(topic, name)
     events = await within(reopened.recv(10), WAIT_TIMEOUT, "the new event")
     assert [e.foreign_id for e in events] == ["run-2"]
+
+
+# --------------------------------------------------------------------------- tails
+
+
+def _tail_subscriptions(streamer: RabbitEventStreamer) -> int:
+    """How many subscriptions the streamer's tails hold on its reading connection."""
+    return len(streamer._tails._follows)
+
+
+async def test_a_tail_fails_when_its_connection_drops_and_a_new_one_follows_the_topic(
+    rabbit_streamer: RabbitEventStreamer,
+) -> None:
+    # Given a tail waiting for its next batch
+    topic = new_name("test")
+    sender = await rabbit_streamer.new_sender(topic)
+    tail = await rabbit_streamer.tail(topic)
+    reading = asyncio.ensure_future(anext(tail))
+
+    # When the connections drop under it
+    await _drop(rabbit_streamer)
+
+    # Then the waiting read fails (its user re-checks and opens a new tail), and a new
+    # tail, on a new connection, hands out what is sent next
+    with pytest.raises(AdapterError, match="tail of RabbitMQ topic"):
+        await within(reading, WAIT_TIMEOUT, "the read to fail")
+    await tail.close()
+    again = await rabbit_streamer.tail(topic)
+    await sender.send("after", 1, {})
+    batch = await within(anext(again), WAIT_TIMEOUT, "the event after the drop")
+    assert [e.foreign_id for e in batch.events] == ["after"]
+    assert not batch.gap
+    await again.close()
+
+
+async def test_a_tail_dropped_without_close_ends_its_topics_subscription(
+    rabbit_streamer: RabbitEventStreamer,
+) -> None:
+    # Given two tails of a topic, sharing one subscription
+    topic = new_name("test")
+    first, second = await rabbit_streamer.tail(topic), await rabbit_streamer.tail(topic)
+    client = await rabbit_streamer.connection.client()
+    subscriptions = len(client._subscriptions)
+    assert _tail_subscriptions(rabbit_streamer) == 1
+
+    # When one is closed and the other dropped without close
+    await first.close()
+    assert _tail_subscriptions(rabbit_streamer) == 1, "the other tail still reads"
+    del first, second
+    gc.collect()
+
+    # Then the subscription ends once the last tail went (no offset reference to leave)
+    stopping = set(rabbit_streamer._tails._stopping)
+    assert stopping, "the last tail's going stopped nothing"
+    await asyncio.wait(stopping, timeout=WAIT_TIMEOUT)
+    assert _tail_subscriptions(rabbit_streamer) == 0
+    assert len(client._subscriptions) == subscriptions - 1
+
+
+async def test_closing_the_streamer_ends_its_tails_and_leaves_no_task_behind(
+    rabbitmq_url: str,
+) -> None:
+    before = asyncio.all_tasks()
+    streamer = RabbitEventStreamer(with_options(rabbitmq_url, prefix=new_prefix(), heartbeat=2))
+    topic = new_name("test")
+    tail = await streamer.tail(topic)
+    await (await streamer.new_sender(topic)).send("1", 1, {})
+    assert [e.foreign_id for e in (await within(anext(tail), WAIT_TIMEOUT, "a batch")).events] == [
+        "1"
+    ]
+    reading = asyncio.ensure_future(anext(tail))
+    made = streamer.connection.known_streams
+
+    await streamer.close()
+
+    with pytest.raises(StopAsyncIteration):
+        await within(reading, WAIT_TIMEOUT, "the waiting read to end")
+    assert asyncio.all_tasks() == before
+    with pytest.raises(AdapterError, match="closed"):
+        await streamer.tail(topic)
+    await delete_streams(rabbitmq_url, made)

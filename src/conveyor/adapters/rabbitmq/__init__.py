@@ -2,8 +2,8 @@
 of the node's ``rabbitmq_stream`` plugin, spoken by the adapter itself).
 
 ``RabbitEventStreamer``: a stream per topic, an offset reference per receiver name,
-``Delivery.CURSOR``, publisher confirms; ``RabbitConnector`` reads an outside stream into
-a workflow. They share a ``RabbitConnection``
+``Delivery.CURSOR``, publisher confirms, tails for waits (``RabbitTail``);
+``RabbitConnector`` reads an outside stream into a workflow. They share a ``RabbitConnection``
 (``rabbitmq-stream://user:password@host:5552/vhost?prefix=...`` and the options of
 ``RabbitOptions``), or each opens its own from a URL. Records, roles and timeouts live
 elsewhere (a SQL store, Redis): RabbitMQ has no transactions to keep them in.
@@ -22,6 +22,7 @@ from ._options import RabbitOptions as RabbitOptions
 from ._streamer import RabbitEventReceiver as RabbitEventReceiver
 from ._streamer import RabbitEventSender as RabbitEventSender
 from ._streamer import RabbitEventStreamer as RabbitEventStreamer
+from ._tail import RabbitTail as RabbitTail
 
 __all__ = (
     "AmqpMessage",
@@ -32,6 +33,7 @@ __all__ = (
     "RabbitEventSender",
     "RabbitEventStreamer",
     "RabbitOptions",
+    "RabbitTail",
     "StreamMessage",
     "decode_message",
     "encode_message",

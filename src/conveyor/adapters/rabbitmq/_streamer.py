@@ -27,6 +27,9 @@ a round trip). A receiver opened again under a name in the same process starts f
 the last one left unacknowledged; under a name another process read, events this process
 sent before count as pending until one sent later arrives.
 
+Tails (``TailsTopics``, for ``Workflow.wait``): one subscription per tailed topic, from
+the stream's next chunk, shared by the streamer's tails of that topic (``_tail``).
+
 Copies of an engine event (the relay sending again after a crash) are handed out once:
 the first copy among the last ``dedupe_window`` offsets (``_reading``), as the PostgreSQL
 log and NATS (``Nats-Msg-Id``) drop them on the way in.
@@ -55,6 +58,7 @@ from ._codec import Decoded, decode, encode
 from ._connection import RabbitConnection, Topic
 from ._names import reference
 from ._reading import CursorReader
+from ._tail import RabbitTail, TailHub
 
 __all__ = ["RabbitEventReceiver", "RabbitEventSender", "RabbitEventStreamer"]
 
@@ -82,6 +86,7 @@ class RabbitEventStreamer:
         self._token = uuid.uuid4().hex[:8]
         self._sent: dict[str, int] = {}  # stream -> events this streamer sent to it
         self._resume: dict[tuple[str, str], int] = {}  # (stream, name) -> own count seen
+        self._tails = TailHub(self._conn)
         self._closed = False
 
     @property
@@ -132,12 +137,19 @@ class RabbitEventStreamer:
         self._receivers.add(receiver)
         return receiver
 
+    async def tail(self, topic: str) -> RabbitTail:
+        """A tail of ``topic`` from its current end (``TailsTopics``; ``_tail``)."""
+        self._check_open()
+        self._conn.topic(topic)  # a name RabbitMQ cannot take fails here
+        return await self._tails.open(topic)
+
     async def close(self) -> None:
-        """Close every receiver still open (storing its cursor), and the connection if
-        the streamer opened it. Idempotent."""
+        """Close every receiver and tail still open (storing the receivers' cursors), and
+        the connection if the streamer opened it. Idempotent."""
         if self._closed:
             return
         self._closed = True
+        await self._tails.close()
         for receiver in list(self._receivers):
             await receiver.close()
         if self._owns:
