@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from _rabbitmq_support import delete_streams, new_prefix, rabbitmq_url
 
-from conveyor import Builder, Run, WorkflowInProgress
+from conveyor import Builder, Run, Workflow, WorkflowInProgress
 from conveyor.abc import AdapterError, ConnectorConstructor, ConnectorEvent
 from conveyor.adapters.memory import MemoryEventStreamer, MemoryRecordStore, MemoryRoleScheduler
 from conveyor.adapters.rabbitmq import (
@@ -181,15 +181,11 @@ class _Status(enum.IntEnum):
     DONE = 2
 
 
-async def test_a_thousand_outside_messages_start_exactly_one_run_each_over_three_shards(
-    rabbitmq_url: str, outside: list[str]
-) -> None:
-    # Given 1,000 messages in an outside stream, and a connector reading it in 3 shards
-    stream = f"{new_prefix('k')}-orders"
-    outside.append(stream)
-    seeded = [ConnectorEvent(id=f"order-{i}", foreign_id=f"customer-{i}") for i in range(1000)]
-    await seed(rabbitmq_url, stream, seeded)
-    calls: Counter[str] = Counter()
+def _orders(
+    connector: RabbitConnector, calls: Counter[str], parallel_count: int
+) -> Workflow[User, _Status]:
+    """A workflow in memory whose connector starts a run per message's foreign ID (one
+    step to done), counting in ``calls`` how often each message was handled."""
 
     async def start_run(wf: object, event: ConnectorEvent) -> None:
         calls[event.id] += 1
@@ -201,11 +197,24 @@ async def test_a_thousand_outside_messages_start_exactly_one_run_each_over_three
     async def finish(run: Run[User, _Status]) -> _Status:
         return _Status.DONE
 
-    connector = RabbitConnector(rabbitmq_url, stream=stream)
     b = Builder(f"orders-{new_prefix()}", User, _Status)
     b.add_step(_Status.STARTED, finish, _Status.DONE)
-    b.add_connector("orders", connector, start_run).with_options(parallel_count=3)
+    b.add_connector("orders", connector, start_run).with_options(parallel_count=parallel_count)
     workflow = b.build(MemoryEventStreamer(), MemoryRecordStore(), MemoryRoleScheduler())
+    return workflow
+
+
+async def test_a_thousand_outside_messages_start_exactly_one_run_each_over_three_shards(
+    rabbitmq_url: str, outside: list[str]
+) -> None:
+    # Given 1,000 messages in an outside stream, and a connector reading it in 3 shards
+    stream = f"{new_prefix('k')}-orders"
+    outside.append(stream)
+    seeded = [ConnectorEvent(id=f"order-{i}", foreign_id=f"customer-{i}") for i in range(1000)]
+    await seed(rabbitmq_url, stream, seeded)
+    calls: Counter[str] = Counter()
+    connector = RabbitConnector(rabbitmq_url, stream=stream)
+    workflow = _orders(connector, calls, parallel_count=3)
 
     # When the workflow runs until every message has its run done
     try:
@@ -236,18 +245,9 @@ async def test_run_until_idle_returns_once_the_connector_read_the_stream_to_its_
     outside.append(stream)
     seeded = [ConnectorEvent(id=f"order-{i}", foreign_id=f"customer-{i}") for i in range(60)]
     await seed(rabbitmq_url, stream, seeded, per_publish=1)
-
-    async def start_run(wf: object, event: ConnectorEvent) -> None:
-        await workflow.trigger(event.foreign_id, initial=User(uid=event.foreign_id))
-
-    async def finish(run: Run[User, _Status]) -> _Status:
-        return _Status.DONE
-
+    calls: Counter[str] = Counter()
     connector = RabbitConnector(rabbitmq_url, stream=stream, credit=1)
-    b = Builder(f"idle-{new_prefix()}", User, _Status)
-    b.add_step(_Status.STARTED, finish, _Status.DONE)
-    b.add_connector("orders", connector, start_run).with_options(parallel_count=2)
-    workflow = b.build(MemoryEventStreamer(), MemoryRecordStore(), MemoryRoleScheduler())
+    workflow = _orders(connector, calls, parallel_count=2)
 
     # When the workflow runs until it is idle (its connector consumers report pending)
     try:
@@ -255,6 +255,7 @@ async def test_run_until_idle_returns_once_the_connector_read_the_stream_to_its_
             await run_until_idle(workflow, timeout=4 * WAIT_TIMEOUT)
 
             # Then idle came only after every message had started its run, and it is done
+            assert calls == Counter({e.id: 1 for e in seeded})
             for event in seeded:
                 runs = await workflow.list_runs(event.foreign_id)
                 assert [r.status for r in runs] == [_Status.DONE], event.foreign_id

@@ -33,14 +33,10 @@ Flow control is the protocol's credit: ``credit`` chunks may be on their way; ea
 that arrives gives one back unless ``max_buffer`` messages wait to be handed out (then
 ``take`` gives it back as it hands them out).
 
-The end of the stream (``find_end``, for the connector's ``pending``). The stream
-protocol of RabbitMQ 3.10 tells a subscriber nothing when it has read to the end (its
-``StreamStats`` command came in 3.11). But the node sends a subscription every chunk it
-has, up to the credit given, as it handles the subscribe or credit frame, before it reads
-the connection's next frame. So a ``take`` that finds nothing to hand out sends a request
-(a cursor query) behind its credit frames: if, when the answer comes, fewer chunks
-arrived than credit was given before it, the node had no more to send; the reader is
-``caught_up`` until the next chunk arrives.
+The end of the stream (``find_end``, for the connector's ``pending``): a ``take`` that
+finds nothing to hand out asks whether the node has sent everything it had
+(``Subscribed.sent_all``); if so, the reader is ``caught_up`` until the next chunk
+arrives.
 """
 
 from __future__ import annotations
@@ -56,6 +52,7 @@ from typing import Generic, TypeVar
 from ..._errors import AdapterError
 from . import _wire as wire
 from ._client import StreamClient
+from ._subscription import Subscribed
 from ._wire import Chunk, Code
 
 __all__ = ["CursorReader"]
@@ -84,7 +81,7 @@ class CursorReader(Generic[T]):
         find_end: bool = False,
     ) -> None:
         self.stream = stream
-        self._client = client
+        self._sub = Subscribed(client, stream, what)
         self._connect = connect
         self._first = True
         self._cursors = cursors
@@ -92,9 +89,7 @@ class CursorReader(Generic[T]):
         self._decode = decode
         self._what = what
         options = client.options
-        self._credit = options.credit
         self._max_buffer = options.max_buffer
-        self._subscription: int | None = None
         self._start = 0  # the first offset to hand out (earlier ones in a chunk are skipped)
         self._from = 0  # the next offset to read (before _start: the look back for copies)
         self._identity = identity
@@ -113,8 +108,6 @@ class CursorReader(Generic[T]):
         self._error: AdapterError | None = None
         self._closed = False
         self._find_end = find_end
-        self._given = 0  # credit given to the current subscription
-        self._chunks = 0  # chunks it delivered
         self._caught_up = False
 
     @property
@@ -137,7 +130,7 @@ class CursorReader(Generic[T]):
     async def start(self, *, from_latest: bool) -> None:
         """Find the stored cursor and subscribe after it (module docstring)."""
         self._first = not from_latest
-        code, reader = await self._client.request(
+        code, reader = await self._sub.client.request(
             functools.partial(
                 wire.query_offset_frame, reference=self._reference, stream=self._cursors
             ),
@@ -154,34 +147,16 @@ class CursorReader(Generic[T]):
     async def _subscribe(self) -> None:
         """Subscribe on the current client from ``_from`` (from the first message, or the
         next one written, when nothing was read and no cursor was stored)."""
-        client = self._client
         known = self._cursor is not None or self._handed_high >= 0 or self._from > 0
-        # Known before the answer: chunks may come first, and each gives its credit back.
-        subscription = self._subscription = client.subscription_id(self)
-        self._given, self._chunks, self._caught_up = self._credit, 0, False
-        try:
-            await client.request(
-                functools.partial(
-                    wire.subscribe_frame,
-                    subscription_id=subscription,
-                    stream=self.stream,
-                    offset=self._from if known else None,
-                    first=self._first,
-                    credit=self._credit,
-                ),
-                f"subscribing {self._what}",
-            )
-        except BaseException:
-            self._subscription = None
-            client.release_subscription(subscription)
-            raise
+        self._caught_up = False
+        await self._sub.open(self, offset=self._from if known else None, first=self._first)
 
     async def _resubscribe(self) -> None:
         """After a lost connection: subscribe again on a new one, after what was received."""
         error = self._error
         self._error = None
         try:
-            self._client = await self._connect()
+            self._sub.client = await self._connect()
             await self._subscribe()
         except BaseException:
             if self._error is None:
@@ -193,7 +168,7 @@ class CursorReader(Generic[T]):
     def deliver(self, chunk: Chunk) -> None:
         if self._closed:
             return
-        self._chunks += 1
+        self._sub.arrived()
         self._caught_up = False
         created_at = datetime.fromtimestamp(chunk.timestamp_ms / 1000, UTC)
         offset = chunk.first_offset
@@ -214,7 +189,7 @@ class CursorReader(Generic[T]):
         if self._cursor is None and buffer and self._handed_high < 0:
             self._handed_high = buffer[0][0] - 1  # the run starts at the first one delivered
         if len(buffer) < self._max_buffer:
-            self._give(1)
+            self._sub.give(1)
         else:
             self._owed += 1
         self._wake.set()
@@ -237,16 +212,8 @@ class CursorReader(Generic[T]):
 
     def lost(self, error: AdapterError) -> None:
         self._error = error
-        self._subscription = None
+        self._sub.lost()
         self._wake.set()
-
-    def _give(self, credit: int) -> None:
-        subscription = self._subscription
-        if subscription is None or not self._client.alive:
-            return
-        with contextlib.suppress(AdapterError):
-            self._client.send(wire.credit_frame(subscription, credit))
-            self._given += credit
 
     # ------------------------------------------------------------------ handing out
 
@@ -268,23 +235,11 @@ class CursorReader(Generic[T]):
     async def _ask_end(self) -> bool:
         """Ask the node behind the credit given whether it had more to send (module
         docstring); whether it answered."""
-        subscription, given = self._subscription, self._given
         try:
-            await self._client.request(
-                functools.partial(
-                    wire.query_offset_frame, reference=self._reference, stream=self._cursors
-                ),
-                f"reaching the end of the stream for {self._what}",
-                allow=(Code.NO_OFFSET,),
-            )
+            sent_all = await self._sub.sent_all(self._reference, self._cursors)
         except AdapterError:
             return False  # a lost connection shows as ``_error``; else the next chunk wakes
-        if (
-            subscription is not None
-            and subscription == self._subscription
-            and given > self._chunks
-            and not self._buffer
-        ):
+        if sent_all and not self._buffer:
             self._caught_up = True
         return True
 
@@ -301,7 +256,7 @@ class CursorReader(Generic[T]):
         self._handed_high = out[-1][0]
         if self._owed and len(buffer) < self._max_buffer:
             owed, self._owed = self._owed, 0
-            self._give(owed)
+            self._sub.give(owed)
         return out
 
     def ack(self, offset: int) -> None:
@@ -327,10 +282,11 @@ class CursorReader(Generic[T]):
         cursor = self._cursor
         if cursor is None or (self._stored is not None and cursor <= self._stored):
             return
-        if not self._client.alive:
+        client = self._sub.client
+        if not client.alive:
             return  # the next reader starts after the cursor stored last: those come again
         with contextlib.suppress(AdapterError):
-            self._client.send(wire.store_offset_frame(self._reference, self._cursors, cursor))
+            client.send(wire.store_offset_frame(self._reference, self._cursors, cursor))
             self._stored = cursor
 
     async def close(self) -> None:
@@ -340,18 +296,7 @@ class CursorReader(Generic[T]):
         self._store()
         self._closed = True
         self._wake.set()
-        subscription, self._subscription = self._subscription, None
-        if subscription is None:
-            return
-        client = self._client
         try:
-            if client.alive:
-                with contextlib.suppress(AdapterError):
-                    await client.request(
-                        functools.partial(wire.unsubscribe_frame, subscription_id=subscription),
-                        f"closing {self._what}",
-                        allow=(Code.SUBSCRIPTION_ID_DOES_NOT_EXIST,),
-                    )
+            await self._sub.close()
         finally:
-            client.release_subscription(subscription)
             self._buffer.clear()

@@ -11,10 +11,7 @@ Where a tail starts. The first tail of a topic subscribes with the offset specif
 "next": the node delivers what is written after it took the subscription, so every
 event confirmed after ``tail()`` returned comes, and none confirmed before it opened. A
 later tail of the topic starts after what the subscription has received, once the node
-has sent it everything it had: the hub sends a request (a cursor query) behind the
-subscription's credit frames, and when the answer comes with fewer chunks received than
-credit given before it, the node had nothing more to send (it sends a subscription what
-it has, up to its credit, as it handles the subscribe or credit frame: ``_reading``).
+has sent it everything it had (``Subscribed.sent_all``).
 
 The subscription gives each chunk's credit back as it arrives (tails keep what they are
 given in memory, as every broker's tails do). A lost connection, or the topic's stream
@@ -26,8 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import logging
 import weakref
 from datetime import UTC, datetime
 
@@ -38,11 +33,10 @@ from . import _wire as wire
 from ._client import StreamClient
 from ._codec import decode
 from ._connection import RabbitConnection, Topic
-from ._wire import Chunk, Code
+from ._subscription import Subscribed
+from ._wire import Chunk
 
 __all__ = ["RabbitTail", "TailHub"]
-
-log = logging.getLogger("conveyor.adapters.rabbitmq")
 
 TAIL_BATCH = 500
 """The most events a tail hands out at once."""
@@ -81,54 +75,25 @@ class _Follow:
         self._hub = hub
         self.topic = topic
         self.stream = topic.stream  # the client ends the subscription if this is deleted
-        self._client = client
-        self._credit = client.options.credit
+        self._sub = Subscribed(client, topic.stream, f"the tails of {topic.name!r}")
         self.tails: weakref.WeakSet[RabbitTail] = weakref.WeakSet()
         self.users = 0
-        self._subscription: int | None = None
         self._next = 0  # the offset after the last one received (0: none yet)
-        self._given = 0  # credit given to the subscription
-        self._chunks = 0  # chunks it delivered
         self._failure: AdapterError | None = None
         self._stopped = False
 
     async def start(self) -> None:
         """Subscribe from the next chunk written (offset specification "next")."""
-        client = self._client
-        subscription = self._subscription = client.subscription_id(self)
-        self._given = self._credit
-        try:
-            await client.request(
-                functools.partial(
-                    wire.subscribe_frame,
-                    subscription_id=subscription,
-                    stream=self.stream,
-                    offset=None,
-                    first=False,
-                    credit=self._credit,
-                ),
-                f"subscribing a tail of {self.topic.name!r}",
-            )
-        except BaseException:
-            self._subscription = None
-            client.release_subscription(subscription)
-            raise
+        await self._sub.open(self, offset=None, first=False)
 
     async def end(self) -> int:
         """The offset after everything the node had for the subscription (module
         docstring): where a tail opened now starts."""
         while True:
             self._check()
-            given = self._given
-            await self._client.request(
-                functools.partial(
-                    wire.query_offset_frame, reference=_MARKER_REFERENCE, stream=self.stream
-                ),
-                f"opening a tail of {self.topic.name!r}",
-                allow=(Code.NO_OFFSET,),
-            )
+            sent_all = await self._sub.sent_all(_MARKER_REFERENCE, self.stream)
             self._check()
-            if given > self._chunks:
+            if sent_all:
                 return self._next
 
     def _check(self) -> None:
@@ -146,8 +111,8 @@ class _Follow:
     def deliver(self, chunk: Chunk) -> None:
         if self._stopped:
             return
-        self._chunks += 1
-        self._give(1)
+        self._sub.arrived()
+        self._sub.give(1)
         first = chunk.first_offset
         created_at = datetime.fromtimestamp(chunk.timestamp_ms / 1000, UTC)
         events = [
@@ -159,19 +124,11 @@ class _Follow:
             tail._offer(first, events)
 
     def lost(self, error: AdapterError) -> None:
-        self._subscription = None
+        self._sub.lost()
         self._failure = error
         self._hub._drop(self)
         for tail in list(self.tails):
             tail.fail(f"the tail of RabbitMQ topic {self.topic.name!r} failed", error)
-
-    def _give(self, credit: int) -> None:
-        subscription = self._subscription
-        if subscription is None or not self._client.alive:
-            return
-        with contextlib.suppress(AdapterError):
-            self._client.send(wire.credit_frame(subscription, credit))
-            self._given += credit
 
     # ------------------------------------------------------------------ leaving
 
@@ -188,20 +145,7 @@ class _Follow:
         if self._stopped:
             return
         self._stopped = True
-        subscription, self._subscription = self._subscription, None
-        if subscription is None:
-            return
-        client = self._client
-        try:
-            if client.alive:
-                with contextlib.suppress(AdapterError):
-                    await client.request(
-                        functools.partial(wire.unsubscribe_frame, subscription_id=subscription),
-                        f"closing the tails of {self.topic.name!r}",
-                        allow=(Code.SUBSCRIPTION_ID_DOES_NOT_EXIST,),
-                    )
-        finally:
-            client.release_subscription(subscription)
+        await self._sub.close()
 
 
 class TailHub:
