@@ -3,10 +3,13 @@ three-step workflow with ``parallel_count=3`` on a mixed deployment, records (an
 outbox) on PostgreSQL, events and roles on brokers, journaling what it does.
 
     python _broker_worker.py <records URL> <events URL> <roles URL> <journal schema> \
-        [<step seconds>]
+        [<step seconds> [serial]]
 
 opens ``conveyor.connect(records, events=events, roles=roles)``. Prints ``ready`` once
-running. Reads commands from stdin, one a line:
+running. Each step sleeps ``<step seconds>`` (0.005 by default); the steps of a batch run
+concurrently, as the engine runs them, unless ``serial`` is given: then the process runs
+one step at a time (each journaled once it has its turn). Reads commands from stdin, one
+a line:
 
 - ``go <n> <prefix>`` triggers ``n`` runs (foreign IDs ``<prefix>-<i>``) and prints
   ``triggered <n>``;
@@ -35,6 +38,7 @@ the write's own transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import itertools
 import os
@@ -116,13 +120,16 @@ class JournaledRoles:
 
 
 def build(
-    backend: conveyor.Backend, journal: Journal, work: float
+    backend: conveyor.Backend, journal: Journal, work: float, serial: bool
 ) -> Workflow[dict[str, Any], Status]:
+    turn: AbstractAsyncContextManager[Any] = asyncio.Lock() if serial else contextlib.nullcontext()
+
     def step(to: Status) -> Any:
         async def run_step(run: Run[dict[str, Any], Status]) -> Status:
-            attempt = f"{PID}.{next(_attempts)}"
-            await journal.step(run, attempt)  # started
-            await asyncio.sleep(work)  # some work: a kill can land in the middle of it
+            async with turn:
+                attempt = f"{PID}.{next(_attempts)}"
+                await journal.step(run, attempt)  # started
+                await asyncio.sleep(work)  # some work: a kill can land in the middle of it
             run.object[to.name.lower()] = PID
             run.object["attempt"] = attempt  # committed when a write carries it
             return to
@@ -213,12 +220,14 @@ def _dump_tasks() -> None:
     sys.stderr.flush()
 
 
-async def main(records: str, events: str, roles: str, journal_schema: str, work: float) -> None:
+async def main(
+    records: str, events: str, roles: str, journal_schema: str, work: float, serial: bool
+) -> None:
     loop = asyncio.get_running_loop()
     pool = await asyncpg.create_pool(records.split("?")[0], min_size=1, max_size=PARALLEL * 3)
     journal = Journal(pool, journal_schema)
     async with conveyor.connect(records, events=events, roles=roles) as backend:
-        wf = build(backend, journal, work)
+        wf = build(backend, journal, work, serial)
         async with wf:
             print("ready", flush=True)
             while True:
@@ -248,4 +257,5 @@ async def main(records: str, events: str, roles: str, journal_schema: str, work:
 if __name__ == "__main__":
     records, events, roles, journal = sys.argv[1:5]
     work = float(sys.argv[5]) if len(sys.argv) > 5 else 0.005
-    asyncio.run(main(records, events, roles, journal, work))
+    serial = sys.argv[6:7] == ["serial"]
+    asyncio.run(main(records, events, roles, journal, work, serial))
