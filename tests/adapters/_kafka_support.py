@@ -36,6 +36,8 @@ _DRIVER = find_spec("confluent_kafka") is not None
 __all__ = ["KafkaCluster", "MockCluster", "MockClusterAdmin", "kafka", "start_mock"]
 
 MOCK_SCRIPT = pathlib.Path(__file__).with_name("_kafka_mock.py")
+TOPIC_ALREADY_EXISTS = 36
+"""The Kafka error code the mock's topic creation returns for a topic that exists."""
 
 
 class MockCluster:
@@ -46,16 +48,46 @@ class MockCluster:
         self.bootstrap = bootstrap
         self._lock = threading.Lock()
 
-    def create(self, topic: str, partitions: int, replication: int = 1) -> None:
-        """Create ``topic`` (a no-op if it exists). Raises ``RuntimeError`` on failure."""
+    def create(self, topic: str, partitions: int, replication: int = 1) -> bool:
+        """Create ``topic``: ``True``, or ``False`` if it exists (left as it is). Raises
+        ``RuntimeError`` on another failure."""
+        try:
+            self._command(f"create {topic} {partitions} {replication}", f"create {topic!r}")
+        except RuntimeError as exc:
+            if str(exc).endswith(f"error {TOPIC_ALREADY_EXISTS}"):
+                return False
+            raise
+        return True
+
+    @property
+    def brokers(self) -> range:
+        """The brokers' ids (1 to ``BROKERS`` of ``_kafka_mock.py``, in the bootstrap's
+        order)."""
+        return range(1, len(self.bootstrap.split(",")) + 1)
+
+    @property
+    def ports(self) -> set[int]:
+        """The TCP ports the brokers listen on."""
+        return {int(server.rpartition(":")[2]) for server in self.bootstrap.split(",")}
+
+    def set_down(self, broker: int) -> None:
+        """Close every client connection to broker ``broker`` (1 to ``BROKERS``) and refuse
+        new ones until ``set_up``."""
+        self._command(f"down {broker}", f"take broker {broker} down")
+
+    def set_up(self, broker: int) -> None:
+        """Let clients connect to broker ``broker`` again."""
+        self._command(f"up {broker}", f"bring broker {broker} up")
+
+    def _command(self, line: str, what: str) -> None:
         assert self.process.stdin is not None
         assert self.process.stdout is not None
         with self._lock:
-            self.process.stdin.write(f"create {topic} {partitions} {replication}\n")
+            self.process.stdin.write(line + "\n")
             self.process.stdin.flush()
             answer = self.process.stdout.readline().strip()
         if answer != "ok":
-            raise RuntimeError(f"mock cluster could not create {topic!r}: {answer or 'gone'}")
+            raise RuntimeError(f"mock cluster could not {what}: {answer or 'gone'}")
 
     def stop(self) -> None:
         """Close its stdin (it exits) and wait for it."""
@@ -94,11 +126,15 @@ class MockClusterAdmin:
     def __init__(self, cluster: MockCluster) -> None:
         self._cluster = cluster
 
-    async def create_topics(self, topics: Sequence[TopicSpec]) -> None:
+    async def create_topics(self, topics: Sequence[TopicSpec]) -> list[str]:
         import asyncio
 
+        created = []
         for spec in topics:
-            await asyncio.to_thread(self._cluster.create, spec.name, spec.partitions, 1)
+            create = self._cluster.create
+            if await asyncio.to_thread(create, spec.name, spec.partitions, spec.replication):
+                created.append(spec.name)
+        return created
 
     async def close(self) -> None:
         return None

@@ -19,7 +19,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from ._errors import error_of, translate
 
-__all__ = ["KafkaTopicAdmin", "TopicAdmin", "TopicSpec"]
+__all__ = ["KafkaTopicAdmin", "TopicAdmin", "TopicSpec", "already_exists"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +36,9 @@ class TopicAdmin(Protocol):
     """Creates Kafka topics. ``KafkaTopicAdmin`` asks the cluster; pass another to create
     them some other way (a platform's API, a test cluster's own controls)."""
 
-    async def create_topics(self, topics: Sequence[TopicSpec]) -> None:
-        """Create each topic that does not exist; one that exists is left as it is.
+    async def create_topics(self, topics: Sequence[TopicSpec]) -> Sequence[str]:
+        """Create each topic that does not exist; one that exists is left as it is (with
+        its own partitions and replication). The names of the topics it created.
 
         Raises ``AdapterError`` (``AdapterUnavailable`` if the cluster does not answer).
         """
@@ -46,6 +47,12 @@ class TopicAdmin(Protocol):
     async def close(self) -> None:
         """Release what the admin holds. Idempotent."""
         ...
+
+
+def already_exists(exc: BaseException) -> bool:
+    """Whether a CreateTopics failure says the topic exists (``TOPIC_ALREADY_EXISTS``)."""
+    error = error_of(exc)
+    return error is not None and error.code() == KafkaError.TOPIC_ALREADY_EXISTS
 
 
 class KafkaTopicAdmin:
@@ -61,26 +68,30 @@ class KafkaTopicAdmin:
         self._client: AdminClient | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="conveyor-kafka-admin")
 
-    async def create_topics(self, topics: Sequence[TopicSpec]) -> None:
-        if topics:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._thread, self._create, list(topics))
+    async def create_topics(self, topics: Sequence[TopicSpec]) -> Sequence[str]:
+        if not topics:
+            return []
+        loop = asyncio.get_running_loop()
+        created: list[str] = await loop.run_in_executor(self._thread, self._create, list(topics))
+        return created
 
-    def _create(self, topics: list[TopicSpec]) -> None:
+    def _create(self, topics: list[TopicSpec]) -> list[str]:
         if self._client is None:
             self._client = AdminClient(self._config)
         new = [NewTopic(t.name, t.partitions, t.replication) for t in topics]
         futures = self._client.create_topics(new, request_timeout=self._timeout)
+        created: list[str] = []
         for name, future in futures.items():
             try:
                 future.result(timeout=self._timeout + 1)
             except KafkaException as exc:
-                error = error_of(exc)
-                if error is not None and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                if already_exists(exc):
                     continue
                 raise translate(exc, f"creating topic {name!r}") from exc
             except TimeoutError as exc:
                 raise translate(exc, f"creating topic {name!r}") from exc
+            created.append(name)
+        return [t.name for t in topics if t.name in created]
 
     async def close(self) -> None:
         self._client = None

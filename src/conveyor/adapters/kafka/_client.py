@@ -136,14 +136,16 @@ class KafkaClient:
         self._partitions[topic] = count
         return count
 
-    async def create(self, topics: Sequence[str]) -> None:
-        """Create ``topics`` (escaped names) with the configured partitions and replication."""
+    async def create(self, topics: Sequence[str]) -> list[str]:
+        """Create ``topics`` (escaped names) with the configured partitions and replication,
+        those that do not exist; the names of those created."""
         if self._admin is None:
             self._admin = KafkaTopicAdmin(self.bootstrap, timeout=self.options.request_timeout)
         opts = self.options
-        await self._admin.create_topics(
+        created = await self._admin.create_topics(
             [TopicSpec(t, opts.partitions, opts.replication) for t in topics]
         )
+        return list(created)
 
     def _lookup(self, topic: str) -> int:
         try:

@@ -88,9 +88,10 @@ class KafkaEventStreamer:
         """The Kafka topic of conveyor topic ``name``. Raises ``AdapterError`` (too long)."""
         return escape(name, self._client.options.prefix)
 
-    async def create_topics(self, names: Sequence[str]) -> None:
-        """Create the Kafka topics of conveyor topics ``names`` (those missing)."""
-        await self._client.create([self.topic(n) for n in names])
+    async def create_topics(self, names: Sequence[str]) -> list[str]:
+        """Create the Kafka topics of conveyor topics ``names``, those missing, with the
+        ``partitions`` and ``replication`` options; the Kafka names of those created."""
+        return await self._client.create([self.topic(n) for n in names])
 
     async def new_sender(self, topic: str) -> KafkaEventSender:
         self._check_open()
