@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import logging
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
 from .._builder import Builder
-from .._capabilities import PinsEventLocation
-from .._connect import event_location, migrate
+from .._capabilities import DefinitionRecord, KeepsDefinitions, PinsEventLocation
+from .._connect import Backend, event_location, migrate
+from .._event import delete_topic, run_state_change_topic, topic
 from .._migration import MigrationReport
 from .._urls import redact
 from .._workflow import Workflow
@@ -193,19 +196,79 @@ def migrate_command(url: str, move_events: bool) -> None:
     refused from then on). --move-events records them as given, whatever was recorded.
     """
     report = _run(migrate(url), url)
+    said: list[str] = []
     if move_events:
         where = _run(_move_events(url), url)
         console.print(f"events now go to {where}", markup=False, highlight=False, soft_wrap=True)
     elif _parts():
-        _run(_open_once(url), url)
+        said = _run(_open_once(url), url)
     # one line of plain text: a URL (an IPv6 host, a path) is not markup
     summary = migration_summary(report, redact(url))
-    console.print(summary, markup=False, highlight=False, soft_wrap=True)
+    for line in [summary, *said]:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-async def _open_once(url: str) -> None:
-    async with _existing(url):
-        pass
+async def _open_once(url: str) -> list[str]:
+    """Open the deployment once (which records where its events go); with events on
+    Kafka, create the topics of the workflows its store registered. What it did, in lines."""
+    async with _existing(url) as backend:
+        events = _parts().get("events", "")
+        if urlsplit(events).scheme == "kafka":
+            return await _create_kafka_topics(backend, redact(url))
+        return []
+
+
+async def _create_kafka_topics(backend: Backend, shown_url: str) -> list[str]:
+    """Create the Kafka topics of every workflow whose definition the store keeps (its
+    status topics, from the definition's graph, and its run-state-change and delete
+    topics), with the events URL's ``partitions`` and ``replication``; say what was
+    created and what was there."""
+    from ..adapters.kafka import KafkaEventStreamer
+
+    streamer = backend.streamer
+    if not isinstance(streamer, KafkaEventStreamer):  # pragma: no cover - connect's choice
+        return [f"no Kafka topics created: the events are on {type(streamer).__name__}"]
+    store = backend.record_store
+    if not isinstance(store, KeepsDefinitions):
+        return [
+            f"no Kafka topics created: {shown_url} keeps no workflow definitions "
+            "(create them with KafkaEventStreamer.create_topics, or create_topics=true)"
+        ]
+    definitions = await store.definitions()
+    if not definitions:
+        return [
+            f"no Kafka topics created: no workflow has registered its definition in "
+            f"{shown_url} yet (a workflow registers when it starts: run `conveyor migrate` "
+            "again then, or start it once with create_topics=true)"
+        ]
+    topics = [t for d in definitions for t in workflow_topics(d)]
+    created = set(await streamer.create_topics(topics))
+    kafka = {t: streamer.topic(t) for t in topics}
+    new = [kafka[t] for t in topics if kafka[t] in created]
+    there = [kafka[t] for t in topics if kafka[t] not in created]
+    options = streamer.options
+    lines = []
+    if new:
+        lines.append(
+            f"created {len(new)} Kafka topics ({options.partitions} partitions, replication "
+            f"{options.replication}): {', '.join(new)}"
+        )
+    if there:
+        lines.append(f"{len(there)} Kafka topics already exist: {', '.join(there)}")
+    return lines
+
+
+def workflow_topics(definition: DefinitionRecord) -> list[str]:
+    """The conveyor topics a workflow's events go to: one per status of its graph, its
+    run-state-change topic and its delete topic (from its registered definition)."""
+    document = json.loads(definition.document)
+    name = definition.workflow_name
+    statuses = sorted({int(n) for n in document["nodes"]})
+    return [
+        *(topic(name, status) for status in statuses),
+        run_state_change_topic(name),
+        delete_topic(name),
+    ]
 
 
 async def _move_events(url: str) -> str:
