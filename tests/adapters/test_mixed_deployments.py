@@ -19,6 +19,7 @@ import _nats_support
 import _rabbitmq_support
 import _redis_support
 import pytest
+from _kafka_support import KafkaCluster, kafka
 from _nats_support import nats_url
 from _pg_support import pg_url
 from _rabbitmq_support import rabbitmq_url
@@ -41,7 +42,7 @@ from conveyor.adapters.redis import (
 from conveyor.adapters.sqlite import SQLiteEventStreamer, SQLiteRecordStore, SQLiteRoleScheduler
 from conveyor.testing import run_until_idle
 
-__all__ = ["nats_url", "pg_url", "rabbitmq_url", "redis_url"]
+__all__ = ["kafka", "nats_url", "pg_url", "rabbitmq_url", "redis_url"]
 
 WAIT = 30.0
 
@@ -242,6 +243,46 @@ async def test_events_on_rabbitmq_with_roles_on_the_record_store(
             made = backend.streamer.connection.known_streams
     finally:
         await _rabbitmq_support.delete_streams(rabbitmq_url, made)
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize(
+    ("records", "roles"), [("sqlite", "the record store"), ("postgresql", "redis")]
+)
+async def test_events_on_kafka_with_roles_on_the_record_store_or_redis(
+    records: str, roles: str, tmp_path: Path, pg_url: str, redis_url: str, kafka: KafkaCluster
+) -> None:
+    # Given records in SQLite (roles too) or PostgreSQL (roles on Redis), events on Kafka
+    # under a prefix of this test's, the workflow's topics created first (on the mock
+    # cluster through its process: it has no CreateTopics; on a real one by the streamer)
+    from conveyor.adapters.kafka import KafkaEventStreamer, escape
+
+    name = f"on-kafka-{records}"
+    prefix = f"mx{uuid.uuid4().hex[:8]}-"
+    events = f"{kafka.url}?prefix={prefix}"
+    if kafka.mock is None:
+        events += "&create_topics=true"
+    else:
+        statuses = [f"{name}-{int(s)}" for s in Status if s]
+        for topic in [*statuses, f"{name}-run-state-change", f"{name}-delete"]:
+            kafka.mock.create(escape(topic, prefix), 3)
+    store = f"sqlite:///{tmp_path / 'r.db'}" if records == "sqlite" else _installation(pg_url)
+    parts = {"roles": f"{redis_url}?key_prefix={_redis_support.new_prefix()}"}
+    if roles == "the record store":
+        parts = {}
+    try:
+        async with conveyor.connect(store, events=events, **parts) as backend:
+            # Then the events are Kafka's, and runs go through the outbox to its topics
+            assert isinstance(backend.streamer, KafkaEventStreamer)
+            expected = RedisRoleScheduler if roles == "redis" else SQLiteRoleScheduler
+            assert isinstance(backend.role_scheduler, expected)
+            await _run_ten(backend, name)
+            assert await backend.record_store.list_outbox_events(name, 10) == []
+    finally:
+        if "roles" in parts:
+            client = open_client(parts["roles"])
+            await client.delete_prefix(client.options.keys.pattern)
+            await client.close()
 
 
 @pytest.mark.parametrize("records", ["sqlite", "postgresql"])

@@ -194,6 +194,8 @@ def migrate_command(url: str, move_events: bool) -> None:
     With --events (or --roles, --timeouts) it then opens the deployment once, which records
     where its events go if nothing is recorded yet (processes configured otherwise are
     refused from then on). --move-events records them as given, whatever was recorded.
+    With --events kafka://… it creates the Kafka topics of every workflow the store
+    registered (partitions and replication from the URL) and says which.
     """
     report = _run(migrate(url), url)
     said: list[str] = []
