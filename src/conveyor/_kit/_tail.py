@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from typing import Self
 
 from .._capabilities import TailBatch
 from .._errors import AdapterError
@@ -63,7 +64,7 @@ class QueuedTail:
         self._failure = (message, cause)
         self._signal.fire()
 
-    def __aiter__(self) -> QueuedTail:
+    def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> TailBatch:
