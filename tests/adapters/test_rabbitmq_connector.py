@@ -3,6 +3,7 @@ of AMQP 1.0 messages, and 1,000 outside messages read by three shards."""
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import functools
 from collections import Counter
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 import pytest
+from _mysql_processes import until
 from _rabbitmq_support import delete_streams, new_prefix, rabbitmq_url
 
 from conveyor import Builder, Run, Workflow, WorkflowInProgress
@@ -25,7 +27,7 @@ from conveyor.adapters.rabbitmq import (
 )
 from conveyor.adapters.rabbitmq import _wire as wire
 from conveyor.adaptertest import ConnectorMaker, ConnectorReportsPendingSuite, ConnectorSuite
-from conveyor.adaptertest._fixtures import WAIT_TIMEOUT, User
+from conveyor.adaptertest._fixtures import WAIT_TIMEOUT, User, within
 from conveyor.testing import require, run_until_idle
 
 __all__ = ["rabbitmq_url"]
@@ -38,12 +40,14 @@ async def seed(
 ) -> None:
     """A stream ``stream`` holding ``events`` as AMQP 1.0 messages, as an outside producer
     writes them (``message_event`` maps them back), ``per_publish`` a confirmed publish
-    (so a chunk at least each)."""
+    (so a chunk at least each); appended if the stream exists."""
     connection = RabbitConnection(url)
     try:
         client = await connection.client()
         await client.request(
-            functools.partial(wire.create_frame, stream=stream, arguments={}), "creating"
+            functools.partial(wire.create_frame, stream=stream, arguments={}),
+            "creating",
+            allow=(wire.Code.STREAM_ALREADY_EXISTS,),
         )
         messages = [
             encode_message(
@@ -168,6 +172,39 @@ async def test_a_missing_stream_fails_with_a_clear_error(rabbitmq_url: str) -> N
     try:
         with pytest.raises(AdapterError, match="STREAM_DOES_NOT_EXIST"):
             await connector.make("reader")
+    finally:
+        await connector.close()
+
+
+async def test_a_consumer_of_an_empty_stream_is_caught_up_once_a_recv_waits_and_not_after(
+    rabbitmq_url: str, outside: list[str]
+) -> None:
+    # Given a consumer of an outside stream that holds nothing yet
+    stream = f"{new_prefix('e')}-empty"
+    outside.append(stream)
+    await seed(rabbitmq_url, stream, [])
+    connector = RabbitConnector(rabbitmq_url, stream=stream)
+    try:
+        consumer = await connector.make("reader")
+        assert consumer.pending() == 1, "not known to be at the end before a recv looked"
+
+        # When a recv waits there, then the consumer reports that it is caught up
+        waiting = asyncio.ensure_future(consumer.recv())
+
+        async def caught_up() -> bool:
+            assert not waiting.done(), "recv returned from an empty stream"
+            return consumer.pending() == 0
+
+        await until("pending() to fall to 0", caught_up, WAIT_TIMEOUT)
+
+        # ... and once a message is written, it is pending until handed out
+        await seed(rabbitmq_url, stream, [ConnectorEvent(id="late", foreign_id="fid-late")])
+        (event,) = await within(waiting, WAIT_TIMEOUT, "the late message")
+        assert event.id == "late"
+        # (handed out and not acknowledged; not known to be at the end until a recv looks)
+        assert consumer.pending() == 2
+        await consumer.ack(event)
+        assert consumer.pending() == 1
     finally:
         await connector.close()
 
