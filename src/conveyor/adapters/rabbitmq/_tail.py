@@ -105,6 +105,11 @@ class _Follow:
     def add(self, tail: RabbitTail) -> None:
         self.users += 1
         self.tails.add(tail)
+        if self._failure is not None:  # lost while the tail was being opened
+            self._fail(tail, self._failure)
+
+    def _fail(self, tail: RabbitTail, error: AdapterError) -> None:
+        tail.fail(f"the tail of RabbitMQ topic {self.topic.name!r} failed", error)
 
     # ------------------------------------------------------------------ from the client
 
@@ -128,7 +133,7 @@ class _Follow:
         self._failure = error
         self._hub._drop(self)
         for tail in list(self.tails):
-            tail.fail(f"the tail of RabbitMQ topic {self.topic.name!r} failed", error)
+            self._fail(tail, error)
 
     # ------------------------------------------------------------------ leaving
 
