@@ -122,7 +122,7 @@ class StreamClient:
     def __init__(self, endpoint: Endpoint, options: RabbitOptions) -> None:
         self.endpoint = endpoint
         self.options = options
-        self.frame_max = _FRAME_MAX
+        self.frame_max: int = _FRAME_MAX
         self._protocol = _Wire(self)
         self._corr = 0
         self._waiting: dict[int, asyncio.Future[memoryview]] = {}

@@ -74,10 +74,10 @@ class _Follow:
     def __init__(self, hub: TailHub, topic: Topic, client: StreamClient) -> None:
         self._hub = hub
         self.topic = topic
-        self.stream = topic.stream  # the client ends the subscription if this is deleted
+        self.stream: str = topic.stream  # the client ends the subscription if this is deleted
         self._sub = Subscribed(client, topic.stream, f"the tails of {topic.name!r}")
         self.tails: weakref.WeakSet[RabbitTail] = weakref.WeakSet()
-        self.users = 0
+        self.users: int = 0
         self._next = 0  # the offset after the last one received (0: none yet)
         self._failure: AdapterError | None = None
         self._stopped = False
