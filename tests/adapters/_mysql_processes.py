@@ -32,6 +32,7 @@ __all__ = [
     "kill_connections",
     "roles_spread",
     "stop_all",
+    "tcp_sockets",
     "until",
     "worker_url",
 ]
@@ -178,9 +179,10 @@ async def roles_spread(db: Database, workers: int) -> bool:
     )
 
 
-def client_ports(pids: Iterable[int]) -> dict[int, int]:
-    """The local TCP ports of the sockets the processes ``pids`` have open: port -> pid
-    (Linux: the socket inodes of ``/proc/<pid>/fd`` in ``/proc/net/tcp``)."""
+def tcp_sockets(pids: Iterable[int]) -> list[tuple[int, int, bool, int]]:
+    """The TCP sockets the processes ``pids`` have open: (local port, remote port, whether
+    established, pid) each (Linux: the socket inodes of ``/proc/<pid>/fd`` in
+    ``/proc/net/tcp``)."""
     inodes: dict[str, int] = {}
     for pid in pids:
         fds = Path(f"/proc/{pid}/fd")
@@ -191,15 +193,23 @@ def client_ports(pids: Iterable[int]) -> dict[int, int]:
                 continue
             if target.startswith("socket:["):
                 inodes[target[8:-1]] = pid
-    ports: dict[int, int] = {}
+    found: list[tuple[int, int, bool, int]] = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as lines:
             next(lines)
             for line in lines:
                 fields = line.split()
-                if fields[9] in inodes:
-                    ports[int(fields[1].rsplit(":", 1)[1], 16)] = inodes[fields[9]]
-    return ports
+                local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+                if inode in inodes:
+                    port = int(local.rsplit(":", 1)[1], 16)
+                    peer = int(remote.rsplit(":", 1)[1], 16)
+                    found.append((port, peer, state == "01", inodes[inode]))
+    return found
+
+
+def client_ports(pids: Iterable[int]) -> dict[int, int]:
+    """The local TCP ports of the sockets the processes ``pids`` have open: port -> pid."""
+    return {port: pid for port, _, _, pid in tcp_sockets(pids)}
 
 
 async def connections_of(url: str, pids: Iterable[int]) -> Counter[int | None]:

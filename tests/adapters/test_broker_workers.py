@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -47,7 +46,7 @@ from typing import Any
 
 import pytest
 from _kafka_support import kafka
-from _mysql_processes import client_ports, until
+from _mysql_processes import client_ports, tcp_sockets, until
 from _nats_support import delete_prefix, nats_url
 from _pg_support import migrated, open_database, pg_url
 from _rabbitmq_support import delete_streams, rabbitmq_url
@@ -545,28 +544,8 @@ async def _drop_kafka_connections(cluster: Any, pid: int) -> float:
 
 
 def _kafka_connections(pid: int, ports: set[int]) -> set[int]:
-    """The local ports of process ``pid``'s established TCP connections to ``ports``
-    (Linux: its socket inodes in ``/proc/net/tcp``)."""
-    inodes = set()
-    fds = Path(f"/proc/{pid}/fd")
-    for fd in fds.iterdir() if fds.exists() else ():
-        try:
-            target = os.readlink(fd)
-        except OSError:  # closed meanwhile
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as lines:
-            next(lines)
-            for line in lines:
-                fields = line.split()
-                local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
-                established = state == "01"
-                if established and inode in inodes and int(remote[-4:], 16) in ports:
-                    found.add(int(local[-4:], 16))
-    return found
+    """The local ports of process ``pid``'s established TCP connections to ``ports``."""
+    return {port for port, peer, up, _ in tcp_sockets([pid]) if up and peer in ports}
 
 
 def _rabbitmq_streams(prefix: str) -> list[str]:
