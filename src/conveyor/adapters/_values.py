@@ -9,8 +9,10 @@ option's type (a ``str`` for a number is refused, as is a ``bool``). Numbers are
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 from .._errors import AdapterError
 
@@ -23,6 +25,8 @@ __all__ = [
     "numbers",
     "parse",
     "parse_or_none",
+    "prefix",
+    "query_options",
     "show",
     "text",
 ]
@@ -149,3 +153,35 @@ def parse_or_none(name: str, raw: str, kind: Kind) -> float | int | bool | str |
     if raw.strip().lower() in ("", "none"):
         return None
     return parse(name, raw, kind)
+
+
+def query_options(
+    query: str,
+    options: Mapping[str, Any],
+    *,
+    fields: Collection[str],
+    kinds: Mapping[str, Kind],
+    scheme: str,
+    shown_url: str,
+) -> dict[str, Any]:
+    """The options of a URL's query string (parsed by their ``kinds``, a number by default)
+    and the keyword ``options`` over them. An unknown keyword option raises ``TypeError``,
+    an unknown URL option ``AdapterError`` naming ``shown_url`` (already redacted)."""
+    unknown = set(options) - set(fields)
+    if unknown:
+        raise TypeError(f"unknown {scheme} options: {', '.join(sorted(unknown))}")
+    from_url: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in fields:
+            raise AdapterError(f"unknown {scheme} URL option {key!r}: {shown_url}")
+        from_url[key] = parse(key, value, kinds.get(key, "number"))
+    return {**from_url, **options}
+
+
+def prefix(value: object, *, max_bytes: int, pattern: re.Pattern[str], allowed: str) -> str:
+    """The ``prefix`` option: non-empty text of at most ``max_bytes`` matching ``pattern``
+    (``allowed`` says what it may hold, for the message)."""
+    checked = text("prefix", value, max_bytes=max_bytes, empty=False)
+    if not pattern.match(checked):
+        raise AdapterError(f"option prefix={checked!r} may hold only {allowed}")
+    return checked

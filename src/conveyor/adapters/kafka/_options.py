@@ -11,11 +11,11 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from ..._errors import AdapterError
 from ..._urls import redact
-from .._values import Kind, boolean, integer, numbers, parse, text
+from .._values import Kind, boolean, integer, numbers, query_options, text
 
 __all__ = ["SCHEME", "KafkaOptions", "split_url"]
 
@@ -106,12 +106,7 @@ def split_url(url: str, options: dict[str, Any]) -> tuple[str, KafkaOptions]:
         raise AdapterError(
             f"a Kafka URL names its bootstrap servers (kafka://host:9092,...): {redact(url)}"
         )
-    unknown = set(options) - _FIELDS
-    if unknown:
-        raise TypeError(f"unknown kafka:// options: {', '.join(sorted(unknown))}")
-    from_url: dict[str, object] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key not in _FIELDS:
-            raise AdapterError(f"unknown kafka:// URL option {key!r}: {redact(url)}")
-        from_url[key] = parse(key, value, _KINDS.get(key, "number"))
-    return ",".join(servers), KafkaOptions(**{**from_url, **options})
+    given = query_options(
+        parts.query, options, fields=_FIELDS, kinds=_KINDS, scheme="kafka://", shown_url=redact(url)
+    )
+    return ",".join(servers), KafkaOptions(**given)

@@ -11,11 +11,11 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ..._errors import AdapterError
 from ..._urls import redact
-from .._values import Kind, at_most, integer, numbers, parse, show, text
+from .._values import Kind, at_most, integer, numbers, prefix, query_options, show, text
 
 __all__ = ["MAX_PREFIX_CHARS", "SCHEMES", "NatsOptions", "split_url"]
 
@@ -90,16 +90,12 @@ _ABOVE = {
     "role_renew": 0.0,
 }
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]+$")
+_ALLOWED = "ASCII letters, digits, underscores and hyphens"
 
 
 def _check(options: NatsOptions) -> None:
     """Raise ``AdapterError`` for the first option of the wrong type or out of range."""
-    text("prefix", options.prefix, max_bytes=MAX_PREFIX_CHARS, empty=False)
-    if not _PREFIX.match(options.prefix):
-        raise AdapterError(
-            f"option prefix={options.prefix!r} may hold only ASCII letters, digits, "
-            "underscores and hyphens"
-        )
+    prefix(options.prefix, max_bytes=MAX_PREFIX_CHARS, pattern=_PREFIX, allowed=_ALLOWED)
     text("storage", options.storage)
     if options.storage not in ("file", "memory"):
         raise AdapterError(f"option storage={options.storage!r} must be 'file' or 'memory'")
@@ -132,14 +128,9 @@ def split_url(url: str, options: dict[str, Any]) -> tuple[str, NatsOptions]:
         raise AdapterError(f"not a NATS URL (nats:// or tls://): {redact(url)}")
     if not parts.hostname:
         raise AdapterError(f"a NATS URL names a server (nats://host:4222): {redact(url)}")
-    unknown = set(options) - set(_FIELDS)
-    if unknown:
-        raise TypeError(f"unknown nats:// options: {', '.join(sorted(unknown))}")
-    from_url: dict[str, object] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key not in _FIELDS:
-            raise AdapterError(f"unknown nats:// URL option {key!r}: {redact(url)}")
-        from_url[key] = parse(key, value, _KINDS.get(key, "number"))
-    settings = NatsOptions(**{**from_url, **options})
+    given = query_options(
+        parts.query, options, fields=_FIELDS, kinds=_KINDS, scheme="nats://", shown_url=redact(url)
+    )
+    settings = NatsOptions(**given)
     server = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
     return server, settings

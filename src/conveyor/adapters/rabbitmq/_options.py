@@ -13,11 +13,11 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..._errors import AdapterError
 from ..._urls import redact
-from .._values import Kind, integer, numbers, parse, text
+from .._values import Kind, integer, numbers, prefix, query_options
 
 __all__ = ["DEFAULT_PORT", "MAX_PREFIX_CHARS", "SCHEMES", "Endpoint", "RabbitOptions", "split_url"]
 
@@ -91,16 +91,12 @@ _KINDS: dict[str, Kind] = {
 _AT_LEAST = {"max_age": 0.0}
 _ABOVE = {"connect_timeout": 0.0, "request_timeout": 0.0}
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]+$")
+_ALLOWED = "ASCII letters, digits, underscores and hyphens"
 
 
 def _check(options: RabbitOptions) -> None:
     """Raise ``AdapterError`` for the first option of the wrong type or out of range."""
-    text("prefix", options.prefix, max_bytes=MAX_PREFIX_CHARS, empty=False)
-    if not _PREFIX.match(options.prefix):
-        raise AdapterError(
-            f"option prefix={options.prefix!r} may hold only ASCII letters, digits, "
-            "underscores and hyphens"
-        )
+    prefix(options.prefix, max_bytes=MAX_PREFIX_CHARS, pattern=_PREFIX, allowed=_ALLOWED)
     integer("max_length_bytes", options.max_length_bytes, at_least=0)
     integer("max_segment_size_bytes", options.max_segment_size_bytes, at_least=0)
     integer("credit", options.credit, at_least=1)
@@ -130,15 +126,15 @@ def split_url(url: str, options: dict[str, Any]) -> tuple[Endpoint, RabbitOption
         raise AdapterError(
             f"a RabbitMQ stream URL names a node (rabbitmq-stream://host:5552): {redact(url)}"
         )
-    unknown = set(options) - set(_FIELDS)
-    if unknown:
-        raise TypeError(f"unknown rabbitmq-stream:// options: {', '.join(sorted(unknown))}")
-    from_url: dict[str, object] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key not in _FIELDS:
-            raise AdapterError(f"unknown rabbitmq-stream:// URL option {key!r}: {redact(url)}")
-        from_url[key] = parse(key, value, _KINDS.get(key, "number"))
-    settings = RabbitOptions(**{**from_url, **options})
+    given = query_options(
+        parts.query,
+        options,
+        fields=_FIELDS,
+        kinds=_KINDS,
+        scheme="rabbitmq-stream://",
+        shown_url=redact(url),
+    )
+    settings = RabbitOptions(**given)
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     endpoint = Endpoint(
         host=parts.hostname,
