@@ -10,9 +10,11 @@ stream, created (``XGROUP CREATE ... MKSTREAM``) at ``new_receiver``: from ``0``
 new name reads every retained event from the start, or, with ``stream_from_latest``, from
 ``$``, the stream's end at that moment; an existing group keeps its position. Within the
 group a receiver reads as the consumer named after its streamer (one per process), with
-``XREADGROUP ... BLOCK`` (on a connection of its own; a cancelled read abandons it, and
-what it may have received is read again from the consumer's pending entries, so a
-cancelled ``recv`` loses nothing), and acknowledges events with ``XACK``, sent in the
+``XREADGROUP``: after a read that found entries, without ``BLOCK`` on the client's
+pipelined connection (with the commands in flight); else with ``BLOCK`` on a connection of
+its own (a cancelled read abandons it). What a cancelled or failed read may have received
+is read again from the consumer's pending entries, so a cancelled ``recv`` loses nothing.
+It acknowledges events with ``XACK``, sent in the
 background: the IDs acknowledged while one is in flight go together in the next, and
 ``close`` sends what is left. So a
 receiver opened again under the same name in the same process first reads the consumer's
