@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import resource
 import statistics
@@ -156,13 +157,12 @@ async def conveyor_client(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def rstream_client(args: argparse.Namespace) -> dict[str, Any]:
-    from rstream import (
-        ConfirmationStatus,
-        Consumer,
-        ConsumerOffsetSpecification,
-        MessageContext,
-        OffsetType,
-        Producer,
+    # not a dependency of conveyor (so mypy of a checkout without it must not need it)
+    rstream: Any = importlib.import_module("rstream")
+    Consumer, Producer = rstream.Consumer, rstream.Producer
+    ConsumerOffsetSpecification, OffsetType = (
+        rstream.ConsumerOffsetSpecification,
+        rstream.OffsetType,
     )
 
     base = f"rs{uuid.uuid4().hex[:8]}"
@@ -193,7 +193,7 @@ async def rstream_client(args: argparse.Namespace) -> dict[str, Any]:
             done: asyncio.Future[None] = loop.create_future()
             left = 64
 
-            def confirm(status: ConfirmationStatus) -> None:
+            def confirm(status: Any) -> None:
                 nonlocal left
                 if not status.is_confirmed and not done.done():
                     done.set_exception(RuntimeError(f"refused: {status.response_code}"))
@@ -213,7 +213,7 @@ async def rstream_client(args: argparse.Namespace) -> dict[str, Any]:
             finished: asyncio.Future[None] = loop.create_future()
             got = 0
 
-            async def on_message(message: Any, context: MessageContext) -> None:
+            async def on_message(message: Any, context: Any) -> None:
                 nonlocal got
                 got += 1
                 if got % 64 == 0 or got == total:
@@ -233,7 +233,7 @@ async def rstream_client(args: argparse.Namespace) -> dict[str, Any]:
 
         arrived: asyncio.Queue[float] = asyncio.Queue()
 
-        async def on_latency(message: Any, context: MessageContext) -> None:
+        async def on_latency(message: Any, context: Any) -> None:
             arrived.put_nowait(time.perf_counter())
 
         await consumer.subscribe(
