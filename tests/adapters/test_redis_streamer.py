@@ -187,6 +187,45 @@ async def test_events_delivered_to_a_cancelled_read_go_to_another_process_at_onc
     await first_streamer.close()
 
 
+async def test_events_an_unblocked_read_lost_are_handed_out_by_the_next_read(
+    client: RedisClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a receiver whose last read found an event, so that its next read goes without
+    # BLOCK on the client's pipelined connection
+    topic, name = new_name("unblocked"), new_name("reader")
+    streamer = RedisEventStreamer(client)
+    sender = await streamer.new_sender(topic)
+    receiver = await streamer.new_receiver(topic, name)
+    await sender.send("0", 1, {})
+    async with asyncio.timeout(5):
+        (first,) = await receiver.recv(10)
+    await receiver.ack(first)
+    await sender.send_many([OutgoingEvent(str(i), 1, {}) for i in (1, 2)])
+
+    # When the server delivers two events to that read and its reply is lost
+    command = client.command
+    lost: list[Any] = []
+
+    async def losing(what: str, *args: object) -> Any:
+        reply = await command(what, *args)
+        if args[0] == "XREADGROUP" and "BLOCK" not in args and args[-1] == ">" and not lost:
+            lost.append(reply)
+            raise AdapterUnavailable("reply lost (test)")
+        return reply
+
+    monkeypatch.setattr(client, "command", losing)
+    with pytest.raises(AdapterUnavailable):
+        await receiver.recv(10)
+    assert len(lost) == 1
+    assert lost[0], "the server delivered nothing to the read"
+
+    # Then the next read hands both out (from the consumer's pending entries)
+    async with asyncio.timeout(5):
+        got = await receiver.recv(10)
+    assert sorted(e.foreign_id for e in got) == ["1", "2"]
+    await streamer.close()
+
+
 # ---------------------------------------------------------------- acknowledgements
 
 
