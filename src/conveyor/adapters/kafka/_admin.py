@@ -19,7 +19,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from ._errors import error_of, translate
 
-__all__ = ["KafkaTopicAdmin", "TopicAdmin", "TopicSpec", "already_exists"]
+__all__ = ["KafkaTopicAdmin", "TopicAdmin", "TopicSpec"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,7 @@ class TopicAdmin(Protocol):
         ...
 
 
-def already_exists(exc: BaseException) -> bool:
+def _already_exists(exc: BaseException) -> bool:
     """Whether a CreateTopics failure says the topic exists (``TOPIC_ALREADY_EXISTS``)."""
     error = error_of(exc)
     return error is not None and error.code() == KafkaError.TOPIC_ALREADY_EXISTS
@@ -85,7 +85,7 @@ class KafkaTopicAdmin:
             try:
                 future.result(timeout=self._timeout + 1)
             except KafkaException as exc:
-                if already_exists(exc):
+                if _already_exists(exc):
                     continue
                 raise translate(exc, f"creating topic {name!r}") from exc
             except TimeoutError as exc:
