@@ -133,6 +133,9 @@ async def throughput(
         for event in events:
             if event.foreign_id in ids and event.headers.get(Header.RUN_STATE) == completed:
                 finished.add(event.foreign_id)
+            # acknowledged as a consumer would: a broker stops delivering to a receiver
+            # with too many unacknowledged (NATS's max_ack_pending, 10,000 by default)
+            await done.ack(event)
     elapsed = time.perf_counter() - start
     await done.close()
     # Every run must have finished at the expected version (trigger + 3 steps).

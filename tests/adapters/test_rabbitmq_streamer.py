@@ -136,9 +136,11 @@ async def test_a_wrong_password_is_refused_without_showing_it(rabbitmq_url: str)
 
 
 async def _drop(streamer: RabbitEventStreamer) -> None:
-    """Cut the streamer's connections from this side, as a network failure would."""
-    for publishing in (False, True):
-        client = await streamer.connection.client(publishing=publishing)
+    """Cut every connection of the streamer (publishing, main and each receiver's own)
+    from this side, as a network failure would."""
+    await streamer.connection.client()
+    await streamer.connection.client(publishing=True)
+    for client in list(streamer.connection._clients.values()):
         transport = client._protocol.transport
         assert transport is not None
         transport.abort()
@@ -234,6 +236,31 @@ async def test_a_process_that_dies_leaves_its_unacknowledged_events_to_the_next_
         again += await within(successor.recv(3), WAIT_TIMEOUT, "the events again")
     assert [e.foreign_id for e in again] == ["1", "2"]
     await other.close()
+
+
+async def test_each_receiver_reads_on_a_connection_of_its_own_closed_with_it(
+    rabbit_streamer: RabbitEventStreamer,
+) -> None:
+    # Given two receivers of one streamer, of one topic and of another
+    topic = new_name("test")
+    first = await rabbit_streamer.new_receiver(topic, new_name("reader"))
+    second = await rabbit_streamer.new_receiver(new_name("test"), new_name("reader"))
+    main = await rabbit_streamer.connection.client()
+    clients = [first._reader._sub.client, second._reader._sub.client]
+
+    # Then each has a connection of its own (the node delivers late to a connection
+    # holding several subscriptions), not the streamer's main one
+    assert clients[0] is not clients[1]
+    assert main not in clients
+    assert all(c.alive for c in clients)
+
+    # And closing a receiver closes its connection, and only its own
+    await first.close()
+    assert not clients[0].alive
+    assert clients[1].alive
+    await second.close()
+    assert not clients[1].alive
+    assert main.alive
 
 
 async def test_closing_the_streamer_leaves_no_task_behind(rabbitmq_url: str) -> None:

@@ -1,11 +1,19 @@
 """``RabbitConnection``: the stream-protocol connections the RabbitMQ adapters share.
 
-It opens two ``StreamClient`` connections at first use, one for publishing and one for
-reading (subscriptions and their offsets), and a new one when asked after one was lost
-(what was subscribed on the lost one failed with ``AdapterUnavailable``, and the engine
-opens its receivers again). Two, because the node sends a connection's publish confirms
-after the chunks it delivers to that connection's subscriptions: on one shared connection
-a confirm took about 3.7 ms instead of 0.3 ms (``benchmarks/rabbitmq_streams.py``).
+Connections, each opened at first use and again when asked after it was lost (what was
+subscribed on a lost one failed with ``AdapterUnavailable``, and the engine opens its
+receivers again):
+
+- one for publishing: the node sends a connection's publish confirms after the chunks it
+  delivers to that connection's subscriptions, so on a connection shared with readers a
+  confirm took about 3.7 ms instead of 0.3 ms (``benchmarks/rabbitmq_streams.py``);
+- one for the rest (making and deleting streams, the tails' subscriptions);
+- one per *lane* (``new_lane``): each receiver and connector consumer reads on a
+  connection of its own. The node delivers a new chunk to the subscriptions of one
+  connection late when that connection holds several: with an engine's six receivers on
+  one connection a chunk came 2.2-6.4 ms after its confirm, on their own connections
+  0.1-0.2 ms after it, and one run through three steps took 24 ms instead of 8 ms
+  (``docs/backends/rabbitmq.md``).
 
 It makes each topic's streams once (``ensure``): the events stream ``<prefix>.<topic>``
 and the cursor stream ``<prefix>~.<topic>`` that keeps the receivers' offsets (``_names``,
@@ -48,8 +56,9 @@ class RabbitConnection:
 
     def __init__(self, url: str, **options: Any) -> None:
         self._endpoint, self._options = split_url(url, options)
-        self._clients: dict[bool, StreamClient] = {}  # publishing? -> its client
-        self._opening: asyncio.Lock | None = None
+        self._clients: dict[object, StreamClient] = {}  # "publish", "main" or a lane
+        self._opening: dict[object, asyncio.Lock] = {}
+        self._lanes = 0
         self._topics: dict[str, Topic] = {}
         self._closed = False
 
@@ -67,26 +76,41 @@ class RabbitConnection:
         """Every stream this connection made or found for a topic (events and cursors)."""
         return [name for t in self._topics.values() for name in (t.stream, t.cursors)]
 
-    async def client(self, *, publishing: bool = False) -> StreamClient:
-        """The live client for reading (or ``publishing``), opened (again) if there is
-        none. Raises ``AdapterError`` once closed, ``AdapterUnavailable`` if the node does
-        not answer."""
+    async def client(self, *, publishing: bool = False, lane: int | None = None) -> StreamClient:
+        """The live client for publishing, for ``lane`` (``new_lane``), or else the main
+        one, opened (again) if there is none. Raises ``AdapterError`` once closed,
+        ``AdapterUnavailable`` if the node does not answer."""
         if self._closed:
             raise AdapterError("the RabbitMQ connection is closed")
-        client = self._clients.get(publishing)
+        key: object = "publish" if publishing else ("main" if lane is None else lane)
+        client = self._clients.get(key)
         if client is not None and client.alive:
             return client
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            client = self._clients.get(publishing)
+        lock = self._opening.get(key)
+        if lock is None:
+            lock = self._opening[key] = asyncio.Lock()
+        async with lock:
+            client = self._clients.get(key)
             if client is None or not client.alive:
                 client = await StreamClient.open(self._endpoint, self._options)
-                if self._closed:
+                if self._closed or self._opening.get(key) is not lock:  # closed, released
                     await client.close()
                     raise AdapterError("the RabbitMQ connection is closed")
-                self._clients[publishing] = client
+                self._clients[key] = client
             return client
+
+    def new_lane(self) -> int:
+        """A key for a connection of its own (``client(lane=...)``), for one reader;
+        ``release`` it when the reader is done."""
+        self._lanes += 1
+        return self._lanes
+
+    async def release(self, lane: int) -> None:
+        """Close ``lane``'s connection (if it is open). Idempotent."""
+        self._opening.pop(lane, None)
+        client = self._clients.pop(lane, None)
+        if client is not None:
+            await client.close()
 
     def topic(self, topic: str) -> Topic:
         """The stream names of ``topic`` (checked, not made)."""

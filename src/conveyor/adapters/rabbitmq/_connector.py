@@ -28,6 +28,7 @@ text, as ``foreign_id``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -134,7 +135,9 @@ class RabbitConnector:
         if self._closed:
             raise AdapterError("the RabbitMQ connector is closed")
         ref = reference(name)
-        client = await self._conn.client()
+        conn = self._conn
+        lane = conn.new_lane()
+        client = await conn.client(lane=lane)
         mapper = self._mapper
 
         def decode(offset: int, data: bytes | None, stored_at: datetime) -> ConnectorEvent:
@@ -142,7 +145,8 @@ class RabbitConnector:
 
         reader = CursorReader(
             client,
-            connect=self._conn.client,
+            connect=functools.partial(conn.client, lane=lane),
+            release=functools.partial(conn.release, lane),
             stream=self.stream,
             cursors=self.stream,
             reference=ref,

@@ -79,8 +79,12 @@ class CursorReader(Generic[T]):
         what: str,
         identity: Callable[[T], str | None] | None = None,
         find_end: bool = False,
+        release: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``connect`` gives the reader a live client again after one was lost; ``release``
+        (if given) is awaited once the reader has closed, to close its connection."""
         self.stream = stream
+        self._release = release
         self._sub = Subscribed(client, stream, what)
         self._connect = connect
         self._first = True
@@ -300,3 +304,5 @@ class CursorReader(Generic[T]):
             await self._sub.close()
         finally:
             self._buffer.clear()
+            if self._release is not None:
+                await self._release()

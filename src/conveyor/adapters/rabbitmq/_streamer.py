@@ -43,6 +43,7 @@ outbox relay, sends again; the engine's version rule makes a copy harmless).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -113,11 +114,14 @@ class RabbitEventStreamer:
         self._check_open()
         ref = reference(name)
         where = await self._conn.ensure(topic)
-        client = await self._conn.client()
+        conn = self._conn
+        lane = conn.new_lane()
+        client = await conn.client(lane=lane)
         receiver = RabbitEventReceiver(self, where, name)
         reader = receiver._reader = CursorReader(
             client,
-            connect=self._conn.client,
+            connect=functools.partial(conn.client, lane=lane),
+            release=functools.partial(conn.release, lane),
             stream=where.stream,
             cursors=where.cursors,
             reference=ref,
