@@ -10,15 +10,17 @@ Starts a librdkafka mock cluster (``tests/adapters/_kafka_mock.py``: three broke
 loopback, **no disk and no replication**, so the figure is the client path's cost, not a
 real cluster's), creates ``throughput.py``'s topics on it (3 partitions each) under a fresh
 prefix per measurement, and runs ``throughput.py`` with records on PostgreSQL (a fresh
-schema each) for ``pg-kafka`` (events on the mock cluster) and ``pg-outbox`` (events in
-PostgreSQL too), 1 and 2 worker processes, interleaved. Prints the figures of each and
-the ratio of pg-kafka to pg-outbox. ``--clients`` callers trigger the runs (16, as
-``benchmarks/brokers.py``, whose figures the README's broker table shows).
+schema each, dropped after it) for ``pg-kafka`` (events on the mock cluster) and
+``pg-outbox`` (events in PostgreSQL too), 1 and 2 worker processes, interleaved. Prints
+the figures of each and the ratio of pg-kafka to pg-outbox. ``--clients`` callers trigger
+the runs (16, as ``benchmarks/brokers.py``, whose figures the README's broker table
+shows).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import subprocess
@@ -29,6 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path[:0] = [str(HERE.parent / "tests" / "adapters"), str(HERE.parent / "tests")]
 
+import asyncpg  # noqa: E402
 from _kafka_support import MockCluster, start_mock  # noqa: E402
 
 from conveyor.adapters.kafka import escape  # noqa: E402
@@ -47,6 +50,14 @@ def measure(
     out = subprocess.run(command, check=True, capture_output=True, text=True, timeout=900)
     figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return figures
+
+
+async def _drop_schema(pg: str, schema: str) -> None:
+    conn = await asyncpg.connect(pg)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
 
 
 def kafka_events(mock: MockCluster, options: str) -> str:
@@ -81,7 +92,10 @@ def main() -> None:
                         store += "&publish_events=false"
                     events = kafka_events(mock, args.kafka_options) if setup == "pg-kafka" else None
                     key = f"{setup}-w{workers}"
-                    results.setdefault(key, []).append(measure(args, store, events, workers))
+                    try:
+                        results.setdefault(key, []).append(measure(args, store, events, workers))
+                    finally:  # the runs it left stay out of the next measurements' way
+                        asyncio.run(_drop_schema(args.pg, schema))
     finally:
         mock.stop()
     report: dict[str, object] = {}

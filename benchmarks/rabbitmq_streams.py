@@ -69,10 +69,10 @@ async def stream_protocol(url: str, messages: int, publishers: int, shared: bool
     prefix = f"rb{uuid.uuid4().hex[:8]}"
     connection = RabbitConnection(f"{url}{'&' if '?' in url else '?'}prefix={prefix}")
     streamer = RabbitEventStreamer(connection)
-    if shared:  # publishing and reading on one connection: the reading client for both
+    if shared:  # publishing and reading on one connection: the main client for all
         reading = connection.client
 
-        async def same(*, publishing: bool = False) -> Any:
+        async def same(*, publishing: bool = False, lane: int | None = None) -> Any:
             return await reading()
 
         connection.client = same  # type: ignore[method-assign]

@@ -8,7 +8,7 @@
 Throughput: ``--runs`` runs are triggered by ``--clients`` concurrent callers (each
 triggers its share one after another, as a service's request handlers would) and the
 clock stops when the last one has completed (counted from the run-state-change topic, as
-``wait`` would see it); every run is then checked to have finished at its expected
+``wait`` would see it, while the runs go); every run is then checked to have finished at its expected
 version. Latency: runs one at a time, trigger to ``wait(...)`` returning at the terminal
 status.
 
@@ -48,7 +48,7 @@ from prometheus_client import REGISTRY
 
 import conveyor
 from conveyor import AdapterError, Backend, Builder, Run, RunState, Workflow, WorkflowInProgress
-from conveyor.abc import Header, run_state_change_topic
+from conveyor.abc import EventReceiver, Header, run_state_change_topic
 
 PARTS: dict[str, str] = {}
 """The parts given as --events, --roles, --timeouts (the same in every process)."""
@@ -107,6 +107,50 @@ async def worker(url: str) -> None:
             await loop.run_in_executor(None, sys.stdin.read)
 
 
+class Completions:
+    """Which triggered runs (``triggered``) have completed, from the run-state-change
+    events as they come (``read``); ``all_done`` is set once ``runs`` of them have."""
+
+    def __init__(self, runs: int) -> None:
+        self.runs = runs
+        self.ids: set[str] = set()  # run IDs triggered
+        self._seen: set[str] = set()  # run IDs whose completion came (a copy counts once)
+        self._counted = 0  # run IDs in both
+        self.all_done = asyncio.Event()
+
+    def triggered(self, run_id: str) -> None:
+        self.ids.add(run_id)
+        if run_id in self._seen:  # completed before its trigger returned here
+            self._count()
+
+    def completed(self, run_id: str) -> None:
+        if run_id not in self._seen:
+            self._seen.add(run_id)
+            if run_id in self.ids:
+                self._count()
+
+    def _count(self) -> None:
+        self._counted += 1
+        if self._counted == self.runs:
+            self.all_done.set()
+
+    async def read(self, receiver: EventReceiver) -> None:
+        """Count the completions ``receiver`` hands out, until cancelled."""
+        completed = str(int(RunState.COMPLETED))
+        while True:
+            try:
+                events = await receiver.recv(1024)
+            except AdapterError:  # the database is away (pg_restart.py restarts it): retry
+                await asyncio.sleep(0.1)
+                continue
+            for event in events:
+                if event.headers.get(Header.RUN_STATE) == completed:
+                    self.completed(event.foreign_id)
+                # acknowledged as a consumer would: a broker stops delivering to a receiver
+                # with too many unacknowledged (NATS's max_ack_pending, 10,000 by default)
+                await receiver.ack(event)
+
+
 async def throughput(
     wf: Workflow[Obj, Status], runs: int, clients: int, tag: str
 ) -> dict[str, float]:
@@ -114,33 +158,29 @@ async def throughput(
     done = await streamer.new_receiver(
         run_state_change_topic(wf.name), f"bench-completions-{tag}", stream_from_latest=True
     )
-    completed = str(int(RunState.COMPLETED))
-    start = time.perf_counter()
-    ids: set[str] = set()
+    tally = Completions(runs)
 
     async def client(first: int) -> None:
         for i in range(first, runs, clients):
-            ids.add(await trigger(wf, f"{tag}-t-{i}", {"n": i}))
+            tally.triggered(await trigger(wf, f"{tag}-t-{i}", {"n": i}))
 
+    start = time.perf_counter()
+    # Counted while the runs go, not after the last trigger: reading the topic after the
+    # fact would add the broker's reading speed to the figure.
+    counter = asyncio.create_task(tally.read(done))
     await asyncio.gather(*(client(c) for c in range(clients)))
-    finished: set[str] = set()  # by run ID: a copy of a completion event counts once
-    while len(finished) < runs:
-        try:
-            events = await done.recv(1024)
-        except AdapterError:  # the database is away (pg_restart.py restarts it): retry
-            await asyncio.sleep(0.1)
-            continue
-        for event in events:
-            if event.foreign_id in ids and event.headers.get(Header.RUN_STATE) == completed:
-                finished.add(event.foreign_id)
-            # acknowledged as a consumer would: a broker stops delivering to a receiver
-            # with too many unacknowledged (NATS's max_ack_pending, 10,000 by default)
-            await done.ack(event)
+    waiting = asyncio.create_task(tally.all_done.wait())
+    await asyncio.wait({counter, waiting}, return_when=asyncio.FIRST_COMPLETED)
     elapsed = time.perf_counter() - start
+    if counter.done():  # it failed: say how
+        waiting.cancel()
+        counter.result()
+    counter.cancel()
+    await asyncio.gather(counter, return_exceptions=True)
     await done.close()
     # Every run must have finished at the expected version (trigger + 3 steps).
     bad = []
-    for run_id in ids:
+    for run_id in tally.ids:
         r = await wf.record_store.lookup(run_id)
         if r.run_state is not RunState.COMPLETED or r.meta.version != 4:
             bad.append(r)
