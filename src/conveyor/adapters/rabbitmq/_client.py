@@ -267,7 +267,11 @@ class StreamClient:
         reader = Reader(body, 8)
         code = reader.u16()
         if code != Code.OK and code not in allow:
-            kind = StreamMissing if code == Code.STREAM_DOES_NOT_EXIST else AdapterError
+            kind: type[AdapterError] = AdapterError
+            if code == Code.STREAM_DOES_NOT_EXIST:
+                kind = StreamMissing
+            elif code == Code.STREAM_NOT_AVAILABLE:  # its node is (re)starting: worth a retry
+                kind = AdapterUnavailable
             raise kind(f"RabbitMQ refused {what} ({describe(code)})")
         return code, reader
 
