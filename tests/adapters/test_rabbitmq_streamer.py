@@ -20,7 +20,7 @@ from conveyor.abc import (
     Header,
     OutgoingEvent,
 )
-from conveyor.adapters.rabbitmq import RabbitEventStreamer
+from conveyor.adapters.rabbitmq import RabbitConnection, RabbitEventStreamer
 from conveyor.adaptertest import (
     EventStreamerSuite,
     ReportsPendingSuite,
@@ -464,3 +464,29 @@ async def test_closing_the_streamer_ends_its_tails_and_leaves_no_task_behind(
     with pytest.raises(AdapterError, match="closed"):
         await streamer.tail(topic)
     await delete_streams(rabbitmq_url, made)
+
+
+async def test_a_client_close_cancelled_while_it_waits_for_the_node_leaves_nothing_open(
+    rabbitmq_url: str,
+) -> None:
+    # Given a live client (its heartbeat running) closing, waiting for the node's answer
+    connection = RabbitConnection(with_options(rabbitmq_url, heartbeat=2))
+    client = await connection.client()
+    heartbeat = client._heartbeat
+    assert heartbeat is not None
+    assert not heartbeat.done()
+    closing = asyncio.create_task(client.close())
+    await asyncio.sleep(0)  # one turn: the task sends the close request and waits
+    assert client._waiting, "the close is waiting for the node's answer"
+
+    # When the close is cancelled there
+    closing.cancel()
+    await asyncio.gather(closing, return_exceptions=True)
+
+    # Then the socket and the heartbeat are gone all the same
+    transport = client._protocol.transport
+    assert transport is not None
+    assert transport.is_closing()
+    assert heartbeat.done()
+    assert not client.alive
+    await connection.close()

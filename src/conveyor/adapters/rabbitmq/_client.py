@@ -8,7 +8,8 @@ by correlation ID and bounded by ``request_timeout``. A lost connection fails ev
 request waiting, every publish not yet confirmed, and tells each subscription
 (``Subscription.lost``); the client is not reconnected (``RabbitConnection`` opens a new
 one when asked next). Errors are conveyor's: ``AdapterUnavailable`` for a connection
-that cannot be made or is gone, ``AdapterError`` for a refusal; neither quotes the
+that cannot be made or is gone or for a stream its node is (re)starting
+(``STREAM_NOT_AVAILABLE``), ``AdapterError`` for any other refusal; neither quotes the
 password.
 """
 
@@ -288,7 +289,7 @@ class StreamClient:
             if candidate not in self._subscriptions:
                 self._subscriptions[candidate] = subscriber
                 return candidate
-        raise AdapterError("one RabbitMQ connection holds at most 256 receivers")
+        raise AdapterError("one RabbitMQ connection holds at most 256 subscriptions")
 
     def release_subscription(self, subscription_id: int) -> None:
         self._subscriptions.pop(subscription_id, None)
@@ -389,10 +390,12 @@ class StreamClient:
             publishing_id, code = _ERROR.unpack_from(body, 9 + 10 * i)
             batch = publisher.waiting.pop(publishing_id, None)
             if batch is not None and not batch.future.done():
-                kind = AdapterError
+                kind: type[AdapterError] = AdapterError
                 if code == Code.STREAM_DOES_NOT_EXIST:
                     self.forget_publisher(publisher.stream)
                     kind = StreamMissing
+                elif code == Code.STREAM_NOT_AVAILABLE:  # its node is (re)starting
+                    kind = AdapterUnavailable
                 batch.future.set_exception(
                     kind(
                         f"RabbitMQ refused an event for stream {publisher.stream!r} "
@@ -500,16 +503,18 @@ class StreamClient:
         if self._closed:
             return
         self._closed = True
-        if self._error is None:
-            with contextlib.suppress(AdapterError):
-                await self.request(
-                    lambda corr: wire.close_frame(corr, 1, "OK"), "closing the connection"
-                )
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-        transport = self._protocol.transport
-        if transport is not None:
-            transport.close()
-        self._fail(AdapterError("the RabbitMQ connection is closed"))
+        try:
+            if self._error is None:
+                with contextlib.suppress(AdapterError):
+                    await self.request(
+                        lambda corr: wire.close_frame(corr, 1, "OK"), "closing the connection"
+                    )
+        finally:  # also when cancelled while waiting for the answer: nothing left open
+            if self._heartbeat is not None:
+                self._heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._heartbeat
+            transport = self._protocol.transport
+            if transport is not None:
+                transport.close()
+            self._fail(AdapterError("the RabbitMQ connection is closed"))

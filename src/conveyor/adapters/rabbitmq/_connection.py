@@ -92,7 +92,12 @@ class RabbitConnection:
         async with lock:
             client = self._clients.get(key)
             if client is None or not client.alive:
-                client = await StreamClient.open(self._endpoint, self._options)
+                try:
+                    client = await StreamClient.open(self._endpoint, self._options)
+                except BaseException:
+                    if lane is not None and key not in self._clients:
+                        self._opening.pop(key, None)  # a lane that never opened: nothing kept
+                    raise
                 if self._closed or self._opening.get(key) is not lock:  # closed, released
                     await client.close()
                     raise AdapterError("the RabbitMQ connection is closed")

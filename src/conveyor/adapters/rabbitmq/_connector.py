@@ -104,7 +104,8 @@ class RabbitConnector:
     """``ConnectorConstructor`` for an outside RabbitMQ stream (see the module docstring).
 
     ``RabbitConnector("rabbitmq-stream://…", stream="orders")`` opens (on first use) and
-    owns a connection; ``RabbitConnector(connection, stream=…)`` shares one.
+    owns a ``RabbitConnection`` (each consumer reads on a connection of its own from it);
+    ``RabbitConnector(connection, stream=…)`` shares one.
     """
 
     def __init__(
@@ -156,6 +157,8 @@ class RabbitConnector:
         )
         try:
             await reader.start(from_latest=False)
+            if self._closed:  # closed meanwhile: the consumer would be nobody's to close
+                raise AdapterError("the RabbitMQ connector is closed")
         except BaseException:
             await reader.close()
             raise

@@ -131,6 +131,7 @@ class RabbitEventStreamer:
         )
         try:
             await reader.start(from_latest=stream_from_latest)
+            self._check_open()  # closed meanwhile: the receiver would be nobody's to close
         except BaseException:
             await reader.close()
             raise

@@ -2,7 +2,7 @@
 
 A tail has no subscription, offset reference or connection of its own: the streamer's
 ``TailHub`` keeps, for each topic some tail is open on, one subscription of the topic's
-events stream (``_Follow``, on the streamer's reading connection, with no offset
+events stream (``_Follow``, on the streamer's main connection, with no offset
 reference: nothing is stored on the node), shared by every tail of that topic there; a
 tail is a queue in memory (``QueuedTail``). One dropped without ``close()`` leaves its
 topic's subscription when collected; the last one gone, the subscription ends.
