@@ -20,6 +20,7 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
@@ -29,7 +30,7 @@ from ._errors import checkpoint, translate
 from ._names import bell, stream_name, subject
 from ._options import NatsOptions, split_url
 
-__all__ = ["NatsConnection", "Topic"]
+__all__ = ["Handler", "NatsClient", "NatsConnection", "Topic"]
 
 log = logging.getLogger("conveyor.adapters.nats")
 
@@ -50,17 +51,35 @@ class Topic:
         """The doorbell: a core subject rung after events are stored (``_pull``)."""
 
 
-class _Client(Client):
-    """nats-py's client, whose read loop survives the answer to an abandoned ``flush``.
+Handler = Callable[[bytes, bytes, bytes, bytes | None], None]
+"""A direct subscription's handler: called on the client's read loop with a message's
+subject, reply subject, payload and raw header block (``None`` without headers)."""
 
-    ``flush()`` sends a PING and queues a future for its PONG; when the flush times out
-    or its caller is cancelled (a receiver closed while its process is cancelled), the
-    future is cancelled but stays queued. nats-py (2.16) then sets the result of that
-    cancelled future when the PONG comes: ``InvalidStateError`` ends the read loop while
-    the client still counts as connected, so nothing more is read (no publish is
-    acknowledged, no message arrives) until the stale-connection check reconnects,
-    minutes later. Here the PONG answers its own PING, and an abandoned one is skipped.
+
+class NatsClient(Client):
+    """nats-py's client with a read loop that survives the answer to an abandoned
+    ``flush``, direct subscriptions and prebuilt publishes.
+
+    The PONG. ``flush()`` sends a PING and queues a future for its PONG; when the flush
+    times out or its caller is cancelled (a receiver closed while its process is
+    cancelled), the future is cancelled but stays queued. nats-py (2.16) then sets the
+    result of that cancelled future when the PONG comes: ``InvalidStateError`` ends the
+    read loop while the client still counts as connected, so nothing more is read (no
+    publish is acknowledged, no message arrives) until the stale-connection check
+    reconnects, minutes later. Here the PONG answers its own PING, and an abandoned one
+    is skipped.
+
+    Direct subscriptions (``subscribe_direct``) hand each message to a plain function on
+    the read loop: no ``Msg``, no parsed headers, no queue and no task between the socket
+    and the handler, which nats-py spends on every message of a subscription with a
+    callback. Conveyor's hot paths (pull answers, publish acknowledgements) use them;
+    ``send`` queues a command its caller built (``PUB``/``HPUB`` on subjects conveyor
+    made), skipping the validation and formatting of ``publish``.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._direct: dict[int, Handler] = {}
 
     async def _process_pong(self) -> None:
         if self._pongs:
@@ -69,6 +88,55 @@ class _Client(Client):
                 future.set_result(True)
             self._pongs_received += 1
             self._pings_outstanding = 0
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        handler = self._direct.get(sid)
+        if handler is None:
+            await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
+            return
+        self.stats["in_msgs"] += 1
+        self.stats["in_bytes"] += len(data)
+        handler(bytes(subject), bytes(reply), data, headers)
+
+    async def subscribe_direct(self, subject: str, handler: Handler) -> Subscription:
+        """Subscribe ``subject``, every message going to ``handler`` (see the class)."""
+        sid = self._sid + 1  # the one ``subscribe`` takes before it first yields
+        self._direct[sid] = handler
+        try:
+            sub = await self.subscribe(subject)
+        except BaseException:
+            self._direct.pop(sid, None)
+            raise
+        if sub._id != sid:  # not reached: nats-py numbers subscriptions in turn
+            self._direct[sub._id] = self._direct.pop(sid)
+        return sub
+
+    async def unsubscribe_direct(self, sub: Subscription) -> None:
+        self._direct.pop(sub._id, None)
+        await sub.unsubscribe()
+
+    async def send(self, command: bytes, payload_size: int) -> None:
+        """Queue ``command`` (a whole ``PUB`` or ``HPUB`` with its payload) as ``publish``
+        does once it has built one; the same errors when closed, draining or buffering
+        beyond the limit while reconnecting, or when the payload is too large."""
+        if self.is_closed:
+            raise nats.errors.ConnectionClosedError
+        if self.is_draining_pubs:
+            raise nats.errors.ConnectionDrainingError
+        if not self.is_connected and (
+            self._max_pending_size <= 0
+            or payload_size + self._pending_data_size > self._max_pending_size
+        ):
+            raise nats.errors.OutboundBufferLimitError
+        if payload_size > self._max_payload:
+            raise nats.errors.MaxPayloadError
+        self.stats["out_msgs"] += 1
+        self.stats["out_bytes"] += payload_size
+        await self._send_command(command)
+        if self._flush_queue is not None and self._flush_queue.empty():
+            await self._flush_pending()
 
 
 class NatsConnection:
@@ -83,7 +151,7 @@ class NatsConnection:
         """The URL as given (messages show it redacted)."""
         self.options: NatsOptions = settings
         self._server = server
-        self._nc: Client | None = None
+        self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._opening: asyncio.Lock | None = None
         self._topics: dict[str, Topic] = {}
@@ -97,7 +165,7 @@ class NatsConnection:
     def closed(self) -> bool:
         return self._closed
 
-    async def client(self) -> tuple[Client, JetStreamContext]:
+    async def client(self) -> tuple[NatsClient, JetStreamContext]:
         """The connected client and its JetStream context (connecting on first use).
 
         Raises ``AdapterUnavailable`` if the server does not answer, ``AdapterError`` once
@@ -117,7 +185,7 @@ class NatsConnection:
         return self._nc, self._js
 
     async def _open(self) -> None:
-        nc = _Client()
+        nc = NatsClient()
         options = self.options
         try:
             await nc.connect(

@@ -5,7 +5,9 @@ subscription of the publisher (``<inbox>.<n>``); the server's answer (a ``PubAck
 API error, or a no-responders status when no stream has the subject) settles the
 message's future. This is what nats-py's ``publish_async`` does, less its per-message
 overhead (a NUID and random token, a semaphore, a ``PubAck`` dataclass built from
-``json.loads``): the sender publishes a whole batch, then awaits every acknowledgement.
+``json.loads``, subject validation and header formatting): the sender publishes a whole
+batch, then awaits every acknowledgement. The command is built here (``_wire``) and the
+answers are read by a direct subscription (``NatsClient.subscribe_direct``).
 
 An answer lost with a dropped connection never comes: after a reconnect every future
 still waiting fails with ``AdapterUnavailable`` at once (``fail_waiting``), and the caller
@@ -18,15 +20,14 @@ import asyncio
 
 import msgspec
 import nats.js.errors
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from ..._errors import AdapterUnavailable
 from ._connection import NatsConnection
+from ._wire import hpub, status
 
 __all__ = ["Publisher"]
 
-_STATUS = "Status"
 _NO_RESPONDERS = "503"
 
 
@@ -64,9 +65,9 @@ class Publisher:
         self._conn = conn
         self._sub: Subscription | None = None
         self._starting: asyncio.Lock | None = None
-        self._prefix = ""
+        self._prefix = b""
         self._count = 0
-        self._waiting: dict[str, asyncio.Future[int]] = {}
+        self._waiting: dict[int, asyncio.Future[int]] = {}
 
     async def _start(self) -> None:
         if self._starting is None:
@@ -76,42 +77,52 @@ class Publisher:
                 return
             nc, _ = await self._conn.client()
             inbox = nc.new_inbox()
-            self._sub = await nc.subscribe(f"{inbox}.*", cb=self._on_answer)
-            self._prefix = f"{inbox}."
+            self._sub = await nc.subscribe_direct(f"{inbox}.*", self._on_answer)
+            self._prefix = f"{inbox}.".encode()
 
-    async def publish(
-        self, subject: str, payload: bytes, headers: dict[str, str]
-    ) -> asyncio.Future[int]:
-        """Send one message; the future gets its stream sequence (or the server's error).
-        Cancel the future to stop waiting for it."""
+    async def publish(self, subject: bytes, payload: bytes, headers: bytes) -> asyncio.Future[int]:
+        """Send ``payload`` with the header block ``headers`` (``_wire.header_block``);
+        the future gets its stream sequence (or the server's error). A caller that stops
+        waiting cancels the future and calls ``discard``."""
         if self._sub is None:
             await self._start()
         nc, _ = await self._conn.client()
         self._count += 1
-        token = str(self._count)
+        token = self._count
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting[token] = future
-        future.add_done_callback(lambda _: self._waiting.pop(token, None))
         try:
-            await nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
+            reply = b"%s%d" % (self._prefix, token)
+            await nc.send(hpub(subject, reply, headers, payload), len(payload))
         except BaseException:
+            self._waiting.pop(token, None)
             future.cancel()
             raise
         return future
 
-    async def _on_answer(self, msg: Msg) -> None:
-        future = self._waiting.get(msg.subject[len(self._prefix) :])
+    def discard(self) -> None:
+        """Forget the publishes given up on (their futures are done, unanswered)."""
+        for token in [token for token, future in self._waiting.items() if future.done()]:
+            del self._waiting[token]
+
+    def _on_answer(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        try:
+            token = int(subject[len(self._prefix) :])
+        except ValueError:
+            return
+        future = self._waiting.pop(token, None)
         if future is None or future.done():
             return  # given up on, or answered already
-        if not msg.data:
-            status = (msg.headers or {}).get(_STATUS)
-            if status == _NO_RESPONDERS:
+        if not data:
+            code = (status(headers) or ("", ""))[0]
+            if code == _NO_RESPONDERS:
                 future.set_exception(nats.js.errors.NoStreamResponseError())
             else:
-                future.set_exception(nats.js.errors.APIError(code=int(status) if status else None))
+                number = int(code) if code.isdigit() else None
+                future.set_exception(nats.js.errors.APIError(code=number))
             return
         try:
-            ack = _decode_ack(msg.data)
+            ack = _decode_ack(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             future.set_exception(nats.js.errors.Error(f"unreadable publish ack: {exc}"))
             return
@@ -122,7 +133,9 @@ class Publisher:
 
     def fail_waiting(self) -> None:
         """Fail every publish still waiting (the connection dropped: answers are lost)."""
-        for future in list(self._waiting.values()):
+        waiting = list(self._waiting.values())
+        self._waiting.clear()
+        for future in waiting:
             if not future.done():
                 future.set_exception(
                     AdapterUnavailable("the NATS connection dropped before the server acknowledged")
@@ -134,6 +147,7 @@ class Publisher:
         sub, self._sub = self._sub, None
         if sub is not None:
             try:
-                await sub.unsubscribe()
+                nc, _ = await self._conn.client()
+                await nc.unsubscribe_direct(sub)
             except Exception:  # the connection is closing or gone: nothing to undo
                 return

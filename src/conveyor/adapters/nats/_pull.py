@@ -35,8 +35,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from ..._errors import AdapterError
-from ._connection import NatsConnection
+from ._connection import NatsClient, NatsConnection
 from ._errors import checkpoint, translate
+from ._wire import status
 
 __all__ = ["PullReader"]
 
@@ -66,9 +67,14 @@ class PullReader:
         bell: str,
         expecting: Callable[[], bool] | None = None,
         heard: Callable[[bytes], bool] | None = None,
+        headers: bool = True,
     ) -> None:
         """``heard`` is called with each doorbell's payload: ``False`` ignores it (without
-        it, every doorbell wakes the reader)."""
+        it, every doorbell wakes the reader). With ``headers=False`` messages come
+        without their headers (``Msg.headers`` is ``None``), read by a direct
+        subscription of the client (``NatsClient.subscribe_direct``), which saves parsing
+        them and a task hop per message: for owners that read only the payload and the
+        reply subject (the streamer)."""
         self._conn = conn
         self._heard = heard
         self._expecting = expecting
@@ -76,6 +82,8 @@ class PullReader:
         self.stream: str = stream
         self.consumer: str = consumer
         self._bell = bell
+        self._headers = headers
+        self._nc: NatsClient | None = None
         options = conn.options
         self._batch = options.fetch_batch
         self._body = json.dumps({"batch": self._batch, "no_wait": True}).encode()
@@ -104,8 +112,12 @@ class PullReader:
         self._inbox = nc.new_inbox()
         prefix = js._prefix  # "$JS.API", or a domain's
         self._next_subject = f"{prefix}.CONSUMER.MSG.NEXT.{self.stream}.{self.consumer}"
+        self._nc = nc
         try:
-            self._subs.append(await nc.subscribe(f"{self._inbox}.*", cb=self._on_msg))
+            if self._headers:
+                self._subs.append(await nc.subscribe(f"{self._inbox}.*", cb=self._on_msg))
+            else:
+                self._subs.append(await nc.subscribe_direct(f"{self._inbox}.*", self._on_raw))
             self._subs.append(await nc.subscribe(self._bell, cb=self._on_bell))
         except Exception as exc:
             await self._unsubscribe()
@@ -142,24 +154,38 @@ class PullReader:
 
     async def _on_msg(self, msg: Msg) -> None:
         headers = msg.headers or {}
-        status = headers.get(_STATUS)
-        if status:
-            if status == _HEARTBEAT:
-                return
-            try:
-                rid = int(msg.subject.rsplit(".", 1)[1])
-            except (IndexError, ValueError):
-                rid = -1
-            if rid == self._active:
-                if status not in _NORMAL_END:
-                    self.error_status = f"{status} {headers.get('Description', '')}".strip()
-                    self._retry_at = time.monotonic() + _RETRY_AFTER_ERROR
-                    self._dirty = True
-                    log.debug("pull on %s/%s ended: %s", self.stream, self.consumer, status)
-                else:
-                    self.error_status = None
-                self._end()
+        code = headers.get(_STATUS)
+        if code:
+            self._on_status(msg.subject, code, headers.get("Description", ""))
+        else:
+            self._on_data(msg)
+
+    def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        """A message of the direct subscription (``headers=False``)."""
+        found = None if data else status(headers)
+        if found is not None:
+            self._on_status(subject.decode(), *found)
+        else:
+            self._on_data(Msg(self._nc, subject.decode(), reply.decode(), data))  # type: ignore[arg-type]
+
+    def _on_status(self, subject: str, code: str, description: str) -> None:
+        if code == _HEARTBEAT:
             return
+        try:
+            rid = int(subject.rsplit(".", 1)[1])
+        except (IndexError, ValueError):
+            rid = -1
+        if rid == self._active:
+            if code not in _NORMAL_END:
+                self.error_status = f"{code} {description}".strip()
+                self._retry_at = time.monotonic() + _RETRY_AFTER_ERROR
+                self._dirty = True
+                log.debug("pull on %s/%s ended: %s", self.stream, self.consumer, code)
+            else:
+                self.error_status = None
+            self._end()
+
+    def _on_data(self, msg: Msg) -> None:
         self._buffer.append(msg)  # data messages carry the stream's subject, not the inbox
         if self._active is not None:
             self._remaining -= 1
@@ -252,4 +278,7 @@ class PullReader:
         subs, self._subs = self._subs, []
         for sub in subs:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                if self._nc is not None:
+                    await self._nc.unsubscribe_direct(sub)  # any subscription
+                else:
+                    await sub.unsubscribe()

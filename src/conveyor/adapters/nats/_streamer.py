@@ -58,6 +58,7 @@ from ._names import consumer_name
 from ._publish import Publisher
 from ._pull import PullReader
 from ._tail import NatsTail, TailHubs
+from ._wire import ACK, header_block, pub
 
 __all__ = ["NatsEventReceiver", "NatsEventSender", "NatsEventStreamer"]
 
@@ -235,16 +236,17 @@ class NatsEventStreamer:
         what = f"sending to {topic!r}"
         publish = self._publisher.publish
         stream = where.stream
+        subject = where.subject.encode()
         futures: list[asyncio.Future[int]] = []
         try:
             for event in events:
                 msg_id = message_id(event.headers)
-                headers = (
+                headers = header_block(
                     {EXPECTED_STREAM: stream, MSG_ID: msg_id}
                     if msg_id is not None
                     else {EXPECTED_STREAM: stream}
                 )
-                futures.append(await publish(where.subject, encode(event), headers))
+                futures.append(await publish(subject, encode(event), headers))
             async with asyncio.timeout(timeout):
                 seqs = await asyncio.gather(*futures)
         except TimeoutError as exc:
@@ -257,9 +259,11 @@ class NatsEventStreamer:
         except Exception as exc:
             raise translate(exc, what, self._conn.url) from exc
         finally:
-            for future in futures:
-                if not future.done():
-                    future.cancel()
+            given_up = [future for future in futures if not future.done()]
+            for future in given_up:
+                future.cancel()
+            if given_up:
+                self._publisher.discard()
         self._saw(where.stream, max(seqs))
         await self._ring(where)
         checkpoint()
@@ -317,6 +321,7 @@ class NatsEventReceiver:
             topic.bell,
             expecting=self._expecting,
             heard=self._heard,
+            headers=False,
         )
         self._held: dict[int, Msg] = {}  # handed out, not acknowledged: seq -> message
         self._handed_high = 0
@@ -396,7 +401,8 @@ class NatsEventReceiver:
                 return  # acknowledged already
             raise AdapterError(f"event {event.id} was not handed out by receiver {self.name!r}")
         try:
-            await msg.ack()
+            nc, _ = await self._streamer._conn.client()
+            await nc.send(pub(msg.reply.encode(), ACK), len(ACK))
         except Exception as exc:
             self._held[event.id] = msg  # not acknowledged: still ours
             raise translate(

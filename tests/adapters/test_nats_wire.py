@@ -1,0 +1,121 @@
+"""The protocol pieces the NATS adapter builds and reads itself, and the client's direct
+subscriptions and prebuilt publishes that carry them (the streamer's hot paths)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+import pytest
+from _nats_support import nats_url
+
+from conveyor.adapters.nats._connection import NatsConnection
+from conveyor.adapters.nats._wire import header_block, hpub, pub, status
+from conveyor.adaptertest._fixtures import WAIT_TIMEOUT
+
+__all__ = ["nats_url"]
+
+
+def test_a_status_message_gives_its_code_and_description() -> None:
+    assert status(b"NATS/1.0 404 No Messages\r\n\r\n") == ("404", "No Messages")
+    assert status(b"NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 1\r\n\r\n") == (
+        "408",
+        "Request Timeout",
+    )
+    assert status(b"NATS/1.0 503\r\n\r\n") == ("503", "")
+
+
+def test_headers_without_a_status_are_not_a_status() -> None:
+    assert status(b"NATS/1.0\r\nNats-Msg-Id: a\r\n\r\n") is None
+    assert status(None) is None
+    assert status(b"") is None
+
+
+def test_a_header_block_has_the_version_line_a_line_per_header_and_an_empty_line() -> None:
+    assert header_block({"A": "b", "Nats-Msg-Id": "c1"}) == (
+        b"NATS/1.0\r\nA: b\r\nNats-Msg-Id: c1\r\n\r\n"
+    )
+    assert header_block({}) == b"NATS/1.0\r\n\r\n"
+
+
+def test_commands_frame_their_payload_with_its_size() -> None:
+    assert pub(b"s", b"hello") == b"PUB s 5\r\nhello\r\n"
+    assert pub(b"s", b"", reply=b"r.1") == b"PUB s r.1 0\r\n\r\n"
+    block = b"NATS/1.0\r\n\r\n"
+    assert hpub(b"s", b"r", block, b"xy") == b"HPUB s r 12 14\r\nNATS/1.0\r\n\r\nxy\r\n"
+
+
+@pytest.mark.nats
+async def test_a_prebuilt_publish_reaches_a_plain_subscriber_with_its_headers(
+    nats_url: str,
+) -> None:
+    # Given a plain nats-py subscriber, and conveyor's connection
+    conn = NatsConnection(nats_url)
+    plain = await nats.connect(nats_url)
+    try:
+        sub = await plain.subscribe("conveyor-wire-test.plain")
+        await plain.flush()
+        nc, _ = await conn.client()
+
+        # When conveyor sends an HPUB it built itself, then a PUB
+        block = header_block({"Nats-Msg-Id": "m1", "X-Kind": "a b"})
+        await nc.send(hpub(b"conveyor-wire-test.plain", b"reply.7", block, b"payload"), 7)
+        await nc.send(pub(b"conveyor-wire-test.plain", b"second"), 6)
+
+        # Then the subscriber reads both as nats-py would have sent them
+        first = await sub.next_msg(timeout=WAIT_TIMEOUT)
+        assert (first.data, first.reply) == (b"payload", "reply.7")
+        assert first.headers == {"Nats-Msg-Id": "m1", "X-Kind": "a b"}
+        second = await sub.next_msg(timeout=WAIT_TIMEOUT)
+        assert (second.data, second.headers) == (b"second", None)
+    finally:
+        await plain.close()
+        await conn.close()
+
+
+@pytest.mark.nats
+async def test_a_direct_subscription_hands_over_raw_messages_until_unsubscribed(
+    nats_url: str,
+) -> None:
+    # Given a direct subscription and an ordinary one on the same connection
+    conn = NatsConnection(nats_url)
+    plain = await nats.connect(nats_url)
+    try:
+        nc, _ = await conn.client()
+        got: list[tuple[bytes, bytes, bytes, bytes | None]] = []
+        arrived = asyncio.Event()
+
+        def handler(subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+            got.append((subject, reply, data, headers))
+            arrived.set()
+
+        direct = await nc.subscribe_direct("conveyor-wire-test.direct", handler)
+        marker = await nc.subscribe("conveyor-wire-test.marker")
+        await nc.flush()
+
+        # When another client publishes to it, with and without headers
+        await plain.publish("conveyor-wire-test.direct", b"one", reply="r.1")
+        await plain.publish("conveyor-wire-test.direct", b"two", headers={"H": "v"})
+        await plain.flush()
+
+        # Then the handler gets subject, reply, payload and the raw header block
+        async with asyncio.timeout(WAIT_TIMEOUT):
+            while len(got) < 2:
+                arrived.clear()
+                await arrived.wait()
+        assert got[0] == (b"conveyor-wire-test.direct", b"r.1", b"one", None)
+        assert got[1][:3] == (b"conveyor-wire-test.direct", b"", b"two")
+        assert got[1][3] == b"NATS/1.0\r\nH: v\r\n\r\n"
+
+        # And once unsubscribed it gets nothing more: a message published after it on the
+        # same client arrives elsewhere while the direct one never comes
+        await nc.unsubscribe_direct(direct)
+        await nc.flush()
+        await plain.publish("conveyor-wire-test.direct", b"three")
+        await plain.publish("conveyor-wire-test.marker", b"after")
+        await plain.flush()
+        assert (await marker.next_msg(timeout=WAIT_TIMEOUT)).data == b"after"
+        assert len(got) == 2
+    finally:
+        await plain.close()
+        await conn.close()
