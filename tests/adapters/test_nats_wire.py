@@ -4,12 +4,14 @@ subscriptions and prebuilt publishes that carry them (the streamer's hot paths).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import nats
 import pytest
 from _nats_support import nats_url
+from nats.aio.client import Client
 
-from conveyor.adapters.nats._connection import NatsConnection
+from conveyor.adapters.nats._connection import NatsClient, NatsConnection
 from conveyor.adapters.nats._wire import header_block, hpub, pub, status
 from conveyor.adaptertest._fixtures import WAIT_TIMEOUT
 
@@ -45,77 +47,78 @@ def test_commands_frame_their_payload_with_its_size() -> None:
     assert hpub(b"s", b"r", block, b"xy") == b"HPUB s r 12 14\r\nNATS/1.0\r\n\r\nxy\r\n"
 
 
-@pytest.mark.nats
-async def test_a_prebuilt_publish_reaches_a_plain_subscriber_with_its_headers(
-    nats_url: str,
-) -> None:
-    # Given a plain nats-py subscriber, and conveyor's connection
+@pytest.fixture
+async def clients(nats_url: str) -> AsyncIterator[tuple[NatsClient, Client]]:
+    """Conveyor's client and a plain nats-py one, on the test server."""
     conn = NatsConnection(nats_url)
     plain = await nats.connect(nats_url)
     try:
-        sub = await plain.subscribe("conveyor-wire-test.plain")
-        await plain.flush()
         nc, _ = await conn.client()
-
-        # When conveyor sends an HPUB it built itself, then a PUB
-        block = header_block({"Nats-Msg-Id": "m1", "X-Kind": "a b"})
-        await nc.send(hpub(b"conveyor-wire-test.plain", b"reply.7", block, b"payload"), 7)
-        await nc.send(pub(b"conveyor-wire-test.plain", b"second"), 6)
-
-        # Then the subscriber reads both as nats-py would have sent them
-        first = await sub.next_msg(timeout=WAIT_TIMEOUT)
-        assert (first.data, first.reply) == (b"payload", "reply.7")
-        assert first.headers == {"Nats-Msg-Id": "m1", "X-Kind": "a b"}
-        second = await sub.next_msg(timeout=WAIT_TIMEOUT)
-        assert (second.data, second.headers) == (b"second", None)
+        yield nc, plain
     finally:
         await plain.close()
         await conn.close()
+
+
+@pytest.mark.nats
+async def test_a_prebuilt_publish_reaches_a_plain_subscriber_with_its_headers(
+    clients: tuple[NatsClient, Client],
+) -> None:
+    # Given a plain nats-py subscriber, and conveyor's client
+    nc, plain = clients
+    sub = await plain.subscribe("conveyor-wire-test.plain")
+    await plain.flush()
+
+    # When conveyor sends an HPUB it built itself, then a PUB
+    block = header_block({"Nats-Msg-Id": "m1", "X-Kind": "a b"})
+    await nc.send(hpub(b"conveyor-wire-test.plain", b"reply.7", block, b"payload"), 7)
+    await nc.send(pub(b"conveyor-wire-test.plain", b"second"), 6)
+
+    # Then the subscriber reads both as nats-py would have sent them
+    first = await sub.next_msg(timeout=WAIT_TIMEOUT)
+    assert (first.data, first.reply) == (b"payload", "reply.7")
+    assert first.headers == {"Nats-Msg-Id": "m1", "X-Kind": "a b"}
+    second = await sub.next_msg(timeout=WAIT_TIMEOUT)
+    assert (second.data, second.headers) == (b"second", None)
 
 
 @pytest.mark.nats
 async def test_a_direct_subscription_hands_over_raw_messages_until_unsubscribed(
-    nats_url: str,
+    clients: tuple[NatsClient, Client],
 ) -> None:
-    # Given a direct subscription and an ordinary one on the same connection
-    conn = NatsConnection(nats_url)
-    plain = await nats.connect(nats_url)
-    try:
-        nc, _ = await conn.client()
-        got: list[tuple[bytes, bytes, bytes, bytes | None]] = []
-        arrived = asyncio.Event()
+    # Given a direct subscription and an ordinary one on conveyor's client
+    nc, plain = clients
+    got: list[tuple[bytes, bytes, bytes, bytes | None]] = []
+    arrived = asyncio.Event()
 
-        def handler(subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
-            got.append((subject, reply, data, headers))
-            arrived.set()
+    def handler(subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        got.append((subject, reply, data, headers))
+        arrived.set()
 
-        direct = await nc.subscribe_direct("conveyor-wire-test.direct", handler)
-        marker = await nc.subscribe("conveyor-wire-test.marker")
-        await nc.flush()
+    direct = await nc.subscribe_direct("conveyor-wire-test.direct", handler)
+    marker = await nc.subscribe("conveyor-wire-test.marker")
+    await nc.flush()
 
-        # When another client publishes to it, with and without headers
-        await plain.publish("conveyor-wire-test.direct", b"one", reply="r.1")
-        await plain.publish("conveyor-wire-test.direct", b"two", headers={"H": "v"})
-        await plain.flush()
+    # When another client publishes to it, with and without headers
+    await plain.publish("conveyor-wire-test.direct", b"one", reply="r.1")
+    await plain.publish("conveyor-wire-test.direct", b"two", headers={"H": "v"})
+    await plain.flush()
 
-        # Then the handler gets subject, reply, payload and the raw header block
-        async with asyncio.timeout(WAIT_TIMEOUT):
-            while len(got) < 2:
-                arrived.clear()
-                await arrived.wait()
-        assert got[0] == (b"conveyor-wire-test.direct", b"r.1", b"one", None)
-        assert got[1][:3] == (b"conveyor-wire-test.direct", b"", b"two")
-        assert got[1][3] == b"NATS/1.0\r\nH: v\r\n\r\n"
+    # Then the handler gets subject, reply, payload and the raw header block
+    async with asyncio.timeout(WAIT_TIMEOUT):
+        while len(got) < 2:
+            arrived.clear()
+            await arrived.wait()
+    assert got[0] == (b"conveyor-wire-test.direct", b"r.1", b"one", None)
+    assert got[1][:3] == (b"conveyor-wire-test.direct", b"", b"two")
+    assert got[1][3] == b"NATS/1.0\r\nH: v\r\n\r\n"
 
-        # And once unsubscribed it gets nothing more: a message published after it on the
-        # same client arrives elsewhere while the direct one never comes
-        await nc.unsubscribe_direct(direct)
-        await nc.flush()
-        await plain.publish("conveyor-wire-test.direct", b"three")
-        await plain.publish("conveyor-wire-test.marker", b"after")
-        await plain.flush()
-        assert (await marker.next_msg(timeout=WAIT_TIMEOUT)).data == b"after"
-        assert len(got) == 2
-    finally:
-        await plain.close()
-        await conn.close()
+    # And once unsubscribed it gets nothing more: a message published after it by the
+    # same client arrives elsewhere while the direct one never comes
+    await nc.unsubscribe_direct(direct)
+    await nc.flush()
+    await plain.publish("conveyor-wire-test.direct", b"three")
+    await plain.publish("conveyor-wire-test.marker", b"after")
+    await plain.flush()
+    assert (await marker.next_msg(timeout=WAIT_TIMEOUT)).data == b"after"
+    assert len(got) == 2

@@ -109,8 +109,6 @@ class NatsClient(Client):
         except BaseException:
             self._direct.pop(sid, None)
             raise
-        if sub._id != sid:  # not reached: nats-py numbers subscriptions in turn
-            self._direct[sub._id] = self._direct.pop(sid)
         return sub
 
     async def unsubscribe_direct(self, sub: Subscription) -> None:

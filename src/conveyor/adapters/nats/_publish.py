@@ -23,7 +23,7 @@ import nats.js.errors
 from nats.aio.subscription import Subscription
 
 from ..._errors import AdapterUnavailable
-from ._connection import NatsConnection
+from ._connection import NatsClient, NatsConnection
 from ._wire import hpub, status
 
 __all__ = ["Publisher"]
@@ -64,6 +64,7 @@ class Publisher:
     def __init__(self, conn: NatsConnection) -> None:
         self._conn = conn
         self._sub: Subscription | None = None
+        self._nc: NatsClient | None = None
         self._starting: asyncio.Lock | None = None
         self._prefix = b""
         self._count = 0
@@ -78,6 +79,7 @@ class Publisher:
             nc, _ = await self._conn.client()
             inbox = nc.new_inbox()
             self._sub = await nc.subscribe_direct(f"{inbox}.*", self._on_answer)
+            self._nc = nc
             self._prefix = f"{inbox}.".encode()
 
     async def publish(self, subject: bytes, payload: bytes, headers: bytes) -> asyncio.Future[int]:
@@ -145,9 +147,8 @@ class Publisher:
         """Stop listening for answers (what still waits is failed). Idempotent."""
         self.fail_waiting()
         sub, self._sub = self._sub, None
-        if sub is not None:
+        if sub is not None and self._nc is not None:
             try:
-                nc, _ = await self._conn.client()
-                await nc.unsubscribe_direct(sub)
+                await self._nc.unsubscribe_direct(sub)
             except Exception:  # the connection is closing or gone: nothing to undo
                 return

@@ -276,9 +276,7 @@ class PullReader:
 
     async def _unsubscribe(self) -> None:
         subs, self._subs = self._subs, []
-        for sub in subs:
+        for sub in subs:  # made by start, which set self._nc first
             with contextlib.suppress(Exception):
-                if self._nc is not None:
-                    await self._nc.unsubscribe_direct(sub)  # any subscription
-                else:
-                    await sub.unsubscribe()
+                assert self._nc is not None
+                await self._nc.unsubscribe_direct(sub)  # any subscription
