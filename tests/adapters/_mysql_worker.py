@@ -47,6 +47,8 @@ from conveyor.abc import Lease, RoleScheduler
 
 PID = os.getpid()
 PARALLEL = 3
+ERR_BACKOFF = 0.05
+"""Seconds a step's consumer backs off after an error (doubling while errors go on)."""
 STUCK = 10.0
 """Seconds after the end of stdin after which a worker still stopping prints its tasks."""
 _attempts = itertools.count(1)
@@ -128,7 +130,11 @@ def build(
 
     b = Builder("mysql processes", dict, Status)
     for start, end in itertools.pairwise(list(Status)[1:]):
-        b.add_step(start, step(end), end).with_options(parallel_count=PARALLEL)
+        # A short backoff: a process whose connection was killed tries again soon, so
+        # the recovery test's kills keep landing while runs are in flight
+        b.add_step(start, step(end), end).with_options(
+            parallel_count=PARALLEL, err_backoff=ERR_BACKOFF
+        )
     roles: RoleScheduler = backend.role_scheduler
     if journal is not None:
         roles = JournaledRoles(roles, journal)

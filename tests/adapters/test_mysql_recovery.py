@@ -4,9 +4,11 @@ transitions.
 
 Two worker processes (``_mysql_worker.py``, ``parallel_count=3``, records, events, roles
 and timeouts on MySQL) run the runs while the test ``KILL``s every connection to the
-test database, its own polling included, again and again while runs are in flight:
-from the triggering on, each time as soon as every worker has connected again and
-another write has committed, and once more just before they stop.
+test database, its own polling included, again and again while runs are in flight: the
+runs are triggered in chunks, the next chunk after each kill, and each kill comes as
+soon as every worker has connected again and another write has committed, and once more
+just before they stop. Pacing the triggering by the kills keeps runs in flight for
+every kill but the last few however fast the machine runs them.
 
 Evidence: the records table is made system-versioned (MariaDB), so every committed write
 of a record leaves its row version, in the write's own transaction, and each step's
@@ -51,6 +53,9 @@ ATTEMPT = "JSON_VALUE(CONVERT(object USING utf8mb4), '$.attempt')"
 WORKERS = 2
 RUNS_EACH = 200
 RUNS = WORKERS * RUNS_EACH
+CHUNK = 20
+"""Runs each worker triggers after each kill."""
+CHUNKS = RUNS_EACH // CHUNK
 KILLS = 5
 """Kills, at the least, that hit each worker while runs are in flight."""
 WORK = 0.005
@@ -74,16 +79,67 @@ async def test_runs_complete_exactly_once_while_connections_are_killed(
             await admin_sql(mysql_url, f"ALTER TABLE {records} DROP SYSTEM VERSIONING")
 
 
+async def _done(db: Database) -> int:
+    """Runs at their last version, completed."""
+    rows = await db.fetch(
+        "test",
+        f"SELECT count(*) FROM {db.tables.records} WHERE version = %s AND run_state = %s",
+        (DONE_VERSION, COMPLETED),
+    )
+    return int(rows[0][0])
+
+
+async def _writes(db: Database) -> int:
+    """Record versions written so far (each record's versions add up to its version)."""
+    rows = await db.fetch("test", f"SELECT COALESCE(SUM(version), 0) FROM {db.tables.records}")
+    return int(rows[0][0])
+
+
+async def _reconnected(mysql_url: str, pids: list[int]) -> bool:
+    found = await connections_of(mysql_url, pids)
+    return all(found[pid] for pid in pids)
+
+
+async def _kill_while_running(
+    mysql_url: str, db: Database, workers: list[Worker]
+) -> list[tuple[Counter[int | None], int]]:
+    """Trigger the runs a chunk per kill and kill every connection until they are done:
+    each kill's victims and the runs done after it."""
+    pids = [w.pid for w in workers]
+    chunks = 0
+
+    def trigger_chunk() -> None:
+        nonlocal chunks
+        for i, w in enumerate(workers):
+            w.send(f"go {CHUNK} w{i}-{chunks}")
+        chunks += 1
+
+    async def ready_to_kill(since: int) -> bool:
+        written = await _writes(db)
+        if written >= RUNS * DONE_VERSION or written <= since:
+            return written >= RUNS * DONE_VERSION
+        return await _reconnected(mysql_url, pids)
+
+    kills: list[tuple[Counter[int | None], int]] = []
+    async with asyncio.timeout(60):
+        trigger_chunk()
+        while await _done(db) < RUNS:
+            for w in workers:
+                assert w.proc.poll() is None, f"worker {w.pid} died:\n{w.stderr()}"
+            killed = await kill_connections(mysql_url, pids)
+            kills.append((killed, await _done(db)))
+            written = await _writes(db)
+            if chunks < CHUNKS:
+                trigger_chunk()
+            await until("another write", functools.partial(ready_to_kill, written), 30.0)
+    for w in workers:
+        for _ in range(CHUNKS):
+            assert await w.line() == f"triggered {CHUNK}"
+    return kills
+
+
 async def _run_and_kill(mysql_url: str, db: Database, tmp_path: Path) -> None:
     t = db.tables
-
-    async def done() -> int:
-        rows = await db.fetch(
-            "test",
-            f"SELECT count(*) FROM {t.records} WHERE version = %s AND run_state = %s",
-            (DONE_VERSION, COMPLETED),
-        )
-        return int(rows[0][0])
 
     # Given two worker processes
     url = worker_url(mysql_url, PREFIX)
@@ -95,42 +151,18 @@ async def _run_and_kill(mysql_url: str, db: Database, tmp_path: Path) -> None:
 
         # When every connection to the database is killed, again and again while the
         # runs are triggered and run: each time as soon as every worker has connected
-        # again and another write has committed (the workers back off after failures)
-        for i, w in enumerate(workers):
-            w.send(f"go {RUNS_EACH} w{i}")
-
-        async def writes() -> int:
-            rows = await db.fetch("test", f"SELECT COALESCE(SUM(version), 0) FROM {t.records}")
-            return int(rows[0][0])
-
-        async def reconnected() -> bool:
-            found = await connections_of(mysql_url, pids)
-            return all(found[pid] for pid in pids)
-
-        async def ready_to_kill(since: int) -> bool:
-            written = await writes()
-            if written >= RUNS * DONE_VERSION or written <= since:
-                return written >= RUNS * DONE_VERSION
-            return await reconnected()
-
-        kills: list[tuple[Counter[int | None], int]] = []
-        async with asyncio.timeout(45):
-            while await done() < RUNS:
-                for w in workers:
-                    assert w.proc.poll() is None, f"worker {w.pid} died:\n{w.stderr()}"
-                killed = await kill_connections(mysql_url, pids)
-                kills.append((killed, await done()))
-                written = await writes()
-                await until("another write", functools.partial(ready_to_kill, written), 30.0)
-        for w in workers:
-            assert await w.line() == f"triggered {RUNS_EACH}"
+        # again and another write has committed (the workers back off after failures),
+        # and each worker triggers another chunk of runs after each kill
+        kills = await _kill_while_running(mysql_url, db, workers)
         print(f"{len(kills)} kills (connections killed, runs done after): {kills}")
 
         # Then every run completed (above), and every worker is still alive...
         for w in workers:
             assert w.proc.poll() is None, f"worker {w.pid} died:\n{w.stderr()}"
         # ... and stops cleanly, even while it reconnects after yet another kill
-        await until("the workers connected again", reconnected, 10.0)
+        await until(
+            "the workers connected again", functools.partial(_reconnected, mysql_url, pids), 10.0
+        )
         final = await kill_connections(mysql_url, pids)
     finally:
         codes = stop_all(workers)
