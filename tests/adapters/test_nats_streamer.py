@@ -18,6 +18,7 @@ from conveyor import Builder, Run, RunState
 from conveyor.abc import AdapterError, AdapterUnavailable, Delivery, Event, EventStreamer, Header
 from conveyor.adapters.memory import MemoryRecordStore, MemoryRoleScheduler
 from conveyor.adapters.nats import NatsEventStreamer
+from conveyor.adapters.nats._names import consumer_name
 from conveyor.adaptertest import (
     EventStreamerSuite,
     ReportsPendingSuite,
@@ -441,3 +442,58 @@ async def test_a_tail_dropped_without_close_leaves_no_consumer_behind(
     assert stopping, "the last tail's going stopped nothing"
     await asyncio.wait(stopping, timeout=WAIT_TIMEOUT)
     assert await _consumers(nats_url, stream) == 0
+
+
+async def test_a_receiver_at_max_ack_pending_waits_for_room_and_leaves_no_pull_on_the_server(
+    nats_url: str,
+) -> None:
+    # Given a receiver whose consumer allows 3 unacknowledged events, holding 3 of 10
+    prefix = new_prefix()
+    streamer = NatsEventStreamer(with_options(nats_url, prefix=prefix, max_ack_pending=3))
+    try:
+        topic, name = new_name("wf-1"), new_name("reader")
+        sender = await streamer.new_sender(topic)
+        for i in range(10):
+            await sender.send(f"run-{i}", 1, {})
+        receiver = await streamer.new_receiver(topic, name)
+        held: list[Event] = []
+        while len(held) < 3:
+            held += await receiver.recv(10)
+        assert len(held) == 3
+
+        # When it is asked for more
+        more = asyncio.ensure_future(receiver.recv(10))
+        reader = receiver._reader
+        async with asyncio.timeout(WAIT_TIMEOUT):
+            await reader._starved.wait()
+
+        # Then it waits for room without a pull: none is kept waiting on the server
+        # (asked on the receiver's own connection, so after anything it sent)
+        _, js = await streamer.connection.client()
+        stream = streamer.connection.topic(topic).stream
+        info = await js.consumer_info(stream, consumer_name(name))
+        assert (info.num_waiting, info.num_ack_pending) == (0, 3)
+        assert not more.done()
+
+        # ... an acknowledgement makes room for exactly one more
+        await receiver.ack(held.pop(0))
+        async with asyncio.timeout(WAIT_TIMEOUT):
+            held += await more
+        assert len(held) == 3
+
+        # ... and once it closes, the next receiver of the name gets the other 9 at once
+        await receiver.close()
+        info = await js.consumer_info(stream, consumer_name(name))
+        assert info.num_waiting == 0
+        after = await streamer.new_receiver(topic, name)
+        seen: set[str] = set()
+        async with asyncio.timeout(WAIT_TIMEOUT):
+            while len(seen) < 9:
+                for event in await after.recv(10):
+                    seen.add(event.foreign_id)
+                    await after.ack(event)
+        assert seen == {f"run-{i}" for i in range(1, 10)}
+        await after.close()
+    finally:
+        await streamer.close()
+        await delete_prefix(nats_url, prefix)

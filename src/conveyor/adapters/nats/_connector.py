@@ -222,13 +222,18 @@ class NatsConnectorConsumer:
         self._again = 0  # left unacknowledged by earlier consumers of the name
         self._opened_at = 0
         self.name: str = name
+        self._held: dict[int, Msg] = {}  # handed out, cursor not past them: seq -> message
         self._reader = PullReader(
-            connector._conn, connector.stream, durable, bell, expecting=lambda: self._again > 0
+            connector._conn,
+            connector.stream,
+            durable,
+            bell,
+            expecting=lambda: self._again > 0,
+            held=self._held.__len__,
         )
         self._bell_subs: list[Any] = []
         self._acks: AckTracker | None = None  # made at the first message (its floor)
         self._handed_high = 0
-        self._held: dict[int, Msg] = {}  # handed out, cursor not past them: seq -> message
         self._events: dict[int, int] = {}  # id(event) -> seq
         self._closed = False
 
@@ -298,6 +303,7 @@ class NatsConnectorConsumer:
                 await msg.ack()  # AckAll: every event up to it
             except Exception as exc:
                 raise translate(exc, "acknowledging", self._connector._conn.url) from exc
+        self._reader.made_room()
 
     async def close(self) -> None:
         """Stop reading; NAK what is past the cursor (it comes again at once, in order, to

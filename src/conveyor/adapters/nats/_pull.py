@@ -15,6 +15,11 @@ each doorbell's payload first (``heard``) and have it ignored: the streamer's ow
 doorbells, rung after it woke its readers directly (``ring``), which saves a pull that
 would find nothing.
 
+A ``no_wait`` pull is kept waiting after all when the consumer reaches
+``max_ack_pending`` before it is answered in full, so a reader whose owner says how many
+messages it holds unacknowledged (``held``) asks only for what the consumer has room for,
+and while there is none, waits for the owner's acknowledgements (``made_room``).
+
 A cancelled wait loses nothing: what arrives is buffered, the next ``take`` hands it out.
 Closing waits for the pull in flight to end (it ends at once), unsubscribes, and hands
 back every message held for the owner to NAK; no request of this reader is left on the
@@ -68,9 +73,13 @@ class PullReader:
         expecting: Callable[[], bool] | None = None,
         heard: Callable[[bytes], bool] | None = None,
         headers: bool = True,
+        held: Callable[[], int] | None = None,
     ) -> None:
         """``heard`` is called with each doorbell's payload: ``False`` ignores it (without
-        it, every doorbell wakes the reader). With ``headers=False`` messages come
+        it, every doorbell wakes the reader). ``held`` tells how many messages the owner
+        was handed and has not acknowledged: a pull then never asks for more than the
+        consumer's ``max_ack_pending`` leaves room for (see ``_room``), and the owner calls
+        ``made_room`` when it acknowledges. With ``headers=False`` messages come
         without their headers (``Msg.headers`` is ``None``), read by a direct
         subscription of the client (``NatsClient.subscribe_direct``), which saves parsing
         them and a task hop per message: for owners that read only the payload and the
@@ -78,6 +87,9 @@ class PullReader:
         self._conn = conn
         self._heard = heard
         self._expecting = expecting
+        self._held = held
+        self._max_pending = conn.options.max_ack_pending
+        self._starved = asyncio.Event()  # set while waiting for acknowledgements to make room
         self._soon = _SOON
         self.stream: str = stream
         self.consumer: str = consumer
@@ -221,6 +233,9 @@ class PullReader:
                     self._end()
                     self._dirty = True
                     continue
+            elif self._room() <= 0:
+                self._starved.set()  # until the owner acknowledges (``made_room``)
+                wait = self._recheck
             elif now < self._retry_at:
                 wait = self._retry_at - now
             elif self._dirty or now >= self._recheck_at:
@@ -237,14 +252,34 @@ class PullReader:
                 async with asyncio.timeout(wait):
                     await self._arrived.wait()
 
+    def _room(self) -> int:
+        """How many more messages the consumer would hand this reader now: its
+        ``max_ack_pending`` less those the owner holds and those buffered. A pull for more
+        than that would be answered in part and then kept waiting on the server until
+        acknowledgements make room, ``no_wait`` or not: left there, it took messages
+        after the reader had gone (they waited ``ack_wait``), and closing waited for it."""
+        if self._held is None:
+            return self._batch
+        return self._max_pending - self._held() - len(self._buffer)
+
+    def made_room(self) -> None:
+        """The owner acknowledged: a reader waiting for room pulls again."""
+        if self._starved.is_set():
+            self._starved.clear()
+            self.ring()
+
     async def _pull(self) -> None:
         nc, _ = await self._conn.client()
+        batch = min(self._batch, self._room())
+        body = self._body
+        if batch < self._batch:
+            body = json.dumps({"batch": batch, "no_wait": True}).encode()
         self._request_id += 1
         rid = self._request_id
         self._dirty = False
         self._active = rid
         self._ended.clear()
-        self._remaining = self._batch
+        self._remaining = batch
         self._sent_at = time.monotonic()
         self._recheck_at = self._sent_at + self._recheck
         self._soon_at = self._recheck_at
@@ -252,7 +287,7 @@ class PullReader:
             self._soon_at = self._sent_at + min(self._recheck, self._soon)
             self._soon = min(self._recheck, self._soon * 2)
         try:
-            await nc.publish(self._next_subject, self._body, reply=f"{self._inbox}.{rid}")
+            await nc.publish(self._next_subject, body, reply=f"{self._inbox}.{rid}")
         except Exception as exc:
             self._end()
             self._dirty = True

@@ -314,6 +314,7 @@ class NatsEventReceiver:
         self.name: str = name
         self._stream = topic.stream
         self._where = topic
+        self._held: dict[int, Msg] = {}  # handed out, not acknowledged: seq -> message
         self._reader = PullReader(
             streamer._conn,
             topic.stream,
@@ -322,8 +323,8 @@ class NatsEventReceiver:
             expecting=self._expecting,
             heard=self._heard,
             headers=False,
+            held=self._held.__len__,
         )
-        self._held: dict[int, Msg] = {}  # handed out, not acknowledged: seq -> message
         self._handed_high = 0
         self._seen_high = delivered  # every first delivery up to here has come (or expired)
         self._opened_at = delivered
@@ -408,6 +409,7 @@ class NatsEventReceiver:
             raise translate(
                 exc, f"acknowledging event {event.id}", self._streamer._conn.url
             ) from exc
+        self._reader.made_room()
 
     def _holding(self) -> list[Msg]:
         return [*self._held.values(), *self._reader.buffered_messages()]
