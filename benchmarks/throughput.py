@@ -16,8 +16,10 @@ the terminal status.
 ``redis://…``, ``nats://…``), as ``conveyor.connect(store, events=...)`` does.
 
 ``--workers N`` runs the workflow in N processes on the same backend: this process plus
-N-1 worker processes (so the roles, and the work, spread across N processes). Metrics are
-on (the default registry).
+N-1 worker processes (so the roles, and the work, spread across N processes). The clock
+starts once this process runs its share of the roles (the worker processes, started
+first, hold every role until then): a handover in the middle of the measurement would
+make the figure part handover. Metrics are on (the default registry).
 
 ``--wait`` runs the peers' workload instead: N runs triggered at once in this process,
 each awaited with ``wait`` (every returned run is checked at its final version), for
@@ -228,12 +230,30 @@ async def latency(wf: Workflow[Obj, Status], runs: int, tag: str) -> dict[str, f
     }
 
 
-async def measure(url: str, runs: int, clients: int, latency_runs: int) -> dict[str, float]:
+async def spread(wf: Workflow[Obj, Status], processes: int) -> None:
+    """Wait until this process runs its share of the workflow's processes (the roles have
+    spread over the ``processes`` processes, and the handovers are done): the figures are
+    then the deployment's steady state, not a handover's."""
+    share = len(wf.process_names()) // processes
+    deadline = time.monotonic() + 60
+    while True:
+        running = wf._contexts()
+        if len(running) >= share and not any(ctx.opening for ctx in running):
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the roles did not spread over {processes} processes in 60 s")
+        await asyncio.sleep(0.05)
+
+
+async def measure(
+    url: str, runs: int, clients: int, latency_runs: int, processes: int
+) -> dict[str, float]:
     tag = uuid.uuid4().hex[:8]
     async with conveyor.connect(url, **PARTS) as backend:
         wf = build(backend)
         gc.freeze()
         async with wf:
+            await spread(wf, processes)
             await latency(wf, 20, f"{tag}-warm")
             tp = await throughput(wf, runs, clients, tag)
             lat = await latency(wf, latency_runs, tag)
@@ -366,7 +386,9 @@ def main() -> None:
         raise SystemExit("--workers > 1 needs a shared backend (sqlite:// or postgresql://)")
     workers = start_workers(url, args.workers - 1)
     try:
-        figures = asyncio.run(measure(url, args.runs, max(1, args.clients), args.latency_runs))
+        figures = asyncio.run(
+            measure(url, args.runs, max(1, args.clients), args.latency_runs, args.workers)
+        )
     finally:
         for w in workers:
             assert w.stdin is not None
