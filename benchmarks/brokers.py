@@ -227,6 +227,17 @@ async def nats_ceiling(url: str, publishers: int = 16, n: int = 20_000) -> float
         await nc.close()
 
 
+def by_round(runs: list[dict[str, float]], base: list[dict[str, float]]) -> float:
+    """The median over the rounds of a setup's runs/s against the baseline's in the same
+    round: what the machine's drift from one round to the next leaves alone."""
+    return round(
+        statistics.median(
+            r["runs_per_s"] / b["runs_per_s"] for r, b in zip(runs, base, strict=True)
+        ),
+        3,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
@@ -277,9 +288,11 @@ def main() -> None:
             ],
         }
     for key, figures in list(report.items()):
-        base = report.get(re.sub(r"^[a-z]+(-[a-z]+)?(?=(-wait)?-w)", "pg-outbox", key))
+        base_key = re.sub(r"^[a-z]+(-[a-z]+)?(?=(-wait)?-w)", "pg-outbox", key)
+        base = report.get(base_key)
         if isinstance(figures, dict) and isinstance(base, dict) and "runs_per_s" in figures:
             figures["vs_pg_outbox"] = round(figures["runs_per_s"] / base["runs_per_s"], 3)
+            figures["vs_pg_outbox_by_round"] = by_round(samples[key], samples[base_key])
     print(
         json.dumps(
             {

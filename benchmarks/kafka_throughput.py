@@ -114,6 +114,10 @@ def main() -> None:
         assert isinstance(outbox, dict)
         rate = "runs_per_s"
         report[f"ratio-w{workers}"] = round(kafka[rate] / outbox[rate], 2)
+        pairs = zip(results[f"pg-kafka-w{workers}"], results[f"pg-outbox-w{workers}"], strict=True)
+        report[f"ratio-by-round-w{workers}"] = round(
+            statistics.median(k[rate] / o[rate] for k, o in pairs), 2
+        )
     print(json.dumps(report))
 
 
