@@ -270,7 +270,7 @@ class PullReader:
 
     async def _pull(self) -> None:
         nc, _ = await self._conn.client()
-        batch = min(self._batch, self._room())
+        batch = max(1, min(self._batch, self._room()))  # ``take`` pulls only with room
         body = self._body
         if batch < self._batch:
             body = json.dumps({"batch": batch, "no_wait": True}).encode()
