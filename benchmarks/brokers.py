@@ -23,7 +23,8 @@ With ``--wait`` each setup also runs the wait workload (``throughput.py --wait``
 Ceilings measured in the same run: ``redis-benchmark`` doing XADD (16 clients) on the
 private server, and a nats-py loop publishing to a JetStream stream and awaiting each ack
 (16 concurrent publishers). Medians are reported, and each setup's runs/s as a fraction of
-``pg-outbox`` with the same number of workers.
+``pg-outbox`` with the same number of workers (``vs_pg_outbox``), and the median of that
+fraction taken round by round (``vs_pg_outbox_by_round``).
 """
 
 from __future__ import annotations

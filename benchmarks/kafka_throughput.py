@@ -12,7 +12,9 @@ real cluster's), creates ``throughput.py``'s topics on it (3 partitions each) un
 prefix per measurement, and runs ``throughput.py`` with records on PostgreSQL (a fresh
 schema each, dropped after it) for ``pg-kafka`` (events on the mock cluster) and
 ``pg-outbox`` (events in PostgreSQL too), 1 and 2 worker processes, interleaved. Prints
-the figures of each and the ratio of pg-kafka to pg-outbox. ``--clients`` callers trigger
+the figures of each, every measurement's runs/s, and the ratio of pg-kafka to pg-outbox
+(of the medians, ``ratio-wN``, and the median of the rounds' ratios,
+``ratio-by-round-wN``). ``--clients`` callers trigger
 the runs (16, as ``benchmarks/brokers.py``, whose figures the README's broker table
 shows).
 """

@@ -18,7 +18,6 @@ from conveyor import Builder, Run, RunState
 from conveyor.abc import AdapterError, AdapterUnavailable, Delivery, Event, EventStreamer, Header
 from conveyor.adapters.memory import MemoryRecordStore, MemoryRoleScheduler
 from conveyor.adapters.nats import NatsEventStreamer
-from conveyor.adapters.nats._names import consumer_name
 from conveyor.adaptertest import (
     EventStreamerSuite,
     ReportsPendingSuite,
@@ -471,7 +470,7 @@ async def test_a_receiver_at_max_ack_pending_waits_for_room_and_leaves_no_pull_o
         # (asked on the receiver's own connection, so after anything it sent)
         _, js = await streamer.connection.client()
         stream = streamer.connection.topic(topic).stream
-        info = await js.consumer_info(stream, consumer_name(name))
+        info = await js.consumer_info(stream, reader.consumer)
         assert (info.num_waiting, info.num_ack_pending) == (0, 3)
         assert not more.done()
 
@@ -483,7 +482,7 @@ async def test_a_receiver_at_max_ack_pending_waits_for_room_and_leaves_no_pull_o
 
         # ... and once it closes, the next receiver of the name gets the other 9 at once
         await receiver.close()
-        info = await js.consumer_info(stream, consumer_name(name))
+        info = await js.consumer_info(stream, reader.consumer)
         assert info.num_waiting == 0
         after = await streamer.new_receiver(topic, name)
         seen: set[str] = set()
