@@ -71,8 +71,8 @@ async def test_a_prebuilt_publish_reaches_a_plain_subscriber_with_its_headers(
 
     # When conveyor sends an HPUB it built itself, then a PUB
     block = header_block({"Nats-Msg-Id": "m1", "X-Kind": "a b"})
-    await nc.send(hpub(b"conveyor-wire-test.plain", b"reply.7", block, b"payload"), 7)
-    await nc.send(pub(b"conveyor-wire-test.plain", b"second"), 6)
+    nc.send(hpub(b"conveyor-wire-test.plain", b"reply.7", block, b"payload"), 7)
+    nc.send(pub(b"conveyor-wire-test.plain", b"second"), 6)
 
     # Then the subscriber reads both as nats-py would have sent them
     first = await sub.next_msg(timeout=WAIT_TIMEOUT)

@@ -74,12 +74,14 @@ class NatsClient(Client):
     and the handler, which nats-py spends on every message of a subscription with a
     callback. Conveyor's hot paths (pull answers, publish acknowledgements) use them;
     ``send`` queues a command its caller built (``PUB``/``HPUB`` on subjects conveyor
-    made), skipping the validation and formatting of ``publish``.
+    made), skipping the validation and formatting of ``publish``, and has it written
+    without nats-py's flusher task.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._direct: dict[int, Handler] = {}
+        self._write_scheduled = False
 
     async def _process_pong(self) -> None:
         if self._pongs:
@@ -115,10 +117,13 @@ class NatsClient(Client):
         self._direct.pop(sub._id, None)
         await sub.unsubscribe()
 
-    async def send(self, command: bytes, payload_size: int) -> None:
-        """Queue ``command`` (a whole ``PUB`` or ``HPUB`` with its payload) as ``publish``
-        does once it has built one; the same errors when closed, draining or buffering
-        beyond the limit while reconnecting, or when the payload is too large."""
+    def send(self, command: bytes, payload_size: int) -> None:
+        """Queue ``command`` (a whole ``PUB`` or ``HPUB`` with its payload); the same
+        errors as ``publish`` when closed, draining or buffering beyond the limit while
+        reconnecting, or when the payload is too large. While connected, what is queued
+        is written once the loop's current round of callbacks is done (``_write_soon``);
+        while reconnecting it waits in the client's buffer, which the client writes once
+        the subscriptions are made again."""
         if self.is_closed:
             raise nats.errors.ConnectionClosedError
         if self.is_draining_pubs:
@@ -132,9 +137,21 @@ class NatsClient(Client):
             raise nats.errors.MaxPayloadError
         self.stats["out_msgs"] += 1
         self.stats["out_bytes"] += payload_size
-        await self._send_command(command)
-        if self._flush_queue is not None and self._flush_queue.empty():
-            await self._flush_pending()
+        self._pending.append(command)
+        self._pending_data_size += len(command)
+        if not self._write_scheduled and self.is_connected:
+            self._write_scheduled = True
+            asyncio.get_running_loop().call_soon(self._write_soon)
+
+    def _write_soon(self) -> None:
+        """Write what is queued, if still connected: what nats-py's flusher task does,
+        without its queue, future and task step for each write."""
+        self._write_scheduled = False
+        transport = self._transport
+        if self._pending_data_size > 0 and self.is_connected and transport is not None:
+            pending, self._pending = self._pending, []
+            self._pending_data_size = 0
+            transport.writelines(pending)
 
 
 class NatsConnection:

@@ -234,11 +234,10 @@ class NatsEventStreamer:
         where = await self._conn.ensure(topic)
         timeout = self._conn.options.request_timeout
         what = f"sending to {topic!r}"
-        publish = self._publisher.publish
         stream = where.stream
-        subject = where.subject.encode()
-        futures: list[asyncio.Future[int]] = []
+        future: asyncio.Future[list[int]] | None = None
         try:
+            messages: list[tuple[bytes, bytes]] = []
             for event in events:
                 msg_id = message_id(event.headers)
                 headers = header_block(
@@ -246,9 +245,10 @@ class NatsEventStreamer:
                     if msg_id is not None
                     else {EXPECTED_STREAM: stream}
                 )
-                futures.append(await publish(subject, encode(event), headers))
+                messages.append((encode(event), headers))
+            future = await self._publisher.publish(where.subject.encode(), messages)
             async with asyncio.timeout(timeout):
-                seqs = await asyncio.gather(*futures)
+                seqs = await future
         except TimeoutError as exc:
             raise AdapterUnavailable(
                 f"NATS unavailable while {what}: no acknowledgement within {timeout}s"
@@ -259,11 +259,11 @@ class NatsEventStreamer:
         except Exception as exc:
             raise translate(exc, what, self._conn.url) from exc
         finally:
-            given_up = [future for future in futures if not future.done()]
-            for future in given_up:
-                future.cancel()
-            if given_up:
-                self._publisher.discard()
+            if future is not None:
+                if not future.done():
+                    future.cancel()
+                if future.cancelled() or future.exception() is not None:
+                    self._publisher.discard()  # what the batch still waits for
         self._saw(where.stream, max(seqs))
         await self._ring(where)
         checkpoint()
@@ -403,7 +403,7 @@ class NatsEventReceiver:
             raise AdapterError(f"event {event.id} was not handed out by receiver {self.name!r}")
         try:
             nc, _ = await self._streamer._conn.client()
-            await nc.send(pub(msg.reply.encode(), ACK), len(ACK))
+            nc.send(pub(msg.reply.encode(), ACK), len(ACK))
         except Exception as exc:
             self._held[event.id] = msg  # not acknowledged: still ours
             raise translate(
