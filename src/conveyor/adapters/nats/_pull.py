@@ -42,7 +42,7 @@ from nats.aio.subscription import Subscription
 from ..._errors import AdapterError
 from ._connection import NatsClient, NatsConnection
 from ._errors import checkpoint, translate
-from ._wire import status
+from ._wire import pub, status
 
 __all__ = ["PullReader"]
 
@@ -102,8 +102,8 @@ class PullReader:
         self._recheck = options.recheck_interval
         self._buffer: deque[Msg] = deque()
         self._subs: list[Subscription] = []
-        self._inbox = ""
-        self._next_subject = ""
+        self._inbox = b""
+        self._next_subject = b""
         self._request_id = 0
         self._active: int | None = None  # the pull in flight
         self._remaining = 0
@@ -121,15 +121,16 @@ class PullReader:
 
     async def start(self) -> None:
         nc, js = await self._conn.client()
-        self._inbox = nc.new_inbox()
+        inbox = nc.new_inbox()
+        self._inbox = inbox.encode()
         prefix = js._prefix  # "$JS.API", or a domain's
-        self._next_subject = f"{prefix}.CONSUMER.MSG.NEXT.{self.stream}.{self.consumer}"
+        self._next_subject = f"{prefix}.CONSUMER.MSG.NEXT.{self.stream}.{self.consumer}".encode()
         self._nc = nc
         try:
             if self._headers:
-                self._subs.append(await nc.subscribe(f"{self._inbox}.*", cb=self._on_msg))
+                self._subs.append(await nc.subscribe(f"{inbox}.*", cb=self._on_msg))
             else:
-                self._subs.append(await nc.subscribe_direct(f"{self._inbox}.*", self._on_raw))
+                self._subs.append(await nc.subscribe_direct(f"{inbox}.*", self._on_raw))
             self._subs.append(await nc.subscribe(self._bell, cb=self._on_bell))
         except Exception as exc:
             await self._unsubscribe()
@@ -287,7 +288,7 @@ class PullReader:
             self._soon_at = self._sent_at + min(self._recheck, self._soon)
             self._soon = min(self._recheck, self._soon * 2)
         try:
-            await nc.publish(self._next_subject, body, reply=f"{self._inbox}.{rid}")
+            nc.send(pub(self._next_subject, body, b"%s.%d" % (self._inbox, rid)), len(body))
         except Exception as exc:
             self._end()
             self._dirty = True
