@@ -64,6 +64,8 @@ __all__ = ["NatsEventReceiver", "NatsEventSender", "NatsEventStreamer"]
 
 log = logging.getLogger("conveyor.adapters.nats")
 
+_MSG_ID = MSG_ID.encode()
+
 
 class NatsEventStreamer:
     """``EventStreamer`` on NATS JetStream (see the module docstring).
@@ -237,14 +239,15 @@ class NatsEventStreamer:
         stream = where.stream
         future: asyncio.Future[list[int]] | None = None
         try:
+            plain = header_block({EXPECTED_STREAM: stream})
+            open_block = plain[:-2]  # the block less its closing empty line
             messages: list[tuple[bytes, bytes]] = []
             for event in events:
                 msg_id = message_id(event.headers)
-                headers = header_block(
-                    {EXPECTED_STREAM: stream, MSG_ID: msg_id}
-                    if msg_id is not None
-                    else {EXPECTED_STREAM: stream}
-                )
+                if msg_id is None:
+                    headers = plain
+                else:  # the same block, with the message's ID
+                    headers = b"%s%s: %s\r\n\r\n" % (open_block, _MSG_ID, msg_id.encode())
                 messages.append((encode(event), headers))
             future = await self._publisher.publish(where.subject.encode(), messages)
             async with asyncio.timeout(timeout):
