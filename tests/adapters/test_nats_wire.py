@@ -4,14 +4,18 @@ subscriptions and prebuilt publishes that carry them (the streamer's hot paths).
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import nats
+import nats.js.errors
 import pytest
 from _nats_support import nats_url
 from nats.aio.client import Client
+from nats.js.api import StreamConfig
 
 from conveyor.adapters.nats._connection import NatsClient, NatsConnection
+from conveyor.adapters.nats._publish import Publisher
 from conveyor.adapters.nats._wire import header_block, hpub, pub, status
 from conveyor.adaptertest._fixtures import WAIT_TIMEOUT
 
@@ -122,3 +126,39 @@ async def test_a_direct_subscription_hands_over_raw_messages_until_unsubscribed(
     await plain.flush()
     assert (await marker.next_msg(timeout=WAIT_TIMEOUT)).data == b"after"
     assert len(got) == 2
+
+
+@pytest.mark.nats
+async def test_a_published_batch_gets_its_sequences_in_order_or_its_first_error(
+    nats_url: str,
+) -> None:
+    # Given a stream of the test's own, and a publisher on conveyor's connection
+    conn = NatsConnection(nats_url)
+    _, js = await conn.client()
+    name = f"conveyor-wire-batch-{uuid.uuid4().hex[:8]}"
+    await js.add_stream(StreamConfig(name=name, subjects=[f"{name}.s"]))
+    publisher = Publisher(conn)
+    subject = f"{name}.s".encode()
+    right = header_block({"Nats-Expected-Stream": name})
+    wrong = header_block({"Nats-Expected-Stream": "another-stream"})
+    try:
+        # When a batch of three goes out, then one whose second message names
+        # another stream (the server refuses that one and stores the others)
+        ok = await (await publisher.publish(subject, [(b"a", right), (b"b", right), (b"c", right)]))
+        failing = await publisher.publish(subject, [(b"d", right), (b"e", wrong), (b"f", right)])
+        with pytest.raises(nats.js.errors.APIError):
+            async with asyncio.timeout(WAIT_TIMEOUT):
+                await failing
+
+        # Then the first batch got the stream's sequences in order, the second its first
+        # error, and the publisher still works: the next batch follows what was stored
+        assert ok == [1, 2, 3]
+        after = await (await publisher.publish(subject, [(b"g", right)]))
+        assert after == [6]  # d and f were stored, e was not
+        assert (await js.stream_info(name)).state.messages == 6
+        publisher.discard()
+        assert publisher._waiting == {}  # every answer came or was forgotten
+    finally:
+        await publisher.close()
+        await js.delete_stream(name)
+        await conn.close()
