@@ -283,7 +283,7 @@ def main() -> None:
     for key, runs in samples.items():
         fields = [k for k, v in runs[0].items() if isinstance(v, int | float) and k != "cpus"]
         report[key] = {
-            **{k: round(statistics.median(r[k] for r in runs), 1) for k in fields},
+            **{k: round(statistics.median(r[k] for r in runs), 3) for k in fields},
             "all_runs_per_s": [
                 round(r.get("runs_per_s", r.get("runs_per_s_n1000", 0.0))) for r in runs
             ],
