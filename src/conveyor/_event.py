@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from ._frozen import fast_init
 from ._runstate import RunState
 
 __all__ = [
@@ -34,6 +35,7 @@ class Header(enum.StrEnum):
     """When the engine wrote the event, by the workflow's clock (ISO 8601)."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Event:
     """One event as a receiver hands it out.
@@ -50,6 +52,7 @@ class Event:
     created_at: datetime
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OutboxEvent:
     """The event a record store keeps in the same transaction as the record write.

@@ -17,6 +17,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 from ._errors import WorkflowError
 from ._event import Event, OutboxEvent
+from ._frozen import fast_init
 from ._record import Record
 from ._runstate import RunState
 
@@ -190,6 +191,7 @@ class RecordFilter:
         return not (self.created_before is not None and not record.created_at < self.created_before)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RecordWrite:
     """One record write with its outbox event and the version it expects to replace.

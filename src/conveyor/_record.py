@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from ._frozen import fast_init
 from ._markers import SAVE_AND_REPEAT, SKIP, Cancel, Pause, SaveAndRepeat, Skip
 from ._runstate import RunState
 
@@ -17,6 +18,7 @@ T = TypeVar("T")
 S = TypeVar("S", bound=enum.IntEnum)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Meta:
     """Bookkeeping the engine keeps with every record."""
@@ -34,6 +36,7 @@ class Meta:
     that a run passed a status before it was called). Stores persist it."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Record:
     """One run as a store keeps it: ``object`` is the user's object as JSON bytes."""
