@@ -162,3 +162,31 @@ async def test_a_published_batch_gets_its_sequences_in_order_or_its_first_error(
         await publisher.close()
         await js.delete_stream(name)
         await conn.close()
+
+
+@pytest.mark.nats
+async def test_flush_writes_what_is_queued_before_its_ping(
+    clients: tuple[NatsClient, Client],
+) -> None:
+    # Given conveyor's client subscribed to a subject, noting what it reads in order
+    nc, _ = clients
+    seen: list[str] = []
+    direct = await nc.subscribe_direct(
+        "conveyor-wire-test.flush", lambda subject, reply, data, headers: seen.append("msg")
+    )
+    await nc.flush()
+    pong = nc._process_pong
+
+    async def noting_pong() -> None:
+        seen.append("pong")
+        await pong()
+
+    nc._process_pong = noting_pong  # type: ignore[method-assign]
+
+    # When it queues a publish to that subject and flushes at once
+    nc.send(pub(b"conveyor-wire-test.flush", b"x"), 1)
+    await nc.flush()
+
+    # Then the server read the publish before the PING: the message came before the PONG
+    assert seen == ["msg", "pong"]
+    await nc.unsubscribe_direct(direct)

@@ -143,6 +143,13 @@ class NatsClient(Client):
             self._write_scheduled = True
             asyncio.get_running_loop().call_soon(self._write_soon)
 
+    async def flush(self, timeout: int = 10) -> None:
+        """Write what is queued, then ``PING`` and wait for the ``PONG``: the server has
+        then read everything sent before (nats-py writes its ``PING`` at once, ahead of
+        what still waits in its buffer)."""
+        self._write_soon()
+        await super().flush(timeout)
+
     def _write_soon(self) -> None:
         """Write what is queued, if still connected: what nats-py's flusher task does,
         without its queue, future and task step for each write."""
