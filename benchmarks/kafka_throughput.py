@@ -35,6 +35,7 @@ sys.path[:0] = [str(HERE.parent / "tests" / "adapters"), str(HERE.parent / "test
 
 import asyncpg  # noqa: E402
 from _kafka_support import MockCluster, start_mock  # noqa: E402
+from brokers import by_round  # noqa: E402  # this script's folder is on sys.path
 
 from conveyor.adapters.kafka import escape  # noqa: E402
 
@@ -116,9 +117,8 @@ def main() -> None:
         assert isinstance(outbox, dict)
         rate = "runs_per_s"
         report[f"ratio-w{workers}"] = round(kafka[rate] / outbox[rate], 2)
-        pairs = zip(results[f"pg-kafka-w{workers}"], results[f"pg-outbox-w{workers}"], strict=True)
-        report[f"ratio-by-round-w{workers}"] = round(
-            statistics.median(k[rate] / o[rate] for k, o in pairs), 2
+        report[f"ratio-by-round-w{workers}"] = by_round(
+            results[f"pg-kafka-w{workers}"], results[f"pg-outbox-w{workers}"]
         )
     print(json.dumps(report))
 

@@ -9,8 +9,9 @@ Throughput: ``--runs`` runs are triggered by ``--clients`` concurrent callers (e
 triggers its share one after another, as a service's request handlers would) and the
 clock stops when the last one has completed (counted from the run-state-change topic, as
 ``wait`` would see it, while the runs go); every run is then checked to have finished at
-its expected version. Latency: runs one at a time, trigger to ``wait(...)`` returning at
-the terminal status.
+its expected version; ``cpu_ms_per_run`` is this process's CPU time (every thread) over
+the measurement, per run. Latency: runs one at a time, trigger to ``wait(...)`` returning
+at the terminal status.
 
 ``--events``, ``--roles`` and ``--timeouts`` take those parts from other URLs (a broker:
 ``redis://…``, ``nats://…``), as ``conveyor.connect(store, events=...)`` does.

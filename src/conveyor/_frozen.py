@@ -52,8 +52,8 @@ def fast_init(cls: C) -> C:
     signature: list[str] = []
     body: list[str] = []
     for i, f in enumerate(fields):
-        if not f.init or f.kw_only:
-            raise TypeError(f"{cls.__name__}.{f.name} is keyword-only or not in __init__")
+        if f.kw_only:
+            raise TypeError(f"{cls.__name__}.{f.name} is keyword-only")
         namespace[f"_set{i}"] = cls.__dict__[f.name].__set__
         value = f.name
         if f.default is not dataclasses.MISSING:

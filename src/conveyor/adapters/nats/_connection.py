@@ -19,7 +19,7 @@ from typing import Any
 import nats
 import nats.errors
 import nats.js.errors
-from nats.aio.client import Client
+from nats.aio.client import DEFAULT_FLUSH_TIMEOUT, Client
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -143,7 +143,7 @@ class NatsClient(Client):
             self._write_scheduled = True
             asyncio.get_running_loop().call_soon(self._write_soon)
 
-    async def flush(self, timeout: int = 10) -> None:
+    async def flush(self, timeout: int = DEFAULT_FLUSH_TIMEOUT) -> None:
         """Write what is queued, then ``PING`` and wait for the ``PONG``: the server has
         then read everything sent before (nats-py writes its ``PING`` at once, ahead of
         what still waits in its buffer)."""
