@@ -1,13 +1,24 @@
 """``assign_roles``: which live member should hold each role, computed alike everywhere.
 
-Role schedulers that spread roles over processes (SQLite, PostgreSQL; next Redis and
-MySQL) let every member compute the same assignment from the same input, the live
-members with the roles each wants and the current holders, and then act on its own part:
-take the free roles assigned to it, hand over the roles it holds that are assigned to
-another. How fast a member takes a role that is assigned elsewhere, or gives one up, is
-the scheduler's policy; the assignment is this module's.
+Role schedulers that spread roles over processes (SQLite, PostgreSQL, MySQL, Redis, NATS)
+let every member compute the same assignment from the same input, the live members with
+the roles each wants and the current holders, and then act on its own part: take the free
+roles assigned to it, hand over the roles it holds that are assigned to another. How fast a
+member takes a role that is assigned elsewhere, or gives one up, is the scheduler's policy;
+the assignment is this module's.
 
-The rules, in order:
+Two kinds of role. Most roles do work for every event of their topic (step consumers,
+connectors, hooks, the outbox relay, timeout inserters): *busy*. A few do little whatever
+the traffic (``light``): the delete consumer, the paused-records retry consumer (it reads
+every run-state change but handles only pauses, after a long lag), timeout pollers and
+schedules; the engine's role names say which (``*-delete-consumer``,
+``*-paused-records-retry-consumer``, ``*-timeout-consumer``, ``*-scheduler-*``). Busy roles
+are spread first, among themselves; light roles then even out each member's total. So two
+processes of a workflow with three steps and two light roles each run one or two steps,
+never one all three while the other holds the light roles.
+
+The rules, for the busy roles (counting busy roles only), then for the light ones
+(counting every role a member has, but moving only light roles):
 
 1. *Holders keep their roles.* Every role held by a member that still wants it starts
    with that member, so a holder is never asked to give a role up unless that evens out
@@ -20,7 +31,7 @@ The rules, in order:
    another member that wants one of them, that role moves over (from the most loaded
    member first, to the least loaded taker; which of the giver's roles goes is decided
    by FNV-1a of role and taker, so a consumer's shards do not all move together). With
-   equal wants the loads end up differing by at most one.
+   equal wants the busy loads end up differing by at most one, and so do the totals.
 
 So the assignment is a fixed point: computed again with its own result as the holders,
 nothing moves (stable while membership stays the same), and a member that joins takes
@@ -34,7 +45,14 @@ from collections.abc import Iterable, Mapping
 
 from ._hash import fnv1a64
 
-__all__ = ["assign_roles"]
+__all__ = ["assign_roles", "is_light_role"]
+
+_LIGHT_SUFFIXES = ("-delete-consumer", "-paused-records-retry-consumer", "-timeout-consumer")
+
+
+def is_light_role(role: str) -> bool:
+    """Whether ``role`` is one of the engine's light roles (module docstring)."""
+    return role.endswith(_LIGHT_SUFFIXES) or "-scheduler-" in role
 
 
 def assign_roles(
@@ -52,26 +70,49 @@ def assign_roles(
     for member in sorted(wanted):
         for role in set(wanted[member]):
             candidates.setdefault(role, []).append(member)
+    busy = sorted(role for role in candidates if not is_light_role(role))
+    light = sorted(role for role in candidates if is_light_role(role))
     result: dict[str, str] = {}
-    mine: dict[str, set[str]] = {member: set() for member in wanted}
+    every: dict[str, set[str]] = {member: set() for member in wanted}
+    # Busy roles are counted and moved among themselves ...
+    _spread(busy, candidates, holders, result, {member: set() for member in wanted}, every)
+    # ... then light ones even out the totals (what a member has counts, light moves).
+    _spread(light, candidates, holders, result, every, every)
+    return result
+
+
+def _spread(
+    roles: list[str],
+    candidates: Mapping[str, list[str]],
+    holders: Mapping[str, str],
+    result: dict[str, str],
+    load: dict[str, set[str]],
+    every: dict[str, set[str]],
+) -> None:
+    """Rules 1-3 for ``roles`` (name-sorted): ``load`` is what each member's load counts
+    (it may hold roles spread before, which stay); ``every`` collects each member's roles."""
+    movable: dict[str, set[str]] = {member: set() for member in load}
     free: list[str] = []
-    for role in sorted(candidates):
+
+    def give(role: str, member: str) -> None:
+        result[role] = member
+        load[member].add(role)
+        movable[member].add(role)
+        every[member].add(role)
+
+    for role in roles:
         holder = holders.get(role)
-        if holder is not None and holder in mine and holder in candidates[role]:
-            result[role] = holder
-            mine[holder].add(role)
+        if holder is not None and holder in load and holder in candidates[role]:
+            give(role, holder)
         else:
             free.append(role)
     for role in free:
-        best = min(candidates[role], key=lambda m: (len(mine[m]), _tie(role, m)))
-        result[role] = best
-        mine[best].add(role)
-    while (move := _next_move(candidates, mine)) is not None:
+        give(role, min(candidates[role], key=lambda m: (len(load[m]), _tie(role, m))))
+    while (move := _next_move(candidates, load, movable)) is not None:
         role, giver, taker = move
-        mine[giver].discard(role)
-        mine[taker].add(role)
-        result[role] = taker
-    return result
+        for roles_of in (load, movable, every):
+            roles_of[giver].discard(role)
+        give(role, taker)
 
 
 def _tie(role: str, member: str) -> tuple[int, str]:
@@ -79,20 +120,23 @@ def _tie(role: str, member: str) -> tuple[int, str]:
 
 
 def _next_move(
-    candidates: Mapping[str, list[str]], mine: Mapping[str, set[str]]
+    candidates: Mapping[str, list[str]],
+    load: Mapping[str, set[str]],
+    movable: Mapping[str, set[str]],
 ) -> tuple[str, str, str] | None:
-    """A role that can go from a member to one wanting it with two or more fewer roles."""
-    lightest = min((len(roles) for roles in mine.values()), default=0)
-    for giver in sorted(mine, key=lambda m: (-len(mine[m]), m)):
-        load = len(mine[giver])
-        if load - lightest < 2:
+    """A role (of ``movable``) that can go from a member to one wanting it with two or
+    more fewer roles (counted in ``load``)."""
+    lightest = min((len(roles) for roles in load.values()), default=0)
+    for giver in sorted(load, key=lambda m: (-len(load[m]), m)):
+        count = len(load[giver])
+        if count - lightest < 2:
             return None  # nobody (this one or a lighter one) can give without a swap back
         moves = []
-        for role in mine[giver]:
-            takers = [m for m in candidates[role] if len(mine[m]) <= load - 2]
+        for role in movable[giver]:
+            takers = [m for m in candidates[role] if len(load[m]) <= count - 2]
             if takers:
-                taker = min(takers, key=lambda m: (len(mine[m]), _tie(role, m)))
-                moves.append((len(mine[taker]), _tie(role, taker), role, taker))
+                taker = min(takers, key=lambda m: (len(load[m]), _tie(role, m)))
+                moves.append((len(load[taker]), _tie(role, taker), role, taker))
         if moves:
             _, _, role, taker = min(moves)
             return role, giver, taker

@@ -18,7 +18,8 @@ Each piece is small, knows no driver, and takes the storage side as a callback:
 - ``Signal``: a broadcast wake-up with a generation count, so a waiter never sleeps
   through a change that happened between its last look and its wait.
 - ``assign_roles``: the one algorithm that spreads roles fairly and stably over live
-  members, the same in every process; a role scheduler decides only when to act on it.
+  members, the same in every process, busy roles first (``is_light_role`` tells the
+  engine's light ones); a role scheduler decides only when to act on it.
 - ``fnv1a64``: the string hash that every process agrees on (shards, role spreading,
   lock keys), unlike ``hash()``.
 """
@@ -33,6 +34,7 @@ from .._kit._lease import DeadlineLease as DeadlineLease
 from .._kit._sender import EventSenderBase as EventSenderBase
 from .._kit._signal import Signal as Signal
 from .._kit._spread import assign_roles as assign_roles
+from .._kit._spread import is_light_role as is_light_role
 from .._kit._tail import QueuedTail as QueuedTail
 
 __all__ = (
@@ -47,4 +49,5 @@ __all__ = (
     "WriteCursors",
     "assign_roles",
     "fnv1a64",
+    "is_light_role",
 )
