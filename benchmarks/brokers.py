@@ -6,7 +6,9 @@
                                  [--redis redis://127.0.0.1:6379/0] [--nats nats://127.0.0.1:4222]
 
 Setups, each with 1 and 2 worker processes (``--workers``), interleaved ``--repeat``
-times, every run checked at its final version by ``benchmarks/throughput.py``:
+times, every run checked at its final version by ``benchmarks/throughput.py`` (each step
+with ``--shards`` shards, its ``parallel_count``; each sample reports how many step shards
+the measuring process ran, ``all_step_shards_here``):
 
 - ``pg-outbox``: records and events on PostgreSQL, the store keeping an outbox that the
   relay sends to PostgreSQL's event log (``publish_events=false``): the baseline;
@@ -116,6 +118,7 @@ def throughput(
     args: argparse.Namespace, store: str, parts: dict[str, str], workers: int, wait: bool
 ) -> dict[str, float]:
     command = [sys.executable, str(HERE / "throughput.py"), "--store", store]
+    command += ["--shards", str(args.shards)]
     for part, url in parts.items():
         command += [f"--{part}", url]
     if wait:
@@ -246,6 +249,7 @@ def main() -> None:
     parser.add_argument("--latency-runs", type=int, default=500)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--shards", type=int, default=1, help="each step's parallel_count")
     parser.add_argument("--wait", action="store_true", help="the wait workload too")
     parser.add_argument("--setups", default="pg-outbox,pg-redis,pg-nats,redis")
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1/postgres")
@@ -287,6 +291,7 @@ def main() -> None:
             "all_runs_per_s": [
                 round(r.get("runs_per_s", r.get("runs_per_s_n1000", 0.0))) for r in runs
             ],
+            "all_step_shards_here": [r.get("step_shards_here") for r in runs],
         }
     for key, figures in list(report.items()):
         base_key = re.sub(r"^[a-z]+(-[a-z]+)?(?=(-wait)?-w)", "pg-outbox", key)
@@ -301,6 +306,7 @@ def main() -> None:
                 "repeat": args.repeat,
                 "runs": args.runs,
                 "clients": args.clients,
+                "shards": args.shards,
                 **report,
                 **ceilings,
                 "python": platform.python_version(),

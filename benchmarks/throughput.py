@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py [--runs 20000] [--latency-runs 2000]
                                     [--store memory | sqlite:///bench.db | postgresql://...]
-                                    [--workers 1] [--clients 1]
+                                    [--workers 1] [--shards 1] [--clients 1]
                                     [--events URL] [--roles URL] [--timeouts URL]
 
 Throughput: ``--runs`` runs are triggered by ``--clients`` concurrent callers (each
@@ -20,7 +20,9 @@ at the terminal status.
 N-1 worker processes (so the roles, and the work, spread across N processes). The clock
 starts once this process runs its share of the roles (the worker processes, started
 first, hold every role until then): a handover in the middle of the measurement would
-make the figure part handover. Metrics are on (the default registry).
+make the figure part handover. Metrics are on (the default registry). ``--shards N`` runs
+each step as N shards (its ``parallel_count``), which the roles spread like any other;
+``step_shards_here`` says how many of them this process ran.
 
 ``--wait`` runs the peers' workload instead: N runs triggered at once in this process,
 each awaited with ``wait`` (every returned run is checked at its final version), for
@@ -41,6 +43,7 @@ import gc
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -56,6 +59,8 @@ from conveyor.abc import EventReceiver, Header, run_state_change_topic
 
 PARTS: dict[str, str] = {}
 """The parts given as --events, --roles, --timeouts (the same in every process)."""
+SHARDS = [1]
+"""Each step's ``parallel_count`` (``--shards``, the same in every process)."""
 
 
 class Status(enum.IntEnum):
@@ -86,9 +91,10 @@ async def finish(run: Run[Obj, Status]) -> Status:
 
 def builder() -> Builder[Obj, Status]:
     b = Builder("bench", dict, Status)
-    b.add_step(Status.CREATED, validate, Status.VALIDATED)
-    b.add_step(Status.VALIDATED, enrich, Status.ENRICHED)
-    b.add_step(Status.ENRICHED, finish, Status.DONE)
+    n = SHARDS[0]
+    b.add_step(Status.CREATED, validate, Status.VALIDATED).with_options(parallel_count=n)
+    b.add_step(Status.VALIDATED, enrich, Status.ENRICHED).with_options(parallel_count=n)
+    b.add_step(Status.ENRICHED, finish, Status.DONE).with_options(parallel_count=n)
     return b
 
 
@@ -261,10 +267,15 @@ async def measure(
         gc.freeze()
         async with wf:
             await spread(wf, processes)
+            shards_here = sum(1 for ctx in wf._contexts() if _STEP_SHARD.search(ctx.name))
             await latency(wf, 20, f"{tag}-warm")
             tp = await throughput(wf, runs, clients, tag)
             lat = await latency(wf, latency_runs, tag)
-    return {**tp, **lat}
+    return {**tp, **lat, "step_shards_here": shards_here}
+
+
+_STEP_SHARD = re.compile(r"^(validated|enriched|created)-consumer-\d+-of-\d+$")
+"""A step consumer's process name (``step_shards_here``: how many this process runs)."""
 
 
 def _waits_found(by: str) -> float:
@@ -334,6 +345,8 @@ def start_workers(url: str, n: int) -> list[subprocess.Popen[str]]:
                 "--worker",
                 "--store",
                 url,
+                "--shards",
+                str(SHARDS[0]),
                 *(arg for part, at in PARTS.items() for arg in (f"--{part}", at)),
             ],
             stdin=subprocess.PIPE,
@@ -359,6 +372,7 @@ def main() -> None:
     parser.add_argument("--wait", action="store_true", help="the wait workload (see above)")
     parser.add_argument("--sizes", default="1000,10000", help="--wait: the Ns, comma-separated")
     parser.add_argument("--rounds", type=int, default=5, help="--wait: measurements per N")
+    parser.add_argument("--shards", type=int, default=1, help="each step's parallel_count")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for part in ("events", "roles", "timeouts"):
         parser.add_argument(f"--{part}", metavar="URL", help=f"the {part} on this URL")
@@ -370,6 +384,7 @@ def main() -> None:
             if getattr(args, part)
         }
     )
+    SHARDS[0] = args.shards
     url = "memory://" if args.store == "memory" else args.store
     if args.worker:
         asyncio.run(worker(url))
@@ -407,6 +422,7 @@ def main() -> None:
         "store": url.split("://")[0],
         **{part: at.split("://")[0] for part, at in PARTS.items()},
         "workers": args.workers,
+        "shards": args.shards,
         "clients": args.clients,
         "runs": args.runs,
         **{k: round(v, 3) for k, v in figures.items()},
