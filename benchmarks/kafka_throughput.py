@@ -107,7 +107,10 @@ def main() -> None:
             name: statistics.median(f[name] for f in figures)
             for name in figures[0]
             if isinstance(figures[0][name], int | float)
-        } | {"all_runs_per_s": [round(f["runs_per_s"]) for f in figures]}
+        } | {
+            "all_runs_per_s": [round(f["runs_per_s"]) for f in figures],
+            "all_step_shards_here": [f.get("step_shards_here") for f in figures],
+        }
     for workers in counts:
         kafka = report.get(f"pg-kafka-w{workers}")
         outbox = report.get(f"pg-outbox-w{workers}")
