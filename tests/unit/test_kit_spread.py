@@ -93,6 +93,18 @@ def _mixed(rng: random.Random) -> list[str]:
     return busy + light or ["wf-delete-consumer"]
 
 
+def _random_wants(
+    rng: random.Random, most_members: int, held: float
+) -> tuple[str, dict[str, list[str]], dict[str, str]]:
+    """Up to ``most_members`` members wanting random busy and light roles, and holders
+    for about the ``held`` share of them."""
+    roles = _mixed(rng)
+    members = "abcdefg"[: rng.randint(1, most_members)]
+    wanted = {m: rng.sample(roles, rng.randint(1, len(roles))) for m in members}
+    holders = {r: rng.choice(members) for r in roles if rng.random() < held}
+    return members, wanted, holders
+
+
 @pytest.mark.parametrize("members", ["a", "ab", "abc", "abcd", "abcdefg"])
 @pytest.mark.parametrize("n_roles", [1, 2, 5, 12, 31])
 def test_with_equal_wants_every_role_is_assigned_and_loads_differ_by_at_most_one(
@@ -169,11 +181,7 @@ def test_no_member_has_two_roles_more_than_another_that_wants_one_of_them(seed: 
 @pytest.mark.parametrize("seed", range(20))
 def test_no_busy_role_and_no_light_role_could_move_to_even_out_the_load(seed: int) -> None:
     # Given any wants and holders of busy and light roles (here random)
-    rng = random.Random(seed)
-    roles = _mixed(rng)
-    members = "abcdef"[: rng.randint(1, 6)]
-    wanted = {m: rng.sample(roles, rng.randint(1, len(roles))) for m in members}
-    holders = {r: rng.choice(members) for r in roles if rng.random() < 0.7}
+    members, wanted, holders = _random_wants(random.Random(seed), 6, held=0.7)
 
     got = assign_roles(wanted, holders)
 
@@ -260,11 +268,7 @@ def test_another_interpreter_with_another_hash_seed_computes_the_same() -> None:
 def test_with_light_roles_too_the_assignment_stays_while_membership_does_not_change(
     seed: int,
 ) -> None:
-    rng = random.Random(seed)
-    roles = _mixed(rng)
-    members = "abcde"[: rng.randint(1, 5)]
-    wanted = {m: rng.sample(roles, rng.randint(1, len(roles))) for m in members}
-    holders = {r: rng.choice(members) for r in roles if rng.random() < 0.5}
+    _, wanted, holders = _random_wants(random.Random(seed), 5, held=0.5)
     first = assign_roles(wanted, holders)
 
     assert assign_roles(wanted, first) == first
