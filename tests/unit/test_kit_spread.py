@@ -94,11 +94,10 @@ def _mixed(rng: random.Random) -> list[str]:
 
 
 def _random_wants(
-    rng: random.Random, most_members: int, held: float
+    rng: random.Random, roles: list[str], most_members: int, held: float = 0.0
 ) -> tuple[str, dict[str, list[str]], dict[str, str]]:
-    """Up to ``most_members`` members wanting random busy and light roles, and holders
-    for about the ``held`` share of them."""
-    roles = _mixed(rng)
+    """Up to ``most_members`` members each wanting a random part of ``roles``, and holders
+    for about the ``held`` share of the roles."""
     members = "abcdefg"[: rng.randint(1, most_members)]
     wanted = {m: rng.sample(roles, rng.randint(1, len(roles))) for m in members}
     holders = {r: rng.choice(members) for r in roles if rng.random() < held}
@@ -147,9 +146,7 @@ def test_neighbouring_shards_go_to_different_members() -> None:
 def test_the_assignment_stays_as_it_is_while_membership_does_not_change(seed: int) -> None:
     # Given any wants (here random) and the assignment they lead to
     rng = random.Random(seed)
-    roles = _roles(rng.randint(1, 20))
-    members = "abcde"[: rng.randint(1, 5)]
-    wanted = {m: rng.sample(roles, rng.randint(1, len(roles))) for m in members}
+    _, wanted, _ = _random_wants(rng, _roles(rng.randint(1, 20)), 5)
     first = assign_roles(wanted)
 
     # When the members hold what they were assigned and compute again
@@ -163,10 +160,7 @@ def test_the_assignment_stays_as_it_is_while_membership_does_not_change(seed: in
 def test_no_member_has_two_roles_more_than_another_that_wants_one_of_them(seed: int) -> None:
     # Given any wants and holders (here random)
     rng = random.Random(seed)
-    roles = _roles(rng.randint(1, 25))
-    members = "abcdef"[: rng.randint(1, 6)]
-    wanted = {m: rng.sample(roles, rng.randint(1, len(roles))) for m in members}
-    holders = {r: rng.choice(members) for r in roles if rng.random() < 0.7}
+    members, wanted, holders = _random_wants(rng, _roles(rng.randint(1, 25)), 6, held=0.7)
 
     got = assign_roles(wanted, holders)
 
@@ -181,7 +175,8 @@ def test_no_member_has_two_roles_more_than_another_that_wants_one_of_them(seed: 
 @pytest.mark.parametrize("seed", range(20))
 def test_no_busy_role_and_no_light_role_could_move_to_even_out_the_load(seed: int) -> None:
     # Given any wants and holders of busy and light roles (here random)
-    members, wanted, holders = _random_wants(random.Random(seed), 6, held=0.7)
+    rng = random.Random(seed)
+    members, wanted, holders = _random_wants(rng, _mixed(rng), 6, held=0.7)
 
     got = assign_roles(wanted, holders)
 
@@ -268,7 +263,8 @@ def test_another_interpreter_with_another_hash_seed_computes_the_same() -> None:
 def test_with_light_roles_too_the_assignment_stays_while_membership_does_not_change(
     seed: int,
 ) -> None:
-    _, wanted, holders = _random_wants(random.Random(seed), 5, held=0.5)
+    rng = random.Random(seed)
+    _, wanted, holders = _random_wants(rng, _mixed(rng), 5, held=0.5)
     first = assign_roles(wanted, holders)
 
     assert assign_roles(wanted, first) == first
